@@ -1,0 +1,5 @@
+import sys
+
+from quantguard.cli.main import main
+
+sys.exit(main())

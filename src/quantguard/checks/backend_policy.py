@@ -1,0 +1,63 @@
+"""Backend policy: ASM kernels on gfx950 in CK-free builds (``blocked``), CK kernels in CK-free mode (``backend_selection``).
+
+ASM GEMM on gfx950 returned garbage (cosine 0.006) in CK-free builds; it is
+blocked however it is reached: public ``*_ASM`` entry points, internal
+``*_asm`` kernels, and dispatch to them (``gemm_a8w8_blockscale`` →
+``gfx950_a8w8_blockscale_ASM``).  A kernel is ASM if its contract says so or
+its name follows AITER's ``_ASM``/``_asm`` rule.  In a CK-free build the CK
+entry points must not be reached at all: their JIT build fails there, so the
+caller (ATOM's ``use_triton_gemm()``) has to select Triton itself.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Iterable
+
+from quantguard.checks.base import Finding, PlanCheck, register_check
+
+if TYPE_CHECKING:  # pragma: no cover
+    from quantguard.engine.calls import CallRecord
+
+__all__ = ["AsmPolicy", "CkFreeBackend", "is_asm_target"]
+
+
+def is_asm_target(contract: object) -> bool:
+    from quantguard.contracts.aiter import is_asm_name
+    return bool(getattr(contract, "asm", False)) or is_asm_name(getattr(contract, "target", ""))
+
+
+@register_check
+class AsmPolicy(PlanCheck):
+    name = "asm_policy"
+    reports = ("blocked",)
+    summary = "block ASM kernels on gfx950 in CK-free builds"
+
+    def check(self, call: "CallRecord") -> Iterable[Finding]:
+        platform = call.platform
+        if not platform.asm_blocked or not is_asm_target(call.contract):
+            return []
+        alternative = call.contract.alternative
+        return [Finding("blocked",
+                        f"ASM kernel on {platform.arch} in a CK-free build (returns garbage there)",
+                        details={"arch": platform.arch, "arch_source": platform.arch_source,
+                                 "ck_free_source": platform.ck_free_source, "alternative": alternative})]
+
+
+@register_check
+class CkFreeBackend(PlanCheck):
+    name = "ck_free_backend"
+    reports = ("backend_selection",)
+    summary = "no CK kernel may be reached in a CK-free build"
+
+    def check(self, call: "CallRecord") -> Iterable[Finding]:
+        from quantguard.contracts.aiter import CK_KERNELS
+
+        platform = call.platform
+        contract = call.contract
+        if not platform.ck_free or (contract.backend != "ck" and contract.target not in CK_KERNELS):
+            return []
+        return [Finding("backend_selection",
+                        f"CK kernel called in a CK-free build ({platform.ck_free_source}); its JIT build fails "
+                        f"or a stale module runs. Select Triton (ATOM: use_triton_gemm()), e.g. "
+                        f"{contract.alternative or 'the Triton equivalent'}",
+                        details={"ck_free_source": platform.ck_free_source, "alternative": contract.alternative})]

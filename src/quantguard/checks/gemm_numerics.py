@@ -1,0 +1,156 @@
+"""Shadow numerics for GEMMs (``numerics``): sampled calls against precision-matched and chain references.
+
+Precision-matched (always): the kernel's own quantized inputs, read the way
+the kernel claims to read them; a layout or scale bug is a collapse (ASM on
+gfx950 CK-free: cosine 0.006), not noise.  Chain (when provenance knows the
+activation before quantization): the whole quant→GEMM chain against the
+unquantized product — this is what catches a producer that wrote the wrong
+layout into memory the GEMM then read "correctly".  Each verdict checks
+cosine (direction), norm ratio (magnitude: a dropped scale keeps cosine at
+1.0) and SQNR, and names which failed with the measured value.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
+
+import torch
+
+from quantguard.checks._common import dtype_name, sample_rows
+from quantguard.checks.base import DataCheck, Finding, Measurement, register_check
+from quantguard.contracts.views import GemmView
+from quantguard.engine.inspection import ShadowResult
+from quantguard.numerics.formats import saturating_cast
+from quantguard.numerics.metrics import comparison_tensors, summarize
+from quantguard.shadow.references import (chain_reference, dequantize_w_columns, dequantize_x_rows,
+                                          matched_reference, output_columns, select_columns)
+from quantguard.shadow.thresholds import tolerance_for
+
+if TYPE_CHECKING:  # pragma: no cover
+    from quantguard.engine.calls import CallRecord
+
+__all__ = ["GemmNumerics"]
+
+
+def _family(view: GemmView) -> str:
+    if view.scheme == "mx":
+        return "mxfp4"
+    element = view.element
+    return element.family if element is not None else "fp8"
+
+
+def _out_2d(view: GemmView) -> torch.Tensor | None:
+    out = view.out
+    if not isinstance(out, torch.Tensor):
+        return None
+    if view.batch is not None:
+        return out.transpose(0, 1) if view.notes.get("transpose_bm") else out
+    return out.reshape(-1, out.shape[-1])
+
+
+def _prequantize_groups(x: torch.Tensor, group: int, element: Any, dtype: torch.dtype) -> torch.Tensor:
+    """The per-token-group quantization a prequant kernel applies to x, dequantized again."""
+    rows, k = x.shape[:-1], x.shape[-1]
+    padded = -(-k // group) * group
+    values = torch.nn.functional.pad(x.to(torch.float32), (0, padded - k)).reshape(*rows, -1, group)
+    scale = values.abs().amax(-1, keepdim=True).clamp(min=1e-10) / element.max
+    quantized = saturating_cast(values / scale, dtype, element).to(torch.float32) if dtype.is_floating_point \
+        else torch.round(values / scale).clamp(-element.max, element.max)
+    return (quantized * scale).reshape(*rows, padded)[..., :k]
+
+
+@register_check
+class GemmNumerics(DataCheck):
+    name = "gemm_numerics"
+    reports = ("numerics",)
+    summary = "sampled rows x column blocks against precision-matched and chain references"
+
+    def snapshot(self, call: "CallRecord") -> None:
+        view = call.view
+        if not isinstance(view, GemmView) or not call.config.shadow or view.w is None:
+            return
+        out = _out_2d(view)
+        if out is None:
+            return
+        rows = sample_rows(call, view.m)
+        snap: dict[str, Any] = {"rows": rows, "draw": call.runtime.sampler.draw()}
+        if view.batch is not None:
+            snap["x"] = view.x[:, rows].clone()
+            snap["out"] = out[:, rows].clone()
+        else:
+            snap["x"] = view.x.reshape(-1, view.x.shape[-1])[rows].clone()
+            snap["out"] = out[rows].clone()
+            snap["x_scale"] = view.x_scale.detach().clone(memory_format=torch.preserve_format) \
+                if view.x_scale is not None else None
+            produced = (call.scratch.get("provenance") or {}).get("activation") \
+                or call.runtime.provenance.lookup(view.x)
+            if produced is not None and produced.role == "quantized" and produced.attributes.get("rows") == view.m:
+                chain_rows = produced.attributes["selected"]
+                snap["chain_x"] = produced.attributes["x_rows"]
+                snap["chain_out"] = out[chain_rows].clone()
+                snap["chain_producer"] = produced.producer
+        call.scratch["gemm_numerics"] = snap
+
+    def measure(self, call: "CallRecord") -> Measurement | None:
+        snap = call.scratch.get("gemm_numerics")
+        if snap is None:
+            return None
+        view = call.view
+        precision = torch.float64 if call.config.shadow_precision == "fp64" else torch.float32
+        columns = select_columns(view.n, call.config.shadow_full, snap["draw"], view.w_layout != "plain")
+        w_deq = dequantize_w_columns(view, columns)
+        if w_deq is None:
+            return None
+        out_dtype = snap["out"].dtype
+        tensors: dict[str, torch.Tensor] = {}
+        context: dict[str, Any] = {"columns": (columns.blocks.start, columns.blocks.stop, columns.blocks.step,
+                                               columns.size), "out_dtype": dtype_name(out_dtype)}
+        if view.scheme == "batched_prequant":
+            element = view.element
+            x_deq = _prequantize_groups(snap["x"], view.block_k, element, view.w.dtype)
+            reference = matched_reference(view, x_deq, w_deq, columns, out_dtype, precision)
+            tensors.update(comparison_tensors(output_columns(snap["out"], columns), reference, "m_"))
+            tensors.update(comparison_tensors(output_columns(snap["out"], columns),
+                                              chain_reference(snap["x"], w_deq, view, columns, precision), "c_"))
+            context["chain_producer"] = "in-kernel quantization"
+            return Measurement(tensors, context)
+        x_deq = dequantize_x_rows(view, snap["x"], snap.get("x_scale"), snap["rows"])
+        if x_deq is not None:
+            reference = matched_reference(view, x_deq, w_deq, columns, out_dtype, precision)
+            tensors.update(comparison_tensors(output_columns(snap["out"], columns), reference, "m_"))
+        if "chain_x" in snap:
+            reference = chain_reference(snap["chain_x"], w_deq, view, columns, precision)
+            tensors.update(comparison_tensors(output_columns(snap["chain_out"], columns), reference, "c_"))
+            context["chain_producer"] = snap["chain_producer"]
+        return Measurement(tensors, context) if tensors else None
+
+    def judge(self, call: "CallRecord", measurement: Measurement,
+              values: Mapping[str, Any]) -> Iterable[Finding | ShadowResult]:
+        view = call.view
+        family = _family(view)
+        outcomes: list[Finding | ShadowResult] = []
+        shapes = {"x": list(view.x.shape), "w": list(view.w.shape),
+                  "x_scale": list(view.x_scale.shape) if view.x_scale is not None else None,
+                  "w_scale": list(view.w_scale.shape) if view.w_scale is not None else None}
+        dtypes = {"x": dtype_name(view.x.dtype), "w": dtype_name(view.w.dtype),
+                  "x_scale": dtype_name(view.x_scale.dtype) if view.x_scale is not None else None,
+                  "out": measurement.context["out_dtype"]}
+        for prefix, kind, label in (("m_", "matched", "precision-matched reference"),
+                                    ("c_", "chain", "unquantized quant→GEMM chain")):
+            if prefix + "dot" not in values:
+                continue
+            metrics = summarize(values, prefix)
+            tolerance = tolerance_for(kind, family, call.target, call.layer, call.config.thresholds)
+            failures = tolerance.failures(metrics.cosine, metrics.norm_ratio, metrics.sqnr_db)
+            fields = {"reference": kind, **metrics.as_dict(), "threshold": tolerance.cosine,
+                      "passed": not failures, "shapes": shapes, "dtypes": dtypes, "family": family}
+            if kind == "chain":
+                fields["producer"] = measurement.context.get("chain_producer")
+            outcomes.append(ShadowResult(fields, not failures, metrics.cosine))
+            if failures:
+                outcomes.append(Finding(
+                    "numerics", f"output vs {label}: {'; '.join(failures)}",
+                    details={"reference": kind, "failed": failures, **metrics.as_dict(),
+                             "threshold_source": tolerance.source, "family": family, "shapes": shapes,
+                             "dtypes": dtypes}))
+        return outcomes

@@ -1,0 +1,135 @@
+"""Parameters a function accepts but never reads (``ignored_parameter``), found statically.
+
+Silently ignored parameters are the worst class of quantization bug: the
+Triton fallback of ``dynamic_per_token_scaled_quant`` accepted
+``shuffle_scale`` and never looked at it.  At patch time, the code object of
+each guarded function — and of the implementations it dispatches to (module
+functions it calls by name, and same-module functions named after it such as
+``_fallback_<name>`` or ``<name>_triton``) — is scanned for the parameters
+its contract says must be honored: a parameter whose name is never loaded in
+the body (and is not forwarded through ``*args``/``**kwargs``, captured by a
+closure, or exposed through ``locals()``/``vars()``) is reported once.
+
+Wrappers are analysed as themselves, never through ``__wrapped__``: AITER's
+``compile_ops`` wrappers forward ``*args, **kwargs`` to the kernel and read
+everything; their stub bodies (``...``) read nothing.
+"""
+
+from __future__ import annotations
+
+import dis
+import inspect
+import sys
+import types
+from typing import Any, Iterable, Iterator
+
+from quantguard.checks.base import Finding, ScanCheck, register_check
+
+__all__ = ["IgnoredParameters", "unread_parameters", "implementations_of"]
+
+_LOADS = {"LOAD_FAST", "LOAD_FAST_CHECK", "LOAD_FAST_AND_CLEAR", "LOAD_FAST_LOAD_FAST", "LOAD_CLOSURE",
+          "LOAD_DEREF", "LOAD_FAST_BORROW", "LOAD_FAST_BORROW_LOAD_FAST_BORROW"}
+_INTROSPECTION = {"locals", "vars", "eval", "exec"}
+
+
+def _function(obj: Any) -> types.FunctionType | None:
+    """The plain Python function behind ``obj`` (Triton JIT functions keep theirs in ``.fn``)."""
+    if isinstance(obj, types.FunctionType):
+        return obj
+    inner = getattr(obj, "fn", None)
+    if isinstance(inner, types.FunctionType):
+        return inner
+    if isinstance(obj, types.MethodType) and isinstance(obj.__func__, types.FunctionType):
+        return obj.__func__
+    return None
+
+
+def unread_parameters(function: Any) -> list[str]:
+    """Named parameters of ``function`` that its body never loads."""
+    fn = _function(function)
+    if fn is None:
+        return []
+    code = fn.__code__
+    count = code.co_argcount + code.co_kwonlyargcount
+    params = code.co_varnames[:count]
+    loaded: set[str] = set(code.co_cellvars)
+    for instruction in dis.get_instructions(code):
+        if instruction.opname in _LOADS:
+            value = instruction.argval
+            loaded.update(value if isinstance(value, tuple) else (value,))
+        elif instruction.opname in ("LOAD_GLOBAL", "LOAD_NAME") and instruction.argval in _INTROSPECTION:
+            return []
+    return [name for name in params if name not in loaded and name != "self"]
+
+
+def _callees(fn: types.FunctionType) -> Iterator[Any]:
+    names = set(fn.__code__.co_names)
+    for const in fn.__code__.co_consts:
+        if isinstance(const, types.CodeType):
+            names.update(const.co_names)
+    for name in names:
+        value = fn.__globals__.get(name)
+        if value is not None:
+            yield value
+
+
+def implementations_of(function: Any, max_depth: int = 2) -> list[Any]:
+    """The function, the module functions it calls by name (two levels), and same-module namesakes."""
+    root = _function(function)
+    if root is None:
+        return []
+    package = (root.__module__ or "").split(".")[0]
+    found: dict[int, Any] = {id(root): root}
+    frontier = [root]
+    for _ in range(max_depth):
+        next_frontier = []
+        for fn in frontier:
+            for callee in _callees(fn):
+                inner = _function(callee)
+                if inner is None or id(inner) in found or (inner.__module__ or "").split(".")[0] != package:
+                    continue
+                found[id(inner)] = inner
+                next_frontier.append(inner)
+        frontier = next_frontier
+    module = sys.modules.get(root.__module__ or "")
+    leaf = root.__name__.lstrip("_")
+    if module is not None:
+        for name, value in list(vars(module).items()):
+            inner = _function(value)
+            if inner is not None and inner is not root and leaf in name and id(inner) not in found:
+                found[id(inner)] = inner
+    return list(found.values())
+
+
+def _where(fn: types.FunctionType) -> str:
+    return f"{fn.__code__.co_filename}:{fn.__code__.co_firstlineno}"
+
+
+@register_check
+class IgnoredParameters(ScanCheck):
+    name = "ignored_parameter"
+    reports = ("ignored_parameter",)
+    summary = "statically flag honored parameters a function (or its fallback) never reads"
+
+    def scan(self, function: Any, contract: Any) -> Iterable[tuple[Any, Finding, str]]:
+        honored = set(contract.honored)
+        if not honored:
+            return []
+        results = []
+        for fn in implementations_of(function):
+            try:
+                accepted = set(inspect.signature(fn).parameters)
+            except (TypeError, ValueError):
+                continue
+            relevant = honored & accepted
+            unread = [name for name in unread_parameters(fn) if name in relevant]
+            if not unread:
+                continue
+            qualified = f"{fn.__module__}.{fn.__qualname__}"
+            via = "" if _function(function) is fn else f" (an implementation of {contract.target})"
+            results.append((fn, Finding(
+                "ignored_parameter",
+                f"{qualified} accepts {', '.join(unread)} but never reads {'it' if len(unread) == 1 else 'them'}{via}",
+                severity="warning",
+                details={"function": qualified, "parameters": unread, "definition": _where(fn)}), _where(fn)))
+        return results

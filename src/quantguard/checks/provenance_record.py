@@ -1,0 +1,62 @@
+"""Remember what a guarded producer wrote, for the consumer that reads it.
+
+Runs right after the producer (on the caller's thread, before any consumer
+can run) and records, weakly, the scales' requested layout and how it was
+requested, and for quantized activations a snapshot of the sampled rows of
+the high-precision input, so a guarded GEMM consuming them can compare the
+layout it reads with the layout written (``scale_layout``) and the whole
+quant→GEMM chain against the unquantized product.  The layout actually
+written is filled in when the producer's scales have been checked.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
+
+from quantguard.checks._common import sample_rows
+from quantguard.checks.base import DataCheck, Finding, Measurement, register_check
+from quantguard.engine.provenance import Produced
+
+if TYPE_CHECKING:  # pragma: no cover
+    from quantguard.engine.calls import CallRecord
+
+__all__ = ["ProvenanceRecord"]
+
+
+@register_check
+class ProvenanceRecord(DataCheck):
+    name = "provenance_record"
+    summary = "record the layout a producer wrote so consumers can be checked against it"
+
+    def snapshot(self, call: "CallRecord") -> None:
+        view = call.view
+        if view is None:
+            return
+        store = call.runtime.provenance
+        if getattr(view, "kind", None) == "shuffle_weight":
+            if view.out is not None:
+                store.record(view.out, Produced(call.target, "weight", "preshuffle_16x16",
+                                                f"layout={view.layout}"))
+            return
+        if getattr(view, "scales", None) is None or view.static:
+            return
+        produced_scales = Produced(call.target, "scales", view.requested_layout, view.request,
+                                   attributes={"group": view.group, "encoding": view.encoding,
+                                               "rows": view.rows, "groups": view.groups})
+        store.record(view.scales, produced_scales)
+        call.scratch["produced_scales"] = produced_scales
+        if view.q is not None and view.group != 0:
+            selected = sample_rows(call, view.rows)
+            x_rows = view.x[selected].clone()
+            if view.smooth is not None:
+                x_rows = x_rows * view.smooth
+            store.record(view.q, Produced(call.target, "quantized", view.requested_layout, view.request,
+                                          attributes={"x_rows": x_rows, "selected": selected,
+                                                      "rows": view.rows, "scales": produced_scales}))
+
+    def measure(self, call: "CallRecord") -> Measurement | None:
+        return None
+
+    def judge(self, call: "CallRecord", measurement: Measurement,
+              values: Mapping[str, Any]) -> Iterable[Finding]:
+        return ()

@@ -1,0 +1,1 @@
+"""The ``quantguard`` command: run, info, demo, report, validate."""

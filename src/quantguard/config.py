@@ -1,0 +1,289 @@
+"""quantguard's configuration: one frozen dataclass.
+
+Values come from :func:`quantguard.enable` keyword arguments, over
+``QUANTGUARD_*`` environment variables, over defaults.  Every parse error names
+what was wrong (the variable or keyword), the bad value, and what is accepted,
+because a canary that silently runs with a misspelled setting is worse than
+one that refuses to start.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+from quantguard import environment_variables as env
+from quantguard.errors import ConfigError
+
+__all__ = ["Config", "resolve_config", "parse_bool", "E8M0_ROUNDING_MODES"]
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+MODES = ("log", "raise")
+ON_BLOCK = ("raise", "reroute", "log")
+LOG_FORMATS = ("json", "console")
+PRECISIONS = ("fp32", "fp64")
+#: AITER's four e8m0 rounding modes (``csrc/include/mx_quant_utils.h``).
+E8M0_ROUNDING_MODES = ("down", "up", "even", "ceil")
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything that changes quantguard's behaviour.  See ``docs/configuration.md``."""
+
+    mode: str = "log"
+    targets: tuple[str, ...] = ("*",)
+    disabled_targets: tuple[str, ...] = ()
+    sample_rate: float = 0.01
+    sample_first: int = 3
+    max_samples_per_second: float | None = None
+    seed: int | None = None
+    log: str = "stderr"
+    log_format: str = "json"
+    log_values: bool = False
+    gfx: str | None = None
+    ck_free: bool | None = None
+    on_block: str = "raise"
+    shadow: bool = True
+    shadow_rows: int = 16
+    shadow_full: bool = False
+    shadow_precision: str = "fp32"
+    shadow_queue_size: int = 64
+    thresholds: Mapping[str, float] = field(default_factory=dict)
+    e8m0_rounding: str | None = None
+    rate_limit_interval: float = 10.0
+    summary_at_exit: bool = True
+
+    def replace(self, **changes: Any) -> "Config":
+        return dataclasses.replace(self, **changes)
+
+
+# -- parsers: each takes (value, where) and raises ConfigError naming `where` ---------
+
+def _fail(where: str, value: Any, accepted: str) -> ConfigError:
+    return ConfigError(f"{where}={value!r} is not valid; accepted: {accepted}")
+
+
+def parse_bool(value: Any, where: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+        return value.strip().lower() in _TRUE
+    raise _fail(where, value, "1/true/yes/on or 0/false/no/off")
+
+
+def _optional_bool(value: Any, where: str) -> bool | None:
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "auto")):
+        return None
+    return parse_bool(value, where)
+
+
+def _choice(choices: tuple[str, ...]) -> Callable[[Any, str], str]:
+    def parse(value: Any, where: str) -> str:
+        if isinstance(value, str) and value.strip().lower() in choices:
+            return value.strip().lower()
+        raise _fail(where, value, ", ".join(choices))
+    return parse
+
+
+def _optional_choice(choices: tuple[str, ...]) -> Callable[[Any, str], str | None]:
+    parse_choice = _choice(choices)
+
+    def parse(value: Any, where: str) -> str | None:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        return parse_choice(value, where)
+    return parse
+
+
+def _fraction(value: Any, where: str) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise _fail(where, value, "a number between 0 and 1") from None
+    if not (0.0 <= number <= 1.0) or math.isnan(number):
+        raise _fail(where, value, "a number between 0 and 1")
+    return number
+
+
+def _non_negative_int(value: Any, where: str) -> int:
+    if isinstance(value, bool):
+        raise _fail(where, value, "an integer >= 0")
+    try:
+        number = int(str(value).strip()) if isinstance(value, str) else int(value)
+    except (TypeError, ValueError):
+        raise _fail(where, value, "an integer >= 0") from None
+    if number < 0 or (not isinstance(value, str) and number != value):
+        raise _fail(where, value, "an integer >= 0")
+    return number
+
+
+def _positive_int(value: Any, where: str) -> int:
+    number = _non_negative_int(value, where)
+    if number == 0:
+        raise _fail(where, value, "an integer >= 1")
+    return number
+
+
+def _optional_int(value: Any, where: str) -> int | None:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, bool):
+        raise _fail(where, value, "an integer")
+    try:
+        return int(str(value).strip()) if isinstance(value, str) else int(value)
+    except (TypeError, ValueError):
+        raise _fail(where, value, "an integer") from None
+
+
+def _optional_positive_float(value: Any, where: str) -> float | None:
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "0")):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise _fail(where, value, "a number > 0 (or 0/none for no cap)") from None
+    if not number > 0 or math.isinf(number):
+        raise _fail(where, value, "a number > 0 (or 0/none for no cap)")
+    return number
+
+
+def _positive_float(value: Any, where: str) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise _fail(where, value, "a number > 0") from None
+    if not number > 0 or math.isinf(number):
+        raise _fail(where, value, "a number > 0")
+    return number
+
+
+def _globs(value: Any, where: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        items = [part.strip() for part in value.split(",")]
+    elif isinstance(value, (list, tuple, set, frozenset)) and all(isinstance(v, str) for v in value):
+        items = [v.strip() for v in value]
+    else:
+        raise _fail(where, value, "comma-separated globs over target paths, e.g. 'aiter.ops.quant.*,aiter.gemm_*'")
+    items = [item for item in items if item]
+    for item in items:
+        if any(ch.isspace() for ch in item):
+            raise _fail(where, value, "globs without spaces, separated by commas")
+    return tuple(items)
+
+
+def _target_globs(value: Any, where: str) -> tuple[str, ...]:
+    globs = _globs(value, where)
+    return globs or ("*",)
+
+
+def _log_destination(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise _fail(where, value, "stderr, stdout, logging, or a file path")
+    text = value.strip()
+    if text.lower() in ("stderr", "stdout", "logging"):
+        return text.lower()
+    parent = os.path.dirname(os.path.abspath(os.path.expanduser(text))) or "."
+    if not os.path.isdir(parent):
+        raise ConfigError(f"{where}={value!r} is not valid: directory {parent!r} does not exist; "
+                          "accepted: stderr, stdout, logging, or a file path in an existing directory")
+    return text
+
+
+def _gfx(value: Any, where: str) -> str | None:
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "auto")):
+        return None
+    text = str(value).strip().lower()
+    if not (text.startswith("gfx") and len(text) > 3 and text[3:].isalnum()):
+        raise _fail(where, value, "an AMD GPU arch name such as gfx942 (MI300X) or gfx950 (MI355X), or auto")
+    return text
+
+
+_THRESHOLD_FORMATS = ("fp8", "int8", "fp4", "mxfp4", "int4")
+
+
+def _thresholds(value: Any, where: str) -> dict[str, float]:
+    accepted = ("KEY=COSINE pairs separated by commas (or a mapping); KEY is a format "
+                f"({', '.join(_THRESHOLD_FORMATS)}), a target glob, or TARGET_GLOB@LAYER_GLOB; COSINE in (0, 1]")
+    if isinstance(value, str):
+        pairs = []
+        for part in value.split(","):
+            if not part.strip():
+                continue
+            if "=" not in part:
+                raise _fail(where, value, accepted)
+            key, _, number = part.rpartition("=")
+            pairs.append((key.strip(), number.strip()))
+    elif isinstance(value, Mapping):
+        pairs = list(value.items())
+    else:
+        raise _fail(where, value, accepted)
+    result: dict[str, float] = {}
+    for key, number in pairs:
+        try:
+            cosine = float(number)
+        except (TypeError, ValueError):
+            raise _fail(where, value, accepted) from None
+        if not isinstance(key, str) or not key or not (0.0 < cosine <= 1.0):
+            raise _fail(where, value, accepted)
+        result[key] = cosine
+    return result
+
+
+@dataclass(frozen=True)
+class _Option:
+    name: str
+    parse: Callable[[Any, str], Any]
+    env_var: str | None
+
+
+_OPTIONS: tuple[_Option, ...] = (
+    _Option("mode", _choice(MODES), env.QUANTGUARD_MODE),
+    _Option("targets", _target_globs, env.QUANTGUARD_TARGETS),
+    _Option("disabled_targets", _globs, env.QUANTGUARD_DISABLED_TARGETS),
+    _Option("sample_rate", _fraction, env.QUANTGUARD_SAMPLE_RATE),
+    _Option("sample_first", _non_negative_int, env.QUANTGUARD_SAMPLE_FIRST),
+    _Option("max_samples_per_second", _optional_positive_float, env.QUANTGUARD_MAX_SAMPLES_PER_SEC),
+    _Option("seed", _optional_int, env.QUANTGUARD_SEED),
+    _Option("log", _log_destination, env.QUANTGUARD_LOG),
+    _Option("log_format", _choice(LOG_FORMATS), env.QUANTGUARD_LOG_FORMAT),
+    _Option("log_values", parse_bool, env.QUANTGUARD_LOG_VALUES),
+    _Option("gfx", _gfx, env.QUANTGUARD_GFX),
+    _Option("ck_free", _optional_bool, env.QUANTGUARD_CK_FREE),
+    _Option("on_block", _choice(ON_BLOCK), env.QUANTGUARD_ON_BLOCK),
+    _Option("shadow", parse_bool, env.QUANTGUARD_SHADOW),
+    _Option("shadow_rows", _positive_int, env.QUANTGUARD_SHADOW_ROWS),
+    _Option("shadow_full", parse_bool, env.QUANTGUARD_SHADOW_FULL),
+    _Option("shadow_precision", _choice(PRECISIONS), env.QUANTGUARD_SHADOW_PRECISION),
+    _Option("shadow_queue_size", _positive_int, None),
+    _Option("thresholds", _thresholds, env.QUANTGUARD_THRESHOLDS),
+    _Option("e8m0_rounding", _optional_choice(E8M0_ROUNDING_MODES), env.QUANTGUARD_E8M0_ROUNDING),
+    _Option("rate_limit_interval", _positive_float, env.QUANTGUARD_RATE_LIMIT_INTERVAL),
+    _Option("summary_at_exit", parse_bool, None),
+)
+_BY_NAME = {option.name: option for option in _OPTIONS}
+
+
+def resolve_config(overrides: Mapping[str, Any] | None = None,
+                   environ: Mapping[str, str] | None = None,
+                   base: Config | None = None) -> Config:
+    """Build a :class:`Config` from keyword overrides over environment over ``base``/defaults.
+
+    Raises :class:`ConfigError` (a ``ValueError``) naming the keyword or variable,
+    the bad value and the accepted values.
+    """
+    overrides = dict(overrides or {})
+    environ = os.environ if environ is None else environ
+    unknown = sorted(set(overrides) - set(_BY_NAME))
+    if unknown:
+        raise ConfigError(f"unknown option(s) {', '.join(unknown)}; accepted: {', '.join(sorted(_BY_NAME))}")
+    values: dict[str, Any] = {}
+    for option in _OPTIONS:
+        if option.name in overrides:
+            values[option.name] = option.parse(overrides[option.name], option.name)
+        elif option.env_var is not None and environ.get(option.env_var, "").strip():
+            values[option.name] = option.parse(environ[option.env_var], option.env_var)
+    return (base or Config()).replace(**values) if values else (base or Config())

@@ -1,0 +1,384 @@
+"""The wrapper around one guarded function, and its per-call flow.
+
+Hot path (every call): the metadata signature built from a few attribute
+reads, one dict lookup for the cached plan, and one counter that also decides
+sampling.  When the plan is quiet and the call is not sampled, the original is
+called directly.  Everything else — re-entrancy, binding arguments, reporting
+cached violations, policy, data checks, shadow references — happens on the
+slow path, only for calls that need it.
+
+The wrapper is a ``wrapt.FunctionWrapper`` (so ``__wrapped__``,
+introspection, ``isinstance`` and descriptor binding behave like the original)
+whose ``__call__`` is generated for its contract: the signature tuple is
+spelled out for that function's parameters and the per-guard state is bound
+as closure variables, which is what keeps the added cost near a bare wrapt
+pass-through (``benchmarks/README.md``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import sys
+import weakref
+from typing import TYPE_CHECKING, Any, Callable
+
+import wrapt
+
+from quantguard.contracts.base import Contract, KeyParam
+from quantguard.engine.calls import Binder, CallRecord, tensor_meta
+from quantguard.engine.reentrancy import is_suppressed
+from quantguard.errors import QuantGuardError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from quantguard.checks.base import Finding
+    from quantguard.engine.runtime import Runtime
+
+__all__ = ["Guard", "GuardState", "Plan", "make_guard", "guard_of"]
+
+_MAX_PLANS = 4096
+_NEVER = sys.maxsize
+
+
+class Plan:
+    """The cached verdict for one metadata signature of one target.
+
+    ``hot`` means nothing to report, nothing to wrap and no inspection budget
+    left: a call with this signature that is not sampled goes straight to the
+    original.
+    """
+
+    __slots__ = ("hot", "budget", "findings", "blocked", "around", "identity")
+
+    def __init__(self, findings: tuple["Finding", ...], blocked: "Finding | None",
+                 around: tuple[Any, ...], budget: int, identity: tuple[tuple[int, Any], ...]) -> None:
+        self.findings = findings
+        self.blocked = blocked
+        self.around = around
+        self.budget = budget
+        self.identity = identity
+        self.hot = self.quiet and budget <= 0
+
+    @property
+    def quiet(self) -> bool:
+        return not self.findings and self.blocked is None and not self.around
+
+
+class GuardState:
+    """Per-target state shared by the wrapper and its bound variants."""
+
+    __slots__ = ("contract", "runtime", "binder", "plans", "calls", "next_sample", "sampler",
+                 "plan_checks", "data_checks", "around_checks", "key_params", "_identity_refs",
+                 "pending_error", "disabled_checks", "__weakref__")
+
+    def __init__(self, contract: Contract, original: Any, runtime: "Runtime",
+                 disabled_checks: frozenset[str] = frozenset()) -> None:
+        from quantguard.checks.base import get_check
+
+        self.contract = contract
+        self.runtime = runtime
+        self.binder = Binder(original, contract.params, contract.signature_of)
+        #: Never replaced (the generated ``__call__`` holds its ``get``): cleared in place.
+        self.plans: dict[Any, Plan] = {}
+        self.calls = itertools.count(1)
+        self.disabled_checks = disabled_checks
+        checks = [get_check(name) for name in contract.checks if name not in disabled_checks]
+        self.plan_checks = tuple(c for c in checks if c.phase == "plan")
+        self.data_checks = tuple(c for c in checks if c.phase == "data")
+        self.around_checks = tuple(c for c in checks if c.phase == "around")
+        self.key_params = contract.key_params
+        self._identity_refs: dict[int, Any] = {}
+        self.pending_error: QuantGuardError | None = None
+        self.next_sample: int = _NEVER
+        self.configure()
+
+    # -- configuration -------------------------------------------------------------------
+    @property
+    def inspectable(self) -> bool:
+        return bool(self.data_checks) and self.runtime.inspection_enabled
+
+    def configure(self) -> None:
+        """(Re)read sampling settings and forget cached verdicts (they depend on config)."""
+        self.sampler = self.runtime.sampler
+        self.plans.clear()
+        self.schedule(count_so_far(self.calls))
+
+    def schedule(self, index: int) -> None:
+        """Pick the call index of the next sampled call after ``index``."""
+        gap = self.sampler.next_gap() if self.inspectable else _NEVER
+        self.next_sample = index + gap
+
+    # -- plans ---------------------------------------------------------------------------
+    def generic_key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
+        """The signature for arguments the generated fast key could not read (odd types)."""
+        binder = self.binder
+        values: list[Any] = ["generic"]
+        for param in self.key_params:
+            position = binder.position(param.name)
+            value = args[position] if 0 <= position < len(args) else kwargs.get(param.name, binder.default(param.name))
+            values.append(id(value) if param.kind == "identity" and hasattr(value, "shape") else tensor_meta(value))
+        return tuple(values)
+
+    def plan_for(self, key: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Plan:
+        """Run the plan-phase checks for a new signature and cache the verdict."""
+        findings: list[Finding] = []
+        blocked = None
+        identity: tuple[tuple[int, Any], ...] = ()
+        try:
+            record = CallRecord(self, args, kwargs, layer=self.runtime.current_layer())
+            identity = self._identity_metadata(record)
+            for check in self.plan_checks:
+                try:
+                    if not check.applies(record):
+                        continue
+                    for finding in check.check(record):
+                        if finding.check == "blocked":
+                            blocked = finding
+                        else:
+                            findings.append(finding)
+                except Exception as exc:
+                    self.internal_error(check.name, exc)
+        except Exception as exc:
+            self.internal_error("plan", exc)
+        budget = self.sampler.first if self.inspectable else 0
+        plan = Plan(tuple(findings), blocked, self.around_checks, budget, identity)
+        if len(self.plans) >= _MAX_PLANS:
+            self.plans.clear()
+        self.plans[key] = plan
+        return plan
+
+    def _identity_metadata(self, record: CallRecord) -> tuple[tuple[int, Any], ...]:
+        """Metadata of identity-keyed tensors (re-verified on inspected calls); tracks their lifetime."""
+        result = []
+        for param in self.key_params:
+            value = record.get(param.name) if param.kind == "identity" else None
+            if value is None or not hasattr(value, "shape"):
+                continue
+            result.append((id(value), tensor_meta(value)))
+            self._track(value)
+        return tuple(result)
+
+    def _track(self, value: Any) -> None:
+        """Forget plans keyed by this object's id when it dies, so a reused id is never trusted."""
+        identity = id(value)
+        if identity in self._identity_refs:
+            return
+        state_ref = weakref.ref(self)
+
+        def forget(_: Any, identity: int = identity) -> None:
+            state = state_ref()
+            if state is not None:
+                state._identity_refs.pop(identity, None)
+                state._drop_plans(lambda key, plan: identity in key)
+
+        try:
+            self._identity_refs[identity] = weakref.ref(value, forget)
+        except TypeError:
+            pass
+
+    def _drop_plans(self, condition: Callable[[Any, Plan], bool]) -> None:
+        for key, plan in list(self.plans.items()):
+            if condition(key, plan):
+                self.plans.pop(key, None)
+
+    def _identity_changed(self, plan: Plan, record: CallRecord) -> bool:
+        by_id = {id(value): value for value in record.arguments.values()}
+        return any(identity in by_id and tensor_meta(by_id[identity]) != meta
+                   for identity, meta in plan.identity)
+
+    # -- slow path -----------------------------------------------------------------------
+    def call(self, wrapped: Callable[..., Any], key: Any, plan: Plan | None, index: int,
+             args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if is_suppressed():
+            return wrapped(*args, **kwargs)
+        runtime = self.runtime
+        try:
+            if self.pending_error is not None:
+                error, self.pending_error = self.pending_error, None
+                raise error
+            if key is None:
+                key = self.generic_key(args, kwargs)
+                plan = self.plans.get(key)
+            if plan is None:
+                plan = self.plan_for(key, args, kwargs)
+            inspect = False
+            if plan.budget > 0:
+                plan.budget -= 1
+                plan.hot = plan.quiet and plan.budget <= 0
+                inspect = True
+            elif index >= self.next_sample:
+                self.schedule(index)
+                inspect = self.sampler.admit()
+            record = CallRecord(self, args, kwargs, layer=runtime.current_layer())
+            record.index = index
+            if inspect and plan.identity and self._identity_changed(plan, record):
+                self._drop_plans(lambda k, p: p is plan)
+                plan = self.plan_for(key, args, kwargs)
+            if plan.blocked is not None:
+                return runtime.policy.on_blocked(self, record, plan.blocked, wrapped)
+            for finding in plan.findings:
+                runtime.reporter.report(self, record, finding)
+            if inspect or runtime.provenance.live:
+                inspect = runtime.should_inspect(self, record, inspect)
+            session = runtime.begin_inspection(self, record) if inspect else None
+        except QuantGuardError:
+            raise
+        except Exception as exc:
+            self.internal_error("call", exc)
+            return wrapped(*args, **kwargs)
+        result = self._invoke(wrapped, plan, record, args, kwargs)
+        if session is not None:
+            try:
+                session.finish(result)
+            except QuantGuardError:
+                raise
+            except Exception as exc:
+                self.internal_error("inspection", exc)
+        return result
+
+    def _invoke(self, wrapped: Callable[..., Any], plan: Plan, record: CallRecord,
+                args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if not plan.around:
+            return wrapped(*args, **kwargs)
+
+        def report(finding: "Finding") -> None:
+            self.runtime.reporter.report(self, record, finding)
+
+        def chain(check: Any, inner: Callable[[], Any]) -> Callable[[], Any]:
+            return lambda: check.around(record, inner, report)
+
+        proceed: Callable[[], Any] = lambda: wrapped(*args, **kwargs)  # noqa: E731
+        for check in reversed(plan.around):
+            proceed = chain(check, proceed)
+        return proceed()
+
+    def internal_error(self, check: str, exc: BaseException) -> None:
+        try:
+            self.runtime.reporter.internal_error(self.contract.target, check, exc)
+        except Exception:
+            pass
+
+
+def count_so_far(counter: Any) -> int:
+    """Calls made so far on an ``itertools.count(1)``, without advancing it."""
+    text = repr(counter)
+    return int(text[text.index("(") + 1:text.rindex(")")].split(",")[0]) - 1
+
+
+class Guard(wrapt.FunctionWrapper):
+    """A guarded function.  Subclassed per guard with a generated ``__call__``."""
+
+    def __init__(self, wrapped: Any, state: GuardState) -> None:
+        super().__init__(wrapped, _bound_wrapper)
+        self._self_state = state
+
+    @property
+    def quantguard_state(self) -> GuardState:
+        return self._self_state
+
+
+def _bound_wrapper(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """Path for a guard reached through descriptor binding (a function stored on a class).
+
+    wrapt hands us the bound original; the guard's ``__call__`` takes the plain
+    function's arguments, so the bound ``self`` is put back in front.
+    """
+    function = getattr(wrapped, "__func__", None)
+    guard = _GUARDS_BY_ORIGINAL.get(id(function if function is not None else wrapped))
+    if guard is None:
+        return wrapped(*args, **kwargs)
+    if function is not None:
+        args = (wrapped.__self__, *args)
+    return type(guard).__call__(guard, *args, **kwargs)
+
+
+_GUARDS_BY_ORIGINAL: "weakref.WeakValueDictionary[int, Guard]" = weakref.WeakValueDictionary()
+
+
+def guard_of(function: Any) -> Guard | None:
+    """The live guard wrapping ``function``, if any."""
+    return _GUARDS_BY_ORIGINAL.get(id(function))
+
+
+_CALL_TEMPLATE = """
+def make(state, wrapped, plans_get, calls, provenance{defaults}):
+    def __call__(self, *args, **kwargs):
+        try:
+            n = len(args)
+{reads}
+            key = ({key})
+            plan = plans_get(key)
+            index = next(calls)
+            fast = plan is not None and plan.hot and index < state.next_sample{provenance_test}
+        except Exception:
+            fast, key, plan, index = False, None, None, next(calls)
+        if fast:
+            return wrapped(*args, **kwargs)
+        return state.call(wrapped, key, plan, index, args, kwargs)
+    return __call__
+"""
+
+
+def _key_expression(index: int, param: KeyParam) -> str:
+    v = f"v{index}"
+    if param.kind == "tensor":
+        return f"{v}.shape, {v}.dtype"
+    if param.kind == "strided":
+        return f"{v}.shape, {v}.dtype, {v}.stride()"
+    if param.kind == "identity":
+        return f"id({v})"
+    if param.kind == "optional":
+        return f"None if {v} is None else ({v}.shape, {v}.dtype)"
+    return v  # value
+
+
+def _reads(state: GuardState) -> tuple[list[str], list[str], list[Any]]:
+    """Source lines reading each key parameter, fast when required ones come positionally."""
+    binder = state.binder
+    lines, names, defaults = [], [], []
+    required = [(i, p, binder.position(p.name)) for i, p in enumerate(state.key_params)
+                if binder.position(p.name) >= 0 and p.name not in binder.defaults]
+    optional = [(i, p, binder.position(p.name)) for i, p in enumerate(state.key_params)
+                if (i, p, binder.position(p.name)) not in required]
+    if required:
+        last = max(position for _, _, position in required)
+        lines.append(f"            if n > {last}:")
+        lines += [f"                v{i} = args[{position}]" for i, _, position in required]
+        lines.append("            else:")
+        lines += [f"                v{i} = args[{position}] if n > {position} else kwargs[{p.name!r}]"
+                  for i, p, position in required]
+    for i, p, position in optional:
+        default_name = f"D{i}"
+        names.append(default_name)
+        defaults.append(binder.default(p.name))
+        lookup = f"(kwargs.get({p.name!r}, {default_name}) if kwargs else {default_name})"
+        if position >= 0:
+            lines.append(f"            v{i} = args[{position}] if n > {position} else {lookup}")
+        else:
+            lines.append(f"            v{i} = {lookup}")
+    return lines, names, defaults
+
+
+def _generate_call(state: GuardState, wrapped: Any, watches_provenance: bool) -> Callable[..., Any]:
+    lines, default_names, defaults = _reads(state)
+    keys = [_key_expression(i, p) for i, p in enumerate(state.key_params)]
+    key = ", ".join(keys) + ("," if len(keys) == 1 else "") if keys else ""
+    source = _CALL_TEMPLATE.format(
+        defaults="".join(f", {name}" for name in default_names),
+        reads="\n".join(lines) if lines else "            pass",
+        key=key,
+        provenance_test=" and not provenance.live" if watches_provenance else "",
+    )
+    namespace: dict[str, Any] = {"__name__": __name__}
+    exec(compile(source, f"<quantguard guard {state.contract.target}>", "exec"), namespace)
+    return namespace["make"](state, wrapped, state.plans.get, state.calls, state.runtime.provenance, *defaults)
+
+
+def make_guard(original: Any, state: GuardState, watches_provenance: bool) -> Guard:
+    """A guard subclass with a ``__call__`` generated for this contract, wrapping ``original``."""
+    function = getattr(original, "__func__", original)
+    call = _generate_call(state, original, watches_provenance)
+    cls = type(f"Guard[{state.contract.name}]", (Guard,), {"__call__": call, "__module__": __name__})
+    guard = cls(original, state)
+    _GUARDS_BY_ORIGINAL[id(function)] = guard
+    return guard
+

@@ -1,0 +1,72 @@
+"""What happens to a call of a blocked kernel: raise, reroute to a safe equivalent, or log.
+
+Whether a kernel is blocked is decided by a plan check (``checks.backend_policy``)
+from the contract and the platform; this module only carries out the
+configured action and names both the kernel that was reached and the public
+entry point the user called (internal dispatch reaches ASM kernels through
+module globals, e.g. ``gemm_a8w8_blockscale`` → ``gfx950_a8w8_blockscale_ASM``).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Any, Callable
+
+from quantguard.engine.reentrancy import suppressed
+from quantguard.errors import QuantGuardBlocked
+
+if TYPE_CHECKING:  # pragma: no cover
+    from quantguard.checks.base import Finding
+    from quantguard.engine.calls import CallRecord
+    from quantguard.engine.guard import GuardState
+    from quantguard.engine.runtime import Runtime
+
+__all__ = ["PolicyHandler", "guarded_call_chain", "GUARD_CODE_PREFIX"]
+
+GUARD_CODE_PREFIX = "<quantguard guard "
+
+
+def guarded_call_chain(depth: int = 1) -> list[str]:
+    """Targets of the guarded calls on this thread's stack, outermost first."""
+    chain = []
+    frame = sys._getframe(depth)
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        if filename.startswith(GUARD_CODE_PREFIX):
+            chain.append(filename[len(GUARD_CODE_PREFIX):-1])
+        frame = frame.f_back
+    chain.reverse()
+    return chain
+
+
+class PolicyHandler:
+    __slots__ = ("runtime",)
+
+    def __init__(self, runtime: "Runtime") -> None:
+        self.runtime = runtime
+
+    def on_blocked(self, state: "GuardState", record: "CallRecord", finding: "Finding",
+                   wrapped: Callable[..., Any]) -> Any:
+        contract = state.contract
+        chain = guarded_call_chain(2)
+        entry_point = chain[0] if chain else contract.target
+        record.entry_point = entry_point
+        action = self.runtime.config.on_block
+        reporter = self.runtime.reporter
+        details = dict(finding.details)
+        details["chain"] = chain
+        if action == "reroute" and contract.reroute is not None:
+            with suppressed():
+                result = contract.reroute(record)
+            reporter.blocked(contract.target, finding.message, "reroute", contract.alternative,
+                             entry_point, record.callsite, details)
+            return result
+        if action == "reroute":
+            details["reroute"] = "no reroute known for this kernel; raising instead"
+        if action == "log":
+            reporter.blocked(contract.target, finding.message, "log", None, entry_point,
+                             record.callsite, details)
+            return wrapped(*record.args, **record.kwargs)
+        reporter.blocked(contract.target, finding.message, "raise", None, entry_point,
+                         record.callsite, details)
+        raise QuantGuardBlocked(contract.target, finding.message, contract.alternative, entry_point)

@@ -1,0 +1,367 @@
+"""The enabled state: configuration, applied contracts, and the services guards share.
+
+One :class:`Runtime` exists while quantguard is enabled.  It applies every
+contract through one path (:meth:`Runtime._apply`) and removes them through
+one path (:meth:`Runtime.unapply_all`), patches modules that are imported
+later through import watches, and owns the reporter, sampler, provenance
+store, shadow executor and platform facts that guards use.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import threading
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Iterable
+
+from quantguard import events
+from quantguard.config import Config
+from quantguard.contracts.base import Contract, split_target, target_matches
+from quantguard.engine import importhooks
+from quantguard.engine.aliases import Binding, find_aliases, rebind
+from quantguard.engine.guard import Guard, GuardState, count_so_far, make_guard
+from quantguard.engine.layers import current_layer
+from quantguard.engine.policy import PolicyHandler
+from quantguard.engine.provenance import ProvenanceStore
+from quantguard.engine.reporter import Reporter
+from quantguard.engine.sampling import Sampler
+from quantguard.hardware import Platform, detect_platform
+
+if TYPE_CHECKING:  # pragma: no cover
+    from quantguard.engine.calls import CallRecord
+    from quantguard.engine.inspection import InspectionSession
+
+__all__ = ["Runtime", "Applied"]
+
+#: Modules whose globals never hold user-visible aliases worth rebinding.
+_ALIAS_SCAN_SKIP = ("quantguard.engine", "quantguard.checks", "quantguard.contracts", "wrapt", "structlog")
+
+
+class Applied:
+    """What became of one contract: patched (with its bindings), pending import, missing, filtered."""
+
+    __slots__ = ("contract", "status", "reason", "guard", "state", "bindings", "mismatch")
+
+    def __init__(self, contract: Contract, status: str, reason: str = "") -> None:
+        self.contract = contract
+        self.status = status
+        self.reason = reason
+        self.guard: Guard | None = None
+        self.state: GuardState | None = None
+        self.bindings: list[Binding] = []
+        self.mismatch: list[str] = []
+
+
+def _resolve_parent(module: ModuleType, attribute: str) -> tuple[Any, str]:
+    parent: Any = module
+    parts = attribute.split(".")
+    for part in parts[:-1]:
+        parent = getattr(parent, part)
+    return parent, parts[-1]
+
+
+def _raw(parent: Any, name: str) -> Any:
+    if isinstance(parent, (type, ModuleType)):
+        namespace = vars(parent)
+        if name in namespace:
+            return namespace[name]
+    return getattr(parent, name)
+
+
+class Runtime:
+    def __init__(self, config: Config, contracts: Iterable[Contract]) -> None:
+        self.config = config
+        self.sampler = Sampler(config.sample_rate, config.sample_first, config.max_samples_per_second,
+                               config.seed)
+        self.reporter = Reporter(config)
+        self.provenance = ProvenanceStore()
+        self.policy = PolicyHandler(self)
+        self.inspection_enabled = True
+        self.contracts: dict[str, Contract] = {}
+        for contract in contracts:
+            self.contracts[contract.target] = contract
+        self.applied: dict[str, Applied] = {}
+        self.layer_hooks: list[Any] = []
+        self._executor: Any = None
+        self._platform: Platform | None = None
+        self._watched: set[str] = set()
+        self._reported_packages: set[str] = set()
+        self._scanned: set[int] = set()
+        self._lock = threading.RLock()
+        self.extensions: list[Any] = []
+
+    # -- shared services -----------------------------------------------------------------
+    @property
+    def executor(self) -> Any:
+        if self._executor is None:
+            from quantguard.shadow.executor import Executor
+            self._executor = Executor(self.config.shadow_queue_size, self.reporter.stats.add_dropped)
+        return self._executor
+
+    @property
+    def platform(self) -> Platform:
+        if self._platform is None:
+            self._platform = detect_platform(self.config.gfx, self.config.ck_free)
+        return self._platform
+
+    def invalidate_platform(self) -> None:
+        self._platform = None
+        for applied in self.applied.values():
+            if applied.state is not None:
+                applied.state.plans.clear()
+
+    current_layer = staticmethod(current_layer)
+
+    # -- inspection ----------------------------------------------------------------------
+    def should_inspect(self, state: GuardState, record: "CallRecord", inspect: bool) -> bool:
+        """Final say on inspecting a call: follow provenance, skip capture and tracing."""
+        from quantguard.engine.inspection import inspection_blocked
+
+        if not inspect and self.provenance.live and "scale_provenance" in state.contract.checks:
+            view = record.view
+            inspect = view is not None and any(
+                self.provenance.lookup(tensor) is not None for tensor in view.provenance_inputs())
+        if inspect and inspection_blocked(record) is not None:
+            return False
+        return inspect
+
+    def begin_inspection(self, state: GuardState, record: "CallRecord") -> "InspectionSession | None":
+        from quantguard.engine.inspection import InspectionSession
+
+        checks = []
+        for check in state.data_checks:
+            try:
+                if check.applies(record):
+                    checks.append(check)
+            except Exception as exc:
+                state.internal_error(check.name, exc)
+        return InspectionSession(self, state, record, checks) if checks else None
+
+    # -- applying contracts --------------------------------------------------------------
+    def wanted(self, contract: Contract) -> bool:
+        return target_matches(contract.target, self.config.targets) and \
+            not target_matches(contract.target, self.config.disabled_targets)
+
+    def apply_all(self) -> None:
+        with self._lock:
+            patched_now: list[Applied] = []
+            for contract in list(self.contracts.values()):
+                if contract.target in self.applied and self.applied[contract.target].status == "patched":
+                    continue
+                applied = self._apply(contract)
+                if applied.status == "patched":
+                    patched_now.append(applied)
+            self._rebind_aliases(patched_now)
+            for applied in patched_now:
+                self._announce(applied)
+            for extension in self.extensions:
+                extension.on_applied(self, patched_now)
+
+    def add_contract(self, contract: Contract) -> None:
+        with self._lock:
+            self.contracts[contract.target] = contract
+            applied = self._apply(contract)
+            if applied.status == "patched":
+                self._rebind_aliases([applied])
+                self._announce(applied)
+
+    def _watch(self, module_name: str) -> None:
+        if module_name not in self._watched:
+            self._watched.add(module_name)
+            importhooks.watch(module_name, self._on_import)
+
+    def _on_import(self, module: ModuleType) -> None:
+        """A watched module was (re)imported: apply its contracts (no alias scan needed: it is new)."""
+        try:
+            with self._lock:
+                if module.__name__.startswith("aiter"):
+                    self._platform = None
+                patched_now = []
+                for contract in list(self.contracts.values()):
+                    if contract.module != module.__name__:
+                        continue
+                    previous = self.applied.get(contract.target)
+                    if previous is not None and previous.status == "patched" and previous.guard is not None \
+                            and previous.bindings and previous.bindings[0].owner is module:
+                        continue
+                    applied = self._apply(contract)
+                    if applied.status == "patched":
+                        patched_now.append(applied)
+                for applied in patched_now:
+                    self._announce(applied)
+                for extension in self.extensions:
+                    extension.on_applied(self, patched_now)
+        except Exception as exc:  # never break the user's import
+            self.reporter.internal_error(module.__name__, "import_hook", exc)
+
+    def _apply(self, contract: Contract) -> Applied:
+        """Patch one contract's target now, or watch for its module; record what happened."""
+        if not self.wanted(contract):
+            applied = Applied(contract, "filtered", "excluded by QUANTGUARD_TARGETS / DISABLED_TARGETS")
+            self.applied[contract.target] = applied
+            return applied
+        module_name, attribute = split_target(contract.target)
+        self._watch(module_name)
+        module = sys.modules.get(module_name)
+        if module is None:
+            applied = Applied(contract, "pending", f"module {module_name} not imported yet")
+            self.applied[contract.target] = applied
+            self._report_missing_package(module_name)
+            return applied
+        try:
+            parent, name = _resolve_parent(module, attribute)
+            raw = _raw(parent, name)
+        except AttributeError as exc:
+            applied = Applied(contract, "missing", f"{module_name} has no attribute {attribute!r} ({exc})")
+            self.applied[contract.target] = applied
+            events.emit(events.TARGET_MISSING, "warning", target=contract.target, reason=applied.reason)
+            return applied
+        function = raw.__func__ if isinstance(raw, staticmethod) else raw
+        if isinstance(function, Guard):
+            applied = Applied(contract, "alias", "already guarded under another contract")
+            self.applied[contract.target] = applied
+            return applied
+        if not callable(function):
+            applied = Applied(contract, "missing", f"{contract.target} is not callable ({type(function).__name__})")
+            self.applied[contract.target] = applied
+            events.emit(events.TARGET_MISSING, "warning", target=contract.target, reason=applied.reason)
+            return applied
+        from quantguard.contracts.drift import compare_signature
+
+        mismatch, disabled = compare_signature(contract, function)
+        state = GuardState(contract, function, self, disabled_checks=frozenset(disabled))
+        guard = make_guard(function, state, "scale_provenance" in contract.checks)
+        binding = rebind(parent, name, raw, guard)
+        applied = Applied(contract, "patched")
+        if binding is None:
+            applied.status, applied.reason = "missing", f"cannot set {contract.target}"
+            self.applied[contract.target] = applied
+            events.emit(events.TARGET_MISSING, "warning", target=contract.target, reason=applied.reason)
+            return applied
+        applied.guard, applied.state, applied.bindings = guard, state, [binding]
+        applied.mismatch = mismatch
+        self.applied[contract.target] = applied
+        if mismatch:
+            events.emit(events.TARGET_MISMATCH, "warning", target=contract.target, differences=mismatch,
+                        disabled_checks=sorted(disabled))
+        return applied
+
+    def _report_missing_package(self, module_name: str) -> None:
+        package = module_name.split(".")[0]
+        if package in self._reported_packages or package in sys.modules:
+            return
+        try:
+            found = importlib.util.find_spec(package) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            self._reported_packages.add(package)
+            waiting = sum(1 for c in self.contracts.values() if c.target.split(".")[0] == package)
+            events.emit(events.TARGET_MISSING, "info", target=package,
+                        reason=f"package {package!r} is not installed; {waiting} target(s) will be "
+                               "guarded if it is imported later")
+
+    def _rebind_aliases(self, applied_list: list[Applied]) -> None:
+        originals = {}
+        for applied in applied_list:
+            original = applied.guard.__wrapped__
+            originals[id(original)] = original
+        if not originals:
+            return
+        by_original = {id(a.guard.__wrapped__): a for a in applied_list}
+        for owner, name, held in find_aliases(originals, _ALIAS_SCAN_SKIP):
+            inner = held.__func__ if isinstance(held, (staticmethod, classmethod)) else held
+            applied = by_original[id(inner)]
+            binding = rebind(owner, name, held, applied.guard)
+            if binding is not None:
+                applied.bindings.append(binding)
+
+    def _announce(self, applied: Applied) -> None:
+        aliases = len(applied.bindings) - 1
+        contract = applied.contract
+        events.emit(events.PATCHED, "info", target=contract.target, aliases=aliases,
+                    alias_names=[b.where for b in applied.bindings[1:]][:32],
+                    backend=contract.backend, kind=contract.kind,
+                    checks=[c for c in contract.checks if c not in applied.state.disabled_checks])
+        self._static_scan(applied)
+
+    def _static_scan(self, applied: Applied) -> None:
+        from quantguard.checks.base import get_check
+
+        contract = applied.contract
+        for name in contract.checks:
+            check = get_check(name)
+            if check.phase != "scan" or name in applied.state.disabled_checks:
+                continue
+            try:
+                for function, finding, where in check.scan(applied.guard.__wrapped__, contract):
+                    if id(function) in self._scanned:
+                        continue
+                    self._scanned.add(id(function))
+                    self.reporter.violation(contract.target, finding, where,
+                                            {"backend": contract.backend})
+            except Exception as exc:
+                self.reporter.internal_error(contract.target, name, exc)
+
+    def unapply_all(self) -> int:
+        restored = 0
+        with self._lock:
+            for applied in reversed(list(self.applied.values())):
+                for binding in reversed(applied.bindings):
+                    try:
+                        restored += binding.restore()
+                    except Exception as exc:
+                        self.reporter.internal_error(applied.contract.target, "unpatch", exc)
+                applied.bindings = []
+            for module_name in self._watched:
+                importhooks.unwatch(module_name, self._on_import)
+            self._watched.clear()
+            for extension in self.extensions:
+                extension.on_unapplied(self)
+            self.applied.clear()
+        return restored
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def reconfigure(self, config: Config) -> None:
+        with self._lock:
+            self.config = config
+            self.reporter.reconfigure(config)
+            self.sampler = Sampler(config.sample_rate, config.sample_first, config.max_samples_per_second,
+                                   config.seed)
+            self._platform = None
+            if self._executor is not None:
+                self._executor.capacity = config.shadow_queue_size
+            for target, applied in list(self.applied.items()):
+                if applied.status == "patched" and not self.wanted(applied.contract):
+                    for binding in reversed(applied.bindings):
+                        binding.restore()
+                    del self.applied[target]
+            for applied in self.applied.values():
+                if applied.state is not None:
+                    applied.state.configure()
+            self.apply_all()
+
+    def call_counts(self) -> dict[str, int]:
+        return {target: count_so_far(applied.state.calls) for target, applied in self.applied.items()
+                if applied.state is not None}
+
+    def summary(self) -> dict[str, Any]:
+        if self._executor is not None:
+            self._executor.flush()
+        self.reporter.flush()
+        return self.reporter.stats.snapshot(self.call_counts())
+
+    def emit_summary(self) -> dict[str, Any]:
+        summary = self.summary()
+        events.emit(events.SUMMARY, "info", **summary)
+        return summary
+
+    def after_fork(self) -> None:
+        self._lock = threading.RLock()
+        self.reporter.after_fork()
+        self.sampler.after_fork()
+        self.provenance.after_fork()
+        if self._executor is not None:
+            self._executor.after_fork()
+

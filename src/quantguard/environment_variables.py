@@ -1,0 +1,64 @@
+"""Every ``QUANTGUARD_*`` environment variable, in one place.
+
+Like OpenTelemetry's ``environment_variables`` module: the names are constants
+so that the config parser, the launcher, the bootstrap and the docs all agree.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "QUANTGUARD_ENABLED", "QUANTGUARD_MODE", "QUANTGUARD_TARGETS", "QUANTGUARD_DISABLED_TARGETS",
+    "QUANTGUARD_SAMPLE_RATE", "QUANTGUARD_SAMPLE_FIRST", "QUANTGUARD_MAX_SAMPLES_PER_SEC",
+    "QUANTGUARD_SEED", "QUANTGUARD_LOG", "QUANTGUARD_LOG_FORMAT", "QUANTGUARD_LOG_VALUES",
+    "QUANTGUARD_GFX", "QUANTGUARD_CK_FREE", "QUANTGUARD_ON_BLOCK", "QUANTGUARD_SHADOW",
+    "QUANTGUARD_SHADOW_ROWS", "QUANTGUARD_SHADOW_FULL", "QUANTGUARD_SHADOW_PRECISION",
+    "QUANTGUARD_THRESHOLDS", "QUANTGUARD_E8M0_ROUNDING", "QUANTGUARD_RATE_LIMIT_INTERVAL",
+    "DESCRIPTIONS",
+]
+
+QUANTGUARD_ENABLED = "QUANTGUARD_ENABLED"
+QUANTGUARD_MODE = "QUANTGUARD_MODE"
+QUANTGUARD_TARGETS = "QUANTGUARD_TARGETS"
+QUANTGUARD_DISABLED_TARGETS = "QUANTGUARD_DISABLED_TARGETS"
+QUANTGUARD_SAMPLE_RATE = "QUANTGUARD_SAMPLE_RATE"
+QUANTGUARD_SAMPLE_FIRST = "QUANTGUARD_SAMPLE_FIRST"
+QUANTGUARD_MAX_SAMPLES_PER_SEC = "QUANTGUARD_MAX_SAMPLES_PER_SEC"
+QUANTGUARD_SEED = "QUANTGUARD_SEED"
+QUANTGUARD_LOG = "QUANTGUARD_LOG"
+QUANTGUARD_LOG_FORMAT = "QUANTGUARD_LOG_FORMAT"
+QUANTGUARD_LOG_VALUES = "QUANTGUARD_LOG_VALUES"
+QUANTGUARD_GFX = "QUANTGUARD_GFX"
+QUANTGUARD_CK_FREE = "QUANTGUARD_CK_FREE"
+QUANTGUARD_ON_BLOCK = "QUANTGUARD_ON_BLOCK"
+QUANTGUARD_SHADOW = "QUANTGUARD_SHADOW"
+QUANTGUARD_SHADOW_ROWS = "QUANTGUARD_SHADOW_ROWS"
+QUANTGUARD_SHADOW_FULL = "QUANTGUARD_SHADOW_FULL"
+QUANTGUARD_SHADOW_PRECISION = "QUANTGUARD_SHADOW_PRECISION"
+QUANTGUARD_THRESHOLDS = "QUANTGUARD_THRESHOLDS"
+QUANTGUARD_E8M0_ROUNDING = "QUANTGUARD_E8M0_ROUNDING"
+QUANTGUARD_RATE_LIMIT_INTERVAL = "QUANTGUARD_RATE_LIMIT_INTERVAL"
+
+#: One line per variable: what it does and what it accepts (used by ``quantguard info`` and docs).
+DESCRIPTIONS: dict[str, str] = {
+    QUANTGUARD_ENABLED: "1/true activates quantguard at interpreter start (no code change); 0/false or unset: off",
+    QUANTGUARD_MODE: "log (default) records violations; raise also raises QuantGuardViolation",
+    QUANTGUARD_TARGETS: "comma-separated globs over target paths to guard (default: *)",
+    QUANTGUARD_DISABLED_TARGETS: "comma-separated globs over target paths to leave alone",
+    QUANTGUARD_SAMPLE_RATE: "fraction of calls inspected after the first N per signature, 0..1 (default 0.01)",
+    QUANTGUARD_SAMPLE_FIRST: "calls always inspected for each new (target, metadata signature) (default 3)",
+    QUANTGUARD_MAX_SAMPLES_PER_SEC: "cap on sampled inspections per second per target (default: no cap)",
+    QUANTGUARD_SEED: "integer seed for deterministic sampling",
+    QUANTGUARD_LOG: "stderr (default), stdout, logging (stdlib logger 'quantguard') or a file path ({pid} and {rank} are expanded)",
+    QUANTGUARD_LOG_FORMAT: "json (default) or console",
+    QUANTGUARD_LOG_VALUES: "1 lets events carry tensor values (off by default: only shapes, dtypes, strides, statistics)",
+    QUANTGUARD_GFX: "override arch detection, e.g. gfx942 or gfx950",
+    QUANTGUARD_CK_FREE: "override CK-free detection: 1/true or 0/false",
+    QUANTGUARD_ON_BLOCK: "what a blocked kernel does: raise (default), reroute (call the Triton equivalent) or log",
+    QUANTGUARD_SHADOW: "1 (default) re-computes sampled calls with a reference; 0 turns shadow numerics off",
+    QUANTGUARD_SHADOW_ROWS: "rows of each sampled GEMM compared with the reference (default 16)",
+    QUANTGUARD_SHADOW_FULL: "1 compares whole tensors instead of a row subset",
+    QUANTGUARD_SHADOW_PRECISION: "fp32 (default) or fp64 accumulation for references",
+    QUANTGUARD_THRESHOLDS: "comma-separated KEY=COSINE; KEY is a format (fp8, int8, fp4, mxfp4, int4), a target glob, or TARGET_GLOB@LAYER_GLOB",
+    QUANTGUARD_E8M0_ROUNDING: "e8m0 rounding the model's reference expects: up, down, even or ceil; producers using another mode are flagged",
+    QUANTGUARD_RATE_LIMIT_INTERVAL: "seconds between repeated events for the same (target, check, callsite) (default 10)",
+}

@@ -1,0 +1,1 @@
+"""Numerics: formats, layouts, dequantization references and comparison metrics."""

@@ -1,0 +1,63 @@
+"""Dequantization references: exact where the operation is exactly defined.
+
+Every function reads the *bytes* it is given with the format the kernel
+interprets them in (``as_fp8``), because on gfx942 a byte written as
+e4m3fn is read as e4m3fnuz — that reinterpretation is a real incident, and
+a reference that trusted the tensor's dtype would hide it.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from quantguard.numerics.formats import E2M1_VALUES, e8m0_decode, is_e8m0_dtype
+
+__all__ = ["fp8_values", "unpack_fp4", "scale_values", "expand_groups", "expand_blocks_2d",
+           "dequantize_rows"]
+
+
+def fp8_values(q: torch.Tensor, as_fp8: torch.dtype | None = None) -> torch.Tensor:
+    """Float32 values of 1-byte quantized elements (fp8 in ``as_fp8`` if given, or int8)."""
+    if q.dtype == torch.int8:
+        return q.to(torch.float32)
+    if as_fp8 is not None:
+        return q.contiguous().view(torch.uint8).view(as_fp8).to(torch.float32)
+    return q.to(torch.float32)
+
+
+def unpack_fp4(packed: torch.Tensor) -> torch.Tensor:
+    """fp4x2 bytes ``(..., K/2)`` → float32 ``(..., K)``: element 2i is the low nibble."""
+    raw = packed.contiguous().view(torch.uint8).to(torch.int64)
+    table = torch.tensor(E2M1_VALUES, dtype=torch.float32, device=raw.device)
+    nibbles = torch.stack((raw & 0xF, raw >> 4), dim=-1).reshape(*raw.shape[:-1], raw.shape[-1] * 2)
+    magnitude = table[nibbles & 0x7]
+    return torch.where((nibbles & 0x8) != 0, -magnitude, magnitude)
+
+
+def scale_values(scales: torch.Tensor) -> torch.Tensor:
+    """Float32 multipliers of a scale tensor: fp32 as-is, e8m0 (or its uint8 bytes) decoded."""
+    if is_e8m0_dtype(scales.dtype) or scales.dtype == torch.uint8:
+        return e8m0_decode(scales.contiguous().view(torch.uint8) if is_e8m0_dtype(scales.dtype) else scales)
+    return scales.to(torch.float32)
+
+
+def expand_groups(scales: torch.Tensor, group: int, length: int) -> torch.Tensor:
+    """``(..., G)`` per-group multipliers → ``(..., length)`` per element (last group may be partial)."""
+    return scales.repeat_interleave(group, dim=-1)[..., :length]
+
+
+def expand_blocks_2d(scales: torch.Tensor, block_rows: int, block_cols: int, rows: int, cols: int) -> torch.Tensor:
+    """``(ceil(R/br), ceil(C/bc))`` block multipliers → ``(rows, cols)``."""
+    return scales.repeat_interleave(block_rows, dim=0)[:rows].repeat_interleave(block_cols, dim=1)[:, :cols]
+
+
+def dequantize_rows(q: torch.Tensor, scales: torch.Tensor | None, group: int | None,
+                    as_fp8: torch.dtype | None = None, packed_fp4: bool = False) -> torch.Tensor:
+    """Dequantize ``(M, K)`` elements with ``(M, G)`` (or ``(M, 1)``/scalar) float32 multipliers."""
+    values = unpack_fp4(q) if packed_fp4 else fp8_values(q, as_fp8)
+    if scales is None:
+        return values
+    multipliers = scales.to(torch.float32)
+    if group is not None and multipliers.dim() >= 1 and multipliers.shape[-1] > 1:
+        multipliers = expand_groups(multipliers, group, values.shape[-1])
+    return values * multipliers
