@@ -1,0 +1,1 @@
+"""Simulated ``aiter.jit``: the JIT build machinery and chip information."""

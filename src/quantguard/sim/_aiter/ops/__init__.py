@@ -1,0 +1,1 @@
+"""Simulated ``aiter.ops``: kernel front ends grouped by family."""

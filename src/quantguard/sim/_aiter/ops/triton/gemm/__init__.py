@@ -1,0 +1,1 @@
+"""Simulated ``aiter.ops.triton.gemm``."""

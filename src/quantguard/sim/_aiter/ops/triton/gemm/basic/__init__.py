@@ -1,0 +1,1 @@
+"""Simulated ``aiter.ops.triton.gemm.basic``: single-matrix Triton GEMMs."""

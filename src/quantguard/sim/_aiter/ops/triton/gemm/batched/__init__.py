@@ -1,0 +1,1 @@
+"""Simulated ``aiter.ops.triton.gemm.batched``: batched Triton GEMMs."""

@@ -1,0 +1,1 @@
+"""Simulated ``aiter.utility``."""

@@ -1,0 +1,183 @@
+"""Simulated ``atom.model_ops.moe``: routed experts with AITER routing and fused MoE.
+
+Routing is ``biased_grouped_topk`` with ``routed_scaling_factor`` fused into the
+weights (ATOM's ``is_rocm_aiter_fuse_routed_scaling_factor()`` is true), so a
+missing factor is a pure magnitude error of the routed output. Expert GEMMs
+run in AITER's ``fused_moe`` (CK), or, when ``use_triton_gemm()`` (which a
+CK-free build forces), in a Triton path that sorts token copies by expert,
+quantizes them once, transposes the first ``num_rows`` scale rows with
+``partial_transpose`` and calls the preshuffle blockscale GEMM per expert.
+"""
+
+import functools
+
+import torch
+from aiter import (
+    ActivationType,
+    QuantType,
+    biased_grouped_topk,
+    dtypes,
+    get_hip_quant,
+    partial_transpose,
+)
+from aiter.fused_moe import fused_moe
+from torch import nn
+
+from atom.model_ops.linear import fp8_checkpoint_fixup, use_triton_gemm
+from atom.model_ops.utils import atom_parameter, shuffle_weights
+from quantguard.sim import _state
+
+__all__ = ["FusedMoE"]
+
+if use_triton_gemm():
+    from aiter.ops.triton.gemm.basic.gemm_a8w8_blockscale import (
+        gemm_a8w8_blockscale_preshuffle,
+    )
+else:
+    gemm_a8w8_blockscale_preshuffle = None
+
+if _state.fault_active("atom_ignores_ck_free", "atom"):
+
+    def _use_triton_experts() -> bool:
+        # The broken MoE path never consults the CK-free switch.
+        return False
+
+else:
+    _use_triton_experts = use_triton_gemm
+
+
+def _column_major_rows(scale_t, start, count, groups, pitch):
+    """Rows [start, start + count) of a (groups, pitch) byte buffer, as a (count, groups) view."""
+    return torch.as_strided(scale_t, (count, groups), (1, pitch), scale_t.storage_offset() + start)
+
+
+class FusedMoE(nn.Module):
+    """Routed experts: ``w13`` (E, 2 * inter, hidden) holds gate then up, ``w2`` (E, hidden, inter)."""
+
+    def __init__(
+        self,
+        num_experts: int,
+        top_k: int,
+        hidden_size: int,
+        intermediate_size: int,
+        num_expert_group: int,
+        topk_group: int,
+        routed_scaling_factor: float = 1.0,
+        quant_type: QuantType = QuantType.per_1x128,
+        params_dtype: torch.dtype | None = None,
+        prefix: str = "",
+    ):
+        super().__init__()
+        self.prefix = prefix
+        self.top_k = top_k
+        self.num_expert_group = num_expert_group
+        self.topk_group = topk_group
+        self.routed_scaling_factor = routed_scaling_factor
+        self.quant_type = quant_type
+        self.params_dtype = params_dtype or dtypes.bf16
+        self.quant_func = get_hip_quant(quant_type)
+        shapes = {
+            "w13": (num_experts, 2 * intermediate_size, hidden_size),
+            "w2": (num_experts, hidden_size, intermediate_size),
+        }
+        for name, (experts, rows, cols) in shapes.items():
+            setattr(self, f"{name}_weight", atom_parameter(torch.empty(experts, rows, cols, dtype=self.params_dtype)))
+            if quant_type == QuantType.per_1x128:
+                scale_shape = (experts, (rows + 127) // 128, (cols + 127) // 128)
+            elif quant_type == QuantType.per_Token:
+                scale_shape = (experts, rows, 1)
+            else:
+                setattr(self, f"{name}_weight_scale", None)
+                continue
+            setattr(self, f"{name}_weight_scale", atom_parameter(torch.empty(scale_shape, dtype=dtypes.fp32)))
+        self.e_score_correction_bias = atom_parameter(torch.zeros(num_experts, dtype=dtypes.fp32))
+
+    def weight_loader(self, param: nn.Parameter, loaded_weight: torch.Tensor) -> None:
+        if param.data.dtype != loaded_weight.dtype and param.data.element_size() == 1:
+            param.data = param.data.view(loaded_weight.dtype)
+        param.data.copy_(loaded_weight)
+
+    def process_weights_after_loading(self) -> None:
+        """Normalize e4m3fn experts on gfx942 and preshuffle them for the MoE kernels."""
+        if self.params_dtype == torch.float8_e4m3fnuz:
+            for name in ("w13", "w2"):
+                weight, scale = getattr(self, f"{name}_weight"), getattr(self, f"{name}_weight_scale")
+                weight.data, scale.data, _ = fp8_checkpoint_fixup(weight.data, scale.data)
+        shuffle_weights(self.w13_weight, self.w2_weight)
+
+    def select_experts(self, router_logits: torch.Tensor):
+        tokens = router_logits.shape[0]
+        topk_weights = torch.empty(tokens, self.top_k, dtype=torch.float32, device=router_logits.device)
+        topk_ids = torch.empty(tokens, self.top_k, dtype=torch.int32, device=router_logits.device)
+        biased_grouped_topk(
+            router_logits,
+            self.e_score_correction_bias,
+            topk_weights,
+            topk_ids,
+            self.num_expert_group,
+            self.topk_group,
+            True,
+            self.routed_scaling_factor,
+        )
+        return topk_weights, topk_ids
+
+    def forward(self, hidden_states: torch.Tensor, router_logits: torch.Tensor) -> torch.Tensor:
+        topk_weights, topk_ids = self.select_experts(router_logits)
+        if _use_triton_experts():
+            return self._triton_experts(hidden_states, topk_weights, topk_ids)
+        return fused_moe(
+            hidden_states,
+            self.w13_weight,
+            self.w2_weight,
+            topk_weights,
+            topk_ids,
+            activation=ActivationType.Silu,
+            quant_type=self.quant_type,
+            w1_scale=self.w13_weight_scale,
+            w2_scale=self.w2_weight_scale,
+        )
+
+    def _triton_experts(self, hidden_states, topk_weights, topk_ids):
+        if self.quant_type != QuantType.per_1x128:
+            raise NotImplementedError("the Triton MoE path handles per_1x128 FP8 experts only")
+        tokens = hidden_states.shape[0]
+        pair_experts, order = topk_ids.reshape(-1).long().sort(stable=True)
+        pair_tokens = torch.arange(tokens, device=hidden_states.device).repeat_interleave(self.top_k)[order]
+        pair_weights = topk_weights.reshape(-1, 1)[order]
+        rows = pair_tokens.numel()
+        num_rows = torch.tensor([rows], dtype=torch.int32, device=hidden_states.device)
+        padded = (rows + 31) // 32 * 32
+        sorted_states = hidden_states.new_zeros(padded, hidden_states.shape[1])
+        sorted_states[:rows] = hidden_states[pair_tokens]
+
+        a1, a1_scale = self.quant_func(sorted_states, quant_dtype=self.params_dtype)
+        scale_t = torch.zeros_like(a1_scale)
+        partial_transpose(scale_t, a1_scale, num_rows)
+        gate_up = self._expert_gemms(a1, scale_t, rows, self.w13_weight, self.w13_weight_scale, pair_experts)
+        gate, up = gate_up.float().chunk(2, dim=-1)
+        activated = (torch.nn.functional.silu(gate) * up).to(hidden_states.dtype)
+
+        quant_t = functools.partial(self.quant_func, transpose_scale=True)
+        a2, a2_scale = quant_t(activated, quant_dtype=self.params_dtype)
+        down = self._expert_gemms(a2, a2_scale, padded, self.w2_weight, self.w2_weight_scale, pair_experts)
+        out = torch.zeros(tokens, hidden_states.shape[1], dtype=torch.float32, device=hidden_states.device)
+        out.index_add_(0, pair_tokens, down[:rows].float() * pair_weights)
+        return out.to(hidden_states.dtype)
+
+    def _expert_gemms(self, x, scale_t, pitch, weight, weight_scale, pair_experts):
+        """One preshuffle blockscale GEMM per expert over its slice of the sorted rows."""
+        out = x.new_zeros(x.shape[0], weight.shape[1], dtype=dtypes.bf16)
+        groups = x.shape[1] // 128
+        experts, counts = pair_experts.unique_consecutive(return_counts=True)
+        start = 0
+        for expert, count in zip(experts.tolist(), counts.tolist()):
+            x_scale = _column_major_rows(scale_t, start, count, groups, pitch)
+            out[start : start + count] = gemm_a8w8_blockscale_preshuffle(
+                x[start : start + count],
+                weight[expert].view(weight.shape[1] // 16, -1),
+                x_scale,
+                weight_scale[expert],
+                is_x_scale_tranposed=x_scale.stride(0) != 1,
+            )
+            start += count
+        return out

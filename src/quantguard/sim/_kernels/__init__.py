@@ -1,0 +1,1 @@
+"""Plain-torch numerics shared by the simulated AITER kernels (CPU or CUDA)."""

@@ -1,0 +1,80 @@
+"""A small deterministic ATOM-like workload on the simulated AITER.
+
+A two-layer DeepSeek-shaped decoder (MLA attention with an FP8 batched
+absorption GEMM, routed MoE with a shared expert) built only from the
+simulated ``atom`` layers, loaded from a quantized checkpoint of seeded fp32
+master weights, plus a BF16 reference with the same weights and module names::
+
+    with workload.deploy(arch="gfx950", backend="triton") as deployment:
+        model = workload.build_model(deployment)
+        tokens = workload.generate(model, [1, 2, 3], max_new_tokens=50)
+    reference = workload.build_reference()
+
+Backends follow ATOM's rules (see :func:`deploy`); quant schemes per layer
+family are in :data:`DEFAULT_SCHEMES`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+
+import quantguard.sim as sim
+from quantguard.sim.workload._checkpoint import checkpoint, master_weights
+from quantguard.sim.workload._config import DEFAULT_SCHEMES, SCHEMES, ModelConfig, resolve_schemes
+from quantguard.sim.workload._deploy import BACKENDS, Deployment, deploy, register_tuned_configs
+from quantguard.sim.workload._model import Decoder, KVCache
+from quantguard.sim.workload._quantized import build_quantized_decoder, load_checkpoint
+from quantguard.sim.workload._reference import build_reference_decoder
+from quantguard.sim.workload._run import capture_outputs, generate, layer_errors
+
+__all__ = [
+    "BACKENDS",
+    "DEFAULT_SCHEMES",
+    "SCHEMES",
+    "Decoder",
+    "Deployment",
+    "KVCache",
+    "ModelConfig",
+    "build_model",
+    "build_reference",
+    "capture_outputs",
+    "deploy",
+    "generate",
+    "layer_errors",
+]
+
+
+def _to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    if tensor.element_size() == 1:
+        return tensor.view(torch.uint8).to(device).view(tensor.dtype)
+    return tensor.to(device)
+
+
+def build_model(
+    deployment: Deployment,
+    schemes: Mapping[str, str] | None = None,
+    config: ModelConfig = ModelConfig(),
+) -> Decoder:
+    """Build the ATOM model, load its quantized checkpoint and post-process the weights.
+
+    ``schemes`` overrides :data:`DEFAULT_SCHEMES` per layer family.
+    """
+    if not sim.is_installed() or not sim.current().atom:
+        raise RuntimeError("build_model needs the simulator installed with atom=True; use deploy()")
+    resolved = resolve_schemes(deployment.arch, schemes)
+    tensors = checkpoint(master_weights(config), resolved)
+    with torch.device(deployment.device):
+        model = build_quantized_decoder(config, resolved)
+    register_tuned_configs(deployment.backend, model)
+    load_checkpoint(model, {name: _to_device(t, deployment.device) for name, t in tensors.items()})
+    return model.eval()
+
+
+def build_reference(config: ModelConfig = ModelConfig(), device: str | torch.device = "cpu") -> Decoder:
+    """The unquantized BF16 model of the same master weights (needs no simulator)."""
+    device = torch.device(device)
+    weights = {name: tensor.to(device) for name, tensor in master_weights(config).items()}
+    with device:
+        return build_reference_decoder(config, weights)

@@ -1,0 +1,99 @@
+"""Choosing backends the way a deployment does: ATOM env switches and AITER tuned configs."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+import quantguard.sim as sim
+from quantguard.sim.faults import FaultSpec
+
+__all__ = ["BACKENDS", "Deployment", "deploy", "register_tuned_configs"]
+
+#: Backend preferences: CK kernels, Triton kernels (ATOM_USE_TRITON_GEMM), or
+#: ASM kernels where AITER has an ASM route (tuned blockscale bpreshuffle
+#: shapes; MXFP4 ``gemm_a4w4`` runs ASM unless a CK kernel is tuned).
+BACKENDS = ("ck", "triton", "asm")
+
+_CK_A4W4_KERNEL = "a4w4_blockscale_256x32x128x128_16x16_16x16_8x32x1_8x32x1_1x16x1x16_8_2x2_intrawave_v3"
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """An installed simulator plus the ATOM environment a model is built under."""
+
+    arch: str
+    ck_free: bool
+    backend: str
+    preshuffle: bool
+    device: torch.device
+    env: Mapping[str, str]
+
+
+@contextmanager
+def deploy(
+    arch: str = "gfx942",
+    ck_free: bool = False,
+    backend: str = "ck",
+    preshuffle: bool | None = None,
+    faults: FaultSpec = (),
+    device: str | torch.device = "cpu",
+) -> Iterator[Deployment]:
+    """Install the simulator with ATOM for one deployment; undo everything on exit.
+
+    ATOM reads its switches at import, so they are set before ``atom`` is
+    imported: ``ATOM_USE_TRITON_GEMM`` for the Triton backend, ``ATOM_CK_FREE``
+    for a CK-free build (which forces Triton in ATOM), and
+    ``ATOM_FP8_BLOCKSCALE_WEIGHT_PRESHUFFLE`` (default on unless Triton).
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; accepted: {', '.join(BACKENDS)}")
+    if preshuffle is None:
+        preshuffle = backend != "triton" and not ck_free
+    env = {
+        "ATOM_USE_TRITON_GEMM": "1" if backend == "triton" else "0",
+        "ATOM_CK_FREE": "1" if ck_free else "0",
+        "ATOM_FP8_BLOCKSCALE_WEIGHT_PRESHUFFLE": "1" if preshuffle else "0",
+    }
+    saved = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)
+    try:
+        settings = sim.install(arch=arch, ck_free=ck_free, faults=faults, device=device, atom=True)
+        yield Deployment(arch, ck_free, backend, preshuffle, settings.device, env)
+    finally:
+        sim.uninstall()
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def register_tuned_configs(backend: str, model: nn.Module) -> None:
+    """Add AITER tuned configs that steer the model's linear shapes to ``backend``.
+
+    ASM: FP8 blockscale bpreshuffle shapes get an ASM kernel. CK: MXFP4 shapes
+    get a CK kernel (untuned MXFP4 already runs ASM).
+    """
+    import aiter.ops.gemm_op_a4w4 as a4w4
+    import aiter.ops.gemm_op_a8w8 as a8w8
+    from aiter import QuantType
+    from atom.model_ops.linear import LinearBase
+
+    for layer in model.modules():
+        if not isinstance(layer, LinearBase):
+            continue
+        key = (None, layer.output_size, layer.input_size)
+        if backend == "asm" and layer.quant_type == QuantType.per_1x128:
+            a8w8.TUNED_A8W8_BLOCKSCALE_BPRESHUFFLE[key] = {
+                "libtype": "asm",
+                "splitK": 1,
+                "kernelName": a8w8.BLOCKSCALE_ASM_KERNELS[0],
+            }
+        if backend == "ck" and layer.quant_type == QuantType.per_1x32:
+            a4w4.TUNED_A4W4[key] = {"kernelName": _CK_A4W4_KERNEL, "splitK": 0}

@@ -1,0 +1,89 @@
+"""The quantized model: ATOM layers filled from the quantized checkpoint."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+
+from quantguard.sim.workload._config import ModelConfig
+from quantguard.sim.workload._model import Decoder
+
+__all__ = ["build_quantized_decoder", "load_checkpoint"]
+
+
+def _layer_kind(scheme: str):
+    from aiter import QuantType, dtypes
+
+    return {
+        "bf16": (QuantType.No, None),
+        "fp8_tensor": (QuantType.per_Tensor, dtypes.fp8),
+        "fp8_token": (QuantType.per_Token, dtypes.fp8),
+        "fp8_block": (QuantType.per_1x128, dtypes.fp8),
+        "mxfp4": (QuantType.per_1x32, dtypes.fp4x2),
+    }[scheme]
+
+
+def _family(name: str) -> str:
+    return name.split(".", 2)[2] if name.startswith("layers.") else name
+
+
+class _AtomParts:
+    def __init__(self, config: ModelConfig, schemes: Mapping[str, str]):
+        self.config, self.schemes = config, schemes
+
+    def linear(self, name: str, in_features: int, out_features: int) -> nn.Module:
+        from aiter import dtypes
+        from atom.model_ops.linear import LinearBase
+
+        family = _family(name)
+        if family == "attn.core.kv_b_proj":
+            return LinearBase(in_features, out_features, source_quant_dtype=dtypes.fp8, prefix=name)
+        quant_type, params_dtype = _layer_kind(self.schemes.get(family, "bf16"))
+        return LinearBase(in_features, out_features, quant_type=quant_type, params_dtype=params_dtype, prefix=name)
+
+    def experts(self, name: str) -> nn.Module:
+        from atom.model_ops.moe import FusedMoE
+
+        cfg = self.config
+        quant_type, params_dtype = _layer_kind(self.schemes["mlp.experts"])
+        return FusedMoE(
+            cfg.num_experts,
+            cfg.top_k,
+            cfg.hidden_size,
+            cfg.moe_intermediate_size,
+            cfg.num_expert_group,
+            cfg.topk_group,
+            routed_scaling_factor=cfg.routed_scaling_factor,
+            quant_type=quant_type,
+            params_dtype=params_dtype,
+            prefix=name,
+        )
+
+    def mla_core(self, name: str, kv_b_proj: nn.Module) -> nn.Module:
+        from atom.model_ops.attention_mla import MLAAttention
+
+        cfg = self.config
+        return MLAAttention(cfg.num_heads, cfg.head_dim, cfg.kv_lora_rank, kv_b_proj)
+
+
+def load_checkpoint(model: nn.Module, tensors: Mapping[str, torch.Tensor]) -> None:
+    """Copy each checkpoint tensor through its module's loader, then post-process weights.
+
+    Post-processing runs children before parents (the MLA core needs its
+    ``kv_b_proj`` already dense).
+    """
+    for name, tensor in tensors.items():
+        module_name, _, attr = name.rpartition(".")
+        module = model.get_submodule(module_name)
+        module.weight_loader(getattr(module, attr), tensor)
+    for module in reversed(list(model.modules())):
+        process = getattr(module, "process_weights_after_loading", None)
+        if process is not None:
+            process()
+
+
+def build_quantized_decoder(config: ModelConfig, schemes: Mapping[str, str]) -> Decoder:
+    """An empty ATOM model (parameters on the current default device)."""
+    return Decoder(config, _AtomParts(config, schemes))
