@@ -97,7 +97,8 @@ class GemmNumerics(DataCheck):
             return None
         view = call.view
         precision = torch.float64 if call.config.shadow_precision == "fp64" else torch.float32
-        columns = select_columns(view.n, call.config.shadow_full, snap["draw"], view.w_layout != "plain")
+        layout = view.shuffle_layout
+        columns = select_columns(view.n, call.config.shadow_full, snap["draw"], layout[0] if layout else None)
         w_deq = dequantize_w_columns(view, columns)
         if w_deq is None:
             return None

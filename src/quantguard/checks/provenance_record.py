@@ -35,8 +35,9 @@ class ProvenanceRecord(DataCheck):
         store = call.runtime.provenance
         if getattr(view, "kind", None) == "shuffle_weight":
             if view.out is not None:
-                store.record(view.out, Produced(call.target, "weight", "preshuffle_16x16",
-                                                f"layout={view.layout}"))
+                rows, lanes = view.layout or (16, 16)
+                store.record(view.out, Produced(call.target, "weight", f"preshuffle_{rows}x{lanes}",
+                                                f"layout={(rows, lanes)}"))
             return
         if getattr(view, "scales", None) is None or view.static:
             return

@@ -90,8 +90,10 @@ class ScaleProvenance(DataCheck):
                     f"{expected_group}", details={"producer": produced.producer, "group": group,
                                                   "expected_group": expected_group}))
         weight = found["weight"]
-        if weight is not None and weight.requested_layout == "preshuffle_16x16" and view.w_layout == "plain":
+        if weight is not None and weight.role == "weight" and weight.requested_layout != view.w_layout:
+            reads = "a plain (N, K) weight" if view.w_layout == "plain" else f"a {view.w_layout} weight"
             findings.append(Finding("weight_layout", f"w was preshuffled by {weight.producer} ({weight.request}); "
-                                    f"{view.kernel} reads a plain (N, K) weight",
-                                    details={"producer": weight.producer, "w_shape": list(view.w.shape)}))
+                                    f"{view.kernel} reads {reads}",
+                                    details={"producer": weight.producer, "written_layout": weight.requested_layout,
+                                             "expected_layout": view.w_layout, "w_shape": list(view.w.shape)}))
         return findings

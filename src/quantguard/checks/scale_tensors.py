@@ -77,11 +77,13 @@ class ScaleTensors(PlanCheck):
                 findings.append(Finding("scale_dtype", f"x is {dtype_name(x.dtype)} but w is {dtype_name(w.dtype)}: "
                                         "int8 and fp8 operands cannot be mixed",
                                         details={"x_dtype": dtype_name(x.dtype), "w_dtype": dtype_name(w.dtype)}))
-        if view.w_layout == "preshuffle_16x16" and w is not None:
+        layout = view.shuffle_layout
+        if layout is not None and w is not None:
             n, k_bytes = int(w.shape[-2]), int(w.shape[-1])
-            if n % 16 or k_bytes % 32:
-                findings.append(Finding("weight_layout", f"a 16x16-preshuffled weight needs N % 16 == 0 and K % 32 == 0; "
-                                        f"w is {_shape(w)}", details={"w_shape": _shape(w)}))
+            if n % layout[0] or k_bytes % (2 * layout[1]):
+                findings.append(Finding("weight_layout", f"a weight preshuffled with layout {layout} needs N % {layout[0]} "
+                                        f"== 0 and K % {2 * layout[1]} == 0; w is {_shape(w)}",
+                                        details={"w_shape": _shape(w), "layout": list(layout)}))
         return findings
 
     def _x_scale(self, view: GemmView) -> list[Finding]:

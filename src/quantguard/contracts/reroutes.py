@@ -23,10 +23,10 @@ __all__ = ["a8w8_asm_to_triton", "flatmm_asm_to_triton", "blockscale_bpreshuffle
 _UNSHUFFLED: "weakref.WeakKeyDictionary[Any, Any]" = weakref.WeakKeyDictionary()
 
 
-def _plain_weight(weight: Any) -> Any:
+def _plain_weight(weight: Any, layout: tuple[int, int]) -> Any:
     cached = _UNSHUFFLED.get(weight)
     if cached is None:
-        cached = unshuffle_weight(weight)
+        cached = unshuffle_weight(weight, layout)
         try:
             _UNSHUFFLED[weight] = cached
         except TypeError:
@@ -40,9 +40,9 @@ def _triton(module: str, name: str) -> Any:
 
 
 def a8w8_asm_to_triton(call: "CallRecord") -> Any:
-    """``gemm_a8w8_ASM`` (preshuffled weight) → Triton ``gemm_a8w8`` on the unshuffled weight."""
+    """``gemm_a8w8_ASM`` (weight shuffled with layout (32, 16)) → Triton ``gemm_a8w8`` on the plain weight."""
     kernel = _triton("gemm_a8w8", "gemm_a8w8")
-    return kernel(call["XQ"], _plain_weight(call["WQ"]), call["x_scale"], call["w_scale"], call.get("bias"),
+    return kernel(call["XQ"], _plain_weight(call["WQ"], (32, 16)), call["x_scale"], call["w_scale"], call.get("bias"),
                   dtype=call.get("dtype"))
 
 

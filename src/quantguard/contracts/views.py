@@ -86,7 +86,7 @@ class GemmView:
     x_scale_layout: str = "row_major"
     x_scale_strided_ok: bool = False
     w_scale_layout: str = "row_major"
-    w_layout: str = "plain"      # "plain" or "preshuffle_16x16"
+    w_layout: str = "plain"      # "plain", "preshuffle_16x16" or "preshuffle_32x16" (shuffle_weight layouts)
     block_k: int = 128
     block_n: int = 128
     mx_group: int = 32
@@ -104,6 +104,14 @@ class GemmView:
 
     def provenance_inputs(self) -> tuple[Any, ...]:
         return tuple(t for t in (self.x, self.x_scale) if t is not None)
+
+    @property
+    def shuffle_layout(self) -> tuple[int, int] | None:
+        """``shuffle_weight``'s ``layout`` argument for a preshuffled weight, else None."""
+        if not self.w_layout.startswith("preshuffle_"):
+            return None
+        rows, _, lanes = self.w_layout[len("preshuffle_"):].partition("x")
+        return int(rows), int(lanes)
 
 
 @dataclass

@@ -42,8 +42,9 @@ class ColumnBlocks:
     total: int  # N
 
 
-def select_columns(n: int, full: bool, draw: float, preshuffled: bool) -> ColumnBlocks:
-    size = 16 if (preshuffled or n % 16 == 0) and n >= 16 else 1
+def select_columns(n: int, full: bool, draw: float, block_rows: int | None) -> ColumnBlocks:
+    """Output columns to compare; whole preshuffle blocks (``block_rows``) when W is preshuffled."""
+    size = block_rows if block_rows else (16 if n % 16 == 0 and n >= 16 else 1)
     count_blocks = n // size
     wanted = count_blocks if full else max(1, min(count_blocks, SHADOW_COLUMNS // size))
     step = max(1, count_blocks // wanted)
@@ -121,8 +122,9 @@ def _w_rows(view: GemmView, columns: ColumnBlocks) -> torch.Tensor:
     w = view.w.reshape(-1, view.w.shape[-1]) if view.w.dim() > 2 and view.batch is None else view.w
     n, width = int(w.shape[-2]), int(w.shape[-1])
     blocks = w.reshape(*w.shape[:-2], n // columns.size, columns.size, width)[..., columns.blocks, :, :]
-    if view.w_layout == "preshuffle_16x16" and columns.size == 16:
-        blocks = unshuffle_weight(blocks.reshape(-1, 16, width)).reshape(blocks.shape)
+    layout = view.shuffle_layout
+    if layout is not None and columns.size == layout[0]:
+        blocks = unshuffle_weight(blocks.reshape(-1, layout[0], width), layout).reshape(blocks.shape)
     return blocks.reshape(*w.shape[:-2], -1, width)
 
 
