@@ -56,6 +56,7 @@ class Config:
     e8m0_rounding: str | None = None
     rate_limit_interval: float = 10.0
     summary_at_exit: bool = True
+    label: str | None = None
 
     def replace(self, **changes: Any) -> "Config":
         return dataclasses.replace(self, **changes)
@@ -233,6 +234,14 @@ def _thresholds(value: Any, where: str) -> dict[str, float]:
     return result
 
 
+def _label(value: Any, where: str) -> str | None:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if not isinstance(value, str) or len(value) > 200 or any(ch in value for ch in "\n\r"):
+        raise _fail(where, value, "a one-line name of at most 200 characters")
+    return value.strip()
+
+
 @dataclass(frozen=True)
 class _Option:
     name: str
@@ -263,6 +272,7 @@ _OPTIONS: tuple[_Option, ...] = (
     _Option("e8m0_rounding", _optional_choice(E8M0_ROUNDING_MODES), env.QUANTGUARD_E8M0_ROUNDING),
     _Option("rate_limit_interval", _positive_float, env.QUANTGUARD_RATE_LIMIT_INTERVAL),
     _Option("summary_at_exit", parse_bool, None),
+    _Option("label", _label, env.QUANTGUARD_LABEL),
 )
 _BY_NAME = {option.name: option for option in _OPTIONS}
 

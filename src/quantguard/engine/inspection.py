@@ -112,7 +112,7 @@ class InspectionSession:
                 continue
             for outcome in outcomes:
                 if isinstance(outcome, ShadowResult):
-                    reporter.shadow(record.target, record.layer, outcome.fields, outcome.passed,
-                                    outcome.cosine)
+                    reporter.shadow(record.target, record.contract.backend, record.layer, outcome.fields,
+                                    outcome.passed, outcome.cosine)
                 elif isinstance(outcome, Finding):
                     reporter.report(self.state, record, outcome, deferred=deferred)

@@ -51,7 +51,7 @@ def _config_summary(config: Config) -> dict[str, Any]:
             "disabled_targets": list(config.disabled_targets), "sample_rate": config.sample_rate,
             "sample_first": config.sample_first, "log": config.log, "log_format": config.log_format,
             "on_block": config.on_block, "shadow": config.shadow, "gfx": config.gfx,
-            "ck_free": config.ck_free, "e8m0_rounding": config.e8m0_rounding}
+            "ck_free": config.ck_free, "e8m0_rounding": config.e8m0_rounding, "label": config.label}
 
 
 def enable(**options: Any) -> Runtime:
@@ -65,14 +65,14 @@ def enable(**options: Any) -> Runtime:
             events.configure(config.log, config.log_format)
             _runtime.reconfigure(config)
             events.emit(events.ENABLED, "info", reconfigured=True, config=_config_summary(config),
-                        contracts=len(_runtime.contracts))
+                        contracts=len(_runtime.contracts), platform=_runtime.platform.as_dict())
             return _runtime
         events.configure(config.log, config.log_format)
         runtime = Runtime(config, registered_contracts())
         runtime.extensions.append(Audits())
         _runtime = runtime
         events.emit(events.ENABLED, "info", reconfigured=False, config=_config_summary(config),
-                    contracts=len(runtime.contracts))
+                    contracts=len(runtime.contracts), platform=runtime.platform.as_dict())
         runtime.apply_all()
         if not _atexit_registered:
             atexit.register(_at_exit)

@@ -104,12 +104,12 @@ class Reporter:
                         entry_point=entry_point, callsite=callsite, count=admission.count,
                         details=dict(details))
 
-    def shadow(self, target: str, layer: str | None, fields: dict[str, Any], passed: bool,
+    def shadow(self, target: str, backend: str, layer: str | None, fields: dict[str, Any], passed: bool,
                cosine: float) -> None:
         self.stats.add_shadow(target, layer, cosine, passed)
         admission = self._shadow.admit((target, layer))
         if admission.emit or not passed:
-            events.emit(events.SHADOW, "info" if passed else "error", target=target, layer=layer,
+            events.emit(events.SHADOW, "info" if passed else "error", target=target, backend=backend, layer=layer,
                         count=admission.count, **fields)
 
     def internal_error(self, target: str, check: str, exc: BaseException) -> None:

@@ -1,0 +1,32 @@
+"""``quantguard validate quant|ckfree|accuracy``: offline validations with CI exit codes.
+
+Each validation lives in :mod:`quantguard.validate` (one module each, with
+``add_arguments(parser)`` and ``run(args) -> int``); this module only wires
+them into the command line.  Exit code 0 means every case passed.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+__all__ = ["add_parser", "VALIDATIONS"]
+
+VALIDATIONS = {
+    "quant": "quant paths x backends: the full quant→GEMM chain against an fp32 reference",
+    "ckfree": "CK-free readiness: no ASM on gfx950, Triton selected, fallbacks honor their kwargs",
+    "accuracy": "per-layer cosine, logits KL/top-1 and greedy generation against an FP16/BF16 reference",
+}
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser("validate", help="offline validations (quant, ckfree, accuracy)",
+                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    validations = parser.add_subparsers(dest="validation", metavar="VALIDATION")
+    for name, help_text in VALIDATIONS.items():
+        module = __import__(f"quantguard.validate.{name}", fromlist=["add_arguments", "run"])
+        sub = validations.add_parser(name, help=help_text, description=module.__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+        module.add_arguments(sub)
+        sub.set_defaults(handler=module.run)
+    parser.set_defaults(handler=lambda args: (parser.print_help(), 2)[1])

@@ -1,0 +1,1 @@
+"""Offline validations behind ``quantguard validate``: quant, ckfree, accuracy."""
