@@ -10,9 +10,10 @@ its contract says must be honored: a parameter whose name is never loaded in
 the body (and is not forwarded through ``*args``/``**kwargs``, captured by a
 closure, or exposed through ``locals()``/``vars()``) is reported once.
 
-Wrappers are analysed as themselves, never through ``__wrapped__``: AITER's
-``compile_ops`` wrappers forward ``*args, **kwargs`` to the kernel and read
-everything; their stub bodies (``...``) read nothing.
+A wrapper forwarding ``*args, **kwargs`` reads everything; what it wraps
+(``__wrapped__``, functions in its closure) is scanned as an implementation of
+its own, except declaration-only stubs (``...``): AITER's ``compile_ops``
+stubs bind C++ kernels and read nothing in Python.
 """
 
 from __future__ import annotations
@@ -62,7 +63,16 @@ def unread_parameters(function: Any) -> list[str]:
     return [name for name in params if name not in loaded and name != "self"]
 
 
+_STUB_OPS = {"RESUME", "NOP", "LOAD_CONST", "RETURN_VALUE", "RETURN_CONST", "POP_TOP", "CACHE", "COPY_FREE_VARS"}
+
+
+def is_stub(fn: types.FunctionType) -> bool:
+    """A declaration-only body (``...``, a docstring): AITER's ``compile_ops`` stubs bind C++ kernels."""
+    return all(instruction.opname in _STUB_OPS for instruction in dis.get_instructions(fn.__code__))
+
+
 def _callees(fn: types.FunctionType) -> Iterator[Any]:
+    """Module functions ``fn`` calls by name, and what it wraps (``__wrapped__``, closure cells)."""
     names = set(fn.__code__.co_names)
     for const in fn.__code__.co_consts:
         if isinstance(const, types.CodeType):
@@ -71,6 +81,14 @@ def _callees(fn: types.FunctionType) -> Iterator[Any]:
         value = fn.__globals__.get(name)
         if value is not None:
             yield value
+    wrapped = getattr(fn, "__wrapped__", None)
+    if wrapped is not None:
+        yield wrapped
+    for cell in fn.__closure__ or ():
+        try:
+            yield cell.cell_contents
+        except ValueError:  # an empty cell
+            continue
 
 
 def implementations_of(function: Any, max_depth: int = 2) -> list[Any]:
@@ -86,7 +104,8 @@ def implementations_of(function: Any, max_depth: int = 2) -> list[Any]:
         for fn in frontier:
             for callee in _callees(fn):
                 inner = _function(callee)
-                if inner is None or id(inner) in found or (inner.__module__ or "").split(".")[0] != package:
+                if inner is None or id(inner) in found or (inner.__module__ or "").split(".")[0] != package \
+                        or is_stub(inner):
                     continue
                 found[id(inner)] = inner
                 next_frontier.append(inner)

@@ -289,10 +289,12 @@ def _gemm_common(call: "CallRecord", kernel: str, x: Any, w: Any, x_scale: Any, 
         out = result[0] if isinstance(result, (tuple, list)) else result
     k = int(x.shape[-1]) * (2 if fields.get("scheme") == "mx" else 1)
     n = int(w.shape[-2]) if w is not None and w.dim() >= 2 else 0
+    m = int(x.reshape(-1, x.shape[-1]).shape[0])
+    if isinstance(out, _torch().Tensor) and out.dim() == 2 and out.shape[0] > m:
+        out = out[:m]  # ASM kernels write into row-padded buffers (e.g. pad32(M)); the rest is scratch
     element = _element(x.dtype, fields.get("scheme") == "mx")
     return GemmView(kernel, x, w, x_scale, w_scale, out=out, element=element,
-                    fp8_read_as=_arch_fp8(call), m=int(x.reshape(-1, x.shape[-1]).shape[0]), n=n, k=k,
-                    **fields)
+                    fp8_read_as=_arch_fp8(call), m=m, n=n, k=k, **fields)
 
 
 def _a8w8(layout: str) -> Callable[["CallRecord"], GemmView]:

@@ -7,6 +7,7 @@ Each finding is reported once per runtime.
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -31,6 +32,8 @@ class Audits:
         self._backend_selection(runtime)
 
     def _backend_selection(self, runtime: "Runtime") -> None:
+        if not any(name.startswith("atom.model_ops") for name in list(sys.modules)):
+            return  # nothing to audit, and no reason to import the checks (and torch) yet
         from quantguard.checks.backend_selection import audit_backend_selection
 
         try:

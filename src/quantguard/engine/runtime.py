@@ -222,6 +222,14 @@ class Runtime:
             applied = Applied(contract, "alias", "already guarded under another contract")
             self.applied[contract.target] = applied
             return applied
+        owner = self._applied_for(function)
+        if owner is not None:
+            binding = rebind(parent, name, raw, owner.guard)
+            if binding is not None:
+                owner.bindings.append(binding)
+            applied = Applied(contract, "alias", f"same function as {owner.contract.target} (wrapped once)")
+            self.applied[contract.target] = applied
+            return applied
         if not callable(function):
             applied = Applied(contract, "missing", f"{contract.target} is not callable ({type(function).__name__})")
             self.applied[contract.target] = applied
@@ -246,6 +254,13 @@ class Runtime:
             events.emit(events.TARGET_MISMATCH, "warning", target=contract.target, differences=mismatch,
                         disabled_checks=sorted(disabled))
         return applied
+
+    def _applied_for(self, function: Any) -> Applied | None:
+        """The patched contract already wrapping this exact function object, if any."""
+        for applied in self.applied.values():
+            if applied.guard is not None and applied.guard.__wrapped__ is function and applied.bindings:
+                return applied
+        return None
 
     def _report_missing_package(self, module_name: str) -> None:
         package = module_name.split(".")[0]
