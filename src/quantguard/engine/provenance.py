@@ -7,8 +7,8 @@ the layout it was asked for (and, once checked, the layout it actually wrote);
 a guarded GEMM consuming that memory compares it with what the kernel reads.
 
 Entries are keyed by the tensor's data pointer and validated by a weak
-reference to the producing tensor (dead → memory may be reused → no match) and
-its version counter (an in-place write after production invalidates the
+reference to the producing tensor, or to its base when it is a view (dead →
+memory may be reused → no match), and its version counter (an in-place write after production invalidates the
 record).  Views that start at the same address (``.view``, ``.t()``,
 ``reshape``) share both, so they match.  Entries are few (only inspected
 producer calls record), expire after a while, and are dropped once consumed.
@@ -74,8 +74,10 @@ class ProvenanceStore:
             if store is not None:
                 store._discard_dead(address)
 
+        # A view (a reshape made for checking) dies at once; its base lives as long as any view of it.
+        anchor = getattr(tensor, "_base", None)
         try:
-            ref = weakref.ref(tensor, forget)
+            ref = weakref.ref(tensor if anchor is None else anchor, forget)
         except TypeError:
             return
         with self._lock:
