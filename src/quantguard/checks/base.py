@@ -49,6 +49,9 @@ class Finding:
     severity: str = "error"
     details: Mapping[str, Any] = field(default_factory=dict)
     values: Mapping[str, Any] | None = None
+    #: Distinguishes different findings of one check at one callsite for rate limiting
+    #: (e.g. the weight and the scale of one normalization); repeats share it.
+    variant: str = ""
 
 
 class Check:

@@ -71,12 +71,14 @@ class Fp8Normalization(DataCheck):
         if measurement.context["dtype_after"] != "float8_e4m3fnuz":
             findings.append(Finding("fp8_variant", f"normalize_e4m3fn_to_e4m3fnuz returned "
                                     f"{measurement.context['dtype_after']} weights; gfx942 kernels need float8_e4m3fnuz",
-                                    details=details))
+                                    details=details, variant="dtype"))
         if values.get("bytes"):
             findings.append(Finding("fp8_variant", f"{int(values['bytes'])} weight bytes differ from the input with "
-                                    "0x80 zeroed (bytes must be reinterpreted, not converted)", details=details))
+                                    "0x80 zeroed (bytes must be reinterpreted, not converted)", details=details,
+                                    variant="bytes"))
         for name in ("weight_scale", "input_scale"):
             if values.get(name):
                 findings.append(Finding("fp8_variant", f"{name} was not exactly doubled ({int(values[name])} entries "
-                                        "differ): the dequantized weight changed by the e4m3fnuz bias", details=details))
+                                        "differ): the dequantized weight changed by the e4m3fnuz bias", details=details,
+                                    variant=name))
         return findings

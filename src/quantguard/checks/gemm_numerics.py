@@ -153,5 +153,5 @@ class GemmNumerics(DataCheck):
                     "numerics", f"output vs {label}: {'; '.join(failures)}",
                     details={"reference": kind, "failed": failures, **metrics.as_dict(),
                              "threshold_source": tolerance.source, "family": family, "shapes": shapes,
-                             "dtypes": dtypes}))
+                             "dtypes": dtypes}, variant=kind))
         return outcomes

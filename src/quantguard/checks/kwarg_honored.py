@@ -204,5 +204,5 @@ class KwargHonored(DataCheck):
                                     f"{call.target} rounds e8m0 scales {MODE_NAMES[observed]}; the model's reference "
                                     f"expects {MODE_NAMES[wanted]} (QUANTGUARD_E8M0_ROUNDING)",
                                     details={**details, "expected_mode": wanted, "observed_mode": observed,
-                                             "declared_mode": declared}))
+                                             "declared_mode": declared}, variant="model_rounding"))
         return findings

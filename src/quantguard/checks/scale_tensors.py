@@ -16,6 +16,7 @@ divisibility), and the output dtype against what the kernel can produce.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Iterable
 
 import torch
@@ -54,10 +55,10 @@ class ScaleTensors(PlanCheck):
         if not isinstance(view, GemmView):
             return []
         findings: list[Finding] = []
-        findings += self._operands(view)
+        findings += [replace(f, variant="operands") for f in self._operands(view)]
         if view.scheme != "batched_prequant":
-            findings += self._x_scale(view)
-        findings += self._w_scale(view)
+            findings += [replace(f, variant="x_scale") for f in self._x_scale(view)]
+        findings += [replace(f, variant="w_scale") for f in self._w_scale(view)]
         if view.allowed_out_dtypes and view.out_dtype is not None and view.out_dtype not in view.allowed_out_dtypes:
             findings.append(Finding("scale_dtype", f"output dtype {dtype_name(view.out_dtype)} is not produced by "
                                     f"{view.kernel} (accepted: {', '.join(dtype_name(d) for d in view.allowed_out_dtypes)})",

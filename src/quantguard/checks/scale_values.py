@@ -69,12 +69,12 @@ class ScaleValues(DataCheck):
             if encoding == "e8m0" and zero == total:
                 findings.append(Finding("scale_values", f"{name} ({dtype} {shape}) is all zero bytes: every e8m0 scale "
                                         "is 2^-127, so the product is ~0 (scales copied numerically into uint8 "
-                                        "instead of viewed as bytes?)", details=details))
+                                        "instead of viewed as bytes?)", details=details, variant=name))
             elif encoding == "fp32" and (negative or zero == total):
                 what = f"{negative}/{total} negative" if negative else f"all {total} zero"
                 findings.append(Finding("scale_values", f"{name} ({dtype} {shape}) has {what} scales",
-                                        details=details))
+                                        details=details, variant=name))
             if nan:
                 findings.append(Finding("scale_values", f"{name} ({dtype} {shape}) has {nan}/{total} non-finite "
-                                        "scales", details=details))
+                                        "scales", details=details, variant=name + "/nan"))
         return findings

@@ -26,6 +26,7 @@ import wrapt
 
 from quantguard.contracts.base import Contract, KeyParam
 from quantguard.engine.calls import Binder, CallRecord, tensor_meta
+from quantguard.engine.policy import PROCEED
 from quantguard.engine.reentrancy import is_suppressed
 from quantguard.errors import QuantGuardError
 
@@ -214,7 +215,9 @@ class GuardState:
                 self._drop_plans(lambda k, p: p is plan)
                 plan = self.plan_for(key, args, kwargs)
             if plan.blocked is not None:
-                return runtime.policy.on_blocked(self, record, plan.blocked, wrapped)
+                outcome = runtime.policy.on_blocked(self, record, plan.blocked, wrapped)
+                if outcome is not PROCEED:
+                    return outcome
             for finding in plan.findings:
                 runtime.reporter.report(self, record, finding)
             if inspect or runtime.provenance.live:

@@ -21,9 +21,11 @@ if TYPE_CHECKING:  # pragma: no cover
     from quantguard.engine.guard import GuardState
     from quantguard.engine.runtime import Runtime
 
-__all__ = ["PolicyHandler", "guarded_call_chain", "GUARD_CODE_PREFIX"]
+__all__ = ["PolicyHandler", "guarded_call_chain", "GUARD_CODE_PREFIX", "PROCEED"]
 
 GUARD_CODE_PREFIX = "<quantguard guard "
+#: Returned by :meth:`PolicyHandler.on_blocked` when the call should go on as usual (``on_block="log"``).
+PROCEED = object()
 
 
 def guarded_call_chain(depth: int = 1) -> list[str]:
@@ -66,7 +68,7 @@ class PolicyHandler:
         if action == "log":
             reporter.blocked(contract.target, finding.message, "log", None, entry_point,
                              record.callsite, details)
-            return wrapped(*record.args, **record.kwargs)
+            return PROCEED
         reporter.blocked(contract.target, finding.message, "raise", None, entry_point,
                          record.callsite, details)
         raise QuantGuardBlocked(contract.target, finding.message, contract.alternative, entry_point)

@@ -69,7 +69,7 @@ class Reporter:
     def violation(self, target: str, finding: "Finding", callsite: str,
                   extra: Mapping[str, Any] | None = None) -> None:
         self.stats.add_violation(target, finding.check)
-        admission = self._violations.admit((target, finding.check, callsite))
+        admission = self._violations.admit((target, finding.check, callsite, finding.variant))
         if not admission.emit:
             return
         fields: dict[str, Any] = {
@@ -87,7 +87,7 @@ class Reporter:
 
     def flush(self) -> None:
         """Emit the counts that rate limiting folded since the last event of each key."""
-        for (target, check, callsite), count, suppressed in self._violations.drain():
+        for (target, check, callsite, _), count, suppressed in self._violations.drain():
             events.emit(events.VIOLATION, "warning", target=target, check=check, severity="warning",
                         message=f"{suppressed} more occurrence(s) since the last event",
                         details={"repeat": True}, callsite=callsite, count=count,
@@ -97,7 +97,7 @@ class Reporter:
     def blocked(self, target: str, reason: str, action: str, rerouted_to: str | None,
                 entry_point: str | None, callsite: str, details: Mapping[str, Any]) -> None:
         self.stats.add_blocked(target)
-        admission = self._violations.admit((target, "blocked", callsite))
+        admission = self._violations.admit((target, "blocked", callsite, ""))
         if admission.emit:
             events.emit(events.BLOCKED, "error" if action != "reroute" else "warning",
                         target=target, reason=reason, action=action, rerouted_to=rerouted_to,

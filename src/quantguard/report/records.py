@@ -117,8 +117,9 @@ class FirstSeen:
 class CheckStats:
     """Every violation of one check: exact total (from cumulative ``count``) and where it was seen.
 
-    ``hints`` are short facts the recommendations use (which metric of a
-    numerics finding failed, which producer wrote a scale).
+    ``producers`` and ``hints`` are what the recommendations name and choose
+    by (the function that wrote a mismatched scale; which metric of a
+    numerics finding failed).
     """
 
     check: str
@@ -128,6 +129,7 @@ class CheckStats:
     ranks: set[Rank] = field(default_factory=set)
     configurations: set[str] = field(default_factory=set)
     backends: set[str] = field(default_factory=set)
+    producers: set[str] = field(default_factory=set)
     hints: set[str] = field(default_factory=set)
     first: FirstSeen | None = None
 

@@ -9,8 +9,11 @@ Two kinds of references, two regimes of tolerance:
     the threshold, not noise.
 ``chain``
     The whole quant→GEMM chain against the unquantized product.  Quantization
-    error is expected; the defaults (FP8 0.999, FP4/MXFP4 0.995, INT8 0.999,
-    INT4 0.99) follow the format's resolution.
+    error is expected; the defaults follow the format's resolution: FP8 0.999,
+    INT8 0.999, INT4 0.99, and FP4/MXFP4 0.98 — not 0.995: a correct MXFP4
+    activation quantization (e2m1 with RoundUp e8m0 block scales) measures
+    0.993 against the unquantized product on Gaussian activations at every K
+    we tried (256..7168), so 0.995 would flag every clean call.
 
 Cosine is blind to a uniform scale error, so every verdict also bounds the
 norm ratio (output/reference) and floors the SQNR.  Overrides come from
@@ -26,7 +29,7 @@ from typing import Mapping
 
 __all__ = ["Tolerance", "tolerance_for", "CHAIN_COSINE", "MATCHED_COSINE"]
 
-CHAIN_COSINE = {"fp8": 0.999, "fp4": 0.995, "mxfp4": 0.995, "int8": 0.999, "int4": 0.99, "bf16": 0.999}
+CHAIN_COSINE = {"fp8": 0.999, "fp4": 0.98, "mxfp4": 0.98, "int8": 0.999, "int4": 0.99, "bf16": 0.999}
 CHAIN_NORM_BAND = {"fp8": 0.05, "fp4": 0.10, "mxfp4": 0.10, "int8": 0.05, "int4": 0.15, "bf16": 0.03}
 CHAIN_SQNR_DB = {"fp8": 20.0, "fp4": 12.0, "mxfp4": 12.0, "int8": 20.0, "int4": 10.0, "bf16": 25.0}
 MATCHED_COSINE = 0.9995

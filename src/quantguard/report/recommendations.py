@@ -1,0 +1,216 @@
+"""What to look at and what to change, per check: the part of a report an engineer acts on.
+
+Advice is data, keyed by the ``check`` of a violation (plus ``blocked`` and
+``internal_error``, which have their own events).  A check can have
+variants chosen by *hints*, small facts read from its events: a
+``kwarg_ignored`` on a routing kernel needs other advice than one on a
+quant producer, a ``numerics`` failure with a wrong norm ratio (magnitude)
+other advice than one with a wrong cosine only (direction).  Texts name the
+targets and producers seen, so the advice points at functions, not concepts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping, NamedTuple
+
+from quantguard import environment_variables as env
+from quantguard.report._fields import as_mapping, as_text
+
+__all__ = ["Recommendation", "ADVISED_KINDS", "recommend", "hints_of", "producer_of"]
+
+_NAMES_SHOWN = 4
+
+
+class _Advice(NamedTuple):
+    look: str
+    change: str
+
+
+# "" is a kind's default; other keys are hint variants, used instead of the default when present.
+_ADVICE: dict[str, dict[str, _Advice]] = {
+    "kwarg_ignored": {
+        "layout": _Advice(
+            "The producer {producers} was asked for a scale layout (`shuffle_scale`, `transpose_scale` or "
+            "`shuffle`) and wrote another one. In a CK-free build this is typically the Triton fallback "
+            "(`_fallback_*`) that accepts the kwarg and never reads it; the consumer GEMM then reads permuted scales.",
+            "Make the fallback honor the kwarg, or pin the backend to an implementation that does (a build with "
+            "the CK/HIP kernel) until it is fixed. A `scale_layout` or `numerics` finding downstream on the same "
+            "layer is the consequence, not a second bug."),
+        "routing": _Advice(
+            "The MoE routing kernel {targets} accepted `routed_scaling_factor` and did not apply it: the "
+            "routed-expert output is 1/factor too small.",
+            "Multiply `topk_weights` by the factor in the caller, or use an AITER build whose routing kernel "
+            "applies it; check the model's `routed_scaling_factor` reaches the kernel."),
+    },
+    "ignored_parameter": {"": _Advice(
+        "A static scan found that {producers} accept(s) a parameter and never read it (named in the message); "
+        "every caller passing it gets the default behaviour.",
+        "Treat calls passing that parameter as suspect. Fix the implementation (often a CK-free Triton fallback) "
+        "or avoid that code path by pinning the backend. A runtime `kwarg_ignored` on the same target confirms "
+        "the impact.")},
+    "e8m0_rounding": {"": _Advice(
+        "The e8m0 producer {producers} rounded block scales with another mode than it declares, or than the "
+        "model's reference (one power of two off on part of the blocks).",
+        "Align the producer's rounding mode with the model's reference (the kernel variant or its "
+        f"`scaling_mode`), and set `{env.QUANTGUARD_E8M0_ROUNDING}` to the mode the checkpoint was "
+        "calibrated with so quantguard compares against it.")},
+    "scale_values": {"": _Advice(
+        "Scales reaching {targets} are all zero, negative or NaN, or match no known layout. All-zero uint8 "
+        "e8m0 scales mean a `copy_` converted `float8_e8m0fnu` values instead of copying bytes; zeros in "
+        "activation scales often mean an upstream transform left its buffer unwritten (`noop_transform`).",
+        "Load e8m0 scales byte-wise (`param.copy_(src.view(torch.uint8))`), re-run `quantguard.scan_weights` "
+        "after loading, and fix any upstream `noop_transform` / `kwarg_ignored` first.")},
+    "scale_shape": {"": _Advice(
+        "The x_scale/w_scale shapes given to {targets} differ from what the kernel reads (group size, "
+        "padding, per-token vs per-tensor).",
+        "Quantize with the group size the GEMM expects (e.g. 1x128 activations, 128x128 weights) and pass "
+        "scales unpadded unless the kernel documents padding.")},
+    "scale_dtype": {"": _Advice(
+        "The scales given to {targets} have another dtype than the kernel reads (fp32 vs e8m0/uint8).",
+        "Produce the scale dtype the consumer reads (`scale_type=` of the producer), or convert explicitly "
+        "before the call; never reinterpret bytes with a numeric cast.")},
+    "scale_layout": {"": _Advice(
+        "Producer/consumer layout mismatch: {producers} wrote scales in one major order and {targets} read "
+        "them in the other (`transpose_scale`/`shuffle_scale` on the producer vs the transposed x_scale a "
+        "`*_bpreshuffle` GEMM reads).",
+        "Make both sides agree: request the transposed layout from the producer when the consumer is a "
+        "bpreshuffle GEMM, or call the non-preshuffle GEMM for row-major scales. If the producer ignored the "
+        "request, fix that first (`kwarg_ignored`).")},
+    "weight_layout": {"": _Advice(
+        "The weight given to {targets} is not in the layout the kernel reads: a preshuffled weight read as "
+        "plain, a plain one read as preshuffled, or a (16, 16) vs (32, 16) shuffle.",
+        "Shuffle once at load with the layout of the kernel that will run (`shuffle_weight(w, layout=...)`) "
+        "and keep `ATOM_FP8_BLOCKSCALE_WEIGHT_PRESHUFFLE` consistent with the GEMM selected.")},
+    "gemm_shape": {"": _Advice(
+        "The operands of {targets} disagree on K (or on packing: fp4x2 halves K).",
+        "Check the weight's padding and packing at load and the activation quantization's output shape.")},
+    "fp8_variant": {"": _Advice(
+        "{targets} received e4m3fn data on an arch whose kernels read e4m3fnuz (gfx942: values read 2x "
+        "smaller, byte 0x80 reads as NaN), or the reverse on gfx950.",
+        "On gfx942 run `normalize_e4m3fn_to_e4m3fnuz` on FP8 weights and their scales at load (and not on "
+        "gfx950); quantize activations to `aiter.dtypes.fp8`.")},
+    "backend_selection": {"": _Advice(
+        "A CK kernel was reached in a CK-free build, or a selector ({targets}) chose CK there "
+        "(`use_triton_gemm()` False in CK-free mode).",
+        "Set `ATOM_CK_FREE=1` (which makes `use_triton_gemm()` true) or `ATOM_USE_TRITON_GEMM=1` so ATOM "
+        "selects the Triton kernels; fix selectors that ignore the CK-free switch.")},
+    "numerics": {
+        "": _Advice(
+            "The output of {targets} differs from the reference beyond tolerance (the message names the metric).",
+            "Look for a layout, scale or dtype finding on the same layer first; if there is none, reproduce "
+            f"with `quantguard validate quant` and `{env.QUANTGUARD_LOG_VALUES}=1`."),
+        "norm_ratio": _Advice(
+            "The norm ratio of {targets} against its reference is off: the magnitude is wrong, typically a "
+            "dropped scale (weights copied without their block scale, a missing `routed_scaling_factor`) or "
+            "a scale applied twice.",
+            "Check how scales reach this kernel for the flagged layers (weight loading, routing factor, "
+            "e4m3fn vs e4m3fnuz halving) and fix the producer that drops or doubles it."),
+        "direction": _Advice(
+            "The cosine/SQNR of {targets} is off while the magnitude is right: values are permuted, typically "
+            "scales read in the wrong major order or a weight in the wrong shuffle layout.",
+            "Compare the producer's scale layout with what the consumer reads (`scale_layout`, "
+            "`kwarg_ignored`, `weight_layout` findings on the same layer) and make them agree."),
+    },
+    "nonfinite": {"": _Advice(
+        "NaN/Inf in the output of {targets}.",
+        "Check for e4m3fn byte 0x80 read as e4m3fnuz NaN (`fp8_variant`), zero or NaN scales "
+        f"(`scale_values`) and bf16 overflow; `{env.QUANTGUARD_SAMPLE_RATE}=1` finds the first layer where it "
+        "appears.")},
+    "noop_transform": {"": _Advice(
+        "The layout transform {targets} left its output unchanged or wrong (a CK-free Triton fallback that "
+        "returns without writing); consumers read whatever the buffer held.",
+        "Fix the fallback or pin a backend where the transform is implemented. Downstream `scale_values` or "
+        "`numerics` findings are consequences.")},
+    "jit_exit": {"": _Advice(
+        "The AITER JIT builder exited (`SystemExit`) while building a module, usually a CK module in a "
+        "CK-free install; quantguard converted it to a `RuntimeError`.",
+        "That module should not be built here: select Triton (`ATOM_CK_FREE=1`) or install the CK sources "
+        "(`CK_3RDPARTY_DIR`).")},
+    "weight_magnitude": {"": _Advice(
+        "A weight loaded by {targets} holds raw FP8 values in a BF16 parameter without their scale, or "
+        "implausible dequantized magnitudes.",
+        "Dequantize at load (multiply by the block scale) or keep the parameter FP8 with its scale; check "
+        "the loader's `copy_`.")},
+    "unloaded_parameter": {"": _Advice(
+        "A parameter seen by {targets} is all zeros: it was never loaded from the checkpoint.",
+        "Check the checkpoint key mapping and the weight loader for the parameter named in the message.")},
+    "blocked": {"": _Advice(
+        "quantguard stopped (or rerouted) {targets}, a kernel the platform's policy forbids (ASM on gfx950 "
+        "CK-free, CK in a CK-free build).",
+        "Make the caller select the allowed kernel: `ATOM_CK_FREE=1` / `use_triton_gemm()`. Meanwhile "
+        f"`{env.QUANTGUARD_ON_BLOCK}=reroute` runs the equivalent kernel instead of raising.")},
+    "internal_error": {"": _Advice(
+        "A quantguard bug in the check named for {targets}; the user's call returned the original result, "
+        "but that check did not run.",
+        "Report it with the traceback below attached; meanwhile "
+        f"`{env.QUANTGUARD_DISABLED_TARGETS}=<target>` silences the target.")},
+}
+
+_FALLBACK = _Advice(
+    "{targets} reported a check this version of the report has no advice for.",
+    "Read the first message and the check's row in docs/events.md.")
+
+#: Every kind with specific advice (the checks of docs/events.md, ``blocked`` and ``internal_error``).
+ADVISED_KINDS = tuple(_ADVICE)
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """Advice for one kind: pairs of (what to look at, what to change)."""
+
+    kind: str
+    items: tuple[tuple[str, str], ...]
+
+
+def _names(names: Iterable[str]) -> str:
+    ordered = sorted(set(names))
+    if not ordered:
+        return "the target"
+    shown = ", ".join(f"`{name}`" for name in ordered[:_NAMES_SHOWN])
+    rest = len(ordered) - _NAMES_SHOWN
+    return f"{shown} and {rest} more" if rest > 0 else shown
+
+
+def recommend(kind: str, targets: Iterable[str], producers: Iterable[str] = (),
+              hints: Iterable[str] = ()) -> Recommendation:
+    """The advice for ``kind`` (a check, ``blocked`` or ``internal_error``) naming the functions seen.
+
+    ``producers`` default to the targets: for producer checks the target is the producer.
+    """
+    targets = sorted(set(targets))
+    producers = sorted(set(producers)) or targets
+    variants = _ADVICE.get(kind, {"": _FALLBACK})
+    hints = set(hints)
+    chosen = [advice for hint, advice in variants.items() if hint and hint in hints]
+    if not chosen:
+        chosen = [variants.get("", next(iter(variants.values())))]
+    fields = {"targets": _names(targets), "producers": _names(producers)}
+    return Recommendation(kind, tuple((a.look.format(**fields), a.change.format(**fields)) for a in chosen))
+
+
+def hints_of(check: str, event: Mapping[str, Any]) -> set[str]:
+    """The facts of one violation event that choose an advice variant."""
+    details = as_mapping(event.get("details"))
+    message = as_text(event.get("message"))
+    if check == "kwarg_ignored":
+        routing = "routed_scaling_factor" in details or "routed_scaling_factor" in message
+        return {"routing" if routing else "layout"}
+    if check == "numerics":
+        failed = details.get("failed")
+        failed_text = " ".join(item for item in failed if isinstance(item, str)) if isinstance(failed, list) else message
+        if "norm ratio" in failed_text:
+            return {"norm_ratio"}
+        if "cosine" in failed_text or "SQNR" in failed_text:
+            return {"direction"}
+    return set()
+
+
+def producer_of(check: str, event: Mapping[str, Any]) -> str | None:
+    """The function that produced what the violation is about, when it is not the target itself."""
+    details = as_mapping(event.get("details"))
+    if check == "scale_layout":
+        return as_text(details.get("producer")) or None
+    if check == "ignored_parameter":
+        return as_text(details.get("function")) or None
+    return None
