@@ -76,6 +76,7 @@ CASES = [
     Case("moe_missing_routed_scaling", dict(arch="gfx942", backend="ck"), ("kwarg_ignored", "ignored_parameter")),
     Case("atom_ignores_ck_free", dict(arch="gfx950", backend="triton", ck_free=True), ("backend_selection",),
          raises=RuntimeError),
+    Case("hipblaslt_drops_scale_b", dict(arch="gfx942", backend="ck"), ("numerics", "ignored_parameter")),
 ]
 
 

@@ -214,6 +214,23 @@ def _routed_weight_sum(aiter):
     return round(float(weights.sum(1).mean()), 4)
 
 
+def _per_tensor_output_ratio(aiter):
+    from aiter.tuned_gemm import tgemm
+
+    x = _x(8, 256).float()
+    w = torch.randn(64, 256, generator=_gen(5)) * 0.05
+    scale_a, scale_b = x.abs().max() / 240, w.abs().max() / 240
+    fp8 = aiter.dtypes.fp8
+    xq, wq = (x / scale_a).to(fp8), (w / scale_b).to(fp8)
+    out = tgemm.mm(xq, wq, otype=torch.float32, scale_a=scale_a.reshape(1), scale_b=scale_b.reshape(1))
+    expected = ref.dequant_fp8(xq, fp8) * scale_a.double() @ (ref.dequant_fp8(wq, fp8) * scale_b.double()).T
+    ratio = float(out.double().norm() / expected.norm())
+    direction = float(torch.nn.functional.cosine_similarity(out.double().flatten(), expected.flatten(), dim=0))
+    magnitude = "scale applied" if abs(ratio - 1) < 1e-3 else (
+        "scale dropped" if abs(ratio * float(scale_b) - 1) < 1e-3 else f"ratio {ratio:.3g}")
+    return round(direction, 4), magnitude
+
+
 def _moe_forward_in_ck_free(aiter):
     from atom.model_ops.moe import FusedMoE
 
@@ -271,6 +288,10 @@ SCENARIOS = {
     ),
     "moe_missing_routed_scaling": Scenario(
         {}, _routed_weight_sum, 2.5, 1.0, {"aiter.ops.topk.biased_grouped_topk": "routed_scaling_factor"},
+    ),
+    "hipblaslt_drops_scale_b": Scenario(
+        {}, _per_tensor_output_ratio, (1.0, "scale applied"), (1.0, "scale dropped"),
+        {"aiter.tuned_gemm.gemm_a16w16": "scale_b"},
     ),
     "atom_ignores_ck_free": Scenario(
         {"ck_free": True, "atom": True}, _moe_forward_in_ck_free, "ran on Triton", "build failed",

@@ -439,8 +439,9 @@ def _interpret_tgemm(call: "CallRecord") -> GemmView | None:
     x, w = call["inp"], call["weights"]
     if _element(x.dtype) is None:
         return None  # an unquantized GEMM: nothing quantization-specific to check
+    layout = "preshuffle_16x16" if getattr(w, "is_shuffled", False) else "plain"  # AITER reads the attribute
     return _gemm_common(call, call.target, x, w, call.get("scale_a"), call.get("scale_b"),
-                        bias=call.get("bias"), out_dtype=call.get("otype"), scheme="per_tensor")
+                        bias=call.get("bias"), out_dtype=call.get("otype"), scheme="per_tensor", w_layout=layout)
 
 
 # -- other adapters ----------------------------------------------------------------------------
@@ -674,7 +675,7 @@ CONTRACTS: list[Contract] = [
           description="MLA batched GEMM quantizing X per token-group inside the kernel"),
     _gemm("aiter.tuned_gemm:tgemm.mm", "hipblaslt", _interpret_tgemm,
           ("inp", "weights", "bias", "otype", "scale_a", "scale_b", "scale_c"),
-          ("inp", "weights@", "bias?", "otype=", "scale_a?", "scale_b?"),
+          ("inp", "weights@", "bias?", "otype=", "scale_a?", "scale_b?"), honored=("scale_a", "scale_b", "bias"),
           description="hipBLASLt GEMM (per-tensor scaled when given fp8 inputs)"),
     # -- MoE --
     Contract(target="aiter.fused_moe.fused_moe", kind="moe", backend="ck",

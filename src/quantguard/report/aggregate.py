@@ -66,7 +66,7 @@ class Aggregator:
 
     def __init__(self, tail_size: int = DEFAULT_TAIL_SIZE) -> None:
         self.tail_size = tail_size
-        self.report = Report()
+        self.report = Report(tail_size=tail_size)
         self._streams: dict[tuple[str, Any], _Stream] = {}
         self._file_configuration: dict[str, str] = {}
         self._keys: dict[tuple[int, str, str, str], _Key] = {}
@@ -191,7 +191,8 @@ class Aggregator:
         stats.configurations.add(configuration.name)
         stats.backends.add(backend)
         if not repeat:
-            stats.hints |= hints_of(check, event)
+            for hint in hints_of(check, event):
+                stats.hints.setdefault(hint, set()).add(target)
             producer = producer_of(check, event)
             if producer:
                 stats.producers.add(producer)
@@ -203,6 +204,7 @@ class Aggregator:
         outcome = configuration.outcome(target)
         if severity == "error":
             outcome.errors += delta
+            configuration.failures[check] += delta
         else:
             outcome.warnings += delta
         backend_stats = self._backend(backend)
@@ -230,6 +232,7 @@ class Aggregator:
         key.blocked.configurations.add(configuration.name)
         key.blocked.ranks.add(as_int(event.get("rank")))
         configuration.outcome(target).blocked += delta
+        configuration.failures[_BLOCKED_CHECK] += delta
 
     def _on_shadow(self, event: Mapping[str, Any], stream: _Stream, configuration: Configuration) -> None:
         target = as_text(event.get("target"), _UNKNOWN)
@@ -250,7 +253,9 @@ class Aggregator:
         self._backend(as_text(event.get("backend"), _UNKNOWN)).cosines.add(cosine, failed)
         outcome = configuration.outcome(target)
         outcome.shadow_samples += 1
-        outcome.shadow_failed += 1 if failed else 0
+        if failed:
+            outcome.shadow_failed += 1
+            configuration.failures["failed shadow"] += 1
 
     def _on_internal_error(self, event: Mapping[str, Any], stream: _Stream, configuration: Configuration) -> None:
         target = as_text(event.get("target"), _UNKNOWN)
@@ -263,6 +268,7 @@ class Aggregator:
         error.configurations.add(configuration.name)
         error.ranks.add(as_int(event.get("rank")))
         configuration.outcome(target).internal_errors += 1
+        configuration.failures["internal_error"] += 1
 
     def _on_summary(self, event: Mapping[str, Any], stream: _Stream, configuration: Configuration) -> None:
         shadow = as_mapping(event.get("shadow"))

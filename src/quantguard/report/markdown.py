@@ -12,7 +12,6 @@ import re
 from typing import Any, Iterable, Sequence
 
 from quantguard.report._ordering import natural_key
-from quantguard.report.distribution import DEFAULT_TAIL_SIZE
 from quantguard.report.reader import MALFORMED_REASONS
 from quantguard.report.recommendations import recommend
 from quantguard.report.records import CheckStats, Configuration, Rank, Report, TargetOutcome
@@ -21,6 +20,7 @@ from quantguard.report.verdict import exit_code
 __all__ = ["render_markdown"]
 
 _NAMES_SHOWN = 4
+_FAILING_SHOWN = 10
 _MESSAGE_CHARS = 300
 _NOT_SEEN = "·"
 
@@ -114,6 +114,13 @@ def _header(report: Report) -> list[str]:
         problems.append(f"truncated: {', '.join(truncated)}")
     if problems:
         lines.append(f"Input problems: {'; '.join(problems)} (see [Input files](#input-files)).")
+    if failing:
+        lines += ["", "What failed:", ""]
+        for configuration in failing[:_FAILING_SHOWN]:
+            kinds = ", ".join(f"{kind} {count}" for kind, count in configuration.failures.most_common() if count)
+            lines.append(f"- **{configuration.name}**: {kinds}")
+        if len(failing) > _FAILING_SHOWN:
+            lines.append(f"- and {len(failing) - _FAILING_SHOWN} more (see the summary)")
     return lines + [""]
 
 
@@ -150,7 +157,7 @@ def _layers(report: Report) -> list[str]:
              "From `quantguard.shadow` events, per layer (the target where an event has no layer) and configuration. "
              "Samples are logged shadow results: quantguard logs the first per (target, layer), then one per rate-limit "
              "interval, and every failure. p1 is the nearest-rank 1st percentile, computed from the "
-             f"{DEFAULT_TAIL_SIZE} smallest cosines kept per layer: exact up to {100 * DEFAULT_TAIL_SIZE:,} samples, "
+             f"{report.tail_size} smallest cosines kept per layer: exact up to {100 * report.tail_size:,} samples, "
              "beyond that shown as `≥ x`, a lower bound (the smallest values are kept, not a sample). A result is "
              "flagged when `passed` is false or its cosine is below its `threshold`.", ""]
     if not report.layers:

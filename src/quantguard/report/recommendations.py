@@ -31,26 +31,26 @@ class _Advice(NamedTuple):
 _ADVICE: dict[str, dict[str, _Advice]] = {
     "kwarg_ignored": {
         "layout": _Advice(
-            "The producer {producers} was asked for a scale layout (`shuffle_scale`, `transpose_scale` or "
-            "`shuffle`) and wrote another one. In a CK-free build this is typically the Triton fallback "
+            "Producer(s) {producers}: asked for a scale layout (`shuffle_scale`, `transpose_scale` or "
+            "`shuffle`), wrote another one. In a CK-free build this is typically the Triton fallback "
             "(`_fallback_*`) that accepts the kwarg and never reads it; the consumer GEMM then reads permuted scales.",
             "Make the fallback honor the kwarg, or pin the backend to an implementation that does (a build with "
             "the CK/HIP kernel) until it is fixed. A `scale_layout` or `numerics` finding downstream on the same "
             "layer is the consequence, not a second bug."),
         "routing": _Advice(
-            "The MoE routing kernel {targets} accepted `routed_scaling_factor` and did not apply it: the "
+            "MoE routing kernel(s) {targets}: accepted `routed_scaling_factor` and did not apply it, so the "
             "routed-expert output is 1/factor too small.",
             "Multiply `topk_weights` by the factor in the caller, or use an AITER build whose routing kernel "
             "applies it; check the model's `routed_scaling_factor` reaches the kernel."),
     },
     "ignored_parameter": {"": _Advice(
-        "A static scan found that {producers} accept(s) a parameter and never read it (named in the message); "
-        "every caller passing it gets the default behaviour.",
+        "Static scan: {producers} accept a parameter and never read it (named in the message), so every "
+        "caller passing it gets the default behaviour.",
         "Treat calls passing that parameter as suspect. Fix the implementation (often a CK-free Triton fallback) "
         "or avoid that code path by pinning the backend. A runtime `kwarg_ignored` on the same target confirms "
         "the impact.")},
     "e8m0_rounding": {"": _Advice(
-        "The e8m0 producer {producers} rounded block scales with another mode than it declares, or than the "
+        "e8m0 producer(s) {producers}: rounded block scales with another mode than declared, or than the "
         "model's reference (one power of two off on part of the blocks).",
         "Align the producer's rounding mode with the model's reference (the kernel variant or its "
         f"`scaling_mode`), and set `{env.QUANTGUARD_E8M0_ROUNDING}` to the mode the checkpoint was "
@@ -97,18 +97,18 @@ _ADVICE: dict[str, dict[str, _Advice]] = {
         "selects the Triton kernels; fix selectors that ignore the CK-free switch.")},
     "numerics": {
         "": _Advice(
-            "The output of {targets} differs from the reference beyond tolerance (the message names the metric).",
+            "Output of {targets} differs from its reference beyond tolerance (the message names the metric).",
             "Look for a layout, scale or dtype finding on the same layer first; if there is none, reproduce "
             f"with `quantguard validate quant` and `{env.QUANTGUARD_LOG_VALUES}=1`."),
         "norm_ratio": _Advice(
-            "The norm ratio of {targets} against its reference is off: the magnitude is wrong, typically a "
-            "dropped scale (weights copied without their block scale, a missing `routed_scaling_factor`) or "
-            "a scale applied twice.",
+            "Norm ratio out of tolerance in {targets}: the output magnitude is wrong, typically a dropped "
+            "scale (weights copied without their block scale, a missing `routed_scaling_factor`), a scale "
+            "applied twice, or scales applied to the wrong rows/groups.",
             "Check how scales reach this kernel for the flagged layers (weight loading, routing factor, "
             "e4m3fn vs e4m3fnuz halving) and fix the producer that drops or doubles it."),
         "direction": _Advice(
-            "The cosine/SQNR of {targets} is off while the magnitude is right: values are permuted, typically "
-            "scales read in the wrong major order or a weight in the wrong shuffle layout.",
+            "Cosine/SQNR out of tolerance in {targets} with the magnitude right: values are permuted, "
+            "typically scales read in the wrong major order or a weight in the wrong shuffle layout.",
             "Compare the producer's scale layout with what the consumer reads (`scale_layout`, "
             "`kwarg_ignored`, `weight_layout` findings on the same layer) and make them agree."),
     },
@@ -118,7 +118,7 @@ _ADVICE: dict[str, dict[str, _Advice]] = {
         f"(`scale_values`) and bf16 overflow; `{env.QUANTGUARD_SAMPLE_RATE}=1` finds the first layer where it "
         "appears.")},
     "noop_transform": {"": _Advice(
-        "The layout transform {targets} left its output unchanged or wrong (a CK-free Triton fallback that "
+        "Layout transform(s) {targets}: left the output unchanged or wrong (a CK-free Triton fallback that "
         "returns without writing); consumers read whatever the buffer held.",
         "Fix the fallback or pin a backend where the transform is implemented. Downstream `scale_values` or "
         "`numerics` findings are consequences.")},
@@ -128,7 +128,7 @@ _ADVICE: dict[str, dict[str, _Advice]] = {
         "That module should not be built here: select Triton (`ATOM_CK_FREE=1`) or install the CK sources "
         "(`CK_3RDPARTY_DIR`).")},
     "weight_magnitude": {"": _Advice(
-        "A weight loaded by {targets} holds raw FP8 values in a BF16 parameter without their scale, or "
+        "A weight checked at {targets} holds raw FP8 values in a BF16 parameter without their scale, or "
         "implausible dequantized magnitudes.",
         "Dequantize at load (multiply by the block scale) or keep the parameter FP8 with its scale; check "
         "the loader's `copy_`.")},
@@ -173,20 +173,23 @@ def _names(names: Iterable[str]) -> str:
 
 
 def recommend(kind: str, targets: Iterable[str], producers: Iterable[str] = (),
-              hints: Iterable[str] = ()) -> Recommendation:
+              hints: Mapping[str, Iterable[str]] | None = None) -> Recommendation:
     """The advice for ``kind`` (a check, ``blocked`` or ``internal_error``) naming the functions seen.
 
-    ``producers`` default to the targets: for producer checks the target is the producer.
+    ``hints`` map each hint (from :func:`hints_of`) to the targets it was seen
+    on; each matching variant names only those.  ``producers`` default to the
+    targets: for producer checks the target is the producer.
     """
-    targets = sorted(set(targets))
-    producers = sorted(set(producers)) or targets
+    hints = hints or {}
     variants = _ADVICE.get(kind, {"": _FALLBACK})
-    hints = set(hints)
-    chosen = [advice for hint, advice in variants.items() if hint and hint in hints]
+    chosen = [(advice, hints[hint]) for hint, advice in variants.items() if hint and hint in hints]
     if not chosen:
-        chosen = [variants.get("", next(iter(variants.values())))]
-    fields = {"targets": _names(targets), "producers": _names(producers)}
-    return Recommendation(kind, tuple((a.look.format(**fields), a.change.format(**fields)) for a in chosen))
+        chosen = [(variants.get("", next(iter(variants.values()))), targets)]
+    items = []
+    for advice, seen_on in chosen:
+        fields = {"targets": _names(seen_on), "producers": _names(producers) if producers else _names(seen_on)}
+        items.append((advice.look.format(**fields), advice.change.format(**fields)))
+    return Recommendation(kind, tuple(items))
 
 
 def hints_of(check: str, event: Mapping[str, Any]) -> set[str]:

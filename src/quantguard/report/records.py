@@ -11,7 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Optional
 
-from quantguard.report.distribution import CosineDistribution
+from quantguard.report.distribution import DEFAULT_TAIL_SIZE, CosineDistribution
 from quantguard.report.reader import FileStats
 
 __all__ = [
@@ -69,7 +69,11 @@ class RunTotals:
 
 @dataclass
 class Configuration:
-    """One run label: a ``config.label``, or a name derived from platform and file."""
+    """One run label: a ``config.label``, or a name derived from platform and file.
+
+    ``failures`` counts what made it fail by kind: a check of an error
+    violation, ``blocked``, ``failed shadow`` or ``internal_error``.
+    """
 
     name: str
     labeled: bool
@@ -79,6 +83,7 @@ class Configuration:
     guarded: set[str] = field(default_factory=set)
     targets: dict[str, TargetOutcome] = field(default_factory=dict)
     run_totals: RunTotals = field(default_factory=RunTotals)
+    failures: Counter = field(default_factory=Counter)
     events: int = 0
 
     def outcome(self, target: str) -> TargetOutcome:
@@ -118,8 +123,8 @@ class CheckStats:
     """Every violation of one check: exact total (from cumulative ``count``) and where it was seen.
 
     ``producers`` and ``hints`` are what the recommendations name and choose
-    by (the function that wrote a mismatched scale; which metric of a
-    numerics finding failed).
+    by: the functions that wrote a mismatched scale; per hint (which metric
+    of a numerics finding failed, ...) the targets it was seen on.
     """
 
     check: str
@@ -130,7 +135,7 @@ class CheckStats:
     configurations: set[str] = field(default_factory=set)
     backends: set[str] = field(default_factory=set)
     producers: set[str] = field(default_factory=set)
-    hints: set[str] = field(default_factory=set)
+    hints: dict[str, set[str]] = field(default_factory=dict)
     first: FirstSeen | None = None
 
     @property
@@ -201,7 +206,10 @@ class CoverageNote:
 
 @dataclass
 class Report:
-    """Everything a report shows, keyed by configuration, check, layer and backend."""
+    """Everything a report shows, keyed by configuration, check, layer and backend.
+
+    ``tail_size`` is how many of the smallest cosines each layer kept (the p1 method).
+    """
 
     files: list[FileStats] = field(default_factory=list)
     configurations: dict[str, Configuration] = field(default_factory=dict)
@@ -214,6 +222,7 @@ class Report:
     events: int = 0
     first_timestamp: str | None = None
     last_timestamp: str | None = None
+    tail_size: int = DEFAULT_TAIL_SIZE
 
     @property
     def failing(self) -> bool:

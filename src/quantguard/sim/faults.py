@@ -153,6 +153,13 @@ FAULTS: Mapping[str, Fault] = {
             ("hip",),
         ),
         _fault(
+            "hipblaslt_drops_scale_b",
+            "a per-tensor FP8 GEMM through hipBLASLt (tgemm.mm) dropped the weight's per-tensor "
+            "scale: a uniform magnitude error",
+            "outputs off by 1/scale_b with the direction intact (cosine 1.0): only magnitudes show it",
+            ("hipblaslt",),
+        ),
+        _fault(
             "atom_ignores_ck_free",
             "ATOM's MoE path kept use_triton_gemm() False in CK-free mode and still called "
             "AITER's CK fused_moe",

@@ -7,6 +7,7 @@ carrying ``is_shuffled = True`` is read in the (16, 16) preshuffle layout.
 import torch
 from torch import Tensor
 
+from quantguard.sim import _state
 from quantguard.sim._kernels import fp8 as _fp8
 from quantguard.sim._kernels import layout as _layout
 
@@ -38,6 +39,22 @@ def gemm_a16w16(
     if scale_c is not None:
         acc = acc * scale_c.float().reshape(-1)[0]
     return acc.to(otype or A.dtype).view(*A.shape[:-1], B.shape[0])
+
+
+if _state.fault_active("hipblaslt_drops_scale_b", "hipblaslt"):
+    _correct_gemm_a16w16 = gemm_a16w16
+
+    def gemm_a16w16(
+        A: Tensor,
+        B: Tensor,
+        bias: Tensor | None = None,
+        otype: torch.dtype | None = None,
+        scale_a: Tensor | None = None,
+        scale_b: Tensor | None = None,
+        scale_c: Tensor | None = None,
+    ) -> Tensor:
+        # The broken path accepts the weight's per-tensor scale and never applies it.
+        return _correct_gemm_a16w16(A, B, bias=bias, otype=otype, scale_a=scale_a, scale_c=scale_c)
 
 
 class TunedGemm:

@@ -1,0 +1,91 @@
+"""``quantguard report LOG [LOG ...]``: event logs in, a markdown verdict and a CI exit code out.
+
+Reads JSON-lines event logs (one per rank or process; .gz accepted) one line
+at a time, and writes a self-contained markdown report: PASS/FAIL per
+configuration and target, per-layer cosines, violations by check, backends,
+recommendations, blocked kernels, internal errors, run totals and input
+problems.  The layers x configurations min-cosine data is always written as
+CSV; --png also draws it (needs matplotlib).
+
+exit codes:
+  0  every configuration passed
+  1  something failed: an error violation, a blocked kernel, a failed
+     shadow check or an internal error
+  2  usage error, or a log (or an output) could not be read (written)
+  3  the logs hold no quantguard event at all
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from quantguard.report import (
+    EXIT_FAIL, EXIT_NO_EVENTS, EXIT_PASS, EXIT_USAGE, LogReadError, build_report, exit_code, render_markdown, write_heatmap_csv, write_heatmap_png,
+)
+
+__all__ = ["add_parser"]
+
+_STDOUT_CSV = "quantguard-report.heatmap.csv"
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser("report", help="turn event logs into a markdown verdict (exit code for CI)",
+                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("logs", nargs="+", metavar="LOG", help="JSON-lines event log (.gz accepted)")
+    parser.add_argument("-o", "--output", metavar="REPORT.md", help="write the markdown here instead of stdout")
+    parser.add_argument("--png", metavar="HEATMAP.png",
+                        help="also draw the layers x configurations min-cosine heatmap (needs matplotlib)")
+    parser.add_argument("--csv", metavar="HEATMAP.csv",
+                        help=f"heatmap data (default: <REPORT>.heatmap.csv next to -o, else ./{_STDOUT_CSV})")
+    parser.set_defaults(handler=_run)
+
+
+def _csv_path(args: argparse.Namespace) -> Path:
+    if args.csv:
+        return Path(args.csv)
+    if args.output:
+        output = Path(args.output)
+        return output.with_name(f"{output.stem}.heatmap.csv")
+    return Path(_STDOUT_CSV)
+
+
+def _note(message: str) -> None:
+    print(f"quantguard report: {message}", file=sys.stderr)
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        report = build_report(args.logs)
+    except LogReadError as exc:
+        _note(str(exc))
+        return EXIT_USAGE
+    markdown = render_markdown(report)
+    csv_path = _csv_path(args)
+    try:
+        if args.output:
+            Path(args.output).write_text(markdown, encoding="utf-8")
+        else:
+            sys.stdout.write(markdown)
+        write_heatmap_csv(report, csv_path)
+    except OSError as exc:
+        _note(f"cannot write {exc.filename or 'the report'}: {exc.strerror or exc}")
+        return EXIT_USAGE
+    _note(f"heatmap data written to {csv_path}")
+    if args.png:
+        try:
+            if write_heatmap_png(report, args.png):
+                _note(f"heatmap written to {args.png}")
+            else:
+                _note("no shadow results: heatmap not drawn")
+        except ImportError as exc:
+            _note(f"{exc}; heatmap not drawn (the markdown and CSV were written)")
+        except OSError as exc:
+            _note(f"cannot write {args.png}: {exc.strerror or exc}")
+            return EXIT_USAGE
+    code = exit_code(report)
+    verdict = {EXIT_PASS: "PASS", EXIT_FAIL: "FAIL", EXIT_NO_EVENTS: "no quantguard events"}[code]
+    _note(f"{verdict}, exit code {code}" + (f"; report in {args.output}" if args.output else ""))
+    return code
