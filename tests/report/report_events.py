@@ -7,7 +7,7 @@ from typing import Any
 __all__ = ["event", "enabled", "violation", "shadow"]
 
 
-def event(kind: str, pid: int = 100, rank: int | None = None, **fields: Any) -> dict[str, Any]:
+def event(kind: str, /, pid: int = 100, rank: int | None = None, **fields: Any) -> dict[str, Any]:
     """A synthetic event with the common fields; ``kind`` may omit the ``quantguard.`` prefix."""
     name = kind if kind.startswith("quantguard.") else f"quantguard.{kind}"
     return {"event": name, "timestamp": fields.pop("timestamp", "2026-01-01T00:00:00.000000Z"),

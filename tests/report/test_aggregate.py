@@ -51,23 +51,22 @@ def test_ranks_are_collected_with_null_as_none(write_log):
     assert list(report.configurations) == ["run"]
 
 
-@pytest.mark.parametrize("enabled_event, file_name, expected", [
-    (enabled("gfx942-ck"), "r.jsonl", "gfx942-ck"),
-    (enabled(None, arch="gfx950", ck_free=True), "rank3.jsonl", "gfx950 CK-free (rank3.jsonl)"),
-    (enabled("  ", arch=None), "r.jsonl", "unknown-arch CK (r.jsonl)"),
-    (None, "r.jsonl", "no enabled event (r.jsonl)"),
+@pytest.mark.parametrize("enabled_event, file_name, expected, labeled", [
+    (enabled("gfx942-ck"), "r.jsonl", "gfx942-ck", True),
+    (enabled(None, arch="gfx950", ck_free=True), "rank3.jsonl", "gfx950 CK-free (rank3.jsonl)", False),
+    (enabled("  ", arch=None), "r.jsonl", "unknown-arch CK (r.jsonl)", False),
+    (None, "r.jsonl", "no enabled event (r.jsonl)", False),
 ])
-def test_configuration_names(write_log, enabled_event, file_name, expected):
+def test_configuration_names(write_log, enabled_event, file_name, expected, labeled):
     lines = ([enabled_event] if enabled_event else []) + [violation()]
     report = _report(write_log, (file_name, lines))
     assert list(report.configurations) == [expected]
-    assert report.configurations[expected].labeled == bool(enabled_event and enabled_event["config"]["label"].strip()
-                                                           if enabled_event and enabled_event["config"]["label"] else False)
+    assert report.configurations[expected].labeled is labeled
 
 
 def test_events_follow_the_enabled_event_of_their_file_and_pid(write_log):
-    lines = [enabled("ck", pid=1), enabled("triton", pid=2), violation(pid=1), violation(pid=2), violation(pid=2),
-             violation(pid=3)]  # pid 3: a forked worker, inherits the file's latest configuration
+    lines = [enabled("ck", pid=1), enabled("triton", pid=2), violation(pid=1), violation(pid=2),
+             violation(pid=2, count=2), violation(pid=3)]  # pid 3: a forked worker, inherits the file's latest configuration
     report = _report(write_log, ("r.jsonl", lines))
     errors = {name: c.targets[TARGET].errors for name, c in report.configurations.items()}
     assert errors == {"ck": 1, "triton": 2 + 1}

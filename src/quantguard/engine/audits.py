@@ -22,7 +22,7 @@ class Audits:
     def __init__(self) -> None:
         self._reported: set[tuple[str, str]] = set()
 
-    def on_applied(self, runtime: "Runtime", applied: list["Applied"]) -> None:
+    def on_applied(self, runtime: "Runtime", applied: list["Applied"], initial: bool) -> None:
         self._backend_selection(runtime)
 
     def on_unapplied(self, runtime: "Runtime") -> None:

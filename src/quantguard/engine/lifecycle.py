@@ -16,6 +16,7 @@ from quantguard import events
 from quantguard.config import Config, resolve_config
 from quantguard.contracts.base import Contract
 from quantguard.engine.audits import Audits
+from quantguard.engine.references import StaleReferences
 from quantguard.engine.runtime import Runtime
 
 __all__ = ["enable", "disable", "is_enabled", "register", "current_runtime", "registered_contracts"]
@@ -69,7 +70,7 @@ def enable(**options: Any) -> Runtime:
             return _runtime
         events.configure(config.log, config.log_format)
         runtime = Runtime(config, registered_contracts())
-        runtime.extensions.append(Audits())
+        runtime.extensions += [Audits(), StaleReferences()]
         _runtime = runtime
         events.emit(events.ENABLED, "info", reconfigured=False, config=_config_summary(config),
                     contracts=len(runtime.contracts), platform=runtime.platform.as_dict())

@@ -156,7 +156,7 @@ class Runtime:
             for applied in patched_now:
                 self._announce(applied)
             for extension in self.extensions:
-                extension.on_applied(self, patched_now)
+                extension.on_applied(self, patched_now, True)
 
     def add_contract(self, contract: Contract) -> None:
         with self._lock:
@@ -191,7 +191,7 @@ class Runtime:
                 for applied in patched_now:
                     self._announce(applied)
                 for extension in self.extensions:
-                    extension.on_applied(self, patched_now)
+                    extension.on_applied(self, patched_now, False)
         except Exception as exc:  # never break the user's import
             self.reporter.internal_error(module.__name__, "import_hook", exc)
 

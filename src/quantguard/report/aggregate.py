@@ -103,10 +103,20 @@ class Aggregator:
         if handler is not None:
             handler(self, event, stream, configuration)
 
-    @property
-    def retained_cosines(self) -> int:
-        """Cosine values held in memory across all layers (each layer at most ``tail_size``)."""
-        return sum(layer.cosines.retained for layer in self.report.layers.values())
+    def footprint(self) -> dict[str, int]:
+        """Sizes of everything the aggregator holds, to check that it grows with the program, not the log.
+
+        ``cosines`` is the number of cosine values kept for p1 (each layer at
+        most ``tail_size``); the others count entries of the collections.
+        """
+        report = self.report
+        return {
+            "cosines": sum(layer.cosines.retained for layer in report.layers.values()),
+            "layers": len(report.layers), "count_keys": len(self._keys), "streams": len(self._streams),
+            "summaries": len(self._summaries), "configurations": len(report.configurations),
+            "checks": len(report.checks), "backends": len(report.backends), "blocked": len(report.blocked),
+            "internal_errors": len(report.internal_errors), "coverage": len(report.coverage),
+        }
 
     def finish(self) -> Report:
         """Sum the last summary of each process into its configuration; returns the report."""

@@ -123,7 +123,7 @@ _ADVICE: dict[str, dict[str, _Advice]] = {
         "Fix the fallback or pin a backend where the transform is implemented. Downstream `scale_values` or "
         "`numerics` findings are consequences.")},
     "jit_exit": {"": _Advice(
-        "The AITER JIT builder exited (`SystemExit`) while building a module, usually a CK module in a "
+        "The AITER JIT builder {targets} exited (`SystemExit`) while building a module, usually a CK module in a "
         "CK-free install; quantguard converted it to a `RuntimeError`.",
         "That module should not be built here: select Triton (`ATOM_CK_FREE=1`) or install the CK sources "
         "(`CK_3RDPARTY_DIR`).")},

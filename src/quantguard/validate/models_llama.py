@@ -45,7 +45,7 @@ class TinyLlamaConfig:
     num_kv_heads: int = 2
     max_positions: int = 256
     rms_norm_eps: float = 1e-6
-    update_gain: float = 0.25
+    update_gain: float = 0.15
     seed: int = 0
 
     @property
