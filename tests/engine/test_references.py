@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 
 import quantguard
-from quantguard.engine.guard import Guard
+from quantguard.engine.guard import Guard, guard_of
 from quantguard.sim import workload
 from quantguard.testing import capture_events
 
@@ -23,7 +23,7 @@ def test_late_enable_guards_the_layers_stored_quant_functions(tmp_path):
             guarded = 0
             for layer in layers:
                 original = before[id(layer)]
-                if getattr(getattr(original, "func", original), "__module__", "").startswith("aiter."):
+                if guard_of(getattr(original, "func", original)) is not None:
                     now = layer.quant_func
                     assert isinstance(getattr(now, "func", now), Guard)
                     guarded += 1
