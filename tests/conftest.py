@@ -15,19 +15,27 @@ import quantguard
 from quantguard.engine import lifecycle
 
 
+def _sim_installed() -> bool:
+    sim = sys.modules.get("quantguard.sim")
+    return sim is not None and sim.is_installed()
+
+
 @pytest.fixture(autouse=True)
 def _isolated(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No QUANTGUARD_*/ATOM_* variables leak in; quantguard and a simulator the test installed are undone."""
     for name in list(__import__("os").environ):
         if name.startswith("QUANTGUARD_") or name.startswith("ATOM_"):
             monkeypatch.delenv(name, raising=False)
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    installed_before = _sim_installed()  # a wider-scoped fixture's install is not ours to undo
     yield
+    torch.set_num_threads(threads)
     if quantguard.is_enabled():
         quantguard.disable()
     lifecycle._user_contracts.clear()
-    sim = sys.modules.get("quantguard.sim")
-    if sim is not None and sim.is_installed():
-        sim.uninstall()
+    if _sim_installed() and not installed_before:
+        sys.modules["quantguard.sim"].uninstall()
 
 
 @pytest.fixture

@@ -248,3 +248,20 @@ def test_scan_weights_reports_violations_when_enabled(tmp_path):
         findings = quantguard.scan_weights(model)
     assert [f.check for f in findings] == ["unloaded_parameter"]
     assert events.violations(target="quantguard.scan_weights")
+
+
+@pytest.mark.parametrize("arch, ck_free, blocked", [("gfx950", True, True), ("gfx942", True, False)])
+def test_asm_looking_functions_no_contract_names_are_reported_and_covered(tmp_path, arch, ck_free, blocked):
+    sim.install(arch, ck_free=ck_free)
+    with capture_events() as events:
+        _enable(tmp_path)
+    [uncovered] = events.named("uncovered_kernels")
+    assert "aiter.ops.gemm_op_a8w8.gemm_a8w8_asm" in uncovered["kernels"] and uncovered["policy"] is blocked
+    import aiter.ops.gemm_op_a8w8 as module
+    operands = _a8w8_asm_operands(__import__("aiter"))
+    out = torch.empty(M, N, dtype=torch.bfloat16)
+    if blocked:
+        with pytest.raises(quantguard.QuantGuardBlocked, match="gemm_a8w8_asm"):
+            module.gemm_a8w8_asm(operands[0], operands[1], operands[2], operands[3], out, "", operands[4])
+    else:
+        module.gemm_a8w8_asm(operands[0], operands[1], operands[2], operands[3], out, "", operands[4])

@@ -53,7 +53,8 @@ def test_changed_default_is_a_difference():
 
 @pytest.mark.parametrize("name, asm", [
     ("gemm_a8w8_ASM", True), ("gemm_a4w4_asm", True), ("gfx950_a8w8_blockscale_ASM", True),
-    ("fmoe_g1u1_asm", True), ("gemm_a8w8_blockscale", False), ("gemm_a4w4", False), ("asm_moe", True),
+    ("fmoe_g1u1_asm", True), ("gemm_a8w8_blockscale", False), ("gemm_a4w4", False),
+    ("aiter.fused_moe_bf16_asm.asm_moe", True), ("aiter.ops.gemm_op_common.asm_weight_reader", False),
 ])
 def test_asm_naming_rule(name, asm):
     assert is_asm_name(name) is asm

@@ -27,6 +27,13 @@ def test_total_is_the_largest_cumulative_count_with_flushes(write_log):
     assert report.backends["hip"].violations == 12  # the flush has no backend: it takes its key's
 
 
+def test_variants_of_one_callsite_count_separately_when_events_name_them(write_log):
+    lines = [enabled("a"), violation(check="numerics", count=1, variant="matched"),
+             violation(check="numerics", count=1, variant="chain"), violation(check="numerics", count=4, variant="chain",
+                                                                               repeat=True)]
+    assert _report(write_log, ("r.jsonl", lines)).checks["numerics"].total == 1 + 4
+
+
 def test_counts_of_separate_processes_and_callsites_add_up(write_log):
     lines = [enabled("a", pid=1), enabled("a", pid=2), violation(count=3, pid=1), violation(count=4, pid=2),
              violation(count=2, pid=1, callsite="other.py:5"), violation(count=3, pid=1)]
@@ -137,9 +144,11 @@ def test_coverage_notes_keep_what_was_not_guarded(write_log):
 
 def test_wrong_field_types_do_not_crash(write_log):
     lines = [enabled("a"), event("violation", target=5, check=None, count="many", details=[]),
-             event("shadow", cosine={}, threshold="high", layer=7), event("summary", calls=[], shadow=3)]
+             event("shadow", cosine={}, threshold="high", layer=7), event("summary", calls=[], shadow=3),
+             event("target_mismatch", target="t", differences=5, disabled_checks=None),
+             event("enabled", pid=[1], platform=[], config="x"), {"event": "quantguard.blocked", "count": -1}]
     report = _report(write_log, ("r.jsonl", lines))
-    assert report.events == 4
+    assert report.events == 7
 
 
 def test_display_names_use_paths_only_where_names_collide():

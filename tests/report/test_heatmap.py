@@ -85,6 +85,8 @@ def test_png_with_a_fake_matplotlib(two_configurations, tmp_path, fake_matplotli
     assert values[0] == [0.98, 0.5] and values[1][0] == 0.9999 and math.isnan(values[1][1])
     assert options["vmax"] == 1.0 and options["vmin"] == 0.5
     assert called["set_yticklabels"][0] == (["layers.2.mlp", "layers.10.mlp"],)
+    marked = sorted(args[:2] for name, args, _ in fake_matplotlib if name == "text" and args[2] == "FAIL")
+    assert marked == [(0, 0), (1, 0)]  # layers.2.mlp failed in both configurations
 
 
 def test_png_is_not_drawn_without_shadow_results(write_log, tmp_path, fake_matplotlib):

@@ -70,7 +70,7 @@ def test_clean_run(rendered):
     assert "None: every shadow comparison passed." in markdown
     assert "No violations." in markdown
     assert "Nothing to change" in markdown
-    assert "**FAIL**" not in markdown
+    assert "| **FAIL** |" not in markdown
 
 
 def test_blocked_internal_errors_and_input_problems(write_log):

@@ -50,6 +50,7 @@ ASM_KERNELS = (
     "aiter.ops.gemm_op_a8w8.gemm_a8w8_blockscale_bpreshuffle_asm",
     "aiter.ops.gemm_op_a8w8.gfx950_a8w8_blockscale_ASM",
     "aiter.ops.gemm_op_a4w4.gemm_a4w4_asm",
+    "aiter.fused_moe_bf16_asm.asm_moe",
 )
 #: Entry points that run CK (JIT-built) code: in a CK-free build they must not be reached.
 CK_KERNELS = (
@@ -63,9 +64,8 @@ FACTORIES = ("aiter.ops.quant.get_hip_quant", "aiter.ops.quant.get_triton_quant"
 
 
 def is_asm_name(name: str) -> bool:
-    """AITER's naming rule for ASM kernels: ``..._ASM``, ``..._asm`` (or ``asm_...``)."""
-    leaf = name.rsplit(".", 1)[-1]
-    return leaf.endswith(("_ASM", "_asm")) or leaf.startswith("asm_") or "_asm_" in leaf
+    """An ASM kernel by AITER's naming rule (``..._ASM``/``..._asm``) or by the explicit list."""
+    return name.rsplit(".", 1)[-1].endswith(("_ASM", "_asm")) or name in ASM_KERNELS
 
 
 # -- helpers used by the adapters ------------------------------------------------------------

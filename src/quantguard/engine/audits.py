@@ -2,6 +2,10 @@
 
 * Backend selection: in CK-free mode every ATOM selector on the linear,
   attention_mla and moe paths must choose Triton.
+* ASM coverage: ASM-looking functions (``*_ASM``/``*_asm``) in the loaded AITER
+  that no contract names are reported (``quantguard.uncovered_kernels``); when
+  the CK-free ASM policy is active they are guarded by it too, so an ASM kernel
+  is blocked however it is reached.
 Each finding is reported once per runtime.
 """
 
@@ -9,6 +13,8 @@ from __future__ import annotations
 
 import sys
 from typing import TYPE_CHECKING, Any
+
+from quantguard import events
 
 if TYPE_CHECKING:  # pragma: no cover
     from quantguard.engine.runtime import Applied, Runtime
@@ -21,9 +27,47 @@ class Audits:
 
     def __init__(self) -> None:
         self._reported: set[tuple[str, str]] = set()
+        self._announced: set[str] = set()
 
     def on_applied(self, runtime: "Runtime", applied: list["Applied"], initial: bool) -> None:
         self._backend_selection(runtime)
+        self._asm_coverage(runtime)
+
+    @staticmethod
+    def uncovered_asm(runtime: "Runtime") -> list[str]:
+        """ASM-looking functions defined in loaded ``aiter`` modules that no contract names."""
+        from quantguard.contracts.aiter import is_asm_name
+
+        found = []
+        for module_name, module in list(sys.modules.items()):
+            if module is None or not (module_name == "aiter" or module_name.startswith("aiter.")):
+                continue
+            for name, value in list(vars(module).items()):
+                path = f"{module_name}.{name}"
+                if callable(value) and not isinstance(value, type) and is_asm_name(path) \
+                        and getattr(value, "__module__", None) == module_name and path not in runtime.contracts:
+                    found.append(path)
+        return sorted(found)
+
+    def _asm_coverage(self, runtime: "Runtime") -> None:
+        if not any(name.startswith("aiter.") for name in list(sys.modules)):
+            return
+        try:
+            fresh = [path for path in self.uncovered_asm(runtime) if path not in self._announced]
+            if not fresh:
+                return
+            self._announced.update(fresh)
+            policy = runtime.platform.asm_blocked
+            events.emit(events.UNCOVERED_KERNELS, "warning" if policy else "info", kernels=fresh, policy=policy,
+                        reason="ASM-looking functions no contract names" + (
+                            "; guarded by the CK-free ASM policy" if policy else ""))
+            if policy:
+                from quantguard.contracts.base import Contract
+                for path in fresh:
+                    runtime.add_contract(Contract(target=path, kind="kernel", backend="asm", checks=("asm_policy",),
+                                                  asm=True, description="ASM kernel found by the naming rule"))
+        except Exception as exc:
+            runtime.reporter.internal_error("asm_coverage", "audit", exc)
 
     def on_unapplied(self, runtime: "Runtime") -> None:
         self._reported.clear()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping
 
-__all__ = ["as_float", "as_int", "as_text", "as_mapping", "sum_ints"]
+__all__ = ["as_float", "as_int", "as_text", "as_mapping", "as_strings", "sum_ints"]
 
 _NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
@@ -33,6 +33,11 @@ def as_text(value: Any, default: str = "") -> str:
 
 def as_mapping(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
+
+
+def as_strings(value: Any) -> list[str]:
+    """The strings of a list field (``differences``, ``kernels``); anything else is empty."""
+    return [item for item in value if isinstance(item, str)] if isinstance(value, list) else []
 
 
 def sum_ints(value: Any, depth: int = 2) -> int:

@@ -7,7 +7,7 @@ Two facts of the event schema shape this module:
   event; a process first seen after its file's ``enabled`` (a forked
   worker) inherits the file's latest configuration.
 * ``count`` on violation and blocked events is cumulative per (target,
-  check, callsite) within one enable of one process, and rate limiting
+  check, callsite[, variant]) within one enable of one process, and rate limiting
   drops events in between (``details.repeat`` flushes the rest at
   ``disable()``).  So occurrences are counted as the growth of ``count``
   per key, never as lines: the total of a key is its largest ``count``,
@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from quantguard import events as names
-from quantguard.report._fields import as_float, as_int, as_mapping, as_text, sum_ints
+from quantguard.report._fields import as_float, as_int, as_mapping, as_strings, as_text, sum_ints
 from quantguard.report.configurations import configuration_name, platform_description, unlabeled_name
 from quantguard.report.distribution import DEFAULT_TAIL_SIZE, CosineDistribution
 from quantguard.report.reader import FileStats, LogReadError, read_events
@@ -67,9 +67,9 @@ class Aggregator:
     def __init__(self, tail_size: int = DEFAULT_TAIL_SIZE) -> None:
         self.tail_size = tail_size
         self.report = Report(tail_size=tail_size)
-        self._streams: dict[tuple[str, Any], _Stream] = {}
+        self._streams: dict[tuple[str, int | None], _Stream] = {}
         self._file_configuration: dict[str, str] = {}
-        self._keys: dict[tuple[int, str, str, str], _Key] = {}
+        self._keys: dict[tuple[int, str, str, str, str], _Key] = {}
         self._summaries: dict[int, tuple[str, RunTotals]] = {}
         self._scopes = 0
 
@@ -93,7 +93,7 @@ class Aggregator:
                 report.first_timestamp = timestamp
             if report.last_timestamp is None or timestamp > report.last_timestamp:
                 report.last_timestamp = timestamp
-        kind = event["event"]
+        kind = as_text(event.get("event"))
         stream = self._enable(event, file_name) if kind == names.ENABLED else self._stream(event, file_name)
         configuration = report.configurations[stream.configuration]
         configuration.events += 1
@@ -122,8 +122,8 @@ class Aggregator:
         """Sum the last summary of each process into its configuration; returns the report."""
         for configuration in self.report.configurations.values():
             configuration.run_totals = RunTotals()
-        for configuration_name_, totals in self._summaries.values():
-            self.report.configurations[configuration_name_].run_totals.merge(totals)
+        for owner, totals in self._summaries.values():
+            self.report.configurations[owner].run_totals.merge(totals)
         return self.report
 
     # -- streams and configurations ------------------------------------------------------
@@ -141,7 +141,7 @@ class Aggregator:
         name, labeled = configuration_name(event, file_name)
         self._configuration(name, labeled, platform_description(event))
         self._file_configuration[file_name] = name
-        key = (file_name, event.get("pid"))
+        key = (file_name, as_int(event.get("pid")))
         stream = self._streams.get(key)
         if stream is None or event.get("reconfigured") is not True:
             # a fresh enable resets quantguard's counters; a reconfiguration keeps them
@@ -150,7 +150,7 @@ class Aggregator:
         return stream
 
     def _stream(self, event: Mapping[str, Any], file_name: str) -> _Stream:
-        key = (file_name, event.get("pid"))
+        key = (file_name, as_int(event.get("pid")))
         stream = self._streams.get(key)
         if stream is None:
             name = self._file_configuration.get(file_name)
@@ -160,9 +160,15 @@ class Aggregator:
             stream = self._streams[key] = _Stream(name, self._new_scope())
         return stream
 
-    def _delta(self, stream: _Stream, target: str, check: str, callsite: str, event: Mapping[str, Any]) -> tuple[_Key, int]:
-        """The occurrences an event adds to its key: the growth of the cumulative ``count``."""
-        key = self._keys.setdefault((stream.scope, target, check, callsite), _Key())
+    def _delta(self, stream: _Stream, target: str, check: str, callsite: str,
+               event: Mapping[str, Any]) -> tuple[_Key, int]:
+        """The occurrences an event adds to its key: the growth of the cumulative ``count``.
+
+        The engine keeps one counter per finding ``variant`` as well; events that
+        carry a ``variant`` field are counted per variant.
+        """
+        variant = as_text(event.get("variant"))
+        key = self._keys.setdefault((stream.scope, target, check, callsite, variant), _Key())
         count = as_int(event.get("count"))
         if count is None:
             return key, 1
@@ -298,22 +304,22 @@ class Aggregator:
         self._summaries[stream.scope] = (configuration.name, totals)
 
     def _on_coverage(self, event: Mapping[str, Any], stream: _Stream, configuration: Configuration) -> None:
-        kind = event["event"].rpartition(".")[2]
+        kind = as_text(event.get("event")).rpartition(".")[2]
         target = as_text(event.get("target"), _UNKNOWN)
         if kind == "target_missing":
             if event.get("level") != "warning":
                 return  # a whole package not installed: nothing was expected to be guarded
             detail = as_text(event.get("reason"))
         elif kind == "target_mismatch":
-            differences = [d for d in event.get("differences") or () if isinstance(d, str)]
-            disabled = [c for c in event.get("disabled_checks") or () if isinstance(c, str)]
+            differences = as_strings(event.get("differences"))
+            disabled = as_strings(event.get("disabled_checks"))
             detail = "; ".join(differences) + (f" (checks off: {', '.join(disabled)})" if disabled else "")
         elif kind == "stale_reference":
             if event.get("rebound") is True:
                 return
             detail = f"{as_text(event.get('where'), _UNKNOWN)}: {as_text(event.get('reason'))}"
         else:
-            kernels = [k for k in event.get("kernels") or () if isinstance(k, str)]
+            kernels = as_strings(event.get("kernels"))
             target = "(ASM kernels no contract names)"
             shown = ", ".join(kernels[:_KERNELS_SHOWN]) + (f" and {len(kernels) - _KERNELS_SHOWN} more"
                                                            if len(kernels) > _KERNELS_SHOWN else "")

@@ -73,7 +73,12 @@ def write_heatmap_png(report: Report, path: str | Path) -> bool:
     axes.set_xticklabels(configurations, rotation=30, ha="right")
     axes.set_yticks(range(len(layers)))
     axes.set_yticklabels(layers)
-    axes.set_title("quantguard: min shadow cosine per layer")
+    for row, layer in enumerate(layers):
+        for column, configuration in enumerate(configurations):
+            stats = report.layers.get((configuration, layer))
+            if stats is not None and stats.flagged:  # below threshold may still look green on a wide scale
+                axes.text(column, row, "FAIL", ha="center", va="center", fontsize=8, fontweight="bold")
+    axes.set_title("quantguard: min shadow cosine per layer (FAIL: a comparison failed)")
     figure.colorbar(image, ax=axes, label="min cosine")
     figure.tight_layout()
     figure.savefig(path, dpi=120)

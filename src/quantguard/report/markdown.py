@@ -135,6 +135,9 @@ def _summary(report: Report) -> list[str]:
                      f"{totals.shadow_failed} / {totals.shadow_samples}", totals.internal_errors))
     lines += _table(("configuration", "verdict", "platform at enable", "files", "ranks", "guarded targets",
                      "error violations", "warnings", "blocked", "failed shadow / samples", "internal errors"), rows)
+    if not all(configuration.labeled for configuration in report.configurations.values()):
+        lines += ["", "Names without a label are derived from the platform at `enable()` and the file name; "
+                  "`QUANTGUARD_LABEL` names a run (and groups the files of its ranks)."]
     lines += ["", "### Targets", "",
               f"Per target and configuration: **FAIL** (an error violation, a block, a failed shadow check or an "
               f"internal error), PASS (warn) (warnings only), PASS, or {_NOT_SEEN} (no event for the target there).", ""]
@@ -277,12 +280,17 @@ def _run_totals(report: Report) -> list[str]:
     configurations = [c for c in report.configurations.values() if c.run_totals.processes]
     if not configurations:
         return lines + ["No summary events (the processes may not have called `disable()` or exited cleanly).", ""]
-    rows = [(c.name, t.processes, t.calls, t.violations, t.blocked, t.internal_errors, t.shadow_samples,
-             t.shadow_failed, t.shadow_dropped, t.stale_references, f"{t.uptime_s:.1f}")
-            for c in configurations for t in (c.run_totals,)]
-    return lines + _table(("configuration", "processes", "guarded calls", "violations", "blocked", "internal errors",
-                           "shadow samples", "shadow failed", "shadow dropped", "stale references", "uptime (s)"),
-                          rows) + [""]
+    rows = []
+    for configuration in configurations:
+        totals, counted = configuration.run_totals, configuration.totals
+        rows.append((configuration.name, totals.processes, totals.calls, totals.violations,
+                     counted.errors + counted.warnings, totals.blocked, totals.internal_errors, totals.shadow_samples,
+                     totals.shadow_failed, totals.shadow_dropped, totals.stale_references, f"{totals.uptime_s:.1f}"))
+    lines += _table(("configuration", "processes", "guarded calls", "violations", "violations in events", "blocked",
+                     "internal errors", "shadow samples", "shadow failed", "shadow dropped", "stale references",
+                     "uptime (s)"), rows)
+    return lines + ["", "More violations than the events account for mean lost events (a truncated log, a process "
+                    "killed before its flush) or counters the events cannot tell apart (see docs/report.md).", ""]
 
 
 def _coverage(report: Report) -> list[str]:

@@ -16,7 +16,7 @@ from quantguard.report.reader import FileStats
 
 __all__ = [
     "TargetOutcome", "RunTotals", "Configuration", "FirstSeen", "CheckStats", "LayerStats",
-    "BackendStats", "BlockedKernel", "InternalError", "CoverageNote", "Report",
+    "BackendStats", "BlockedKernel", "InternalError", "CoverageNote", "Report", "Rank",
 ]
 
 Rank = Optional[int]

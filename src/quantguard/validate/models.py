@@ -42,6 +42,7 @@ __all__ = [
     "Variant",
     "greedy_generate",
     "load_model",
+    "recompute_step",
     "seeded_prompts",
     "supported",
     "swapper_spec",
@@ -51,6 +52,8 @@ __all__ = [
 READY_MADE: tuple[str, ...] = ("tiny-llama", "sim")
 
 LogitsFn = Callable[[nn.Module, torch.Tensor], torch.Tensor]
+#: One greedy step: (model, ids so far (B, T), state) -> (next-token logits (B, V), new state).
+StepFn = Callable[[nn.Module, torch.Tensor, object], tuple[torch.Tensor, object]]
 GenerateFn = Callable[[nn.Module, Sequence[Sequence[int]], int], list[list[int]]]
 
 _PROMPT_LENGTH = 16
@@ -122,18 +125,27 @@ def _batches_by_length(prompts: Sequence[Sequence[int]]) -> dict[int, list[int]]
     return groups
 
 
+def recompute_step(logits: LogitsFn) -> StepFn:
+    """A greedy step for any model: the whole sequence again, no cache."""
+
+    def step(model: nn.Module, ids: torch.Tensor, state: object) -> tuple[torch.Tensor, object]:
+        return logits(model, ids)[:, -1], None
+
+    return step
+
+
 @torch.no_grad()
 def greedy_generate(
-    logits: LogitsFn, model: nn.Module, prompts: Sequence[Sequence[int]], max_new_tokens: int,
-    device: torch.device,
+    step: StepFn, model: nn.Module, prompts: Sequence[Sequence[int]], max_new_tokens: int, device: torch.device
 ) -> list[list[int]]:
-    """Greedy decoding without a KV cache: prompts of equal length decode as one batch."""
+    """Greedy decoding; prompts of equal length decode together as one batch."""
     results: list[list[int]] = [[] for _ in prompts]
     for length, indices in _batches_by_length(prompts).items():
         ids = torch.tensor([list(prompts[i]) for i in indices], dtype=torch.long, device=device)
+        state = None
         for _ in range(max_new_tokens):
-            next_ids = logits(model, ids)[:, -1].argmax(-1, keepdim=True)
-            ids = torch.cat([ids, next_ids], dim=1)
+            next_logits, state = step(model, ids, state)
+            ids = torch.cat([ids, next_logits.argmax(-1, keepdim=True)], dim=1)
         for row, index in enumerate(indices):
             results[index] = ids[row, length:].tolist()
     return results
@@ -152,10 +164,6 @@ def _logits_of(output: object) -> torch.Tensor:
 
 def _call_model(model: nn.Module, ids: torch.Tensor) -> torch.Tensor:
     return _logits_of(model(ids))
-
-
-def _call_transformers(model: nn.Module, ids: torch.Tensor) -> torch.Tensor:
-    return model(input_ids=ids, use_cache=False).logits
 
 
 def _transformer_layers(model: nn.Module, pattern: str | None) -> tuple[str, ...]:
@@ -187,8 +195,14 @@ def swapper_spec(
     prompts: Sequence[Sequence[int]],
     options: LoadOptions,
     logits: LogitsFn = _call_model,
+    step: StepFn | None = None,
 ) -> ModelSpec:
-    """A spec whose variants swap ``model``'s linears for AITER-quantized ones in place."""
+    """A spec whose variants swap ``model``'s linears for AITER-quantized ones in place.
+
+    ``step`` decodes with the model's own cache; without one, generation
+    recomputes the whole sequence every token.
+    """
+    step = step or recompute_step(logits)
     reference = model.to(device=options.device, dtype=options.dtype).eval()
     layers = _transformer_layers(reference, options.layers)
 
@@ -201,7 +215,7 @@ def swapper_spec(
             yield Variant(reference, swap.path.description, tuple(swap.swapped), dict(swap.kept))
 
     def generate(target: nn.Module, prompt_ids: Sequence[Sequence[int]], max_new_tokens: int) -> list[list[int]]:
-        return greedy_generate(logits, target, prompt_ids, max_new_tokens, options.device)
+        return greedy_generate(step, target, prompt_ids, max_new_tokens, options.device)
 
     return ModelSpec(
         name=name,
@@ -282,12 +296,12 @@ def _tiny_llama(options: LoadOptions) -> ModelSpec:
     from quantguard.validate.models_llama import TinyLlamaConfig, build_tiny_llama
 
     config = TinyLlamaConfig()
-    model, implementation = build_tiny_llama(config)
+    built = build_tiny_llama(config)
     prompts = seeded_prompts(options.num_prompts, config.vocab_size)
-    logits = _call_transformers if implementation == "transformers" else _call_model
-    description = (f"tiny-llama ({implementation} Llama, {config.num_layers} layers, hidden {config.hidden_size}, "
-                   f"vocab {config.vocab_size}, seeded weights)")
-    return swapper_spec("tiny-llama", description, model, _prompt_batches(prompts), prompts, options, logits)
+    description = (f"tiny-llama ({built.implementation} Llama, {config.num_layers} layers, "
+                   f"hidden {config.hidden_size}, vocab {config.vocab_size}, seeded weights)")
+    return swapper_spec("tiny-llama", description, built.model, _prompt_batches(prompts), prompts, options,
+                        built.logits, built.step)
 
 
 def load_model(target: str, options: LoadOptions) -> ModelSpec:

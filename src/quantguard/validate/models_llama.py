@@ -18,12 +18,13 @@ model validates kernels, not language quality.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-__all__ = ["TinyLlamaConfig", "TinyLlamaForCausalLM", "build_tiny_llama", "seeded_weights"]
+__all__ = ["TinyLlama", "TinyLlamaConfig", "TinyLlamaForCausalLM", "build_tiny_llama", "seeded_weights"]
 
 # LlamaConfig's default RoPE base.
 _ROPE_THETA = 10000.0
@@ -82,6 +83,22 @@ def seeded_weights(config: TinyLlamaConfig) -> dict[str, torch.Tensor]:
     return weights
 
 
+class _KVCache:
+    """Keys and values of every layer for the positions processed so far."""
+
+    def __init__(self, num_layers: int):
+        self.keys: list[torch.Tensor | None] = [None] * num_layers
+        self.values: list[torch.Tensor | None] = [None] * num_layers
+        self.length = 0
+
+    def extend(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.keys[layer] is not None:
+            k = torch.cat([self.keys[layer], k], dim=2)
+            v = torch.cat([self.values[layer], v], dim=2)
+        self.keys[layer], self.values[layer] = k, v
+        return k, v
+
+
 class _RMSNorm(nn.Module):
     def __init__(self, dim: int, eps: float):
         super().__init__()
@@ -121,7 +138,8 @@ class _Attention(nn.Module):
         self.v_proj = nn.Linear(d, self.kv_heads * self.head_dim, bias=False)
         self.o_proj = nn.Linear(self.heads * self.head_dim, d, bias=False)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: _KVCache | None,
+                layer: int) -> torch.Tensor:
         batch, length, _ = x.shape
 
         def split(t: torch.Tensor, heads: int) -> torch.Tensor:
@@ -131,10 +149,14 @@ class _Attention(nn.Module):
         k = split(self.k_proj(x), self.kv_heads)
         v = split(self.v_proj(x), self.kv_heads)
         q, k = q * cos + _rotate_half(q) * sin, k * cos + _rotate_half(k) * sin
+        past = 0
+        if cache is not None:
+            past = cache.length
+            k, v = cache.extend(layer, k, v)
         repeat = self.heads // self.kv_heads
         k, v = k.repeat_interleave(repeat, dim=1), v.repeat_interleave(repeat, dim=1)
         scores = (q @ k.transpose(2, 3)) / math.sqrt(self.head_dim)
-        causal = torch.ones(length, length, dtype=torch.bool, device=x.device).triu(1)
+        causal = torch.ones(length, past + length, dtype=torch.bool, device=x.device).triu(past + 1)
         probs = torch.softmax(scores.masked_fill(causal, float("-inf")).float(), dim=-1).to(q.dtype)
         out = (probs @ v).transpose(1, 2).reshape(batch, length, -1)
         return self.o_proj(out)
@@ -160,8 +182,9 @@ class _DecoderLayer(nn.Module):
         self.post_attention_layernorm = _RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.mlp = _MLP(config)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin)
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: _KVCache | None,
+                layer: int) -> torch.Tensor:
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, cache, layer)
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
@@ -173,16 +196,24 @@ class _LlamaModel(nn.Module):
         self.norm = _RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.rotary_emb = _Rotary(config)
 
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor, cache: _KVCache | None = None) -> torch.Tensor:
         x = self.embed_tokens(input_ids)
-        cos, sin = self.rotary_emb(x, torch.arange(input_ids.shape[-1], device=input_ids.device))
-        for layer in self.layers:
-            x = layer(x, cos, sin)
+        start = 0 if cache is None else cache.length
+        positions = torch.arange(start, start + input_ids.shape[-1], device=input_ids.device)
+        cos, sin = self.rotary_emb(x, positions)
+        for index, layer in enumerate(self.layers):
+            x = layer(x, cos, sin, cache, index)
+        if cache is not None:
+            cache.length += input_ids.shape[-1]
         return self.norm(x)
 
 
 class TinyLlamaForCausalLM(nn.Module):
-    """Token ids (B, T) -> logits (B, T, vocab), Hugging Face Llama names, no KV cache."""
+    """Token ids (B, T) -> logits (B, T, vocab) with Hugging Face Llama names.
+
+    Pass the cache of :meth:`new_cache` to decode incrementally (greedy
+    generation then runs the GEMMs with M = batch rows per step, as a server does).
+    """
 
     def __init__(self, config: TinyLlamaConfig):
         super().__init__()
@@ -190,8 +221,46 @@ class TinyLlamaForCausalLM(nn.Module):
         self.model = _LlamaModel(config)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
 
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        return self.lm_head(self.model(input_ids))
+    def new_cache(self) -> _KVCache:
+        return _KVCache(self.config.num_layers)
+
+    def forward(self, input_ids: torch.Tensor, cache: _KVCache | None = None) -> torch.Tensor:
+        return self.lm_head(self.model(input_ids, cache))
+
+
+def _builtin_logits(model: nn.Module, ids: torch.Tensor) -> torch.Tensor:
+    return model(ids)
+
+
+def _builtin_step(model: nn.Module, ids: torch.Tensor, cache: object) -> tuple[torch.Tensor, object]:
+    if cache is None:
+        cache = model.new_cache()
+        return model(ids, cache)[:, -1], cache
+    return model(ids[:, -1:], cache)[:, -1], cache
+
+
+def _transformers_logits(model: nn.Module, ids: torch.Tensor) -> torch.Tensor:
+    return model(input_ids=ids, use_cache=False).logits
+
+
+def _transformers_step(model: nn.Module, ids: torch.Tensor, past: object) -> tuple[torch.Tensor, object]:
+    output = model(input_ids=ids if past is None else ids[:, -1:], past_key_values=past, use_cache=True)
+    return output.logits[:, -1], output.past_key_values
+
+
+@dataclass(frozen=True)
+class TinyLlama:
+    """The built model, which implementation it is, and how to call it.
+
+    ``logits(model, ids)`` maps (B, T) ids to (B, T, vocab) logits without a
+    cache; ``step(model, ids, state)`` is one greedy-decoding step with the KV
+    cache (``state`` is ``None`` on the first, prompt-wide step).
+    """
+
+    model: nn.Module
+    implementation: str
+    logits: Callable[[nn.Module, torch.Tensor], torch.Tensor]
+    step: Callable[[nn.Module, torch.Tensor, object], tuple[torch.Tensor, object]]
 
 
 def _transformers_llama(config: TinyLlamaConfig) -> nn.Module | None:
@@ -212,17 +281,17 @@ def _transformers_llama(config: TinyLlamaConfig) -> nn.Module | None:
     ))
 
 
-def build_tiny_llama(
-    config: TinyLlamaConfig = TinyLlamaConfig(), use_transformers: bool = True
-) -> tuple[nn.Module, str]:
-    """The seeded tiny decoder in fp32, eval mode, and which implementation it is.
+def build_tiny_llama(config: TinyLlamaConfig = TinyLlamaConfig(), use_transformers: bool = True) -> TinyLlama:
+    """The seeded tiny decoder in fp32 and eval mode.
 
-    Returns ``(model, "transformers")`` when transformers is importable and
-    ``use_transformers``, else ``(model, "builtin")``.
+    ``transformers``' ``LlamaForCausalLM`` when importable and
+    ``use_transformers``, else :class:`TinyLlamaForCausalLM`.
     """
     model = _transformers_llama(config) if use_transformers else None
-    implementation = "transformers"
     if model is None:
-        model, implementation = TinyLlamaForCausalLM(config), "builtin"
-    model.load_state_dict(seeded_weights(config), strict=True)
-    return model.eval(), implementation
+        built = TinyLlama(TinyLlamaForCausalLM(config), "builtin", _builtin_logits, _builtin_step)
+    else:
+        built = TinyLlama(model, "transformers", _transformers_logits, _transformers_step)
+    built.model.load_state_dict(seeded_weights(config), strict=True)
+    built.model.eval()
+    return built
