@@ -10,7 +10,7 @@ from quantguard._version import __version__
 
 __all__ = ["main", "build_parser"]
 
-_SUBCOMMANDS = ("run", "info", "report")
+_SUBCOMMANDS = ("run", "info", "demo", "report", "validate")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -8,6 +8,7 @@ them into the command line.  Exit code 0 means every case passed.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 from typing import Any
 
 __all__ = ["add_parser", "VALIDATIONS"]
@@ -24,6 +25,8 @@ def add_parser(subparsers: Any) -> None:
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     validations = parser.add_subparsers(dest="validation", metavar="VALIDATION")
     for name, help_text in VALIDATIONS.items():
+        if importlib.util.find_spec(f"quantguard.validate.{name}") is None:
+            continue
         module = __import__(f"quantguard.validate.{name}", fromlist=["add_arguments", "run"])
         sub = validations.add_parser(name, help=help_text, description=module.__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

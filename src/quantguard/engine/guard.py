@@ -67,7 +67,7 @@ class Plan:
 class GuardState:
     """Per-target state shared by the wrapper and its bound variants."""
 
-    __slots__ = ("contract", "runtime", "binder", "plans", "calls", "next_sample", "sampler",
+    __slots__ = ("contract", "runtime", "binder", "plans", "hot", "calls", "next_sample", "sampler",
                  "plan_checks", "data_checks", "around_checks", "key_params", "_identity_refs",
                  "pending_error", "disabled_checks", "__weakref__")
 
@@ -78,8 +78,9 @@ class GuardState:
         self.contract = contract
         self.runtime = runtime
         self.binder = Binder(original, contract.params, contract.signature_of)
-        #: Never replaced (the generated ``__call__`` holds its ``get``): cleared in place.
         self.plans: dict[Any, Plan] = {}
+        #: Signatures whose plan is hot; the generated ``__call__`` holds this set, so it is never replaced.
+        self.hot: set[Any] = set()
         self.calls = itertools.count(1)
         self.disabled_checks = disabled_checks
         checks = [get_check(name) for name in contract.checks if name not in disabled_checks]
@@ -101,6 +102,7 @@ class GuardState:
         """(Re)read sampling settings and forget cached verdicts (they depend on config)."""
         self.sampler = self.runtime.sampler
         self.plans.clear()
+        self.hot.clear()
         self.schedule(count_so_far(self.calls))
 
     def schedule(self, index: int) -> None:
@@ -144,7 +146,10 @@ class GuardState:
         plan = Plan(tuple(findings), blocked, self.around_checks, budget, identity)
         if len(self.plans) >= _MAX_PLANS:
             self.plans.clear()
+            self.hot.clear()
         self.plans[key] = plan
+        if plan.hot:
+            self.hot.add(key)
         return plan
 
     def _identity_metadata(self, record: CallRecord) -> tuple[tuple[int, Any], ...]:
@@ -180,6 +185,13 @@ class GuardState:
         for key, plan in list(self.plans.items()):
             if condition(key, plan):
                 self.plans.pop(key, None)
+                self.hot.discard(key)
+
+    def cool_down(self) -> None:
+        """Send every call through the slow path (a deferred error must be raised by the next call)."""
+        self.hot.clear()
+        for plan in self.plans.values():
+            plan.hot = False
 
     def _identity_changed(self, plan: Plan, record: CallRecord) -> bool:
         by_id = {id(value): value for value in record.arguments.values()}
@@ -198,13 +210,15 @@ class GuardState:
                 raise error
             if key is None:
                 key = self.generic_key(args, kwargs)
-                plan = self.plans.get(key)
+            plan = self.plans.get(key) if plan is None else plan
             if plan is None:
                 plan = self.plan_for(key, args, kwargs)
             inspect = False
             if plan.budget > 0:
                 plan.budget -= 1
                 plan.hot = plan.quiet and plan.budget <= 0
+                if plan.hot:
+                    self.hot.add(key)
                 inspect = True
             elif index >= self.next_sample:
                 self.schedule(index)
@@ -303,20 +317,18 @@ def guard_of(function: Any) -> Guard | None:
 
 
 _CALL_TEMPLATE = """
-def make(state, wrapped, plans_get, calls, provenance{defaults}):
+def make(state, wrapped, hot, calls, provenance{defaults}):
     def __call__(self, *args, **kwargs):
         try:
-            n = len(args)
 {reads}
             key = ({key})
-            plan = plans_get(key)
             index = next(calls)
-            fast = plan is not None and plan.hot and index < state.next_sample{provenance_test}
+            fast = key in hot and index < state.next_sample{provenance_test}
         except Exception:
-            fast, key, plan, index = False, None, None, next(calls)
+            fast, key, index = False, None, next(calls)
         if fast:
             return wrapped(*args, **kwargs)
-        return state.call(wrapped, key, plan, index, args, kwargs)
+        return state.call(wrapped, key, None, index, args, kwargs)
     return __call__
 """
 
@@ -342,13 +354,17 @@ def _reads(state: GuardState) -> tuple[list[str], list[str], list[Any]]:
                 if binder.position(p.name) >= 0 and p.name not in binder.defaults]
     optional = [(i, p, binder.position(p.name)) for i, p in enumerate(state.key_params)
                 if (i, p, binder.position(p.name)) not in required]
-    if required:
-        last = max(position for _, _, position in required)
-        lines.append(f"            if n > {last}:")
-        lines += [f"                v{i} = args[{position}]" for i, _, position in required]
+    leading = [name for name in binder.names if name not in binder.defaults and binder.position(name) >= 0]
+    by_name = {p.name: i for i, p in enumerate(state.key_params)}
+    lines.append("            n = len(args)")
+    if leading:
+        # the common call: exactly the required parameters, positionally (one unpack, no index checks)
+        targets = ", ".join(f"v{by_name[name]}" if name in by_name else "_" for name in leading)
+        lines.append(f"            if n == {len(leading)}:")
+        lines.append(f"                {targets}{',' if len(leading) == 1 else ''} = args")
         lines.append("            else:")
         lines += [f"                v{i} = args[{position}] if n > {position} else kwargs[{p.name!r}]"
-                  for i, p, position in required]
+                  for i, p, position in required] or ["                pass"]
     for i, p, position in optional:
         default_name = f"D{i}"
         names.append(default_name)
@@ -373,7 +389,7 @@ def _generate_call(state: GuardState, wrapped: Any, watches_provenance: bool) ->
     )
     namespace: dict[str, Any] = {"__name__": __name__}
     exec(compile(source, f"<quantguard guard {state.contract.target}>", "exec"), namespace)
-    return namespace["make"](state, wrapped, state.plans.get, state.calls, state.runtime.provenance, *defaults)
+    return namespace["make"](state, wrapped, state.hot, state.calls, state.runtime.provenance, *defaults)
 
 
 def make_guard(original: Any, state: GuardState, watches_provenance: bool) -> Guard:

@@ -61,8 +61,7 @@ class Reporter:
             error = QuantGuardViolation(target, finding.check, finding.message, finding.details)
             if deferred:
                 state.pending_error = error
-                for plan in state.plans.values():
-                    plan.hot = False
+                state.cool_down()
             else:
                 raise error
 
@@ -79,6 +78,8 @@ class Reporter:
         }
         if admission.suppressed:
             fields["suppressed"] = admission.suppressed
+        if finding.variant:
+            fields["variant"] = finding.variant
         if extra:
             fields.update(extra)
         if finding.values is not None and self.config.log_values:
@@ -87,11 +88,12 @@ class Reporter:
 
     def flush(self) -> None:
         """Emit the counts that rate limiting folded since the last event of each key."""
-        for (target, check, callsite, _), count, suppressed in self._violations.drain():
+        for (target, check, callsite, variant), count, suppressed in self._violations.drain():
+            fields = {"variant": variant} if variant else {}
             events.emit(events.VIOLATION, "warning", target=target, check=check, severity="warning",
                         message=f"{suppressed} more occurrence(s) since the last event",
                         details={"repeat": True}, callsite=callsite, count=count,
-                        suppressed=suppressed)
+                        suppressed=suppressed, **fields)
 
     # -- other events --------------------------------------------------------------------
     def blocked(self, target: str, reason: str, action: str, rerouted_to: str | None,

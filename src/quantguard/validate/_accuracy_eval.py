@@ -44,11 +44,15 @@ GARBLED_BELOW = 0.5
 
 @dataclass(frozen=True)
 class Reference:
-    """What the reference model produced: layer outputs and logits per calibration forward."""
+    """What the reference model produced: layer outputs, (B, T, V) logits per calibration batch, tokens."""
 
     layer_outputs: Mapping[str, Sequence[torch.Tensor]]
     logits: Sequence[torch.Tensor]
     generations: Sequence[Sequence[int]]
+
+    @property
+    def sequences(self) -> int:
+        return sum(logits.shape[0] for logits in self.logits)
 
     @property
     def positions(self) -> int:

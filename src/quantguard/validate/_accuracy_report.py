@@ -27,6 +27,7 @@ _SAMPLE_TOKENS = 16
 class RunHeader:
     """The settings a report states before any number."""
 
+    model_name: str
     model: str
     arch: str
     environment: str
@@ -79,8 +80,8 @@ def _settings(header: RunHeader, reference: Reference) -> list[str]:
         ("AITER", header.environment),
         ("backend", f"{header.backend} (preshuffle: {header.preshuffle})"),
         ("reference", f"{header.dtype} on {header.device}"),
-        ("calibration", f"{len(reference.generations)} prompts, {reference.positions} positions"),
-        ("generation", f"greedy, {header.max_new_tokens} new tokens per prompt"),
+        ("calibration", f"{reference.sequences} sequences, {reference.positions} positions"),
+        ("generation", f"{header.num_prompts} prompts, greedy, {header.max_new_tokens} new tokens each"),
         ("thresholds", f"per-layer cosine {thresholds}; norm ratio within 1 ± {header.norm_tolerance}"),
         ("garbled", f"token match < {GARBLED_BELOW:.0%}"),
         ("BLEU", header.bleu),
@@ -174,13 +175,19 @@ def _configurations(results: Sequence[ConfigResult]) -> list[str]:
         lines += [f"### {result.name}: {_verdict(result)}", "",
                   f"- backend: {result.config.backend} (preshuffle requested: {preshuffle})",
                   f"- kernels: {result.kernels or 'n/a'}",
-                  f"- quantized layers: {len(result.quantized)}"]
+                  f"- quantized: {_names(result.quantized)}"]
         if result.kept:
             kept = "; ".join(f"`{name}`: {why}" for name, why in result.kept.items())
             lines.append(f"- kept in reference precision: {kept}")
         lines += [f"- failure: {failure}" for failure in result.failures]
         lines.append("")
     return lines
+
+
+def _names(names: Sequence[str], shown: int = 6) -> str:
+    listed = ", ".join(f"`{name}`" for name in names[:shown])
+    more = f", ... ({len(names) - shown} more)" if len(names) > shown else ""
+    return f"{len(names)}: {listed}{more}" if names else "nothing"
 
 
 def report_paths(markdown_path: Path) -> tuple[Path, Path]:
@@ -192,7 +199,7 @@ def report_paths(markdown_path: Path) -> tuple[Path, Path]:
 def markdown(header: RunHeader, reference: Reference, results: Sequence[ConfigResult], layers: Sequence[str],
              data_files: str = "CSV/JSON with -o") -> str:
     """The full report."""
-    lines = [f"# quantguard validate accuracy: {header.model.split(' ', 1)[0]}", ""]
+    lines = [f"# quantguard validate accuracy: {header.model_name}", ""]
     lines += _settings(header, reference) + ["", _overall(results), "", "## Summary", ""]
     lines += _table(_SUMMARY_HEADER, _summary_rows(results)) + [""]
     lines += _heatmap(results, layers, data_files) + [""]
@@ -223,7 +230,8 @@ def to_json(header: RunHeader, reference: Reference, results: Sequence[ConfigRes
                  for result in results] for name in layers]
 
     return {
-        "run": {**asdict(header), "calibration_positions": reference.positions},
+        "run": {**asdict(header), "calibration_sequences": reference.sequences,
+                "calibration_positions": reference.positions},
         "verdict": "pass" if results and all(result.passed for result in results) else "fail",
         "configurations": [
             {

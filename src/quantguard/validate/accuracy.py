@@ -235,6 +235,7 @@ def _validate(args: argparse.Namespace) -> int:
         results = [evaluate(spec, reference, config, thresholds[config.scheme][0], args.norm_tolerance,
                             args.max_new_tokens) for config in configs]
     header = RunHeader(
+        model_name=spec.name,
         model=spec.description,
         arch=arch,
         environment=environment,

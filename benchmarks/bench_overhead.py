@@ -1,0 +1,107 @@
+"""Per-call cost of a guarded call, side by side in one run: unpatched, bare wrapt, quantguard.
+
+The guarded function is a no-op with ``gemm_a8w8_blockscale``'s signature,
+guarded by AITER's own contract for it (key, plan checks: scale shapes,
+dtypes, layouts, FP8 variant, ASM policy) so the cost measured is
+quantguard's, not a kernel's.  After the first call of a signature the plan
+verdict is cached: a call costs the metadata signature plus one dict lookup.
+
+    python benchmarks/bench_overhead.py            # figures in benchmarks/README.md
+
+Prints ns/call (best of several repeats) and the added cost of each wrapper
+as a ratio to bare wrapt's added cost.  No assertion: read the numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import tempfile
+import textwrap
+import timeit
+from pathlib import Path
+
+import torch
+import wrapt
+
+import quantguard
+from quantguard.contracts import aiter as aiter_contracts
+
+MODULE = textwrap.dedent("""
+    def gemm_a8w8_blockscale(XQ, WQ, x_scale, w_scale, dtype=None, isBpreshuffled=False):
+        return None
+""")
+
+
+def _operands() -> tuple:
+    fp8 = torch.float8_e4m3fnuz
+    x = torch.randn(32, 512).to(fp8)
+    w = torch.randn(256, 512).to(fp8)
+    return x, w, torch.rand(32, 4), torch.rand(2, 4)
+
+
+def _time(call, args, kwargs, number: int, repeat: int) -> float:
+    timings = timeit.repeat(lambda: call(*args, **kwargs), number=number, repeat=repeat)
+    return min(timings) / number * 1e9
+
+
+def _pass_through(wrapped, instance, args, kwargs):
+    return wrapped(*args, **kwargs)
+
+
+def measure(number: int, repeat: int, sample_rate: float, key: tuple[str, ...] | None) -> dict[str, float]:
+    directory = tempfile.mkdtemp(prefix="qg-bench-")
+    Path(directory, "qg_bench_kernels.py").write_text(MODULE)
+    sys.path.insert(0, directory)
+    import qg_bench_kernels as kernels
+
+    original = kernels.gemm_a8w8_blockscale
+    bare = wrapt.FunctionWrapper(original, _pass_through)
+    template = next(c for c in aiter_contracts.CONTRACTS if c.target.endswith("gemm_op_a8w8.gemm_a8w8_blockscale"))
+    contract = dataclasses.replace(template, target="qg_bench_kernels.gemm_a8w8_blockscale",
+                                   key=key if key is not None else template.key)
+    quantguard.register(contract)
+    quantguard.enable(targets="qg_bench_kernels.*", log=str(Path(directory, "events.jsonl")), gfx="gfx942",
+                      sample_rate=sample_rate, sample_first=0 if sample_rate == 0 else 3, summary_at_exit=False)
+    guarded = kernels.gemm_a8w8_blockscale
+    args, kwargs = _operands(), {"dtype": torch.bfloat16}
+    guarded(*args, **kwargs)  # first call of the signature: plan checks run once
+    results = {"plain": [], "wrapt": [], "quantguard": []}
+    for _ in range(3):  # interleave so drift hits every variant alike
+        results["plain"].append(_time(original, args, kwargs, number, repeat))
+        results["wrapt"].append(_time(bare, args, kwargs, number, repeat))
+        results["quantguard"].append(_time(guarded, args, kwargs, number, repeat))
+    quantguard.disable()
+    quantguard.engine.lifecycle.unregister(contract.target)
+    sys.path.remove(directory)
+    del sys.modules["qg_bench_kernels"]
+    return {name: min(values) for name, values in results.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--number", type=int, default=50_000)
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    full_key = ("XQ", "WQ", "x_scale+", "w_scale", "dtype=", "isBpreshuffled=")
+    variants = [
+        ("metadata checks, no sampling (sample_rate=0)", 0.0, None),
+        ("metadata checks + default sampling (1%)", 0.01, None),
+        ("no sampling, full metadata key (weights by shape/dtype, not identity)", 0.0, full_key),
+    ]
+    print(f"python {sys.version.split()[0]}, torch {torch.__version__}, wrapt {wrapt.__version__}, "
+          f"{args.number} calls x {args.repeat} repeats, best of 3 interleaved rounds\n")
+    print(f"{'variant':<72} {'plain ns':>9} {'wrapt ns':>9} {'guard ns':>9} {'wrapt +ns':>10} {'guard +ns':>10} "
+          f"{'ratio':>6}")
+    for label, rate, key in variants:
+        r = measure(args.number, args.repeat, rate, key)
+        wrapt_added, guard_added = r["wrapt"] - r["plain"], r["quantguard"] - r["plain"]
+        print(f"{label:<72} {r['plain']:9.0f} {r['wrapt']:9.0f} {r['quantguard']:9.0f} {wrapt_added:10.0f} "
+              f"{guard_added:10.0f} {guard_added / wrapt_added:6.2f}")
+    print("\nratio = quantguard's added cost / bare wrapt.FunctionWrapper's added cost (goal: <= 1.3)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+"""Deployments that expose each incident fault in the ATOM-like workload.
+
+A fault only shows where the workload reaches the faulty code: the CK-free
+Triton fallbacks need a CK-free build, the gfx950 ASM garbage needs ATOM to
+keep the preshuffled (ASM-tuned) blockscale path in a CK-free build, the JIT
+``SystemExit`` needs a CK module to be built where there is no CK.  Each
+scenario names the deployment (arch, build, ATOM backend switches) and the
+quantguard options that make the incident happen as it did in production.
+``quantguard demo`` runs them; the incident tests use the same list.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from quantguard.sim.faults import FAULTS
+
+__all__ = ["Scenario", "SCENARIOS", "scenario"]
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One run of the workload: which faults, under which deployment and quantguard options."""
+
+    name: str
+    faults: tuple[str, ...]
+    deploy: Mapping[str, Any]
+    options: Mapping[str, Any] = field(default_factory=dict)
+    late_enable: bool = False      # build the model first, enable quantguard after (stored references)
+    about: str = ""
+
+    @property
+    def incident(self) -> str:
+        if self.about:
+            return self.about
+        return "; ".join(FAULTS[name.split("@")[0]].incident for name in self.faults)
+
+    @property
+    def setting(self) -> str:
+        deploy = self.deploy
+        parts = [deploy.get("arch", "gfx942"), deploy.get("backend", "ck")]
+        if deploy.get("ck_free"):
+            parts.append("CK-free")
+        if deploy.get("preshuffle"):
+            parts.append("preshuffle")
+        parts += [f"{k}={v}" for k, v in self.options.items()]
+        if self.late_enable:
+            parts.append("late enable")
+        return " ".join(parts)
+
+
+_CK_FREE_TRITON = {"arch": "gfx942", "backend": "triton", "ck_free": True}
+
+SCENARIOS: tuple[Scenario, ...] = (
+    Scenario("triton_quant_ignores_shuffle_scale", ("triton_quant_ignores_shuffle_scale",), _CK_FREE_TRITON),
+    Scenario("asm_gemm_garbage_gfx950", ("asm_gemm_garbage_gfx950",),
+             {"arch": "gfx950", "backend": "asm", "ck_free": True, "preshuffle": True}),
+    Scenario("partial_transpose_noop", ("partial_transpose_noop",), _CK_FREE_TRITON),
+    Scenario("missing_e4m3fnuz_normalization", ("missing_e4m3fnuz_normalization",),
+             {"arch": "gfx942", "backend": "triton"}),
+    Scenario("jit_build_systemexit", ("jit_build_systemexit", "atom_ignores_ck_free"), _CK_FREE_TRITON,
+             about="the JIT build of a CK module raised SystemExit, so except-RuntimeError fallbacks never ran "
+                   "(reached because ATOM's MoE path kept CK in a CK-free build)"),
+    Scenario("fp8_copy_drops_scale", ("fp8_copy_drops_scale",), {"arch": "gfx942", "backend": "ck"}),
+    Scenario("e8m0_copy_zero_fill", ("e8m0_copy_zero_fill",), {"arch": "gfx950", "backend": "ck"}),
+    Scenario("gemm_reads_scale_wrong_major", ("gemm_reads_scale_wrong_major",), {"arch": "gfx942", "backend": "ck"}),
+    Scenario("e8m0_ceil_rounding", ("e8m0_ceil_rounding@hip",), {"arch": "gfx950", "backend": "ck"}),
+    Scenario("moe_missing_routed_scaling", ("moe_missing_routed_scaling",), {"arch": "gfx942", "backend": "ck"}),
+    Scenario("atom_ignores_ck_free", ("atom_ignores_ck_free",), {"arch": "gfx950", "backend": "triton", "ck_free": True}),
+    Scenario("magnitude_only: hipblaslt_drops_scale_b", ("hipblaslt_drops_scale_b",),
+             {"arch": "gfx942", "backend": "ck"},
+             about="a dropped per-tensor scale: cosine stays 1.0, only the norm ratio shows it"),
+    Scenario("late_enable: triton_quant_ignores_shuffle_scale", ("triton_quant_ignores_shuffle_scale",),
+             _CK_FREE_TRITON, late_enable=True,
+             about="quantguard enabled after the model was built: layers hold get_hip_quant() partials"),
+)
+
+
+def scenario(name: str) -> Scenario:
+    for candidate in SCENARIOS:
+        if candidate.name == name:
+            return candidate
+    raise KeyError(f"unknown scenario {name!r}; known: {', '.join(s.name for s in SCENARIOS)}")

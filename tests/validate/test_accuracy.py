@@ -1,0 +1,212 @@
+"""``quantguard validate accuracy`` on the simulator: verdicts, exit codes and report sections."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import importlib.util
+import json
+
+import pytest
+
+from quantguard.validate import accuracy
+
+# Small settings: three prompts, six greedy tokens each.
+SMALL = ("--prompts", "3", "--max-new-tokens", "6")
+
+# name -> (arguments, exit code, configuration -> passed)
+CASES = {
+    "tiny-llama clean gfx942 ck": (
+        ["--sim"], 0, {"fp8_per_token": True, "fp8_blockscale": True, "int4": True}),
+    "tiny-llama clean gfx950 triton": (
+        ["--sim", "--gfx", "gfx950", "--backend", "triton"], 0,
+        {"fp8_per_token": True, "fp8_blockscale": True, "mxfp4": True, "int4": True}),
+    "tiny-llama clean gfx950 asm": (
+        ["--sim", "--gfx", "gfx950", "--backend", "asm"], 0, {"fp8_blockscale": True, "mxfp4": True, "int4": True}),
+    "tiny-llama clean CK-free gfx950 triton": (
+        ["--sim", "--ck-free", "--gfx", "gfx950", "--backend", "triton"], 0,
+        {"fp8_per_token": True, "fp8_blockscale": True, "mxfp4": True, "int4": True}),
+    "gemm_reads_scale_wrong_major gfx942 ck": (
+        ["--sim", "--fault", "gemm_reads_scale_wrong_major"], 1,
+        {"fp8_per_token": True, "fp8_blockscale": False, "int4": True}),
+    "gemm_reads_scale_wrong_major triton": (
+        ["--sim", "--backend", "triton", "--fault", "gemm_reads_scale_wrong_major@triton",
+         "--configs", "fp8_blockscale,fp8_per_token"], 1, {"fp8_blockscale": False, "fp8_per_token": True}),
+    "triton_quant_ignores_shuffle_scale CK-free preshuffle": (
+        ["--sim", "--ck-free", "--backend", "triton", "--preshuffle", "--fault", "triton_quant_ignores_shuffle_scale",
+         "--configs", "fp8_blockscale,fp8_per_token"], 1, {"fp8_blockscale": False, "fp8_per_token": True}),
+    "asm_gemm_garbage_gfx950 CK-free asm": (
+        ["--sim", "--ck-free", "--gfx", "gfx950", "--backend", "asm", "--fault", "asm_gemm_garbage_gfx950"], 1,
+        {"fp8_blockscale": False, "mxfp4": False, "int4": True}),
+    "CK-free build with the ck backend": (
+        ["--sim", "--ck-free", "--configs", "fp8_per_token"], 1, {"fp8_per_token": False}),
+    "sim clean gfx942": (["--model", "sim"], 0, {"fp8_per_token": True, "fp8_blockscale": True}),
+    "sim clean gfx950": (
+        ["--model", "sim", "--gfx", "gfx950"], 0, {"fp8_per_token": True, "fp8_blockscale": True, "mxfp4": True}),
+    "sim fp8_copy_drops_scale": (
+        ["--model", "sim", "--fault", "fp8_copy_drops_scale"], 1, {"fp8_per_token": False, "fp8_blockscale": False}),
+    "sim moe_missing_routed_scaling": (
+        ["--model", "sim", "--fault", "moe_missing_routed_scaling"], 1,
+        {"fp8_per_token": False, "fp8_blockscale": False}),
+    "sim gemm_reads_scale_wrong_major": (
+        ["--model", "sim", "--fault", "gemm_reads_scale_wrong_major"], 1,
+        {"fp8_per_token": True, "fp8_blockscale": False}),
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="quantguard validate accuracy")
+    accuracy.add_arguments(parser)
+    return parser
+
+
+def _run(tmp_path, *argv: str, output: bool = True):
+    """Exit code, JSON report (or None) and markdown path of one run."""
+    report = tmp_path / "report.md"
+    arguments = [*argv, *SMALL, *(("-o", str(report)) if output else ())]
+    code = accuracy.run(_parser().parse_args(arguments))
+    data = json.loads((tmp_path / "report.json").read_text()) if report.exists() else None
+    return code, data, report
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Each case runs once; several tests read its report."""
+    results = {}
+
+    def get(name: str):
+        if name not in results:
+            arguments = CASES[name][0]
+            results[name] = _run(tmp_path_factory.mktemp("run"), *arguments)
+        return results[name]
+
+    return get
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_verdicts_and_exit_codes(runs, name):
+    _, expected_code, expected = CASES[name]
+    code, data, _ = runs(name)
+    assert code == expected_code
+    assert {config["name"]: config["passed"] for config in data["configurations"]} == expected
+    assert data["verdict"] == ("pass" if expected_code == 0 else "fail")
+
+
+def test_report_has_every_section_and_heatmap_files(runs):
+    code, data, report = runs("tiny-llama clean gfx942 ck")
+    text = report.read_text()
+    for section in ("| setting | value |", "**Verdict: PASS**", "## Summary", "## Per-layer cosine",
+                    "## Flagged layers", "## Generation", "## Configurations"):
+        assert section in text
+    assert "| fp8_blockscale | 0.99" in text
+    assert "not run: mxfp4" in text and "gfx950" in text
+    layers = [f"model.layers.{i}" for i in range(4)]
+    assert data["heatmap"]["layers"] == layers
+    assert data["heatmap"]["configurations"] == ["fp8_per_token", "fp8_blockscale", "int4"]
+    assert all(len(row) == 3 and all(v > 0.99 for v in row) for row in data["heatmap"]["cosine"])
+    with (report.parent / "report.layers.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 3 * 4 and {row["flagged"] for row in rows} == {"0"}
+    fp8 = data["configurations"][0]
+    assert fp8["kernels"] == "aiter.ops.quant.per_token_quant_hip -> aiter.gemm_a8w8_bpreshuffle"
+    assert fp8["token_match"] == 1.0 and fp8["bleu"]["score"] == pytest.approx(100.0)
+    assert fp8["kept_layers"] == {"lm_head": "skipped (--skip)"} and len(fp8["quantized_layers"]) == 28
+    assert "torch W4A16" in data["configurations"][2]["kernels"]
+
+
+def test_flagged_layers_name_the_broken_configuration(runs):
+    _, data, report = runs("gemm_reads_scale_wrong_major gfx942 ck")
+    blockscale = next(c for c in data["configurations"] if c["name"] == "fp8_blockscale")
+    assert [layer["name"] for layer in blockscale["layers"] if layer["flagged"]] == [
+        f"model.layers.{i}" for i in range(4)]
+    assert any("cosine" in failure and "< 0.999" for failure in blockscale["failures"])
+    text = report.read_text()
+    assert "- fp8_blockscale: `model.layers.0`: cosine" in text and "✗" in text
+    assert "fp8_per_token: `" not in text.split("## Flagged layers")[1].split("## Generation")[0]
+
+
+def test_garbled_generation_fails_the_configuration(runs):
+    _, data, report = runs("sim fp8_copy_drops_scale")
+    for config in data["configurations"]:
+        assert config["garbled"] == [0, 1, 2]
+        assert config["token_match"] < 0.5 and config["bleu"]["score"] < 50
+        assert any("generations garbled" in failure for failure in config["failures"])
+        assert any("norm ratio" in problem for layer in config["layers"] for problem in layer["problems"])
+    assert "garbled prompts: 0, 1, 2" in report.read_text()
+
+
+def test_magnitude_fault_moves_the_norm_ratio(runs):
+    _, data, _ = runs("sim moe_missing_routed_scaling")
+    for config in data["configurations"]:
+        assert all(layer["norm_ratio"] < 0.95 for layer in config["layers"])
+        assert all(any("norm ratio" in p for p in layer["problems"]) for layer in config["layers"])
+
+
+def test_a_configuration_that_cannot_run_fails_with_its_error(runs):
+    _, data, report = runs("CK-free build with the ck backend")
+    config = data["configurations"][0]
+    assert config["error"].startswith("RuntimeError") and "build" in config["error"]
+    assert config["layers"] == [] and config["overall_cosine"] is None
+    assert "not measured" in report.read_text()
+
+
+def test_sim_workload_uses_its_own_thresholds(runs):
+    _, data, _ = runs("sim clean gfx950")
+    assert data["run"]["thresholds"] == {"fp8_per_token": "0.94 (model default)",
+                                         "fp8_blockscale": "0.94 (model default)", "mxfp4": "0.85 (model default)"}
+    assert "fp8_token" in data["configurations"][0]["kernels"]
+
+
+def test_command_line_thresholds_win(tmp_path):
+    code, data, _ = _run(tmp_path, "--sim", "--configs", "fp8_per_token,fp8_blockscale",
+                         "--threshold", "fp8=0.99", "--threshold", "fp8_blockscale=0.9999999")
+    assert code == 1
+    assert {c["name"]: (c["threshold"], c["passed"]) for c in data["configurations"]} == {
+        "fp8_per_token": (0.99, True), "fp8_blockscale": (0.9999999, False)}
+    assert data["run"]["thresholds"]["fp8_per_token"] == "0.99 (--threshold)"
+
+
+def test_without_output_the_report_goes_to_stdout(tmp_path, capsys):
+    code, data, _ = _run(tmp_path, "--sim", "--configs", "int4", output=False)
+    assert code == 0 and data is None
+    out = capsys.readouterr().out
+    assert out.startswith("# quantguard validate accuracy: tiny-llama") and "## Per-layer cosine" in out
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["--sim", "--configs", "mxfp4"], "gfx950"),
+        (["--sim", "--backend", "asm", "--configs", "fp8_per_token"], "INT8-only"),
+        (["--sim", "--configs", "fp8,int4"], "accepted configurations"),
+        (["--sim", "--threshold", "fp9=0.9"], "KEY=VALUE"),
+        (["--sim", "--threshold", "fp8=2"], "(0, 1]"),
+        (["--sim", "--threshold", "fp8=high"], "not a number"),
+        (["--sim", "--fault", "fp8_copy_drops_scale"], "atom"),
+        (["--sim", "--fault", "no_such_fault"], "unknown fault"),
+        (["--sim", "--model", "llama-7b"], "module:function"),
+        (["--model", "sim", "--configs", "int4"], "no ATOM path"),
+        (["--model", "sim", "--dtype", "fp16"], "BF16"),
+        (["--gfx", "gfx950"], "add --sim"),
+    ],
+)
+def test_usage_errors_exit_2(tmp_path, capsys, arguments, message):
+    code, data, report = _run(tmp_path, *arguments)
+    assert code == 2 and data is None and not report.exists()
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.skipif(importlib.util.find_spec("aiter") is not None, reason="a real AITER is installed")
+def test_missing_aiter_without_sim_exits_2(tmp_path, capsys):
+    code, _, _ = _run(tmp_path)
+    assert code == 2 and "--sim" in capsys.readouterr().err
+
+
+def test_bad_option_values_are_argparse_errors():
+    with pytest.raises(SystemExit) as exit_info:
+        _parser().parse_args(["--backend", "cuda"])
+    assert exit_info.value.code == 2
+
+
+def test_parse_thresholds():
+    assert accuracy.parse_thresholds(["fp8=0.99, fp4=0.9", "int4=0.98"]) == {"fp8": 0.99, "fp4": 0.9, "int4": 0.98}
