@@ -44,12 +44,8 @@ MIN_COSINE = {"fp8_per_token": 0.998, "fp8_blockscale": 0.998, "mxfp4": 0.98, "i
 
 @pytest.fixture
 def simulator():
-    installed = []
-
-    def install(arch: str, **settings):
-        installed.append(sim.install(arch=arch, **settings))
-
-    yield install
+    """Install the simulator for one arch; uninstalled after the test."""
+    yield lambda arch, **settings: sim.install(arch=arch, **settings)
     sim.uninstall()
 
 

@@ -47,7 +47,7 @@ def row_mask(selected: slice, rows: int, valid_rows: Any, device: Any) -> torch.
     if is_tensor(valid_rows):
         limit = valid_rows.reshape(-1)[:1].to(device=device, dtype=ids.dtype)
     else:
-        limit = torch.tensor([int(valid_rows)], device=device, dtype=ids.dtype)
+        limit = ids.new_full((1,), int(valid_rows))  # a fill, not a host-to-device copy
     return ids < limit
 
 

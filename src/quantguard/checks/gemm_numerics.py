@@ -142,7 +142,7 @@ class GemmNumerics(DataCheck):
                 continue
             metrics = summarize(values, prefix)
             tolerance = tolerance_for(kind, family, call.target, call.layer, call.config.thresholds)
-            failures = tolerance.failures(metrics.cosine, metrics.norm_ratio, metrics.sqnr_db)
+            failures = tolerance.failures(metrics.cosine, metrics.norm_ratio, metrics.sqnr_db, metrics.nonfinite)
             fields = {"reference": kind, **metrics.as_dict(), "threshold": tolerance.cosine,
                       "passed": not failures, "shapes": shapes, "dtypes": dtypes, "family": family}
             if kind == "chain":

@@ -94,7 +94,7 @@ class MoeNumerics(DataCheck):
         base = tolerance_for("chain", family, call.target, call.layer, call.config.thresholds)
         tolerance = Tolerance(min(base.cosine, 0.995) if family == "fp8" else base.cosine, base.norm_band,
                               base.sqnr_db, base.source)
-        failures = tolerance.failures(metrics.cosine, metrics.norm_ratio, metrics.sqnr_db)
+        failures = tolerance.failures(metrics.cosine, metrics.norm_ratio, metrics.sqnr_db, metrics.nonfinite)
         fields = {"reference": "moe", **metrics.as_dict(), "threshold": tolerance.cosine, "passed": not failures,
                   "shapes": {"hidden": list(call.view.hidden.shape), "w1": list(call.view.w1.shape)},
                   "dtypes": {"w1": measurement.context["w1_dtype"]}}

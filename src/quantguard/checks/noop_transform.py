@@ -56,7 +56,7 @@ class NoopTransform(DataCheck):
             rows_total, cols = source.reshape(-1, source.shape[-1]).shape
             limit = view.valid_rows
             count = limit.reshape(-1)[:1].to(torch.int64) if isinstance(limit, torch.Tensor) \
-                else torch.tensor([rows_total if limit is None else int(limit)], device=source.device)
+                else source.new_full((1,), rows_total if limit is None else int(limit), dtype=torch.int64)
             count = count.clamp(max=rows_total)
             index = torch.arange(rows_total * cols, device=source.device)
             row, col = index // cols, index % cols

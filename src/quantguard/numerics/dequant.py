@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from quantguard.numerics.formats import E2M1_VALUES, e8m0_decode, is_e8m0_dtype
+from quantguard.numerics.formats import e8m0_decode, is_e8m0_dtype
 
 __all__ = ["fp8_values", "unpack_fp4", "scale_values", "expand_groups", "expand_blocks_2d",
            "dequantize_rows"]
@@ -28,9 +28,9 @@ def fp8_values(q: torch.Tensor, as_fp8: torch.dtype | None = None) -> torch.Tens
 def unpack_fp4(packed: torch.Tensor) -> torch.Tensor:
     """fp4x2 bytes ``(..., K/2)`` → float32 ``(..., K)``: element 2i is the low nibble."""
     raw = packed.contiguous().view(torch.uint8).to(torch.int64)
-    table = torch.tensor(E2M1_VALUES, dtype=torch.float32, device=raw.device)
     nibbles = torch.stack((raw & 0xF, raw >> 4), dim=-1).reshape(*raw.shape[:-1], raw.shape[-1] * 2)
-    magnitude = table[nibbles & 0x7]
+    code = nibbles & 0x7  # e2m1: codes 0-1 are 0 and 0.5; then (1 + m/2) * 2^(e-1) (no table: no host copy)
+    magnitude = torch.where(code < 2, code * 0.5, (1.0 + (code & 1) * 0.5) * torch.exp2(((code >> 1) - 1).float()))
     return torch.where((nibbles & 0x8) != 0, -magnitude, magnitude)
 
 

@@ -75,14 +75,12 @@ def e8m0_encode(amax: torch.Tensor, mode: str, fmt: ElementFormat) -> torch.Tens
     """The e8m0 byte (int64 tensor, 0..255) AITER stores for a group with this ``amax``."""
     amax = amax.to(torch.float32)
     if mode == "up":
-        inv_max_pos = torch.tensor(1.0 / fmt.max, dtype=torch.float32, device=amax.device)
-        bits = _f32_bits(amax * inv_max_pos)
+        bits = _f32_bits(amax * (1.0 / fmt.max))  # the scalar is rounded to f32 first, like the kernel's constant
         exponent = (bits >> 23) & 0xFF
         bump = (exponent < 0xFF) & ((bits & 0x7FFFFF) != 0)
         return exponent + bump.to(torch.int64)
     if mode in ("down", "ceil"):
-        inv_max_pow2 = torch.tensor(2.0 ** -fmt.target_max_pow2, dtype=torch.float32, device=amax.device)
-        bits = _f32_bits(amax * inv_max_pow2)
+        bits = _f32_bits(amax * 2.0 ** -fmt.target_max_pow2)
         exponent = (bits >> 23) & 0xFF
         if mode == "ceil":
             exponent = exponent + ((exponent < 0xFF) & ((bits & 0x7FFFFF) != 0)).to(torch.int64)

@@ -38,7 +38,7 @@ def comparison_tensors(out: torch.Tensor, ref: torch.Tensor, prefix: str = "") -
         prefix + "sum_abs": err.abs().sum(),
         prefix + "nan": torch.isnan(out64).sum().to(torch.float64),
         prefix + "inf": torch.isinf(out64).sum().to(torch.float64),
-        prefix + "count": torch.tensor(float(out64.numel()), dtype=torch.float64, device=out64.device),
+        prefix + "count": out64.new_full((), float(out64.numel())),
     }
 
 

@@ -44,9 +44,9 @@ class Tolerance:
     sqnr_db: float
     source: str           # where the cosine threshold came from
 
-    def failures(self, cosine: float, norm_ratio: float, sqnr_db: float) -> list[str]:
-        """Which of cosine, norm ratio, SQNR failed, each with its measured value."""
-        failed = []
+    def failures(self, cosine: float, norm_ratio: float, sqnr_db: float, nonfinite: int = 0) -> list[str]:
+        """Which of cosine, norm ratio, SQNR failed, each with its measured value (and NaN/Inf outputs)."""
+        failed = [f"{nonfinite} non-finite outputs"] if nonfinite else []
         if not cosine >= self.cosine:
             failed.append(f"cosine {cosine:.6f} < {self.cosine}")
         if not abs(norm_ratio - 1.0) <= self.norm_band:

@@ -250,7 +250,7 @@ def _mxfp4(backend: str, preshuffle: bool) -> KernelPath:
 
     quant_name = f"aiter.ops.quant.per_1x32_mx_quant_hip(quant_dtype=fp4x2, shuffle={preshuffle})"
     # Preshuffled fp4 bytes need N % 16 and (K/2) % 32; plain ones K % 32.
-    multiple = (64, 32) if preshuffle else (quantize_weights.MX_GROUP, 1)
+    multiple = (64, 16) if preshuffle else (quantize_weights.MX_GROUP, 1)
     return KernelPath("mxfp4", backend, preshuffle, quant_name, name, *multiple, prepare, run)
 
 
