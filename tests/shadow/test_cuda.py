@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,7 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 
 _spec = importlib.util.spec_from_file_location("incident_cases", Path(__file__).parent.parent / "checks" / "test_incidents.py")
 incidents = importlib.util.module_from_spec(_spec)
+sys.modules["incident_cases"] = incidents
 _spec.loader.exec_module(incidents)
 
 

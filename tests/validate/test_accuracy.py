@@ -208,5 +208,17 @@ def test_bad_option_values_are_argparse_errors():
     assert exit_info.value.code == 2
 
 
+def test_runs_as_quantguard_validate_accuracy(monkeypatch, tmp_path):
+    from quantguard.cli import validate_cmd
+
+    monkeypatch.setattr(validate_cmd, "VALIDATIONS", {"accuracy": validate_cmd.VALIDATIONS["accuracy"]})
+    parser = argparse.ArgumentParser(prog="quantguard")
+    validate_cmd.add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["validate", "accuracy", "--sim", "--configs", "int4", *SMALL,
+                              "-o", str(tmp_path / "r.md")])
+    assert args.handler(args) == 0
+    assert (tmp_path / "r.layers.csv").exists()
+
+
 def test_parse_thresholds():
     assert accuracy.parse_thresholds(["fp8=0.99, fp4=0.9", "int4=0.98"]) == {"fp8": 0.99, "fp4": 0.9, "int4": 0.98}

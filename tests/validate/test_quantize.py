@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -38,6 +40,8 @@ PATHS = {
         (_HIP, "per_1x32_mx_quant_hip"), (_TRITON_GEMM + "gemm_afp4wfp4", "gemm_afp4wfp4_preshuffle")),
     ("int4", "ck", None, "gfx942"): (None, None),
 }
+#: Real AITER parameter names of the entry points (shared/aiter_signatures.json).
+_SIGNATURES_FILE = Path(__file__).resolve().parents[3] / "shared" / "aiter_signatures.json"
 #: Minimum cosine of one quantized GEMM to the bf16 one (random weights and activations).
 MIN_COSINE = {"fp8_per_token": 0.998, "fp8_blockscale": 0.998, "mxfp4": 0.98, "int4": 0.99}
 
@@ -49,17 +53,25 @@ def simulator():
     sim.uninstall()
 
 
-def _spy(monkeypatch, module_name: str, attribute: str) -> list:
+def _spy(monkeypatch, module_name: str, attribute: str) -> tuple[str, list]:
+    """Count calls of an entry point; returns its real qualified name and the calls' arguments."""
     module = importlib.import_module(module_name)
     original = getattr(module, attribute)
     calls = []
 
     def spy(*args, **kwargs):
-        calls.append(kwargs)
+        calls.append((args, kwargs))
         return original(*args, **kwargs)
 
     monkeypatch.setattr(module, attribute, spy)
-    return calls
+    return f"{original.__module__}.{original.__name__}", calls
+
+
+def _real_parameters() -> dict[str, list[str]]:
+    if not _SIGNATURES_FILE.exists():
+        return {}
+    signatures = json.loads(_SIGNATURES_FILE.read_text())["signatures"]
+    return {name: [parameter["name"] for parameter in parameters] for name, parameters in signatures.items()}
 
 
 def _cosine(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -83,7 +95,12 @@ def test_path_calls_its_aiter_entry_points_and_is_accurate(simulator, monkeypatc
     with torch.no_grad():
         y, want = QuantizedLinear(linear, path)(x), linear(x)
     assert y.shape == (rows, 384) and y.dtype == torch.bfloat16
-    assert all(len(calls) == 1 for calls in spies)
+    real = _real_parameters()
+    for qualified_name, calls in spies:
+        assert len(calls) == 1, qualified_name
+        args, kwargs = calls[0]
+        if qualified_name in real:  # called the way the real entry point is declared
+            assert len(args) <= len(real[qualified_name]) and set(kwargs) <= set(real[qualified_name])
     assert _cosine(y, want) >= MIN_COSINE[scheme]
 
 

@@ -138,7 +138,7 @@ class GemmNumerics(DataCheck):
                   "out": measurement.context["out_dtype"]}
         for prefix, kind, label in (("m_", "matched", "precision-matched reference"),
                                     ("c_", "chain", "unquantized quant→GEMM chain")):
-            if prefix + "dot" not in values:
+            if prefix + "stats" not in values:
                 continue
             metrics = summarize(values, prefix)
             tolerance = tolerance_for(kind, family, call.target, call.layer, call.config.thresholds)

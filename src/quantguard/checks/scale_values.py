@@ -7,6 +7,7 @@ zeros (2^-127: the layer outputs ~0); a NaN byte (0xFF) poisons a block.
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 import torch
@@ -32,49 +33,54 @@ class ScaleValues(DataCheck):
         if not isinstance(view, GemmView):
             return
         groups = -(-view.k // view.mx_group) if view.scheme == "mx" else 0
+        seen = call.state.memo.setdefault("scale_values.weights", {})
         kept = []
         for name, scale, layout, rows in (("x_scale", view.x_scale, view.x_scale_layout, view.m),
                                           ("w_scale", view.w_scale, view.w_scale_layout, view.n)):
-            if scale is not None:
-                kept.append((name, meaningful_scales(scale, layout, rows, groups).detach().clone()))
+            if scale is None or scale.numel() == 0:
+                continue
+            if name == "w_scale":  # a weight's scale is checked once per version, not on every sampled call
+                identity = (scale.data_ptr(), scale._version, tuple(scale.shape))
+                if seen.get(id(scale)) == identity:
+                    continue
+                seen[id(scale)] = identity
+            kept.append((name, meaningful_scales(scale, layout, rows, groups).detach().clone()))
         call.scratch["scale_values"] = kept
 
     def measure(self, call: "CallRecord") -> Measurement | None:
         tensors: dict[str, torch.Tensor] = {}
         context: dict[str, Any] = {}
         for name, scale in call.scratch.get("scale_values", []):
-            if scale.numel() == 0:
-                continue
-            if scale.element_size() == 1:
-                raw = scale.view(torch.uint8)
-                tensors[f"{name}|zero"] = (raw == 0).sum().to(torch.float64)
-                tensors[f"{name}|nan"] = (raw == 0xFF).sum().to(torch.float64)
-                context[name] = ("e8m0", list(scale.shape), dtype_name(scale.dtype), scale.numel())
-            else:
-                values = scale.to(torch.float32)
-                tensors[f"{name}|zero"] = (values == 0).sum().to(torch.float64)
-                tensors[f"{name}|negative"] = (values < 0).sum().to(torch.float64)
-                tensors[f"{name}|nan"] = (~torch.isfinite(values)).sum().to(torch.float64)
-                context[name] = ("fp32", list(scale.shape), dtype_name(scale.dtype), scale.numel())
+            encoding = "e8m0" if scale.element_size() == 1 else "fp32"
+            values = scale.view(torch.uint8) if encoding == "e8m0" else scale
+            # min and max tell all: all zero, negative, NaN (propagates; byte 0xFF is the largest byte)
+            low, high = torch.aminmax(values.reshape(-1))
+            tensors[name] = torch.stack((low, high)).to(torch.float64)
+            context[name] = (encoding, list(scale.shape), dtype_name(scale.dtype), scale.numel())
         return Measurement(tensors, context) if tensors else None
 
     def judge(self, call: "CallRecord", measurement: Measurement,
               values: Mapping[str, Any]) -> Iterable[Finding]:
         findings = []
         for name, (encoding, shape, dtype, total) in measurement.context.items():
-            zero, nan = int(values[f"{name}|zero"]), int(values[f"{name}|nan"])
-            negative = int(values.get(f"{name}|negative", 0))
-            details = {"scale": name, "shape": shape, "dtype": dtype, "zero": zero, "negative": negative,
-                       "non_finite": nan, "total": total}
-            if encoding == "e8m0" and zero == total:
-                findings.append(Finding("scale_values", f"{name} ({dtype} {shape}) is all zero bytes: every e8m0 scale "
-                                        "is 2^-127, so the product is ~0 (scales copied numerically into uint8 "
-                                        "instead of viewed as bytes?)", details=details, variant=name))
-            elif encoding == "fp32" and (negative or zero == total):
-                what = f"{negative}/{total} negative" if negative else f"all {total} zero"
-                findings.append(Finding("scale_values", f"{name} ({dtype} {shape}) has {what} scales",
+            low, high = values[name]
+            details = {"scale": name, "shape": shape, "dtype": dtype, "min": low, "max": high, "total": total}
+            if encoding == "e8m0":
+                if high == 0:
+                    findings.append(Finding("scale_values", f"{name} ({dtype} {shape}) is all zero bytes: every e8m0 "
+                                            "scale is 2^-127, so the product is ~0 (scales copied numerically into "
+                                            "uint8 instead of viewed as bytes?)", details=details, variant=name))
+                elif high == 0xFF:
+                    findings.append(Finding("scale_values", f"{name} ({dtype} {shape}) holds e8m0 NaN bytes (0xFF)",
+                                            details=details, variant=name + "/nan"))
+                continue
+            if math.isnan(low) or math.isnan(high) or math.isinf(low) or math.isinf(high):
+                findings.append(Finding("scale_values", f"{name} ({dtype} {shape}) has non-finite scales",
+                                        details=details, variant=name + "/nan"))
+            elif low < 0:
+                findings.append(Finding("scale_values", f"{name} ({dtype} {shape}) has negative scales (min {low:.3g})",
                                         details=details, variant=name))
-            if nan:
-                findings.append(Finding("scale_values", f"{name} ({dtype} {shape}) has {nan}/{total} non-finite "
-                                        "scales", details=details, variant=name + "/nan"))
+            elif high == 0:
+                findings.append(Finding("scale_values", f"{name} ({dtype} {shape}) has all {total} scales zero",
+                                        details=details, variant=name))
         return findings

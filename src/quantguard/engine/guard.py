@@ -67,7 +67,7 @@ class Plan:
 class GuardState:
     """Per-target state shared by the wrapper and its bound variants."""
 
-    __slots__ = ("contract", "runtime", "binder", "plans", "hot", "calls", "next_sample", "sampler",
+    __slots__ = ("contract", "runtime", "binder", "plans", "hot", "calls", "next_sample", "sampler", "memo",
                  "plan_checks", "data_checks", "around_checks", "key_params", "_identity_refs",
                  "pending_error", "disabled_checks", "__weakref__")
 
@@ -91,6 +91,8 @@ class GuardState:
         self._identity_refs: dict[int, Any] = {}
         self.pending_error: QuantGuardError | None = None
         self.next_sample: int = _NEVER
+        #: Per-target memory checks may keep between calls (e.g. weights already verified).
+        self.memo: dict[str, Any] = {}
         self.configure()
 
     # -- configuration -------------------------------------------------------------------

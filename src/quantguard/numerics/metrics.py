@@ -1,7 +1,7 @@
 """Comparison metrics between a kernel's output and a reference.
 
 Split like the checks: :func:`comparison_tensors` enqueues float64 reductions
-on the device (no host sync), :func:`summarize` turns their host values into
+on the device (no host sync) into one vector, :func:`summarize` turns its host values into
 cosine, norm ratio, SQNR and error statistics.  Cosine is accumulated in
 float64 and clamped, so rounding never reports a value above 1; non-finite
 outputs are counted, not silently averaged away.
@@ -15,31 +15,44 @@ from typing import Any, Mapping
 
 import torch
 
-__all__ = ["Metrics", "comparison_tensors", "summarize", "METRIC_KEYS"]
+__all__ = ["Metrics", "comparison_tensors", "summarize", "merge_stats", "METRIC_KEYS"]
 
-METRIC_KEYS = ("dot", "out_sq", "ref_sq", "err_sq", "max_abs", "sum_abs", "nan", "inf", "count")
+METRIC_KEYS = ("stats",)
+
+# Layout of the statistics vector: the 3x3 Gram matrix of (out, ref, err), then the extras.
+_OO, _OR, _RR, _EE = 0, 1, 4, 8
+_MAX_ABS, _SUM_ABS, _NAN, _INF, _COUNT = 9, 10, 11, 12, 13
 
 
 def comparison_tensors(out: torch.Tensor, ref: torch.Tensor, prefix: str = "") -> dict[str, torch.Tensor]:
-    """0-d float64 device tensors summarizing ``out`` vs ``ref`` (same shape)."""
-    out64 = out.detach().to(torch.float64).reshape(-1)
-    ref64 = ref.detach().to(torch.float64).reshape(-1)
-    finite = torch.isfinite(out64) & torch.isfinite(ref64)
-    zero = torch.zeros((), dtype=torch.float64, device=out64.device)
-    o = torch.where(finite, out64, zero)
-    r = torch.where(finite, ref64, zero)
-    err = o - r
-    return {
-        prefix + "dot": (o * r).sum(),
-        prefix + "out_sq": (o * o).sum(),
-        prefix + "ref_sq": (r * r).sum(),
-        prefix + "err_sq": (err * err).sum(),
-        prefix + "max_abs": err.abs().max() if err.numel() else zero,
-        prefix + "sum_abs": err.abs().sum(),
-        prefix + "nan": torch.isnan(out64).sum().to(torch.float64),
-        prefix + "inf": torch.isinf(out64).sum().to(torch.float64),
-        prefix + "count": out64.new_full((), float(out64.numel())),
-    }
+    """One float64 device vector summarizing ``out`` vs ``ref`` (same shape), in a dozen kernels.
+
+    Every dot product comes from one 3x3 Gram matrix of (out, ref, out - ref)
+    over the finite entries; few launches matter more than flops here, since a
+    sampled call's cost on the GPU is launch overhead.
+    """
+    o = out.detach().reshape(-1).to(torch.float64)
+    r = ref.detach().reshape(-1).to(torch.float64)
+    pair = torch.stack((o, r))
+    finite = torch.isfinite(pair).all(0)
+    clean = torch.where(finite, pair, 0.0)
+    err = clean[0] - clean[1]
+    basis = torch.cat((clean, err.unsqueeze(0)))
+    gram = (basis @ basis.T).reshape(-1)
+    abs_err = err.abs()
+    extras = torch.stack((abs_err.max() if err.numel() else abs_err.sum(), abs_err.sum(),
+                          torch.isnan(o).sum().to(torch.float64), torch.isinf(o).sum().to(torch.float64),
+                          o.new_full((), float(o.numel()))))
+    return {prefix + "stats": torch.cat((gram, extras))}
+
+
+def merge_stats(total: list[float] | None, part: list[float]) -> list[float]:
+    """Pool two host statistics vectors (sums add up; the max error is a max)."""
+    if total is None:
+        return list(part)
+    merged = [a + b for a, b in zip(total, part)]
+    merged[_MAX_ABS] = max(total[_MAX_ABS], part[_MAX_ABS])
+    return merged
 
 
 @dataclass(frozen=True)
@@ -63,10 +76,10 @@ class Metrics:
                 "nan": self.nan, "inf": self.inf}
 
 
-def summarize(values: Mapping[str, float], prefix: str = "") -> Metrics:
-    dot, out_sq, ref_sq = (values[prefix + k] for k in ("dot", "out_sq", "ref_sq"))
-    err_sq = values[prefix + "err_sq"]
-    count = int(values[prefix + "count"])
+def summarize(values: Mapping[str, Any], prefix: str = "") -> Metrics:
+    stats = values[prefix + "stats"]
+    dot, out_sq, ref_sq, err_sq = stats[_OR], stats[_OO], stats[_RR], stats[_EE]
+    count = int(stats[_COUNT])
     if out_sq == 0.0 and ref_sq == 0.0:
         cosine = 1.0
     elif out_sq == 0.0 or ref_sq == 0.0:
@@ -80,8 +93,7 @@ def summarize(values: Mapping[str, float], prefix: str = "") -> Metrics:
         sqnr = -math.inf
     else:
         sqnr = 10.0 * math.log10(ref_sq / err_sq)
-    nan, inf = int(values[prefix + "nan"]), int(values[prefix + "inf"])
+    nan, inf = int(stats[_NAN]), int(stats[_INF])
     if nan or inf:
         cosine = min(cosine, 0.0) if nan + inf == count else cosine
-    return Metrics(cosine, norm_ratio, sqnr, values[prefix + "max_abs"],
-                   values[prefix + "sum_abs"] / max(count, 1), nan, inf, count)
+    return Metrics(cosine, norm_ratio, sqnr, stats[_MAX_ABS], stats[_SUM_ABS] / max(count, 1), nan, inf, count)

@@ -42,18 +42,17 @@ class Job:
 
 
 def _pack(items: list[tuple["DataCheck", "Measurement"]]) -> tuple[Any, list[list[tuple[str, tuple[int, ...], int]]]]:
-    """Flatten every measurement tensor into one float64 vector; remember how to cut it."""
+    """Flatten every measurement tensor into one float64 vector (one cat); remember how to cut it."""
     flat, layout = [], []
     for _, measurement in items:
         entries = []
-        for name, value in measurement.tensors.items():
-            tensor = value.detach()
+        for name, tensor in measurement.tensors.items():
             entries.append((name, tuple(tensor.shape), tensor.numel()))
-            flat.append(tensor.reshape(-1).to(torch.float64))
+            flat.append(tensor.reshape(-1) if tensor.dtype == torch.float64 else tensor.reshape(-1).double())
         layout.append(entries)
     if not flat:
         return None, layout
-    return torch.cat(flat), layout
+    return (torch.cat(flat) if len(flat) > 1 else flat[0]), layout
 
 
 def _unpack(values: list[float], layout: list[list[tuple[str, tuple[int, ...], int]]]) -> list[dict[str, Any]]:
@@ -70,7 +69,7 @@ def _unpack(values: list[float], layout: list[list[tuple[str, tuple[int, ...], i
 
 class Executor:
     __slots__ = ("capacity", "dropped", "_queue", "_lock", "_thread", "_stream", "_stop",
-                 "_on_drop", "_pid", "_in_flight")
+                 "_on_drop", "_pid", "_in_flight", "_wakeup")
 
     def __init__(self, capacity: int, on_drop: Callable[[int], None]) -> None:
         self.capacity = capacity
@@ -80,6 +79,7 @@ class Executor:
         self._thread: threading.Thread | None = None
         self._stream: Any = None
         self._stop = threading.Event()
+        self._wakeup = threading.Event()
         self._in_flight = 0
         self._on_drop = on_drop
         self._pid = os.getpid()
@@ -108,8 +108,8 @@ class Executor:
             self.dropped += 1
             self._on_drop(1)
             return
-        main = torch.cuda.current_stream(device)
-        side = self.side_stream(device)
+        main = torch.cuda.current_stream()
+        side = self.side_stream(device if device.index is not None else main.device)
         side.wait_stream(main)
         with suppressed(), torch.cuda.stream(side):
             items = measure()
@@ -131,6 +131,7 @@ class Executor:
         with self._lock:
             self._queue.append(job)
             self._in_flight += 1
+        self._wakeup.set()
 
     # -- drainer -------------------------------------------------------------------------
     def _ensure_thread(self) -> None:
@@ -146,11 +147,15 @@ class Executor:
             while not self._stop.is_set():
                 job = None
                 with self._lock:
-                    if self._queue and (self._queue[0].event is None or self._queue[0].event.query()):
-                        job = self._queue.popleft()
-                if job is None:
-                    time.sleep(0.0005)
+                    head = self._queue[0] if self._queue else None
+                if head is None:
+                    self._wakeup.wait(0.05)
+                    self._wakeup.clear()
                     continue
+                if head.event is not None:
+                    head.event.synchronize()  # this thread waits (GIL released); the producer never does
+                with self._lock:
+                    job = self._queue.popleft()
                 try:
                     self._finish(job)
                 finally:
@@ -172,6 +177,7 @@ class Executor:
     def stop(self) -> None:
         self.flush()
         self._stop.set()
+        self._wakeup.set()
 
     def after_fork(self) -> None:
         self._lock = threading.Lock()
@@ -179,5 +185,6 @@ class Executor:
         self._thread = None
         self._stream = None
         self._stop = threading.Event()
+        self._wakeup = threading.Event()
         self._in_flight = 0
         self._pid = os.getpid()

@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from quantguard.validate.bleu import BleuScore, corpus_bleu
 from quantguard.numerics.metrics import Metrics
+from quantguard.validate._accuracy_metrics import LayerStats, LogitsStats, token_match
+from quantguard.validate.bleu import BleuScore, corpus_bleu
 from quantguard.validate.models import ModelError, ModelSpec
 from quantguard.validate.quantize import QuantConfig
-from quantguard.validate._accuracy_metrics import LayerStats, LogitsStats, token_match
 
 __all__ = [
     "DEFAULT_THRESHOLDS",

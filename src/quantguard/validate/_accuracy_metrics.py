@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 
 import torch
 
-from quantguard.numerics.metrics import Metrics, comparison_tensors, summarize
+from quantguard.numerics.metrics import Metrics, comparison_tensors, merge_stats, summarize
 
 __all__ = ["LayerStats", "LogitsStats", "token_match"]
 
@@ -22,21 +22,16 @@ class LayerStats:
     __slots__ = ("_sums",)
 
     def __init__(self) -> None:
-        self._sums: dict[str, float] = {}
+        self._sums: list[float] | None = None
 
     def add(self, out: torch.Tensor, ref: torch.Tensor) -> None:
         if out.shape != ref.shape:
             raise ValueError(f"output shape {tuple(out.shape)} differs from the reference's {tuple(ref.shape)}")
-        self._merge({key: float(value) for key, value in comparison_tensors(out, ref).items()})
+        self._merge(comparison_tensors(out, ref)["stats"].tolist())
 
-    def _merge(self, values: dict[str, float]) -> None:
-        for key, value in values.items():
-            if key not in self._sums:
-                self._sums[key] = value
-            elif key == "max_abs":
-                self._sums[key] = max(self._sums[key], value)
-            else:
-                self._sums[key] += value
+    def _merge(self, values: list[float] | None) -> None:
+        if values is not None:
+            self._sums = merge_stats(self._sums, values)
 
     @classmethod
     def pooled(cls, parts: Iterable[LayerStats]) -> LayerStats:
@@ -46,12 +41,8 @@ class LayerStats:
             total._merge(part._sums)
         return total
 
-    @property
-    def empty(self) -> bool:
-        return not self._sums
-
     def metrics(self) -> Metrics:
-        return summarize(self._sums)
+        return summarize({"stats": self._sums})
 
 
 class LogitsStats:

@@ -108,7 +108,7 @@ def _summary_rows(results: Sequence[ConfigResult]) -> list[list[str]]:
     ]
 
 
-_SUMMARY_HEADER = ("configuration", "overall cosine", "worst layer", "threshold", "KL(ref||quant)", "top-1",
+_SUMMARY_HEADER = ("configuration", "overall cosine", "worst layer", "threshold", "KL(ref‖quant)", "top-1",
                    "token match", "BLEU", "garbled", "verdict")
 
 

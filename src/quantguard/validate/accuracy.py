@@ -74,10 +74,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--dtype", choices=sorted(_DTYPES), default="bf16", help="reference precision (default: bf16)")
     model.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     model.add_argument("--layers", metavar="REGEX", default=None,
-                       help="module names of the transformer layers (default: the longest list of identical blocks)")
+                       help="module names of the transformer layers (default: the longest list of identical "
+                            "blocks; not used by --model sim)")
     model.add_argument("--skip", metavar="PATTERN", action="append", default=None,
                        help="fnmatch pattern of linear layers kept unquantized; repeatable "
-                            f"(default: {' '.join(DEFAULT_SKIP)})")
+                            f"(default: {' '.join(DEFAULT_SKIP)}; not used by --model sim)")
 
     target = parser.add_argument_group("configurations")
     target.add_argument("--configs", default=None, metavar="LIST",

@@ -287,7 +287,7 @@ def kernel_path(scheme: str, backend: str, preshuffle: bool | None, arch: str) -
     ``preshuffle=None`` takes ATOM's default for the backend. Raises
     :class:`UnsupportedPath` where AITER has no kernel: per-token FP8 on ASM
     (its ASM GEMMs are INT8-only), FP4 before gfx950, blockscale ASM on a plain
-    weight.
+    weight, or an entry point this AITER does not export.
     """
     if scheme not in _BUILDERS:
         raise UnsupportedPath(f"unknown configuration {scheme!r}; accepted: {', '.join(SCHEMES)}")
@@ -305,4 +305,7 @@ def kernel_path(scheme: str, backend: str, preshuffle: bool | None, arch: str) -
         raise UnsupportedPath("the ASM blockscale GEMM reads preshuffled weights only; drop --no-preshuffle")
     if scheme == "fp8_per_token" and backend == "triton":
         preshuffle = False  # Triton's per-token GEMM has no preshuffled variant
-    return _BUILDERS[scheme](backend, preshuffle)
+    try:
+        return _BUILDERS[scheme](backend, preshuffle)
+    except ImportError as exc:  # e.g. AITER_TRITON_ONLY=1 hides the HIP/CK entry points
+        raise UnsupportedPath(f"this AITER does not provide what {scheme} on {backend} calls: {exc}") from exc
