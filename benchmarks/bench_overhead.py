@@ -90,6 +90,8 @@ def main() -> None:
         ("metadata checks, no sampling (sample_rate=0)", 0.0, None),
         ("metadata checks + default sampling (1%)", 0.01, None),
         ("no sampling, full metadata key (weights by shape/dtype, not identity)", 0.0, full_key),
+        ("decomposition: empty key (the generated __call__ alone, no metadata)", 0.0, ()),
+        ("decomposition: x + x_scale metadata only (weights by identity, no kwargs)", 0.0, ("XQ", "x_scale+")),
     ]
     print(f"python {sys.version.split()[0]}, torch {torch.__version__}, wrapt {wrapt.__version__}, "
           f"{args.number} calls x {args.repeat} repeats, best of 3 interleaved rounds\n")
