@@ -70,7 +70,6 @@ def _run(args: argparse.Namespace) -> int:
     if args.sim:
         from quantguard import sim
         sim.install(arch=args.gfx, ck_free=args.ck_free, atom=True, force=True)
-        os.environ.setdefault(env.QUANTGUARD_GFX, args.gfx)
     info = collect_info()
     platform = info["platform"]
     print(f"quantguard {info['version']}")

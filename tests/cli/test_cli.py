@@ -1,0 +1,48 @@
+"""The command line: info, demo (the README's main job), and usage errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from quantguard.cli.main import main
+
+
+def test_info_lists_contracts_and_platform_sources(capsys):
+    assert main(["info", "--sim", "--gfx", "gfx950", "--ck-free"]) == 0
+    out = capsys.readouterr().out
+    assert "arch      gfx950  (from aiter.jit.utils.chip_info.get_gfx_runtime())" in out
+    assert "fp8 dtype float8_e4m3fn  (from aiter.utility.dtypes.fp8)" in out
+    assert "CK-free   True  (from aiter.jit.core.CK_3RDPARTY_DIR=" in out
+    assert "ASM kernels blocked: True" in out
+    assert "patched    hip       aiter.ops.quant.per_group_quant_hip  aliases=" in out
+    assert "mismatched" not in out
+
+
+def test_demo_detects_every_fault_and_keeps_clean_runs_quiet(capsys, tmp_path):
+    assert main(["demo", "--tokens", "4", "--log-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "13/13 faults detected; clean runs: quiet" in out
+    assert "(identical with quantguard on/off)" in out
+    assert len(list(tmp_path.glob("*.jsonl"))) == 15
+
+
+def test_demo_reports_a_miss_with_a_nonzero_exit(capsys, monkeypatch):
+    from quantguard.cli import demo_cmd
+    real = demo_cmd._run_once
+
+    def silenced(scenario, tokens, log, enabled=True):
+        return real(scenario, tokens, log, enabled=False)  # quantguard never on: nothing can be detected
+
+    monkeypatch.setattr(demo_cmd, "_run_once", silenced)
+    assert main(["demo", "--tokens", "2", "--only", "moe_missing_routed_scaling"]) == 1
+    assert "missed: moe_missing_routed_scaling" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv", [[], ["run"], ["nonsense"]])
+def test_usage_errors(argv, capsys):
+    if argv == ["nonsense"]:
+        with pytest.raises(SystemExit) as info:
+            main(argv)
+        assert info.value.code == 2
+    else:
+        assert main(argv) == 2
