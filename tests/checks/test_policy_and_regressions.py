@@ -101,6 +101,22 @@ def test_ck_kernel_in_ck_free_build_is_a_backend_selection_violation(tmp_path):
     assert events.violations(check="backend_selection")
 
 
+@pytest.mark.parametrize("preshuffled, ck_violation", [(False, True), (True, False)])
+def test_blockscale_dispatching_to_asm_is_not_called_ck(tmp_path, preshuffled, ck_violation):
+    """gemm_a8w8_blockscale(isBpreshuffled=True) on gfx950 runs the ASM kernel: a block, not a CK call."""
+    sim.install("gfx950", ck_free=True)
+    import aiter
+    xq, xs, shuffled, ws, plain = _blockscale_operands(aiter, aiter.dtypes.fp8)
+    with capture_events() as events:
+        _enable(tmp_path, on_block="log")
+        try:
+            aiter.gemm_a8w8_blockscale(xq, shuffled if preshuffled else plain, xs, ws, isBpreshuffled=preshuffled)
+        except RuntimeError:
+            assert ck_violation  # the CK module cannot be built in a CK-free install
+    assert bool(events.violations(check="backend_selection")) is ck_violation
+    assert bool(events.named("blocked")) is preshuffled
+
+
 def test_jit_systemexit_becomes_runtime_error(tmp_path):
     sim.install("gfx942", ck_free=True, faults=("jit_build_systemexit",))
     import aiter
@@ -265,3 +281,32 @@ def test_asm_looking_functions_no_contract_names_are_reported_and_covered(tmp_pa
             module.gemm_a8w8_asm(operands[0], operands[1], operands[2], operands[3], out, "", operands[4])
     else:
         module.gemm_a8w8_asm(operands[0], operands[1], operands[2], operands[3], out, "", operands[4])
+
+
+@pytest.mark.parametrize("poison, flagged", [("padding", False), ("valid", True)])
+def test_swizzled_scale_padding_is_not_read_as_nan(tmp_path, poison, flagged):
+    """gemm_afp4wfp4_preshuffle gets MX-swizzled buffers whose padding AITER leaves uninitialized."""
+    sim.install("gfx950")
+    import aiter
+    from aiter.ops.shuffle import shuffle_weight
+    from aiter.utility.fp4_utils import e8m0_shuffle
+
+    from quantguard.numerics.layouts import mx_swizzle_index
+
+    rows, n, k = 200, 256, 512
+    x = torch.randn(rows, k, generator=torch.Generator().manual_seed(0)).to(torch.bfloat16)
+    w = torch.randn(n, k, generator=torch.Generator().manual_seed(1)).to(torch.bfloat16)
+    xq, xs = aiter.per_1x32_mx_quant_hip(x, quant_dtype=aiter.dtypes.fp4x2, shuffle=True)
+    wq, ws = aiter.per_1x32_mx_quant_hip(w, quant_dtype=aiter.dtypes.fp4x2, shuffle=False)
+    raw = xs.view(torch.uint8)
+    valid = torch.zeros(raw.numel(), dtype=torch.bool)
+    valid[mx_swizzle_index(rows, k // 32).reshape(-1)] = True
+    raw.view(-1)[(~valid if poison == "padding" else valid).nonzero()[0]] = 0xFF
+    ws_bytes = e8m0_shuffle(ws).view(torch.uint8)
+    with capture_events() as events:
+        _enable(tmp_path)
+        from aiter.ops.triton.gemm.basic.gemm_afp4wfp4 import gemm_afp4wfp4_preshuffle  # the guarded one
+        gemm_afp4wfp4_preshuffle(xq.view(torch.uint8), shuffle_weight(wq).view(torch.uint8).view(n // 16, -1),
+                                 raw.view(raw.shape[0] // 32, -1), ws_bytes.view(ws_bytes.shape[0] // 32, -1))
+    nan_events = [e for e in events.violations(check="scale_values") if "NaN" in e["message"]]
+    assert bool(nan_events) is flagged

@@ -56,6 +56,9 @@ class CkFreeBackend(PlanCheck):
         contract = call.contract
         if not platform.ck_free or (contract.backend != "ck" and contract.target not in CK_KERNELS):
             return []
+        # A CK entry point whose arguments route the call to another kernel (its own contract judges that one).
+        if any(call.get(name) for name in contract.options.get("not_ck_when", ())):
+            return []
         return [Finding("backend_selection",
                         f"CK kernel called in a CK-free build ({platform.ck_free_source}); its JIT build fails "
                         f"or a stale module runs. Select Triton (ATOM: use_triton_gemm()), e.g. "

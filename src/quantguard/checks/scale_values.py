@@ -44,6 +44,7 @@ class ScaleValues(DataCheck):
                 if seen.get(id(scale)) == identity:
                     continue
                 seen[id(scale)] = identity
+            layout = view.notes.get(name + "_bytes", layout)  # a kernel-specific view of a swizzled buffer
             kept.append((name, meaningful_scales(scale, layout, rows, groups).detach().clone()))
         call.scratch["scale_values"] = kept
 

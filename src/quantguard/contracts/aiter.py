@@ -24,7 +24,7 @@ guarded call is interpreted.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from quantguard.contracts.base import Contract
 from quantguard.contracts.views import GemmView, MoeView, QuantView, RoutingView, TransformView
@@ -413,9 +413,15 @@ def _interpret_afp4wfp4_preshuffle(call: "CallRecord") -> GemmView:
     w = call["w_preshuf"]
     x = call["x_fp4"]
     w_nk = w.reshape(-1, x.shape[-1]) if w.dim() == 2 and w.shape[-1] != x.shape[-1] else w
-    return _gemm_common(call, call.target, x, w_nk, call["x_scales"], call["w_scales"], out=call.get("y"),
+    view = _gemm_common(call, call.target, x, w_nk, call["x_scales"], call["w_scales"], out=call.get("y"),
                         out_dtype=call.get("dtype"), scheme="mx", x_scale_layout="kernel_specific",
                         w_scale_layout="kernel_specific", w_layout="preshuffle_16x16")
+    # ATOM passes MX-swizzled buffers re-viewed as (rows/32, ...) (activations from 32 rows on, else plain (M, G)):
+    # only the valid entries of a swizzled buffer mean anything; its padding is uninitialized.
+    for name, scale, rows in (("x_scale", call["x_scales"], view.m), ("w_scale", call["w_scales"], view.n)):
+        if scale is not None and scale.dim() == 2 and scale.shape[0] != rows:
+            view.notes[name + "_bytes"] = "mx_swizzle"
+    return view
 
 
 def _interpret_batched_prequant(call: "CallRecord") -> GemmView:
@@ -497,12 +503,13 @@ def _quant(target: str, backend: str, interpret: Callable[..., Any], params: tup
 def _gemm(target: str, backend: str, interpret: Callable[..., Any], params: tuple[str, ...],
           key: tuple[str, ...], asm: bool = False, alternative: str | None = None,
           reroute: Callable[..., Any] | None = None, depends_on: tuple[str, ...] = (),
-          honored: tuple[str, ...] = (), description: str = "") -> Contract:
+          honored: tuple[str, ...] = (), description: str = "",
+          options: Mapping[str, Any] | None = None) -> Contract:
     depends = {name: depends_on for name in ("scale_tensors", "scale_provenance", "gemm_numerics")} \
         if depends_on else {}
     return Contract(target=target, kind="gemm", backend=backend, checks=_GEMM_CHECKS, key=key,
                     interpret=interpret, params=params, depends=depends, asm=asm, alternative=alternative,
-                    reroute=reroute, honored=honored, description=description)
+                    reroute=reroute, honored=honored, description=description, options=dict(options or {}))
 
 
 def _reroute(name: str) -> Callable[..., Any]:
@@ -611,7 +618,9 @@ CONTRACTS: list[Contract] = [
           ("XQ", "WQ", "x_scale", "w_scale", "dtype", "isBpreshuffled"),
           ("XQ", "WQ@", "x_scale+", "w_scale@", "dtype=", "isBpreshuffled="),
           depends_on=("isBpreshuffled",), alternative=_TG + "gemm_a8w8_blockscale.gemm_a8w8_blockscale",
-          description="1x128/128x128 blockscale GEMM, row-major x_scale"),
+          description="1x128/128x128 blockscale GEMM, row-major x_scale",
+          # isBpreshuffled=True dispatches to gfx950_a8w8_blockscale_ASM (guarded by its own contract), not CK.
+          options={"not_ck_when": ("isBpreshuffled",)}),
     _gemm(_G8 + "gemm_a8w8_blockscale_bpreshuffle", "ck", _interpret_blockscale_bpreshuffle,
           ("XQ", "WQ", "x_scale", "w_scale", "dtype", "out"),
           ("XQ", "WQ@", "x_scale+", "w_scale@", "dtype=", "out?"),

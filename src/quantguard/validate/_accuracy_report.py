@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from quantguard.validate._accuracy_eval import GARBLED_BELOW, ConfigResult, Reference
+from quantguard.validate._markdown import markdown_table
 
 __all__ = ["RunHeader", "markdown", "report_paths", "summary", "to_json", "write_reports"]
 
@@ -66,12 +67,6 @@ def _worst(result: ConfigResult) -> str:
     return f"{_number(layer.cosine)} ({layer.name})"
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
-    return lines
-
-
 def _settings(header: RunHeader, reference: Reference) -> list[str]:
     thresholds = ", ".join(f"{key} >= {value}" for key, value in header.thresholds.items())
     rows = [
@@ -87,7 +82,7 @@ def _settings(header: RunHeader, reference: Reference) -> list[str]:
         ("BLEU", header.bleu),
     ]
     rows += [(f"not run: {name}", reason) for name, reason in header.not_run.items()]
-    return _table(("setting", "value"), rows)
+    return markdown_table(("setting", "value"), rows)
 
 
 def _summary_rows(results: Sequence[ConfigResult]) -> list[list[str]]:
@@ -137,7 +132,7 @@ def _heatmap(results: Sequence[ConfigResult], layers: Sequence[str], files: str)
             value = f"{_number(layer.cosine)} ({_number(layer.norm_ratio, 4)})"
             row.append(f"**{value}** ✗" if layer.flagged else value)
         rows.append(row)
-    return lines + _table(["layer", *(result.name for result in results)], rows)
+    return lines + markdown_table(["layer", *(result.name for result in results)], rows)
 
 
 def _flagged(results: Sequence[ConfigResult]) -> list[str]:
@@ -201,7 +196,7 @@ def markdown(header: RunHeader, reference: Reference, results: Sequence[ConfigRe
     """The full report."""
     lines = [f"# quantguard validate accuracy: {header.model_name}", ""]
     lines += _settings(header, reference) + ["", _overall(results), "", "## Summary", ""]
-    lines += _table(_SUMMARY_HEADER, _summary_rows(results)) + [""]
+    lines += markdown_table(_SUMMARY_HEADER, _summary_rows(results)) + [""]
     lines += _heatmap(results, layers, data_files) + [""]
     lines += _flagged(results) + [""]
     lines += _generation(results, reference) + [""]
@@ -211,7 +206,7 @@ def markdown(header: RunHeader, reference: Reference, results: Sequence[ConfigRe
 
 def summary(results: Sequence[ConfigResult]) -> str:
     """The verdict and the summary table (what the terminal shows when the report goes to a file)."""
-    lines = [_overall(results), ""] + _table(_SUMMARY_HEADER, _summary_rows(results))
+    lines = [_overall(results), ""] + markdown_table(_SUMMARY_HEADER, _summary_rows(results))
     for result in results:
         lines += [f"{result.name}: {failure}" for failure in result.failures]
     return "\n".join(lines) + "\n"

@@ -36,6 +36,7 @@ import torch
 
 from quantguard.validate._accuracy_eval import DEFAULT_THRESHOLDS, FAMILIES, evaluate, run_reference
 from quantguard.validate._accuracy_report import RunHeader, markdown, summary, write_reports
+from quantguard.validate._environment import EnvironmentProblem, aiter_environment, describe_sim
 from quantguard.validate.models import READY_MADE, LoadOptions, ModelError, ModelSpec, load_model, supported
 from quantguard.validate.quantize import BACKENDS, DEFAULT_SKIP, SCHEMES, QuantConfig, UnsupportedPath
 
@@ -151,45 +152,18 @@ def _device(args: argparse.Namespace) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def _sim_description(args: argparse.Namespace, arch: str, per_configuration: bool) -> str:
-    faults = ", ".join(args.fault) or "none"
-    scope = "installed per configuration by the workload" if per_configuration else "installed for the run"
-    return f"quantguard.sim {arch}, {scope} (CK-free: {'yes' if args.ck_free else 'no'}; faults: {faults})"
-
-
 @contextmanager
 def _aiter_environment(args: argparse.Namespace, device: torch.device) -> Iterator[tuple[str, str]]:
     """Make ``import aiter`` work for the run; yields (arch, description of what AITER is)."""
-    arch = args.gfx or _SIM_DEFAULT_ARCH
     if args.model == "sim":
-        yield arch, _sim_description(args, arch, per_configuration=True)
+        arch = args.gfx or _SIM_DEFAULT_ARCH
+        yield arch, describe_sim(arch, args.ck_free, args.fault, "installed per configuration by the workload")
         return
-    if args.sim:
-        import quantguard.sim as sim
-
-        try:
-            sim.install(arch=arch, ck_free=args.ck_free, faults=tuple(args.fault), device=device)
-        except (ValueError, RuntimeError) as exc:
-            raise _UsageError(f"cannot install the simulator: {exc}") from exc
-        try:
-            yield arch, _sim_description(args, arch, per_configuration=False)
-        finally:
-            sim.uninstall()
-        return
-    if args.gfx or args.ck_free or args.fault:
-        raise _UsageError("--gfx, --ck-free and --fault configure the simulator; add --sim")
     try:
-        import aiter
-    except ImportError as exc:
-        raise _UsageError(f"AITER is not importable ({exc}); install AITER on a ROCm machine, "
-                          "or pass --sim to run on the simulator") from exc
-    from quantguard.hardware import detect_platform
-
-    platform = detect_platform()
-    if platform.arch is None:
-        raise _UsageError(f"cannot tell the GPU arch: {platform.arch_source}")
-    ck_free = "yes" if platform.ck_free else "no"
-    yield platform.arch, f"{aiter.__file__} (CK-free: {ck_free}, from {platform.ck_free_source})"
+        with aiter_environment(args.sim, args.gfx, args.ck_free, args.fault, device) as environment:
+            yield environment.arch, environment.description
+    except EnvironmentProblem as exc:
+        raise _UsageError(str(exc)) from exc
 
 
 def _configs(

@@ -3,7 +3,8 @@
 A validation quantizes weights the way checkpoints are shipped and loaded, not
 with the kernels under test, so a broken activation-quant kernel cannot hide
 behind an equally broken weight: FP8 values are ``saturate(w / scale)`` with
-``scale = amax / fp8_max`` per output channel or per 128x128 block, MXFP4 groups
+``scale = amax / fp8_max`` per output channel, per tensor or per 128x128 block,
+INT8 codes ``round(w / scale)`` with ``scale = amax / 127`` per output channel, MXFP4 groups
 of 32 get round-to-even e8m0 scales (as Quark writes them), INT4 groups of 128
 are symmetric with ``scale = amax / 7``.
 """
@@ -21,7 +22,9 @@ __all__ = [
     "dequantize_int4",
     "fp8_blocks",
     "fp8_per_channel",
+    "fp8_per_tensor",
     "int4_groups",
+    "int8_per_channel",
     "mxfp4_groups",
 ]
 
@@ -33,6 +36,7 @@ MX_GROUP = 32
 INT4_GROUP = 128
 
 _INT4_MAX = 7
+_INT8_MAX = 127
 _MIN_AMAX = 1e-10
 
 
@@ -46,6 +50,20 @@ def fp8_per_channel(weight: torch.Tensor, fp8: torch.dtype) -> tuple[torch.Tenso
     w = weight.float()
     scale = w.abs().amax(dim=1, keepdim=True).clamp_min(_MIN_AMAX) / torch.finfo(fp8).max
     return _saturate(w / scale, fp8), scale
+
+
+def fp8_per_tensor(weight: torch.Tensor, fp8: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, K) weight -> FP8 values and a (1,) fp32 dequant scale for the whole tensor."""
+    w = weight.float()
+    scale = w.abs().amax().clamp_min(_MIN_AMAX).reshape(1) / torch.finfo(fp8).max
+    return _saturate(w / scale, fp8), scale
+
+
+def int8_per_channel(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, K) weight -> symmetric INT8 codes (round to nearest) and an (N, 1) fp32 scale ``amax / 127``."""
+    w = weight.float()
+    scale = w.abs().amax(dim=1, keepdim=True).clamp_min(_MIN_AMAX) / _INT8_MAX
+    return torch.round(w / scale).clamp(-_INT8_MAX, _INT8_MAX).to(torch.int8), scale
 
 
 def fp8_blocks(weight: torch.Tensor, fp8: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:

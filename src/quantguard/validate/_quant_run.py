@@ -1,0 +1,151 @@
+"""Run one quant→GEMM chain on one shape and judge it.
+
+Three comparisons per case, because each catches a different bug:
+
+* against the fp32 product of the unquantized operands (``x @ W^T``): the
+  whole chain, quantization error included; judged by the scheme's cosine
+  threshold and a norm-ratio band (cosine alone is blind to a dropped scale);
+* against the precision-matched reference (the *same* quantized operands,
+  dequantized with the scale layout the GEMM claims to read, fp32
+  accumulation): the kernel alone, so the tolerance is tight;
+* the scale layout and e8m0 rounding the producer actually wrote, against what
+  the GEMM reads (:mod:`_quant_layouts`).
+
+With ``guards`` on, quantguard itself watches every call (all calls sampled,
+blocks logged rather than raised) and its events are attached to the case.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from quantguard.numerics.metrics import Metrics, comparison_tensors, summarize
+from quantguard.validate._quant_chains import Chain, QuantWeight, dequantize_activation
+from quantguard.validate._quant_layouts import LayoutVerdict, analyse_layout
+from quantguard.validate.quantize_kernels import UnsupportedPath
+
+__all__ = ["CaseResult", "Limits", "Shape", "guarded", "run_case"]
+
+Shape = tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a case must reach: chain cosine and norm band per scheme, and the kernel-vs-matched cosine."""
+
+    chain_cosine: float
+    norm_tolerance: float
+    matched_cosine: float
+
+
+@dataclass
+class CaseResult:
+    """One chain on one shape. ``status``: PASS, FAIL, SKIP or ERROR."""
+
+    chain: Chain
+    shape: Shape
+    status: str
+    reasons: list[str] = field(default_factory=list)
+    chain_metrics: Metrics | None = None
+    matched_metrics: Metrics | None = None
+    layout: LayoutVerdict | None = None
+    guard_findings: list[str] = field(default_factory=list)
+    blocked: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def _compare(out: torch.Tensor, ref: torch.Tensor) -> Metrics:
+    values = {key: tensor.tolist() for key, tensor in comparison_tensors(out.float(), ref.float()).items()}
+    return summarize(values)
+
+
+def _judge(result: CaseResult, limits: Limits) -> None:
+    chain, matched, layout = result.chain_metrics, result.matched_metrics, result.layout
+    reasons = result.reasons
+    assert chain is not None
+    # Root causes first: what the producer wrote, then whether the kernel computes what its inputs say.
+    if layout is not None and not layout.ok:
+        reasons.append(f"scale layout: {layout.summary}")
+    if matched is None:
+        reasons.append("the activation scales cannot be read in the layout the GEMM expects")
+    elif matched.cosine < limits.matched_cosine or abs(matched.norm_ratio - 1.0) > 1.0 - limits.matched_cosine + 1e-3:
+        reasons.append(f"kernel vs its precision-matched reference: cosine {matched.cosine:.6f}, "
+                       f"norm ratio {matched.norm_ratio:.4g} (the GEMM does not compute what its inputs say)")
+    if chain.nonfinite:
+        reasons.append(f"{chain.nan} NaN and {chain.inf} Inf in the output")
+    if chain.cosine < limits.chain_cosine:
+        reasons.append(f"cosine vs fp32 {chain.cosine:.4f} < {limits.chain_cosine}")
+    if abs(chain.norm_ratio - 1.0) > limits.norm_tolerance:
+        reasons.append(f"norm ratio vs fp32 {chain.norm_ratio:.4g} outside 1 ± {limits.norm_tolerance}")
+    reasons.extend(f"quantguard: {finding}" for finding in result.guard_findings)
+    result.status = "FAIL" if reasons else "PASS"
+
+
+def _describe_event(event: Mapping[str, Any]) -> str:
+    target = str(event.get("target", "")).rsplit(".", 1)[-1]
+    if event["event"] == "quantguard.blocked":
+        return f"blocked {target}: {event.get('reason', '')}"
+    return f"{event.get('check')} on {target}: {event.get('message', '')}"
+
+
+def run_case(chain: Chain, shape: Shape, weight: QuantWeight, x: torch.Tensor, reference: torch.Tensor,
+             limits: Limits, events: list | None = None) -> CaseResult:
+    """Quantize ``x``, run the chain's GEMM, compare; never raises for a failing kernel."""
+    started = time.perf_counter()
+    result = CaseResult(chain, shape, "PASS")
+    first = len(events) if events is not None else 0
+    try:
+        operands = chain.prepare(weight)
+        quantized = chain.quantize(x)
+        out = chain.run_gemm(quantized, operands, chain.out_dtype)
+    except UnsupportedPath as exc:
+        result.status, result.reasons = "SKIP", [str(exc)]
+        return result
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - a kernel (or a JIT build) failing is the finding
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        result.status, result.reasons = "ERROR", [f"{type(exc).__name__}: {message}"[:300]]
+        result.seconds = time.perf_counter() - started
+        return result
+    m, n, _ = shape
+    out = out.reshape(m, n)
+    result.chain_metrics = _compare(out, reference)
+    layout = chain.layout_for(m)
+    activation = dequantize_activation(quantized, layout)
+    if activation is not None:
+        matched = (activation @ weight.dequantized.T).to(out.dtype)
+        result.matched_metrics = _compare(out, matched)
+    result.layout = analyse_layout(quantized, x, layout)
+    if events is not None:
+        for event in events[first:]:
+            if event["event"] == "quantguard.blocked":
+                result.blocked.append(_describe_event(event))
+            elif event["event"] == "quantguard.violation" and not (event.get("details") or {}).get("repeat"):
+                result.guard_findings.append(_describe_event(event))
+    _judge(result, limits)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+@contextmanager
+def guarded(arch: str, ck_free: bool, enabled: bool, log: str = os.devnull) -> Iterator[list | None]:
+    """quantguard on for the whole run (every call sampled, blocks logged); yields the live event list."""
+    if not enabled:
+        yield None
+        return
+    import quantguard
+    from quantguard.testing import capture_events
+
+    with capture_events() as events:
+        quantguard.enable(mode="log", sample_rate=1.0, sample_first=1_000_000, on_block="log", gfx=arch,
+                          ck_free=ck_free, log=log, summary_at_exit=False, label="validate-quant")
+        try:
+            yield events
+        finally:
+            quantguard.disable()

@@ -1,0 +1,259 @@
+"""Every quantization scheme on every backend path: the full quant→GEMM chain against fp32.
+
+For FP8 per-token, FP8 1x128 blockscale, FP8 per-tensor, MXFP4 (HIP producer),
+FP4 (fp4-only and Triton producers), INT8 and INT4 (W4A16), on each backend
+path AITER has (ASM, CK, CK-Tile, Triton, hipBLASLt; CK-Tile and preshuffle
+variants included), this quantizes an activation with AITER's quant entry
+point, multiplies it with a checkpoint-quantized weight through AITER's GEMM,
+and compares the output three ways:
+
+  vs fp32      x @ W^T of the unquantized operands: cosine >= the scheme's
+               threshold and norm ratio within its band (a dropped scale keeps
+               cosine at 1.0; only the norm shows it)
+  vs matched   the same quantized operands dequantized the way the GEMM claims
+               to read them, fp32 accumulation: the kernel alone, cosine >= 0.9999
+  layout       the scale layout (and e8m0 rounding) the producer really wrote,
+               recomputed from its input, against the layout the GEMM reads
+
+quantguard also watches every call (--no-guards to skip) and its findings join
+the case. ASM chains run even where quantguard's CK-free policy would block
+them (gfx950, CK-free build): finding out whether they are broken is the point.
+CK and CK-Tile chains are skipped in a CK-free build (their modules cannot be
+built there) unless --include-ck.
+
+exit codes: 0 every chain passed (or was skipped), 1 a chain failed or raised,
+2 usage or environment error.
+
+examples:
+  quantguard validate quant --sim
+  quantguard validate quant --sim --gfx gfx950 --ck-free --fault asm_gemm_garbage_gfx950
+  quantguard validate quant --shape-set deepseek-v3 --schemes fp8_blockscale,mxfp4 -o quant.md --json quant.json
+  quantguard validate quant --shapes 16,7168,2048 256,4096,7168 --backends triton,hipblaslt
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from quantguard.validate._environment import SIM_ARCHS, EnvironmentProblem, aiter_environment
+from quantguard.validate._quant_chains import BACKENDS, SCHEMES, Chain, QuantWeight, chains_for, quantize_weight
+from quantguard.validate._quant_report import RunHeader, console, markdown, summarize_chains, to_json
+from quantguard.validate._quant_run import CaseResult, Limits, Shape, guarded, run_case
+from quantguard.validate.quantize_kernels import UnsupportedPath
+
+__all__ = ["DEFAULT_LIMITS", "SHAPE_SETS", "add_arguments", "run"]
+
+#: Built-in (M, N, K) sets. DeepSeek-V3 from its public config (hidden 7168, q_lora 1536, 128 heads x 192,
+#: o_proj 16384, MoE expert intermediate 2048); kv_a (576) is left out: not a multiple of 128.
+_V3_NK = ((1536, 7168), (24576, 1536), (7168, 16384), (4096, 7168), (7168, 2048))
+#: A stand-in for V4-class serving (MXFP4 experts at hidden 7168, wider experts), not V4's published config.
+_V4_LIKE_NK = ((2048, 7168), (7168, 8192), (6144, 7168), (7168, 3072))
+SHAPE_SETS: dict[str, tuple[Shape, ...]] = {
+    "deepseek-v3": tuple((m, n, k) for m in (16, 256) for n, k in _V3_NK),
+    "deepseek-v4-like": tuple((m, n, k) for m in (16, 256) for n, k in _V4_LIKE_NK),
+    "small": ((1, 256, 512), (32, 512, 1024), (200, 384, 768)),
+}
+
+#: Per scheme: cosine vs fp32, norm-ratio band, kernel vs precision-matched cosine.
+DEFAULT_LIMITS: dict[str, Limits] = {
+    "fp8_per_token": Limits(0.999, 0.02, 0.9999),
+    "fp8_blockscale": Limits(0.999, 0.02, 0.9999),
+    "fp8_per_tensor": Limits(0.999, 0.02, 0.9999),
+    "mxfp4": Limits(0.97, 0.08, 0.9999),
+    "fp4": Limits(0.97, 0.08, 0.9999),
+    "int8": Limits(0.999, 0.02, 0.9999),
+    "int4": Limits(0.99, 0.03, 0.9999),
+}
+_FAMILIES = {"fp8": ("fp8_per_token", "fp8_blockscale", "fp8_per_tensor"), "fp4": ("mxfp4", "fp4")}
+
+
+class _UsageError(Exception):
+    """Exit code 2."""
+
+
+def _shape(text: str) -> Shape:
+    try:
+        m, n, k = (int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"shape {text!r}: expected M,N,K (three positive integers)") from None
+    if min(m, n, k) < 1:
+        raise argparse.ArgumentTypeError(f"shape {text!r}: M, N and K must be >= 1")
+    return m, n, k
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``quantguard validate quant``."""
+    what = parser.add_argument_group("what to run")
+    what.add_argument("--schemes", default=None, metavar="LIST",
+                      help=f"comma-separated, from {','.join(SCHEMES)} (default: all)")
+    what.add_argument("--backends", default=None, metavar="LIST",
+                      help=f"comma-separated, from {','.join(BACKENDS)} (default: all present)")
+    what.add_argument("--shapes", nargs="+", type=_shape, default=None, metavar="M,N,K",
+                      help="shapes to run (default: --shape-set)")
+    what.add_argument("--shape-set", choices=sorted(SHAPE_SETS), default=None,
+                      help="built-in shapes (default: deepseek-v3 on a real AITER, small on --sim)")
+    what.add_argument("--include-ck", action="store_true",
+                      help="run CK and CK-Tile chains even in a CK-free build (they are expected to fail to build)")
+    judge = parser.add_argument_group("verdicts")
+    judge.add_argument("--threshold", action="append", default=[], metavar="KEY=VALUE[,KEY=VALUE]",
+                       help="minimum cosine vs fp32 per scheme or family (fp8, fp4) (defaults: "
+                            + ", ".join(f"{k}={v.chain_cosine}" for k, v in DEFAULT_LIMITS.items()) + ")")
+    judge.add_argument("--norm-tolerance", type=float, default=None, metavar="X",
+                       help="norm ratio vs fp32 must be within 1 +- X (default: per scheme, 0.02 for 8-bit, "
+                            "0.03 int4, 0.08 fp4)")
+    judge.add_argument("--matched-threshold", type=float, default=0.9999, metavar="C",
+                       help="minimum cosine of the kernel vs its precision-matched reference (default 0.9999)")
+    judge.add_argument("--no-guards", action="store_true", help="do not run quantguard's guards during the chains")
+    output = parser.add_argument_group("output")
+    output.add_argument("-o", "--output", type=Path, default=None, metavar="REPORT.md", help="write a markdown report")
+    output.add_argument("--json", type=Path, default=None, metavar="PATH", help="write every case as JSON")
+    output.add_argument("--events", default=None, metavar="PATH",
+                        help="keep quantguard's JSON-lines events (for quantguard report)")
+    run_on = parser.add_argument_group("where")
+    run_on.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
+    run_on.add_argument("--seed", type=int, default=0, help="seed of the random operands (default 0)")
+    run_on.add_argument("--sim", action="store_true", help="run on quantguard.sim instead of the installed AITER")
+    run_on.add_argument("--gfx", choices=SIM_ARCHS, default=None, help="simulated arch (default gfx942)")
+    run_on.add_argument("--ck-free", action="store_true", help="simulate a CK-free AITER build")
+    run_on.add_argument("--fault", action="append", default=[], metavar="NAME[@BACKEND]",
+                        help="inject a simulator fault; repeatable (see docs/sim.md)")
+
+
+def _names(text: str | None, accepted: Sequence[str], option: str) -> list[str]:
+    if text is None:
+        return list(accepted)
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in accepted]
+    if unknown or not names:
+        raise _UsageError(f"{option} {text!r}: accepted values are {', '.join(accepted)}")
+    return names
+
+
+def _limits(args: argparse.Namespace) -> dict[str, Limits]:
+    limits = dict(DEFAULT_LIMITS)
+    for item in (part for value in args.threshold for part in value.split(",") if part.strip()):
+        key, _, text = item.partition("=")
+        key = key.strip()
+        try:
+            value = float(text)
+        except ValueError:
+            raise _UsageError(f"--threshold {item!r}: expected KEY=VALUE with a number") from None
+        if not 0.0 <= value <= 1.0:
+            raise _UsageError(f"--threshold {item!r}: a cosine threshold is between 0 and 1")
+        schemes = _FAMILIES.get(key, (key,))
+        if any(scheme not in SCHEMES for scheme in schemes):
+            raise _UsageError(f"--threshold {item!r}: keys are {', '.join(SCHEMES)} or a family "
+                              f"({', '.join(_FAMILIES)})")
+        for scheme in schemes:
+            limits[scheme] = Limits(value, limits[scheme].norm_tolerance, limits[scheme].matched_cosine)
+    if args.norm_tolerance is not None and args.norm_tolerance <= 0:
+        raise _UsageError(f"--norm-tolerance {args.norm_tolerance}: must be > 0")
+    if not 0.0 < args.matched_threshold <= 1.0:
+        raise _UsageError(f"--matched-threshold {args.matched_threshold}: must be in (0, 1]")
+    return {scheme: Limits(limit.chain_cosine,
+                           args.norm_tolerance if args.norm_tolerance is not None else limit.norm_tolerance,
+                           args.matched_threshold) for scheme, limit in limits.items()}
+
+
+def _skip(chain: Chain, shape: Shape, reason: str) -> CaseResult:
+    return CaseResult(chain, shape, "SKIP", [reason])
+
+
+def _operands(shape: Shape, seed: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Seeded bf16 activation (a few outlier channels, as real activations have) and weight."""
+    m, n, k = shape
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + m * 7919 + n * 31 + k)
+    x = torch.randn(m, k, generator=generator)
+    x[:, torch.randperm(k, generator=generator)[: max(1, k // 64)]] *= 8.0
+    w = torch.randn(n, k, generator=generator) * 0.02
+    return x.to(torch.bfloat16).to(device), w.to(torch.bfloat16).to(device)
+
+
+def _run_all(chains: Sequence[Chain], shapes: Sequence[Shape], arch: str, ck_free: bool, args: argparse.Namespace,
+             limits: dict[str, Limits], device: torch.device, events: list | None) -> list[CaseResult]:
+    results: list[CaseResult] = []
+    for shape in shapes:
+        x, w = _operands(shape, args.seed, device)
+        reference = x.float() @ w.float().T
+        weights: dict[str, QuantWeight | Exception] = {}
+        for chain in chains:
+            if arch not in chain.archs:
+                results.append(_skip(chain, shape, f"no {chain.scheme} kernel on {arch} "
+                                                   f"(AITER has it on {', '.join(chain.archs)})"))
+                continue
+            if chain.ck and ck_free and not args.include_ck:
+                results.append(_skip(chain, shape, "CK module: not buildable in a CK-free build (--include-ck runs it)"))
+                continue
+            reason = chain.unsupported_shape(*shape)
+            if reason:
+                results.append(_skip(chain, shape, reason))
+                continue
+            if chain.scheme not in weights:
+                try:
+                    weights[chain.scheme] = quantize_weight(chain.scheme, w)
+                except (UnsupportedPath, ImportError, RuntimeError) as exc:
+                    weights[chain.scheme] = exc
+            weight = weights[chain.scheme]
+            if isinstance(weight, Exception):
+                results.append(_skip(chain, shape, f"cannot quantize the weight: {weight}"))
+                continue
+            result = run_case(chain, shape, weight, x, reference, limits[chain.scheme], events)
+            if chain.asm and arch == "gfx950" and ck_free and not result.blocked and result.status != "SKIP":
+                # quantguard reports a block once per kernel; every ASM case here is one all the same
+                result.blocked.append(f"{chain.gemm.rsplit('.', 1)[-1]}: ASM kernel on gfx950 in a CK-free build")
+            results.append(result)
+    order = {id(chain): index for index, chain in enumerate(chains)}
+    return sorted(results, key=lambda case: order[id(case.chain)])
+
+
+def _validate(args: argparse.Namespace) -> int:
+    schemes = _names(args.schemes, SCHEMES, "--schemes")
+    backends = _names(args.backends, BACKENDS, "--backends")
+    limits = _limits(args)
+    chains = chains_for(schemes, backends)
+    if not chains:
+        raise _UsageError(f"no chain has scheme in {schemes} and backend in {backends}")
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if args.shapes:
+        shapes, shape_text = tuple(args.shapes), "command line"
+    else:
+        name = args.shape_set or ("small" if args.sim else "deepseek-v3")
+        shapes, shape_text = SHAPE_SETS[name], name
+    shape_text += " — " + ", ".join(f"{m}x{n}x{k}" for m, n, k in shapes)
+    try:
+        with aiter_environment(args.sim, args.gfx, args.ck_free, args.fault, device) as environment:
+            with guarded(environment.arch, environment.ck_free, not args.no_guards,
+                         args.events or os.devnull) as events:
+                results = _run_all(chains, shapes, environment.arch, environment.ck_free, args, limits, device,
+                                   events)
+    except EnvironmentProblem as exc:
+        raise _UsageError(str(exc)) from exc
+    header = RunHeader(environment.description, environment.arch, environment.ck_free, str(device), shape_text,
+                       not args.no_guards, {scheme: limits[scheme] for scheme in schemes}, args.seed)
+    summaries = summarize_chains(results)
+    sys.stdout.write(console(header, summaries))
+    if args.output is not None:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(markdown(header, results, summaries))
+        print(f"report: {args.output}")
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(to_json(header, results), indent=1))
+        print(f"json: {args.json}")
+    return 1 if any(summary.status in ("FAIL", "ERROR") for summary in summaries) else 0
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the validation; 0 every chain passed or was skipped, 1 one failed, 2 usage or environment error."""
+    try:
+        return _validate(args)
+    except _UsageError as exc:
+        print(f"quantguard validate quant: error: {exc}", file=sys.stderr)
+        return 2
