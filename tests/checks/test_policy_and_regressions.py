@@ -310,3 +310,36 @@ def test_swizzled_scale_padding_is_not_read_as_nan(tmp_path, poison, flagged):
                                  raw.view(raw.shape[0] // 32, -1), ws_bytes.view(ws_bytes.shape[0] // 32, -1))
     nan_events = [e for e in events.violations(check="scale_values") if "NaN" in e["message"]]
     assert bool(nan_events) is flagged
+
+
+def _flatmm_operands(aiter):
+    """flatmm's own layout: weight shuffled (16, 32), x_scale (K/128, M), w_scale (K/128, N/128)."""
+    from aiter.ops.shuffle import shuffle_weight
+    xq, xs, _, ws, wq = _blockscale_operands(aiter, aiter.dtypes.fp8)
+    return xq, shuffle_weight(wq, layout=(16, 32)), xs.t().contiguous(), ws.t().contiguous()
+
+
+@pytest.mark.parametrize("scales, flagged", [("kernel layout", False), ("row-major (M, G)", True)])
+def test_flatmm_scales_follow_the_kernels_flat_layout(tmp_path, scales, flagged):
+    sim.install("gfx942")
+    import aiter
+    xq, weight, xs_t, ws_t = _flatmm_operands(aiter)
+    if scales != "kernel layout":
+        xs_t = xs_t.t().contiguous()  # the (M, G) tensor other blockscale GEMMs take
+    with capture_events() as events:
+        _enable(tmp_path)
+        aiter.flatmm_a8w8_blockscale_ASM(xq, weight, xs_t, ws_t)
+    assert bool(events.violations()) is flagged, [e["message"] for e in events.violations()]
+
+
+def test_flatmm_reroute_matches_the_kernel(tmp_path):
+    sim.install("gfx950", ck_free=True)
+    import aiter
+    operands = _flatmm_operands(aiter)
+    expected = aiter.flatmm_a8w8_blockscale_ASM(*operands)
+    with capture_events() as events:
+        _enable(tmp_path, on_block="reroute")
+        result = aiter.flatmm_a8w8_blockscale_ASM(*operands)
+    assert events.named("blocked")[0]["action"] == "reroute"
+    assert torch.allclose(result.float(), expected.float(), rtol=1e-2, atol=1e-2)
+    assert not events.violations(check="numerics")

@@ -76,7 +76,8 @@ def _asm_gemm_cosines(aiter):
             aiter.gemm_a8w8_ASM(xq_tok, shuffle_weight(wq_tok, layout=(32, 16)), xs_tok, ws_tok.T.contiguous(), torch.zeros(1, N)),
             token_ref,
         ),
-        "flatmm_a8w8_blockscale_ASM": ref.cosine(aiter.flatmm_a8w8_blockscale_ASM(xq, shuffled, xs, ws), xd @ wd.T),
+        "flatmm_a8w8_blockscale_ASM": ref.cosine(aiter.flatmm_a8w8_blockscale_ASM(xq, shuffle_weight(wq, layout=(16, 32)),
+                                                                       xs.t().contiguous(), ws.t().contiguous()), xd @ wd.T),
         "gfx950_a8w8_blockscale_ASM": ref.cosine(aiter.gfx950_a8w8_blockscale_ASM(xq, shuffled, xs, ws, out), xd @ wd.T),
         "gemm_a8w8_blockscale_bpreshuffle_asm": ref.cosine(
             aiter.gemm_a8w8_blockscale_bpreshuffle_asm(xq_t, shuffled, out, xs_t, ws), xd_t @ wd.T
@@ -192,7 +193,8 @@ def _blockscale_errors(aiter):
         "asm": {
             wide(_rel_err(aiter.gemm_a8w8_blockscale_bpreshuffle_asm(xq_t, shuffled, out, xs_t, ws), xd_t @ wd.T)),
             wide(_rel_err(aiter.gfx950_a8w8_blockscale_ASM(xq, shuffled, xs, ws, out), xd @ wd.T)),
-            wide(_rel_err(aiter.flatmm_a8w8_blockscale_ASM(xq, shuffled, xs, ws), xd @ wd.T)),
+            wide(_rel_err(aiter.flatmm_a8w8_blockscale_ASM(xq, shuffle_weight(wq, layout=(16, 32)),
+                                                                       xs.t().contiguous(), ws.t().contiguous()), xd @ wd.T)),
         },
     }
 

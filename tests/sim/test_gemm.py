@@ -246,7 +246,9 @@ def test_flatmm_and_preshuffle_triton(install, arch):
 
     xq, xs, xd = _block_activations(aiter)
     wq, ws, wd = _block_weight(aiter.dtypes.fp8)
-    flat = aiter.flatmm_a8w8_blockscale_ASM(xq, shuffle_weight(wq), xs, ws)
+    # The flat kernel's own layout: weight shuffled (16, 32), scales transposed in shape.
+    flat = aiter.flatmm_a8w8_blockscale_ASM(xq, shuffle_weight(wq, layout=(16, 32)), xs.t().contiguous(),
+                                            ws.t().contiguous())
     assert flat.dtype == torch.float16
     ref.assert_gemm_close(flat, xd @ wd.T)
     preshuffled = shuffle_weight(wq).view(N // 16, K * 16)

@@ -28,6 +28,8 @@ def add_parser(subparsers: Any) -> None:
         if importlib.util.find_spec(f"quantguard.validate.{name}") is None:
             continue
         module = __import__(f"quantguard.validate.{name}", fromlist=["add_arguments", "run"])
+        if not (callable(getattr(module, "add_arguments", None)) and callable(getattr(module, "run", None))):
+            continue
         sub = validations.add_parser(name, help=help_text, description=module.__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
         module.add_arguments(sub)

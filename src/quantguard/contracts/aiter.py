@@ -342,11 +342,21 @@ def _interpret_gfx950_blockscale_asm(call: "CallRecord") -> GemmView:
                         w_layout="preshuffle_16x16", x_scale_dtypes=(torch.float32,))
 
 
+def _transposed_in_shape(scale: Any) -> Any:
+    return scale.t() if scale is not None and getattr(scale, "dim", lambda: 0)() == 2 else scale
+
+
 def _interpret_flatmm_asm(call: "CallRecord") -> GemmView:
+    """``flatmm_a8w8_blockscale_ASM``: x_scale (K/128, M), w_scale (K/128, N/128), weight shuffled (16, 32).
+
+    The kernel takes both scales transposed *in shape*; the view presents them
+    as the (M, G) / (N/128, G) transposed views the generic checks read.
+    """
     torch = _torch()
-    return _gemm_common(call, call.target, call["XQ"], call["WQ"], call["x_scale"], call["w_scale"],
-                        out_dtype=call.get("dtype"), scheme="block", x_scale_layout="row_major",
-                        w_layout="plain", x_scale_dtypes=(torch.float32,), allowed_out_dtypes=(torch.float16,))
+    return _gemm_common(call, call.target, call["XQ"], call["WQ"], _transposed_in_shape(call["x_scale"]),
+                        _transposed_in_shape(call["w_scale"]), out_dtype=call.get("dtype"), scheme="block",
+                        x_scale_layout="transposed", x_scale_strided_ok=True, w_layout="preshuffle_16x32",
+                        x_scale_dtypes=(torch.float32,), allowed_out_dtypes=(torch.float16,))
 
 
 def _interpret_triton_a8w8(call: "CallRecord") -> GemmView:
@@ -629,7 +639,8 @@ CONTRACTS: list[Contract] = [
     _gemm(_G8 + "flatmm_a8w8_blockscale_ASM", "asm", _interpret_flatmm_asm,
           ("XQ", "WQ", "x_scale", "w_scale", "dtype"), ("XQ", "WQ@", "x_scale+", "w_scale@", "dtype="),
           asm=True, alternative=_TG + "gemm_a8w8_blockscale.gemm_a8w8_blockscale",
-          reroute=_reroute("flatmm_asm_to_triton"), description="blockscale flat GEMM (ASM, fp16 out)"),
+          reroute=_reroute("flatmm_asm_to_triton"),
+          description="blockscale flat GEMM (ASM, fp16 out; scales (K/128, M)/(K/128, N/128), weight shuffled (16, 32))"),
     _gemm(_G8 + "gemm_a8w8_blockscale_bpreshuffle_asm", "asm", _interpret_blockscale_bpreshuffle_asm,
           ("A", "B", "out", "A_scale", "B_scale", "bias", "splitK", "kernelName", "bpreshuffle", "zero_bias_buf"),
           ("A", "B@", "out", "A_scale+", "B_scale@", "bias?"), asm=True,

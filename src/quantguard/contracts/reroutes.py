@@ -47,9 +47,14 @@ def a8w8_asm_to_triton(call: "CallRecord") -> Any:
 
 
 def flatmm_asm_to_triton(call: "CallRecord") -> Any:
-    """``flatmm_a8w8_blockscale_ASM`` → Triton ``gemm_a8w8_blockscale`` (same plain weight, row-major x_scale)."""
+    """``flatmm_a8w8_blockscale_ASM`` → Triton ``gemm_a8w8_blockscale``.
+
+    The weight is unshuffled from layout (16, 32); the (K/128, M) and (K/128, N/128)
+    scales are passed as transposed views (Triton reads scales through their strides).
+    """
     kernel = _triton("gemm_a8w8_blockscale", "gemm_a8w8_blockscale")
-    return kernel(call["XQ"], call["WQ"], call["x_scale"], call["w_scale"], dtype=call.get("dtype"))
+    return kernel(call["XQ"], _plain_weight(call["WQ"], (16, 32)), call["x_scale"].t(), call["w_scale"].t(),
+                  dtype=call.get("dtype"))
 
 
 def _preshuffle_view(weight: Any) -> Any:

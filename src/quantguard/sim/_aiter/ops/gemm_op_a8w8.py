@@ -8,6 +8,8 @@ Layouts each kernel reads (as in AITER):
 * ``gemm_a8w8_blockscale``: row-major x_scale (M, ceil(K/128)), w_scale
   (ceil(N/128), ceil(K/128)); ``isBpreshuffled`` on gfx950 goes to
   ``gfx950_a8w8_blockscale_ASM`` through a module-global lookup.
+* ``flatmm_a8w8_blockscale_ASM``: weight shuffled with layout (16, 32), x_scale
+  (K/128, M) and w_scale (K/128, N/128) (transposed in shape), fp16 output.
 * ``gemm_a8w8_blockscale_bpreshuffle``: (16, 16)-shuffled weight and a
   transposed x_scale (bytes (G, M)); a tuned config may route to Triton or to
   ``gemm_a8w8_blockscale_bpreshuffle_asm``.
@@ -140,8 +142,10 @@ def _gemm_a8w8_asm(XQ, WQ, x_scale, w_scale, Out, bias, bpreshuffle, splitK):
 
 @compile_ops("module_gemm_a8w8_blockscale_asm")
 def _flatmm_a8w8_blockscale_asm(XQ, WQ, x_scale, w_scale, out):
-    weight = _read_asm_weight(WQ, (16, 16))
-    return _store(out, _blockscale(XQ, weight, x_scale, w_scale, _asm_row_scale))
+    # AITER's flat layout: weight shuffled with layout (16, 32) ([N/16, K/64, 4, 16, 16]),
+    # x_scale [K/128, M] and w_scale [K/128, N/128], both transposed in shape.
+    weight = _read_asm_weight(WQ, (16, 32))
+    return _store(out, _blockscale(XQ, weight, x_scale, w_scale.t(), _asm_col_scale))
 
 
 @compile_ops("module_gemm_a8w8_blockscale_asm")
@@ -312,7 +316,11 @@ def flatmm_a8w8_blockscale_ASM(
     w_scale: Tensor,
     dtype=dtypes.fp16,
 ):
-    """ASM flat-matmul blockscale GEMM (fp16 output only)."""
+    """ASM flat-matmul blockscale GEMM (fp16 output only).
+
+    x_scale is (K/128, M), w_scale (K/128, N/128), the weight shuffled with
+    layout (16, 32): the kernel's own flat layout, not the bpreshuffle one.
+    """
     if dtype != dtypes.fp16:
         raise AssertionError(f"Output {dtype=} is currently not supported in gemm_a8w8")
     Y = torch.empty(XQ.shape[0], WQ.shape[0], dtype=dtype, device=XQ.device)
