@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import sys
 from typing import Any
 
 __all__ = ["add_parser", "VALIDATIONS"]
@@ -27,7 +28,12 @@ def add_parser(subparsers: Any) -> None:
     for name, help_text in VALIDATIONS.items():
         if importlib.util.find_spec(f"quantguard.validate.{name}") is None:
             continue
-        module = __import__(f"quantguard.validate.{name}", fromlist=["add_arguments", "run"])
+        try:
+            module = __import__(f"quantguard.validate.{name}", fromlist=["add_arguments", "run"])
+        except ImportError as exc:  # one broken validation must not take the whole CLI down
+            broken = validations.add_parser(name, help=f"{help_text} (unavailable: {exc})")
+            broken.set_defaults(handler=_unavailable(name, exc))
+            continue
         if not (callable(getattr(module, "add_arguments", None)) and callable(getattr(module, "run", None))):
             continue
         sub = validations.add_parser(name, help=help_text, description=module.__doc__,
@@ -35,3 +41,10 @@ def add_parser(subparsers: Any) -> None:
         module.add_arguments(sub)
         sub.set_defaults(handler=module.run)
     parser.set_defaults(handler=lambda args: (parser.print_help(), 2)[1])
+
+
+def _unavailable(name: str, error: ImportError) -> Any:
+    def handler(args: argparse.Namespace) -> int:
+        print(f"quantguard validate {name}: unavailable: {type(error).__name__}: {error}", file=sys.stderr)
+        return 2
+    return handler
