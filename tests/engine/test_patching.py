@@ -56,6 +56,24 @@ def test_enable_before_import_patches_on_import(make_module, quiet_log):
     assert events.violations(check="scale_shape")
 
 
+def test_disable_unbinds_guards_that_imports_after_enable_took(make_module, quiet_log):
+    """ATOM imported after enable() holds the guard itself (``from aiter import ...``); disable puts originals back."""
+    quantguard.register(_contract("qgt_after.ops.kernel"))
+    quantguard.enable(targets="qgt_after.*", log=quiet_log)
+    ops = make_module("qgt_after.ops", KERNEL)
+    package = make_module("qgt_after", "from qgt_after.ops import kernel\n")   # a package re-export
+    user = make_module("qgt_after_user", "from qgt_after import kernel\n\nclass Layer:\n    fn = staticmethod(kernel)\n")
+    held = user.kernel
+    assert isinstance(held, Guard) and package.kernel is held
+    quantguard.disable()
+    original = held.__wrapped__
+    assert ops.kernel is original and package.kernel is original and user.kernel is original
+    assert user.Layer.__dict__["fn"].__func__ is original
+    with capture_events() as events:  # a guard something still holds (a local, a partial) is inert
+        held(*_operands(4, 2))
+    assert not events
+
+
 def test_enable_after_import_rebinds_every_alias(make_module, quiet_log):
     ops = make_module("qgt_pkg.ops", KERNEL)
     package = make_module("qgt_pkg", "from qgt_pkg.ops import kernel, other\n")

@@ -18,8 +18,8 @@ from quantguard.validate._ckfree_report import exit_code
 from quantguard.validate._ckfree_results import asm_item, fold_files, regression_item
 
 ITEMS = ("ck_free_detected", "asm_never_invoked", "triton_selected.linear", "triton_selected.attention_mla",
-         "triton_selected.moe", "shuffle_scale_column_major", "partial_transpose_writes", "regression_checklist",
-         "layer_cosine", "generation")
+         "triton_selected.moe", "shuffle_scale_column_major", "partial_transpose_writes", "jit_failure_catchable",
+         "regression_checklist", "layer_cosine", "generation")
 SECTIONS = ("## Checklist", "## ASM kernels", "## ATOM backend selectors", "## Fallback probes",
             "## Regression checklist", "## Per-layer cosine", "## Generation")
 
@@ -48,6 +48,9 @@ CASES = {
          "layer_cosine": FAIL, "generation": FAIL},
         {"triton_selected.moe": "_use_triton_experts() returned False", "layer_cosine": "module_moe_ck2stages",
          "regression_checklist": "backend_selection"}),
+    "jit_build_systemexit": (
+        ["--gfx", "gfx950", "--fault", "jit_build_systemexit"], 1, {**ALL_PASS, "jit_failure_catchable": FAIL},
+        {"jit_failure_catchable": "raised SystemExit"}),
     "asm_gemm_garbage_gfx950 behind ASM-tuned blockscale": (
         [*ASM_ROUTE, "--fault", "asm_gemm_garbage_gfx950"], 1,
         {**ALL_PASS, "asm_never_invoked": FAIL, "regression_checklist": FAIL, "layer_cosine": FAIL,
@@ -102,7 +105,7 @@ def test_report_sections_and_json(tmp_path, capsys):
     assert text.startswith("# quantguard validate ckfree: gfx950")
     positions = [text.index(section) for section in SECTIONS]
     assert positions == sorted(positions)
-    assert "**Verdict: PASS** (10 PASS)" in text
+    assert "**Verdict: PASS** (11 PASS)" in text
     assert "| `layers.1` |" in text and "| `atom.model_ops.moe.use_triton_gemm()` | True |" in text
     document = json.loads(data.read_text(), parse_constant=_no_constants)
     assert document["verdict"] == "pass" and document["exit_code"] == 0

@@ -28,7 +28,10 @@ __all__ = ["QuantNumerics", "QUANT_COSINE"]
 
 #: Quantize→dequantize fidelity a correct producer reaches on real activations.
 QUANT_COSINE = {"fp8": 0.998, "int8": 0.999, "fp4": 0.98, "int4": 0.97}
-_NORM_BAND = {"fp8": 0.03, "int8": 0.03, "fp4": 0.08, "int4": 0.1}
+#: e2m1 has 8 magnitudes: a correct MXFP4 quantization moved a row's norm by 8.1% in the simulator's
+#: workload (values crowding one rounding interval). 0.25 still flags the errors that matter here:
+#: an e8m0 scale off by one power of two (x2 or x0.5) and dropped scales (orders of magnitude).
+_NORM_BAND = {"fp8": 0.03, "int8": 0.03, "fp4": 0.25, "int4": 0.1}
 _SQNR_DB = {"fp8": 22.0, "int8": 25.0, "fp4": 12.0, "int4": 10.0}
 
 

@@ -69,7 +69,7 @@ class GuardState:
 
     __slots__ = ("contract", "runtime", "binder", "plans", "hot", "calls", "next_sample", "sampler", "memo",
                  "plan_checks", "data_checks", "around_checks", "key_params", "_identity_refs",
-                 "pending_error", "disabled_checks", "__weakref__")
+                 "pending_error", "disabled_checks", "retired", "__weakref__")
 
     def __init__(self, contract: Contract, original: Any, runtime: "Runtime",
                  disabled_checks: frozenset[str] = frozenset()) -> None:
@@ -90,6 +90,8 @@ class GuardState:
         self.key_params = contract.key_params
         self._identity_refs: dict[int, Any] = {}
         self.pending_error: QuantGuardError | None = None
+        #: Set by ``disable()``: a guard something still holds becomes a plain pass-through.
+        self.retired = False
         self.next_sample: int = _NEVER
         #: Per-target memory checks may keep between calls (e.g. weights already verified).
         self.memo: dict[str, Any] = {}
@@ -189,6 +191,13 @@ class GuardState:
                 self.plans.pop(key, None)
                 self.hot.discard(key)
 
+    def retire(self) -> None:
+        """quantguard was disabled: no more checks, events or sampling from this guard."""
+        self.retired = True
+        self.next_sample = _NEVER
+        self.plans.clear()
+        self.hot.clear()
+
     def cool_down(self) -> None:
         """Send every call through the slow path (a deferred error must be raised by the next call)."""
         self.hot.clear()
@@ -203,7 +212,7 @@ class GuardState:
     # -- slow path -----------------------------------------------------------------------
     def call(self, wrapped: Callable[..., Any], key: Any, plan: Plan | None, index: int,
              args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        if is_suppressed():
+        if self.retired or is_suppressed():
             return wrapped(*args, **kwargs)
         runtime = self.runtime
         try:

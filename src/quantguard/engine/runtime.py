@@ -322,6 +322,7 @@ class Runtime:
     def unapply_all(self) -> int:
         restored = 0
         with self._lock:
+            guards = {id(a.guard): a.guard for a in self.applied.values() if a.guard is not None}
             for applied in reversed(list(self.applied.values())):
                 for binding in reversed(applied.bindings):
                     try:
@@ -329,12 +330,39 @@ class Runtime:
                     except Exception as exc:
                         self.reporter.internal_error(applied.contract.target, "unpatch", exc)
                 applied.bindings = []
+                if applied.state is not None:
+                    applied.state.retire()
+            restored += self._unbind_guards(guards)
             for module_name in self._watched:
                 importhooks.unwatch(module_name, self._on_import)
             self._watched.clear()
             for extension in self.extensions:
                 extension.on_unapplied(self)
             self.applied.clear()
+        return restored
+
+    def _unbind_guards(self, guards: dict[int, Any]) -> int:
+        """Put originals back where code imported after ``enable()`` bound a guard itself.
+
+        ``from aiter import gemm_a8w8_blockscale`` executed while quantguard was
+        enabled (ATOM imported after ``enable()``, ``aiter/__init__`` re-exporting a
+        patched submodule) binds the guard, not the original; no binding of ours
+        recorded it, so it is found by one scan of ``sys.modules`` instead.
+        """
+        if not guards:
+            return 0
+        restored = 0
+        try:
+            for owner, name, held in find_aliases(guards, _ALIAS_SCAN_SKIP):
+                guard = held.__func__ if isinstance(held, staticmethod) else held
+                original = guard.__wrapped__
+                try:
+                    setattr(owner, name, staticmethod(original) if isinstance(held, staticmethod) else original)
+                    restored += 1
+                except (AttributeError, TypeError):
+                    continue
+        except Exception as exc:
+            self.reporter.internal_error("quantguard", "unpatch", exc)
         return restored
 
     # -- lifecycle -----------------------------------------------------------------------

@@ -249,3 +249,45 @@ def partial_transpose_item(device: torch.device) -> Item:
                     details)
 
     return decide(key, title, judge)
+
+
+# -- 4c. A failed CK build must be catchable ---------------------------------------------------------
+
+def jit_failure_item(device: torch.device) -> Item:
+    """Calling a CK entry point in a CK-free build must raise a catchable error, never ``SystemExit``.
+
+    ATOM's ``except RuntimeError`` fallbacks only run if AITER's JIT builder
+    raises; the incident was a builder that exited the process instead.
+    Probed with ``aiter.gemm_a8w8_CK`` (module_gemm_a8w8, a CK module) on a
+    16x128 FP8 problem, only where the build has no CK sources (elsewhere the
+    call would really compile the module, which proves nothing and takes minutes).
+    """
+    key, title = "jit_failure_catchable", "a failed CK JIT build raises, never exits"
+
+    def judge() -> Item:
+        core = importlib.import_module("aiter.jit.core")
+        directory = getattr(core, "CK_3RDPARTY_DIR", None)
+        if directory is None or os.path.isdir(str(directory)):
+            return Item(key, title, SKIP, f"CK sources present (CK_3RDPARTY_DIR={directory}): the probe would "
+                                          "really build a CK module")
+        aiter = importlib.import_module("aiter")
+        fp8 = aiter.dtypes.fp8
+        x = torch.ones(16, 128, device=device).to(fp8)
+        w = torch.ones(128, 128, device=device).to(fp8)
+        ones = torch.ones(16, 1, device=device), torch.ones(128, 1, device=device)
+        probe = "aiter.gemm_a8w8_CK(16x128, 128x128 fp8)"
+        try:
+            aiter.gemm_a8w8_CK(x, w, *ones)
+        except SystemExit as exc:
+            return Item(key, title, FAIL, f"{probe}: the JIT build raised SystemExit({exc.code!r}): "
+                                          "`except RuntimeError` fallbacks never run and the server process exits "
+                                          "(quantguard's jit_exit check converts it to RuntimeError when enabled)",
+                        {"probe": probe, "raised": "SystemExit"})
+        except Exception as exc:  # noqa: BLE001 - any catchable error is the correct behaviour here
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            return Item(key, title, PASS, f"{probe} raised {type(exc).__name__} (catchable): {first[:160]}",
+                        {"probe": probe, "raised": type(exc).__name__})
+        return Item(key, title, FAIL, f"{probe} ran a CK kernel in a build without CK sources: a stale prebuilt CK "
+                                      "module is installed", {"probe": probe, "raised": None})
+
+    return decide(key, title, judge)

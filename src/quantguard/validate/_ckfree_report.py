@@ -94,6 +94,8 @@ def _probes(items: Sequence[Item]) -> list[str]:
         lines += _table(("entry point", "must write", "wrong", "left unwritten", "written past num_rows"),
                         [(f"`{p['entry_point']}`", str(p["must_write"]), str(p["wrong"]), str(p["left_unwritten"]),
                           str(p["overwritten_past_num_rows"])) for p in details["probes"]])
+    lines += [f"\nFailed CK JIT build ({item.status}): {item.evidence}" for item in items
+              if item.key == "jit_failure_catchable"]
     return lines
 
 

@@ -14,6 +14,8 @@ ERROR) with its evidence:
                               scale bytes, found by recomputing the scales
   partial_transpose_writes    partial_transpose and its fallback write input[:r]
                               transposed, and nothing past r
+  jit_failure_catchable       a CK entry point's failed JIT build raises (RuntimeError),
+                              never SystemExit (probed only without CK sources)
   regression_checklist        every quantguard check over the workload, no violation
   layer_cosine                each transformer layer vs the BF16 reference
                               (cosine and norm ratio)
@@ -47,8 +49,8 @@ from pathlib import Path
 
 import torch
 
-from quantguard.validate._ckfree_checks import SKIP, Item, partial_transpose_item, platform_item, selector_items, \
-    shuffle_scale_item
+from quantguard.validate._ckfree_checks import SKIP, Item, jit_failure_item, partial_transpose_item, platform_item, \
+    selector_items, shuffle_scale_item
 from quantguard.validate._ckfree_report import RunHeader, checklist, exit_code, markdown, verdict, write_json
 from quantguard.validate._ckfree_results import Thresholds, asm_item, fold_events, fold_files, generation_item, \
     layer_item, regression_item
@@ -87,7 +89,8 @@ def _fraction(text: str) -> float:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``quantguard validate ckfree``."""
     run = parser.add_argument_group("workload")
-    run.add_argument("--tokens", type=_count, default=50, metavar="N", help="greedy tokens generated (default: 50)")
+    run.add_argument("--tokens", "--max-new-tokens", dest="tokens", type=_count, default=50, metavar="N",
+                     help="greedy tokens generated (default: 50)")
     run.add_argument("--prompts", type=_count, default=4, metavar="N",
                      help="calibration prompts of 16 tokens for the per-layer cosine; generation uses the first "
                           "(default: 4)")
@@ -162,7 +165,7 @@ def _run_sim(args: argparse.Namespace) -> tuple[RunHeader, list[Item]]:
 
     def probes() -> list[Item]:
         return [platform_item(), *selector_items(), shuffle_scale_item(settings.device),
-                partial_transpose_item(settings.device)]
+                partial_transpose_item(settings.device), jit_failure_item(settings.device)]
 
     try:
         run, (platform, *probed) = run_sim(settings, probes)
@@ -204,7 +207,8 @@ def _run_installed(args: argparse.Namespace) -> tuple[RunHeader, list[Item]]:
     try:
         with aiter_environment(False, args.gfx, False, args.fault, device) as environment:
             items = [platform_item(), asm_item(guarded, environment.arch), *selector_items(),
-                     shuffle_scale_item(device), partial_transpose_item(device), regression_item(guarded)]
+                     shuffle_scale_item(device), partial_transpose_item(device), jit_failure_item(device),
+                     regression_item(guarded)]
     except EnvironmentProblem as exc:
         raise _UsageError(str(exc)) from exc
     workload = ("needs the simulated workload (--sim); on hardware, `quantguard validate accuracy --backend triton "
