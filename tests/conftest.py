@@ -27,7 +27,7 @@ def _isolated(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         if name.startswith("QUANTGUARD_") or name.startswith("ATOM_"):
             monkeypatch.delenv(name, raising=False)
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(1)  # the tensors are tiny: extra intra-op threads only spin on a shared CPU
     installed_before = _sim_installed()  # a wider-scoped fixture's install is not ours to undo
     yield
     torch.set_num_threads(threads)

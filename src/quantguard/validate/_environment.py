@@ -13,13 +13,15 @@ from dataclasses import dataclass
 
 import torch
 
+from quantguard.validate._usage import UsageError
+
 __all__ = ["AiterEnvironment", "EnvironmentProblem", "SIM_ARCHS", "aiter_environment"]
 
 #: Archs the simulator models.
 SIM_ARCHS = ("gfx942", "gfx950")
 
 
-class EnvironmentProblem(Exception):
+class EnvironmentProblem(UsageError):
     """AITER (or the simulator) cannot be set up as asked; the validation exits with code 2."""
 
 

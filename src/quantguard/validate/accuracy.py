@@ -36,7 +36,8 @@ import torch
 
 from quantguard.validate._accuracy_eval import DEFAULT_THRESHOLDS, FAMILIES, evaluate, run_reference
 from quantguard.validate._accuracy_report import RunHeader, markdown, summary, write_reports
-from quantguard.validate._environment import EnvironmentProblem, aiter_environment, describe_sim
+from quantguard.validate._environment import aiter_environment, describe_sim
+from quantguard.validate._usage import UsageError, run_validation
 from quantguard.validate.models import READY_MADE, LoadOptions, ModelError, ModelSpec, load_model, supported
 from quantguard.validate.quantize import BACKENDS, DEFAULT_SKIP, SCHEMES, QuantConfig, UnsupportedPath
 
@@ -46,10 +47,6 @@ _SIM_ARCHS = ("gfx942", "gfx950")
 _SIM_DEFAULT_ARCH = "gfx942"
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 _NORM_TOLERANCE = 0.05
-
-
-class _UsageError(Exception):
-    """The command line or the environment cannot run; exit code 2."""
 
 
 def _count(minimum: int):
@@ -116,13 +113,13 @@ def parse_thresholds(values: list[str]) -> dict[str, float]:
         for item in filter(None, (part.strip() for part in value.split(","))):
             key, sep, number = item.partition("=")
             if not sep or key.strip() not in accepted:
-                raise _UsageError(f"--threshold {item!r}: expected KEY=VALUE with KEY one of {', '.join(accepted)}")
+                raise UsageError(f"--threshold {item!r}: expected KEY=VALUE with KEY one of {', '.join(accepted)}")
             try:
                 threshold = float(number)
             except ValueError:
-                raise _UsageError(f"--threshold {item!r}: {number!r} is not a number") from None
+                raise UsageError(f"--threshold {item!r}: {number!r} is not a number") from None
             if not 0.0 < threshold <= 1.0:
-                raise _UsageError(f"--threshold {item!r}: a cosine threshold must be in (0, 1]")
+                raise UsageError(f"--threshold {item!r}: a cosine threshold must be in (0, 1]")
             thresholds[key.strip()] = threshold
     return thresholds
 
@@ -142,7 +139,7 @@ def _requested_configs(text: str | None) -> list[str] | None:
     names = [name.strip() for name in text.split(",") if name.strip()]
     unknown = [name for name in names if name not in SCHEMES]
     if unknown or not names:
-        raise _UsageError(f"--configs {text!r}: accepted configurations are {', '.join(SCHEMES)}")
+        raise UsageError(f"--configs {text!r}: accepted configurations are {', '.join(SCHEMES)}")
     return list(dict.fromkeys(names))
 
 
@@ -159,11 +156,8 @@ def _aiter_environment(args: argparse.Namespace, device: torch.device) -> Iterat
         arch = args.gfx or _SIM_DEFAULT_ARCH
         yield arch, describe_sim(arch, args.ck_free, args.fault, "installed per configuration by the workload")
         return
-    try:
-        with aiter_environment(args.sim, args.gfx, args.ck_free, args.fault, device) as environment:
-            yield environment.arch, environment.description
-    except EnvironmentProblem as exc:
-        raise _UsageError(str(exc)) from exc
+    with aiter_environment(args.sim, args.gfx, args.ck_free, args.fault, device) as environment:
+        yield environment.arch, environment.description
 
 
 def _configs(
@@ -177,11 +171,11 @@ def _configs(
         if reason is None:
             run.append(config)
         elif requested:
-            raise _UsageError(f"--configs {scheme}: {reason}")
+            raise UsageError(f"--configs {scheme}: {reason}")
         else:
             not_run[scheme] = reason
     if not run:
-        raise _UsageError("no configuration can run here: " + "; ".join(f"{k}: {v}" for k, v in not_run.items()))
+        raise UsageError("no configuration can run here: " + "; ".join(f"{k}: {v}" for k, v in not_run.items()))
     return run, not_run
 
 
@@ -204,7 +198,7 @@ def _validate(args: argparse.Namespace) -> int:
             configs, not_run = _configs(spec, requested, args.backend, args.preshuffle)
             reference = run_reference(spec, args.max_new_tokens)
         except (ModelError, UnsupportedPath) as exc:
-            raise _UsageError(str(exc)) from exc
+            raise UsageError(str(exc)) from exc
         thresholds = {config.scheme: _resolve_threshold(config.scheme, command_line_thresholds, spec.thresholds)
                       for config in configs}
         results = [evaluate(spec, reference, config, thresholds[config.scheme][0], args.norm_tolerance,
@@ -236,8 +230,4 @@ def _validate(args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Run the validation; 0 all configurations passed, 1 one failed, 2 usage or environment error."""
-    try:
-        return _validate(args)
-    except _UsageError as exc:
-        print(f"quantguard validate accuracy: error: {exc}", file=sys.stderr)
-        return 2
+    return run_validation("accuracy", _validate, args)

@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 
 import torch
@@ -55,7 +54,8 @@ from quantguard.validate._ckfree_report import RunHeader, checklist, exit_code, 
 from quantguard.validate._ckfree_results import Thresholds, asm_item, fold_events, fold_files, generation_item, \
     layer_item, regression_item
 from quantguard.validate._ckfree_workload import SimSettings, run_sim
-from quantguard.validate._environment import SIM_ARCHS, EnvironmentProblem, aiter_environment
+from quantguard.validate._environment import SIM_ARCHS, aiter_environment
+from quantguard.validate._usage import UsageError, run_validation
 
 __all__ = ["add_arguments", "run"]
 
@@ -66,10 +66,6 @@ _LAYER_COSINE = {"gfx942": 0.94, "gfx950": 0.90}
 _NORM_TOLERANCE, _EMBEDDING_COSINE, _TOKEN_MATCH = 0.05, 0.95, 0.8
 _GUARD_OPTIONS = ("mode=log, on_block=log, arch and CK-free detected from AITER, default sampling (first 3 calls "
                   "per signature, then 1%), seed=0")
-
-
-class _UsageError(Exception):
-    """The command line or the environment cannot run; exit code 2."""
 
 
 def _count(text: str) -> int:
@@ -132,7 +128,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _thresholds(args: argparse.Namespace, arch: str) -> Thresholds:
     if not args.norm_tolerance > 0:
-        raise _UsageError(f"--norm-tolerance must be > 0, got {args.norm_tolerance}")
+        raise UsageError(f"--norm-tolerance must be > 0, got {args.norm_tolerance}")
     layer = args.layer_cosine if args.layer_cosine is not None else _LAYER_COSINE.get(arch, max(_LAYER_COSINE.values()))
     return Thresholds(layer, args.norm_tolerance, args.embedding_cosine, args.min_token_match)
 
@@ -146,14 +142,14 @@ def _sim_settings(args: argparse.Namespace) -> SimSettings:
     from quantguard.sim import faults
 
     if args.events:
-        raise _UsageError("--events reads a real run's logs; with --sim the workload runs here")
+        raise UsageError("--events reads a real run's logs; with --sim the workload runs here")
     arch = args.gfx or "gfx950"
     try:
         faults.parse(tuple(args.fault)).check_reachable(arch=arch, ck_free=True, atom=True)
     except ValueError as exc:
-        raise _UsageError(f"--fault: {exc}") from exc
+        raise UsageError(f"--fault: {exc}") from exc
     if args.prompts < 1:
-        raise _UsageError("--prompts must be >= 1: the per-layer cosine needs a prompt")
+        raise UsageError("--prompts must be >= 1: the per-layer cosine needs a prompt")
     device = torch.device(args.device or "cpu")
     return SimSettings(arch, args.backend or "ck", args.preshuffle, tuple(args.fault), device, args.prompts,
                        args.tokens, args.log or os.devnull)
@@ -170,7 +166,7 @@ def _run_sim(args: argparse.Namespace) -> tuple[RunHeader, list[Item]]:
     try:
         run, (platform, *probed) = run_sim(settings, probes)
     except (RuntimeError, ValueError) as exc:  # the simulator refused to install, a position limit
-        raise _UsageError(str(exc)) from exc
+        raise UsageError(str(exc)) from exc
     guarded = fold_events(run)
     items = [platform, asm_item(guarded, settings.arch), *probed, regression_item(guarded),
              layer_item(run, thresholds), generation_item(run, thresholds, settings.tokens)]
@@ -195,7 +191,7 @@ def _run_installed(args: argparse.Namespace) -> tuple[RunHeader, list[Item]]:
                                          ("--log", args.log)) if given]
     if sim_only:
         verb = "configures" if len(sim_only) == 1 else "configure"
-        raise _UsageError(f"{', '.join(sim_only)} {verb} the simulated run; add --sim")
+        raise UsageError(f"{', '.join(sim_only)} {verb} the simulated run; add --sim")
     from quantguard.report.reader import LogReadError
 
     thresholds = _thresholds(args, "")
@@ -203,14 +199,11 @@ def _run_installed(args: argparse.Namespace) -> tuple[RunHeader, list[Item]]:
     try:
         guarded = fold_files(args.events) if args.events else None
     except (LogReadError, OSError) as exc:
-        raise _UsageError(f"--events: {exc}") from exc
-    try:
-        with aiter_environment(False, args.gfx, False, args.fault, device) as environment:
-            items = [platform_item(), asm_item(guarded, environment.arch), *selector_items(),
-                     shuffle_scale_item(device), partial_transpose_item(device), jit_failure_item(device),
-                     regression_item(guarded)]
-    except EnvironmentProblem as exc:
-        raise _UsageError(str(exc)) from exc
+        raise UsageError(f"--events: {exc}") from exc
+    with aiter_environment(False, args.gfx, False, args.fault, device) as environment:
+        items = [platform_item(), asm_item(guarded, environment.arch), *selector_items(),
+                 shuffle_scale_item(device), partial_transpose_item(device), jit_failure_item(device),
+                 regression_item(guarded)]
     workload = ("needs the simulated workload (--sim); on hardware, `quantguard validate accuracy --backend triton "
                 "--model ...` measures your model's per-layer cosine and generation in this build")
     items += [Item("layer_cosine", "per-layer cosine vs the BF16 reference", SKIP, workload),
@@ -250,9 +243,6 @@ def run(args: argparse.Namespace) -> int:
     if args.sim:
         torch.set_num_threads(1)  # the simulator's tensors are tiny: extra intra-op threads only spin
     try:
-        return _validate(args)
-    except _UsageError as exc:
-        print(f"quantguard validate ckfree: error: {exc}", file=sys.stderr)
-        return 2
+        return run_validation("ckfree", _validate, args)
     finally:
         torch.set_num_threads(threads)

@@ -42,10 +42,11 @@ from pathlib import Path
 
 import torch
 
-from quantguard.validate._environment import SIM_ARCHS, EnvironmentProblem, aiter_environment
+from quantguard.validate._environment import SIM_ARCHS, aiter_environment
 from quantguard.validate._quant_chains import BACKENDS, SCHEMES, Chain, QuantWeight, chains_for, quantize_weight
 from quantguard.validate._quant_report import RunHeader, console, markdown, summarize_chains, to_json
 from quantguard.validate._quant_run import CaseResult, Limits, Shape, guarded, run_case
+from quantguard.validate._usage import UsageError, run_validation
 from quantguard.validate.quantize_kernels import UnsupportedPath
 
 __all__ = ["DEFAULT_LIMITS", "SHAPE_SETS", "add_arguments", "run"]
@@ -72,10 +73,6 @@ DEFAULT_LIMITS: dict[str, Limits] = {
     "int4": Limits(0.99, 0.03, 0.9999),
 }
 _FAMILIES = {"fp8": ("fp8_per_token", "fp8_blockscale", "fp8_per_tensor"), "fp4": ("mxfp4", "fp4")}
-
-
-class _UsageError(Exception):
-    """Exit code 2."""
 
 
 def _shape(text: str) -> Shape:
@@ -132,7 +129,7 @@ def _names(text: str | None, accepted: Sequence[str], option: str) -> list[str]:
     names = [name.strip() for name in text.split(",") if name.strip()]
     unknown = [name for name in names if name not in accepted]
     if unknown or not names:
-        raise _UsageError(f"{option} {text!r}: accepted values are {', '.join(accepted)}")
+        raise UsageError(f"{option} {text!r}: accepted values are {', '.join(accepted)}")
     return names
 
 
@@ -144,19 +141,19 @@ def _limits(args: argparse.Namespace) -> dict[str, Limits]:
         try:
             value = float(text)
         except ValueError:
-            raise _UsageError(f"--threshold {item!r}: expected KEY=VALUE with a number") from None
+            raise UsageError(f"--threshold {item!r}: expected KEY=VALUE with a number") from None
         if not 0.0 <= value <= 1.0:
-            raise _UsageError(f"--threshold {item!r}: a cosine threshold is between 0 and 1")
+            raise UsageError(f"--threshold {item!r}: a cosine threshold is between 0 and 1")
         schemes = _FAMILIES.get(key, (key,))
         if any(scheme not in SCHEMES for scheme in schemes):
-            raise _UsageError(f"--threshold {item!r}: keys are {', '.join(SCHEMES)} or a family "
+            raise UsageError(f"--threshold {item!r}: keys are {', '.join(SCHEMES)} or a family "
                               f"({', '.join(_FAMILIES)})")
         for scheme in schemes:
             limits[scheme] = Limits(value, limits[scheme].norm_tolerance, limits[scheme].matched_cosine)
     if args.norm_tolerance is not None and args.norm_tolerance <= 0:
-        raise _UsageError(f"--norm-tolerance {args.norm_tolerance}: must be > 0")
+        raise UsageError(f"--norm-tolerance {args.norm_tolerance}: must be > 0")
     if not 0.0 < args.matched_threshold <= 1.0:
-        raise _UsageError(f"--matched-threshold {args.matched_threshold}: must be in (0, 1]")
+        raise UsageError(f"--matched-threshold {args.matched_threshold}: must be in (0, 1]")
     return {scheme: Limits(limit.chain_cosine,
                            args.norm_tolerance if args.norm_tolerance is not None else limit.norm_tolerance,
                            args.matched_threshold) for scheme, limit in limits.items()}
@@ -219,7 +216,7 @@ def _validate(args: argparse.Namespace) -> int:
     limits = _limits(args)
     chains = chains_for(schemes, backends)
     if not chains:
-        raise _UsageError(f"no chain has scheme in {schemes} and backend in {backends}")
+        raise UsageError(f"no chain has scheme in {schemes} and backend in {backends}")
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if args.shapes:
         shapes, shape_text = tuple(args.shapes), "command line"
@@ -227,14 +224,9 @@ def _validate(args: argparse.Namespace) -> int:
         name = args.shape_set or ("small" if args.sim else "deepseek-v3")
         shapes, shape_text = SHAPE_SETS[name], name
     shape_text += " — " + ", ".join(f"{m}x{n}x{k}" for m, n, k in shapes)
-    try:
-        with aiter_environment(args.sim, args.gfx, args.ck_free, args.fault, device) as environment:
-            with guarded(environment.arch, environment.ck_free, not args.no_guards,
-                         args.events or os.devnull) as events:
-                results = _run_all(chains, shapes, environment.arch, environment.ck_free, args, limits, device,
-                                   events)
-    except EnvironmentProblem as exc:
-        raise _UsageError(str(exc)) from exc
+    with aiter_environment(args.sim, args.gfx, args.ck_free, args.fault, device) as environment:
+        with guarded(environment.arch, environment.ck_free, not args.no_guards, args.events or os.devnull) as events:
+            results = _run_all(chains, shapes, environment.arch, environment.ck_free, args, limits, device, events)
     header = RunHeader(environment.description, environment.arch, environment.ck_free, str(device), shape_text,
                        not args.no_guards, {scheme: limits[scheme] for scheme in schemes}, args.seed)
     summaries = summarize_chains(results)
@@ -252,8 +244,4 @@ def _validate(args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Run the validation; 0 every chain passed or was skipped, 1 one failed, 2 usage or environment error."""
-    try:
-        return _validate(args)
-    except _UsageError as exc:
-        print(f"quantguard validate quant: error: {exc}", file=sys.stderr)
-        return 2
+    return run_validation("quant", _validate, args)
