@@ -122,10 +122,9 @@ def run_demo(tokens: int = 50, only: Sequence[str] | None = None, log_dir: str |
 
 
 def _table(rows: list[DemoRow], header: tuple[str, ...], cells: Any) -> str:
-    body = [tuple(str(c) for c in cells(row)) for row in rows]
-    widths = [max(len(h), *(len(r[i]) for r in body)) if body else len(h) for i, h in enumerate(header)]
-    line = lambda values: "  ".join(v.ljust(w) for v, w in zip(values, widths)).rstrip()  # noqa: E731
-    return "\n".join([line(header), line(tuple("-" * w for w in widths))] + [line(r) for r in body])
+    from quantguard._tables import text_table
+
+    return text_table(header, [cells(row) for row in rows])
 
 
 def _clip(text: str, width: int) -> str:

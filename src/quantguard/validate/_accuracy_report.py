@@ -16,8 +16,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from quantguard._tables import markdown_table
 from quantguard.validate._accuracy_eval import GARBLED_BELOW, ConfigResult, Reference
-from quantguard.validate._markdown import markdown_table
 
 __all__ = ["RunHeader", "markdown", "report_paths", "summary", "to_json", "write_reports"]
 

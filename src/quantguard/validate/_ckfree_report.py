@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from quantguard.validate._markdown import markdown_table as _table
+from quantguard._tables import markdown_table as _table
 from quantguard.validate._ckfree_checks import ERROR, FAIL, PASS, SKIP, Item
 
 __all__ = ["RunHeader", "checklist", "exit_code", "markdown", "to_json", "verdict"]

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from quantguard.validate._markdown import markdown_table, text_table
+from quantguard._tables import markdown_table, text_table
 from quantguard.validate._quant_chains import BACKENDS, SCHEMES, Chain
 from quantguard.validate._quant_run import CaseResult, Limits
 

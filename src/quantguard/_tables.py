@@ -1,4 +1,4 @@
-"""Tables for the validation reports: markdown for files, aligned plain text for terminals."""
+"""Tables for reports and terminals: markdown for files, aligned plain text for the CLI."""
 
 from __future__ import annotations
 
