@@ -53,7 +53,7 @@ def test_mx_swizzle_index_is_the_documented_formula_and_a_bijection():
     assert int(index.max()) < 512 * padded_groups
 
 
-@pytest.mark.parametrize("layout", ["row_major", "transposed", "mx_swizzle"])
+@pytest.mark.parametrize("layout", ["row_major", "transposed", "mx_swizzle", "logical"])
 def test_read_scales_inverts_writes(layout):
     rows, groups = 40, 6
     logical = torch.arange(rows * groups, dtype=torch.float32).view(rows, groups)
@@ -61,6 +61,9 @@ def test_read_scales_inverts_writes(layout):
         buffer = logical.clone()
     elif layout == "transposed":
         buffer = logical.t().contiguous().view(rows, groups)  # (M, G) shape, (G, M) bytes
+    elif layout == "logical":
+        buffer = torch.full((groups + 2, rows), -1.0).t()  # a wider column-major view: strides tell
+        buffer[:rows, :groups] = logical
     else:
         buffer = torch.full((256, 8), -1.0)
         buffer.view(-1)[mx_swizzle_index(rows, groups).view(-1)] = logical.view(-1)

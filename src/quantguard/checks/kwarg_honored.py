@@ -136,10 +136,6 @@ class KwargHonored(DataCheck):
 
     @staticmethod
     def _read(buffer: torch.Tensor, layout: str, rows: int, groups: int, selected: slice | None) -> Any:
-        if layout == "logical":
-            if buffer.dim() != 2 or buffer.shape[0] < rows or buffer.shape[1] < groups:
-                return None
-            return buffer[:rows, :groups][selected if selected is not None else slice(None)]
         if selected is None and buffer.numel() == rows * groups == 1:
             return buffer.reshape(1, 1)
         return read_scales(buffer, layout, rows, groups, selected)

@@ -76,11 +76,7 @@ class QuantNumerics(DataCheck):
             multipliers = scale_values(buffer).reshape(-1)[:1].view(1, 1)
             group = None
         else:
-            layout = view.requested_layout
-            if layout == "logical":
-                read = buffer[:view.rows, :view.groups][selected]
-            else:
-                read = read_scales(buffer, layout, view.rows, view.groups, selected)
+            read = read_scales(buffer, view.requested_layout, view.rows, view.groups, selected)
             if read is None:
                 return None
             multipliers = scale_values(read) if view.encoding == "e8m0" else read.to(torch.float32)

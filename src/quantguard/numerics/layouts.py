@@ -9,6 +9,7 @@ works on the *bytes in memory order* of a buffer:
 ``mx_swizzle``  e8m0, group 32, ``shuffle=True``: a ``(pad256(M), pad8(G))`` buffer
                 with AITER's hardware scale-load swizzle
 ``padded``      row-major rows of a padded buffer (``buffer[m, g]`` of a wider buffer)
+``logical``     ``buffer[m, g]`` through the tensor's own strides (stride-aware kernels: Triton)
 
 and the 16x16 weight preshuffle of ``aiter.ops.shuffle.shuffle_weight``.
 """
@@ -20,12 +21,13 @@ import torch
 __all__ = ["LAYOUT_NAMES", "memory_order", "read_scales", "mx_swizzle_index", "pad_to",
            "unshuffle_weight", "shuffle_weight", "describe_layout"]
 
-LAYOUT_NAMES = ("row_major", "transposed", "mx_swizzle", "padded")
+LAYOUT_NAMES = ("row_major", "transposed", "mx_swizzle", "padded", "logical")
 _DESCRIPTIONS = {
     "row_major": "row-major (M, G)",
     "transposed": "column-major: (G, M) bytes",
     "mx_swizzle": "MX-swizzled (pad256(M), pad8(G))",
     "padded": "row-major rows of the padded buffer",
+    "logical": "(M, G) read through its strides",
 }
 
 
@@ -63,10 +65,14 @@ def read_scales(buffer: torch.Tensor, layout: str, rows: int, groups: int,
 
     ``row_index`` selects a subset of rows (the sampled ones) without reading the rest.
     """
+    selected = slice(None) if row_index is None else row_index
+    if layout == "logical":
+        if buffer.dim() != 2 or buffer.shape[0] < rows or buffer.shape[1] < groups:
+            return None
+        return buffer[:rows, :groups][selected]
     flat = memory_order(buffer)
     if flat is None:
         return None
-    selected = slice(None) if row_index is None else row_index
     if layout == "row_major":
         if flat.numel() < rows * groups:
             return None

@@ -105,13 +105,7 @@ def dequantize_x_rows(view: GemmView, x_rows: torch.Tensor, x_scale: torch.Tenso
     layout = x_scale_read_layout(view, x_scale)
     if layout == "kernel_specific":
         return None
-    if layout == "logical":
-        if x_scale.dim() != 2 or x_scale.shape[0] < view.m or x_scale.shape[1] < groups:
-            return None
-        logical = x_scale.view(torch.uint8) if x_scale.element_size() == 1 else x_scale
-        multipliers = scale_values(logical[: view.m, :groups][selected])
-    else:
-        multipliers = _multipliers(x_scale, layout, view.m, groups, selected)
+    multipliers = _multipliers(x_scale, layout, view.m, groups, selected)
     if multipliers is None:
         return None
     return values * expand_groups(multipliers, group, k)

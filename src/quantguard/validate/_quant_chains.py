@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from quantguard.numerics.dequant import dequantize_rows, expand_blocks_2d, scale_values, unpack_fp4
+from quantguard.numerics.dequant import dequantize_rows, expand_blocks_2d, scale_values
 from quantguard.numerics.formats import FP4_E2M1, INT8, ElementFormat, element_format
 from quantguard.numerics.layouts import pad_to, read_scales
 from quantguard.validate import quantize_weights as qw
@@ -496,17 +496,7 @@ def dequantize_activation(q: Quantized, layout: str) -> torch.Tensor | None:
     if q.group == 0:
         return dequantize_rows(q.values, q.scales.reshape(1, 1).float(), None, packed_fp4=packed)
     groups = 1 if q.group is None else -(-k // q.group)
-    if layout == "logical":
-        if q.scales.dim() != 2 or q.scales.shape[0] < m or q.scales.shape[1] < groups:
-            return None
-        grid = q.scales[:m, :groups]
-    else:
-        source = q.scales.view(torch.uint8) if q.encoding == "e8m0" else q.scales
-        grid = read_scales(source, layout, m, groups)
-        if grid is None:
-            return None
-    multipliers = scale_values(grid if q.encoding != "e8m0" or grid.dtype == torch.uint8
-                               else grid.view(torch.uint8))
-    if packed:
-        return unpack_fp4(q.values) * multipliers.repeat_interleave(q.group or 1, dim=-1)[:, :k]
-    return dequantize_rows(q.values, multipliers, q.group)
+    grid = read_scales(q.scales.view(torch.uint8) if q.encoding == "e8m0" else q.scales, layout, m, groups)
+    if grid is None:
+        return None
+    return dequantize_rows(q.values, scale_values(grid), q.group, packed_fp4=packed)

@@ -24,8 +24,7 @@ __all__ = ["LayoutVerdict", "analyse_layout"]
 
 _CANDIDATES = ("logical", "row_major", "transposed", "mx_swizzle")
 _RELATIVE_TOLERANCE = 1e-5
-_NAMES = {"logical": "(M, G) read through its strides", "scalar": "one per-tensor scalar", "none": "no scales",
-          "per_token": "per-token (M, 1)"}
+_NAMES = {"scalar": "one per-tensor scalar", "none": "no scales", "per_token": "per-token (M, 1)"}
 
 
 @dataclass(frozen=True)
@@ -74,14 +73,6 @@ def _describe(layout: str) -> str:
     return _NAMES.get(layout) or describe_layout(layout)
 
 
-def _read(buffer: torch.Tensor, layout: str, rows: int, groups: int) -> torch.Tensor | None:
-    if layout == "logical":
-        if buffer.dim() != 2 or buffer.shape[0] < rows or buffer.shape[1] < groups:
-            return None
-        return buffer[:rows, :groups]
-    return read_scales(buffer, layout, rows, groups)
-
-
 def analyse_layout(q: Quantized, x: torch.Tensor, expected: str) -> LayoutVerdict:
     """Recompute the scales from the quant call's input ``x`` and find the layouts that hold them."""
     if q.encoding == "none":
@@ -108,7 +99,7 @@ def analyse_layout(q: Quantized, x: torch.Tensor, expected: str) -> LayoutVerdic
     for layout in ("logical",) if expected == "per_token" else _CANDIDATES:
         if layout == "mx_swizzle" and q.encoding != "e8m0":
             continue
-        read = _read(source, layout, rows, groups)
+        read = read_scales(source, layout, rows, groups)
         if read is None or read.shape != amax.shape:
             continue
         name = expected if expected == "per_token" else layout
