@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -95,7 +95,6 @@ class Chain:
     m_min: int = 1
     k_min: int = 1
     layout_below_32_rows: str | None = None  # ATOM swizzles MXFP4 activation scales only from 32 rows on
-    notes: tuple[str, ...] = field(default_factory=tuple)
 
     @property
     def name(self) -> str:
