@@ -91,6 +91,9 @@ class Contract:
         options: per-contract expectations (thresholds, rounding modes, ...).
         signature_of: a Python function with the target's signature, for builtins
             ``inspect`` cannot read (``torch._scaled_mm``).
+        op: the torch custom op (``"namespace::name"``) the entry point dispatches to; the
+            guard then sits at the op's dispatch and binds by its schema.  Found
+            automatically for AITER's ``torch_compile_guard``/``compile_ops`` wrappers.
         description: one line for reports and ``quantguard info``.
     """
 
@@ -109,6 +112,7 @@ class Contract:
     honored: tuple[str, ...] = ()
     options: Mapping[str, Any] = field(default_factory=dict)
     signature_of: Callable[..., Any] | None = None
+    op: str | None = None
     description: str = ""
 
     def __post_init__(self) -> None:

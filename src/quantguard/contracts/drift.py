@@ -28,14 +28,20 @@ def default_text(value: Any) -> str:
     return text
 
 
-def compare_signature(contract: Contract, function: Any) -> tuple[list[str], set[str]]:
-    """``(differences, disabled_check_ids)``; empty when the contract declares no expectation."""
+def compare_signature(contract: Contract, function: Any,
+                      signature: inspect.Signature | None = None) -> tuple[list[str], set[str]]:
+    """``(differences, disabled_check_ids)``; empty when the contract declares no expectation.
+
+    ``signature`` is what the engine bound the target by when the function's
+    own signature is opaque (an op schema, the decorated function).
+    """
     if contract.params is None:
         return [], set()
-    try:
-        signature = inspect.signature(function)
-    except (TypeError, ValueError):
-        return [], set()
+    if signature is None:
+        try:
+            signature = inspect.signature(function)
+        except (TypeError, ValueError):
+            return [], set()
     actual = [p.name for p in signature.parameters.values()
               if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
     expected = list(contract.params)

@@ -22,6 +22,27 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["Audits"]
 
 
+def _defined_here(value: Any, module_name: str, name: str) -> bool:
+    """Defined in this module (not a re-export): its ``__module__``, or, for a custom-op wrapper whose
+    ``__module__`` is AITER's ``torch_guard``, the op it dispatches to carrying this attribute's name."""
+    if getattr(value, "__module__", None) == module_name:
+        return True
+    from quantguard.engine.custom_ops import find_custom_op
+
+    op = find_custom_op(value)
+    return op is not None and op._schema.name.partition("::")[2] == name and \
+        not _reexported(value, module_name)
+
+
+def _reexported(value: Any, module_name: str) -> bool:
+    """A package that re-exports a submodule's function (``aiter`` re-exports ``aiter.ops.*``)."""
+    for other_name, other in list(sys.modules.items()):
+        if other_name != module_name and other_name.startswith(module_name + ".") and other is not None \
+                and any(held is value for held in list(vars(other).values())):
+            return True
+    return False
+
+
 class Audits:
     """A runtime extension: hooks called by :class:`~quantguard.engine.runtime.Runtime`."""
 
@@ -45,7 +66,7 @@ class Audits:
             for name, value in list(vars(module).items()):
                 path = f"{module_name}.{name}"
                 if callable(value) and not isinstance(value, type) and is_asm_name(path) \
-                        and getattr(value, "__module__", None) == module_name and path not in runtime.contracts:
+                        and _defined_here(value, module_name, name) and path not in runtime.contracts:
                     found.append(path)
         return sorted(found)
 

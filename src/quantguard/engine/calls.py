@@ -11,7 +11,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from quantguard.contracts.base import Contract
     from quantguard.engine.guard import GuardState
 
-__all__ = ["Binder", "CallRecord", "tensor_meta"]
+__all__ = ["Binder", "CallRecord", "decorated_function", "tensor_meta"]
 
 _SCALARS = (bool, int, float, str, bytes, type(None))
 
@@ -36,24 +36,41 @@ def tensor_meta(value: Any) -> Any:
 class Binder:
     """Binds ``(args, kwargs)`` to parameter names, with defaults filled in.
 
-    Built once per guarded function from its real signature (following
-    ``__wrapped__``, as AITER's ``compile_ops`` wrappers need); builtins without
-    a signature fall back to the contract's ``params``.
+    Built once per guarded function.  Where the parameter names come from is
+    kept in ``source``: the function's own signature (``inspect`` follows
+    ``__wrapped__``); for an opaque ``(*args, **kwargs)`` wrapper, the torch op
+    schema it dispatches to (``op``, positions counting AITER's leading dummy
+    tensor), else the decorated function found in its closure, else the
+    contract's declared ``params``.
     """
 
-    __slots__ = ("signature", "names", "positions", "defaults", "_simple", "_name_set")
+    __slots__ = ("signature", "names", "positions", "defaults", "source", "dtype_params", "_simple", "_name_set")
 
     def __init__(self, function: Any, fallback_params: tuple[str, ...] | None = None,
-                 signature_of: Any = None) -> None:
+                 signature_of: Any = None, op_parameters: Any = None) -> None:
         self.signature: inspect.Signature | None = None
-        for candidate in (function, signature_of):
+        self.source = "contract params"
+        self.dtype_params: frozenset[str] = frozenset()
+        if op_parameters is not None:
+            self.dtype_params = op_parameters.dtype_params
+            self.names = op_parameters.names
+            self.positions = dict(op_parameters.positions)
+            self.defaults = dict(op_parameters.defaults)
+            self.source = "op schema"
+            self._finish(simple=False)
+            return
+        candidates = (("signature", function), ("signature", signature_of),
+                      ("decorated function", decorated_function(function)))
+        for source, candidate in candidates:
             if candidate is None:
                 continue
             try:
-                self.signature = inspect.signature(candidate)
-                break
+                signature = inspect.signature(candidate)
             except (TypeError, ValueError):
                 continue
+            if not _opaque(signature):
+                self.signature, self.source = signature, source
+                break
         if self.signature is not None:
             params = [p for p in self.signature.parameters.values()
                       if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
@@ -65,10 +82,13 @@ class Binder:
             self.names = tuple(fallback_params or ())
             self.positions = {name: i for i, name in enumerate(self.names)}
             self.defaults = {}
-        self._name_set = frozenset(self.names)
         # plain positional-or-keyword parameters: bind with a zip instead of inspect (10x cheaper)
-        self._simple = self.signature is not None and all(
-            p.kind == p.POSITIONAL_OR_KEYWORD for p in self.signature.parameters.values())
+        self._finish(simple=self.signature is not None and all(
+            p.kind == p.POSITIONAL_OR_KEYWORD for p in self.signature.parameters.values()))
+
+    def _finish(self, simple: bool) -> None:
+        self._name_set = frozenset(self.names)
+        self._simple = simple
 
     def bind(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
         if self._simple and len(args) <= len(self.names) and self._name_set.issuperset(kwargs):
@@ -90,17 +110,82 @@ class Binder:
                 if extra:
                     arguments.update(extra)
                 return arguments
-        arguments = dict(zip(self.names, args))
+        arguments = {}
+        for name, position in self.positions.items():
+            if position < len(args):
+                arguments[name] = args[position]
         arguments.update(kwargs)
         for name in self.names:
-            arguments.setdefault(name, self.defaults.get(name))
+            if name not in arguments:
+                arguments[name] = self.defaults.get(name)
+        if self.dtype_params:
+            from quantguard.engine.custom_ops import scalar_type
+            for name in self.dtype_params:
+                arguments[name] = scalar_type(arguments.get(name))
         return arguments
 
     def position(self, name: str) -> int:
         return self.positions.get(name, -1)
 
+    def as_signature(self) -> inspect.Signature:
+        """The bound parameters as a signature (for drift comparison), whatever their source."""
+        if self.signature is not None:
+            return self.signature
+        parameters = [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD if name in self.positions
+                                        else inspect.Parameter.KEYWORD_ONLY,
+                                        default=self.defaults.get(name, inspect.Parameter.empty))
+                      for name in self.names]
+        try:
+            return inspect.Signature(parameters)
+        except ValueError:  # a default before a required parameter: keep names, drop defaults' order rule
+            return inspect.Signature([p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in parameters])
+
     def default(self, name: str) -> Any:
         return self.defaults.get(name)
+
+
+def _opaque(signature: inspect.Signature) -> bool:
+    """``(*args, **kwargs)``: a signature that names no parameter (AITER's ``wrapper_custom``)."""
+    parameters = signature.parameters.values()
+    return bool(parameters) and all(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in parameters)
+
+
+def decorated_function(function: Any, depth: int = 4) -> Any:
+    """The function an opaque ``(*args, **kwargs)`` wrapper decorates, found through its closure.
+
+    AITER's ``compile_ops`` keeps the declared stub (``functools.wraps``) a few
+    closures deep; the first closure function with a readable signature whose
+    name matches the wrapper's op name (``loadName``) or its own name is it.
+    """
+    code = getattr(function, "__code__", None)
+    if code is None or not function.__closure__:
+        return None
+    wanted = {getattr(function, "__name__", None)}
+    seen: set[int] = set()
+    frontier = [function]
+    for _ in range(depth):
+        following = []
+        for current in frontier:
+            for cell in getattr(current, "__closure__", None) or ():
+                try:
+                    value = cell.cell_contents
+                except ValueError:
+                    continue
+                if isinstance(value, str) and current is function:
+                    wanted.add(value)
+                if not callable(value) or id(value) in seen or not hasattr(value, "__code__"):
+                    continue
+                seen.add(id(value))
+                following.append(value)
+        for candidate in following:
+            if getattr(candidate, "__name__", None) in wanted:
+                try:
+                    if not _opaque(inspect.signature(candidate)):
+                        return candidate
+                except (TypeError, ValueError):
+                    continue
+        frontier = following
+    return None
 
 
 class CallRecord:

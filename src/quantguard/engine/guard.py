@@ -34,7 +34,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from quantguard.checks.base import Finding
     from quantguard.engine.runtime import Runtime
 
-__all__ = ["Guard", "GuardState", "Plan", "make_guard", "guard_of"]
+__all__ = ["DispatchGuard", "Guard", "GuardState", "Plan", "make_dispatch_guard", "make_guard", "guard_of"]
 
 _MAX_PLANS = 4096
 _NEVER = sys.maxsize
@@ -69,15 +69,16 @@ class GuardState:
 
     __slots__ = ("contract", "runtime", "binder", "plans", "hot", "calls", "next_sample", "sampler", "memo",
                  "plan_checks", "data_checks", "around_checks", "key_params", "_identity_refs",
-                 "pending_error", "disabled_checks", "retired", "__weakref__")
+                 "pending_error", "disabled_checks", "retired", "compiled_id", "__weakref__")
 
     def __init__(self, contract: Contract, original: Any, runtime: "Runtime",
-                 disabled_checks: frozenset[str] = frozenset()) -> None:
+                 disabled_checks: frozenset[str] = frozenset(), binder: Binder | None = None) -> None:
         from quantguard.checks.base import get_check
+        from quantguard.engine.compiled import register_state
 
         self.contract = contract
         self.runtime = runtime
-        self.binder = Binder(original, contract.params, contract.signature_of)
+        self.binder = binder if binder is not None else Binder(original, contract.params, contract.signature_of)
         self.plans: dict[Any, Plan] = {}
         #: Signatures whose plan is hot; the generated ``__call__`` holds this set, so it is never replaced.
         self.hot: set[Any] = set()
@@ -95,6 +96,8 @@ class GuardState:
         self.next_sample: int = _NEVER
         #: Per-target memory checks may keep between calls (e.g. weights already verified).
         self.memo: dict[str, Any] = {}
+        #: Index compiled graphs use to reach this state from their observer op (see ``engine.compiled``).
+        self.compiled_id = register_state(self)
         self.configure()
 
     # -- configuration -------------------------------------------------------------------
@@ -224,16 +227,7 @@ class GuardState:
             plan = self.plans.get(key) if plan is None else plan
             if plan is None:
                 plan = self.plan_for(key, args, kwargs)
-            inspect = False
-            if plan.budget > 0:
-                plan.budget -= 1
-                plan.hot = plan.quiet and plan.budget <= 0
-                if plan.hot:
-                    self.hot.add(key)
-                inspect = True
-            elif index >= self.next_sample:
-                self.schedule(index)
-                inspect = self.sampler.admit()
+            inspect = self._admit(plan, key, index)
             record = CallRecord(self, args, kwargs, layer=runtime.current_layer())
             record.index = index
             if inspect and plan.identity and self._identity_changed(plan, record):
@@ -262,6 +256,53 @@ class GuardState:
             except Exception as exc:
                 self.internal_error("inspection", exc)
         return result
+
+    def _admit(self, plan: Plan, key: Any, index: int) -> bool:
+        """Whether this call is inspected: the signature's first calls, then the sampler's picks."""
+        if plan.budget > 0:
+            plan.budget -= 1
+            plan.hot = plan.quiet and plan.budget <= 0
+            if plan.hot:
+                self.hot.add(key)
+            return True
+        if index >= self.next_sample:
+            self.schedule(index)
+            return self.sampler.admit()
+        return False
+
+    def observe(self, args: tuple[Any, ...], kwargs: dict[str, Any], result: Any) -> None:
+        """A call that already ran (in a compiled graph): count it, judge it, report it.
+
+        The same plan verdicts, sampling and data checks as :meth:`call`; what
+        needs the moment before the kernel (around-phase checks, checks that
+        snapshot inputs in ``prepare``, rerouting) cannot apply.  A blocked
+        kernel is reported, and raises under ``on_block`` raise/reroute.
+        """
+        index = next(self.calls)
+        if self.retired or is_suppressed():
+            return
+        runtime = self.runtime
+        try:
+            key = self.generic_key(args, kwargs)
+            plan = self.plans.get(key)
+            if plan is None:
+                plan = self.plan_for(key, args, kwargs)
+            inspect = self._admit(plan, key, index)
+            record = CallRecord(self, args, kwargs, layer=runtime.current_layer())
+            record.index = index
+            if plan.blocked is not None:
+                runtime.policy.after_the_fact(self, record, plan.blocked)
+            for finding in plan.findings:
+                runtime.reporter.report(self, record, finding)
+            if inspect or runtime.provenance.live:
+                inspect = runtime.should_inspect(self, record, inspect)
+            session = runtime.begin_inspection(self, record, before_call=False) if inspect else None
+            if session is not None:
+                session.finish(result)
+        except QuantGuardError:
+            raise
+        except Exception as exc:
+            self.internal_error("compiled", exc)
 
     def _invoke(self, wrapped: Callable[..., Any], plan: Plan, record: CallRecord,
                 args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -303,6 +344,38 @@ class Guard(wrapt.FunctionWrapper):
     def quantguard_state(self) -> GuardState:
         return self._self_state
 
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:
+        """The guard's own class, not the wrapped function's (wrapt's default).
+
+        TorchDynamo decides how to trace a callable by its class: reported as a
+        plain function, the guard would be inlined as the original (unobserved)
+        and its guards would fail to install; as itself, Dynamo traces the
+        generated ``__call__``, whose compiled branch puts an observer op in
+        the graph (``quantguard.engine.compiled``).
+        """
+        return type(self)
+
+
+class DispatchGuard:
+    """A guard living at an op's dispatch (``custom_ops.DispatchHook``), not at a module attribute.
+
+    The module attribute keeps AITER's own wrapper; ``__wrapped__`` names it so
+    the runtime recognises aliases of it.
+    """
+
+    __slots__ = ("__wrapped__", "_state", "hook", "kernel")
+
+    def __init__(self, wrapped: Any, state: GuardState, hook: Any, kernel: Any) -> None:
+        self.__wrapped__ = wrapped
+        self._state = state
+        self.hook = hook
+        self.kernel = kernel
+
+    @property
+    def quantguard_state(self) -> GuardState:
+        return self._state
+
 
 def _bound_wrapper(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """Path for a guard reached through descriptor binding (a function stored on a class).
@@ -328,8 +401,10 @@ def guard_of(function: Any) -> Guard | None:
 
 
 _CALL_TEMPLATE = """
-def make(state, wrapped, hot, calls, provenance{defaults}):
+def make(state, wrapped, hot, calls, provenance, is_compiling, traced, compiled_id{defaults}):
     def __call__(self, *args, **kwargs):
+        if is_compiling():
+            return traced(compiled_id, wrapped, args, kwargs)
         try:
 {reads}
             key = ({key})
@@ -341,6 +416,24 @@ def make(state, wrapped, hot, calls, provenance{defaults}):
             return wrapped(*args, **kwargs)
         return state.call(wrapped, key, None, index, args, kwargs)
     return __call__
+"""
+
+#: The same flow as a dispatcher kernel: the op's own kernel is reached by redispatching below BackendSelect.
+_KERNEL_TEMPLATE = """
+def make(state, redispatch, after, partial, hot, calls, provenance{defaults}):
+    def kernel(keyset, *args, **kwargs):
+        keyset = keyset & after
+        try:
+{reads}
+            key = ({key})
+            index = next(calls)
+            fast = key in hot and index < state.next_sample{provenance_test}
+        except Exception:
+            fast, key, index = False, None, next(calls)
+        if fast:
+            return redispatch(keyset, *args, **kwargs)
+        return state.call(partial(redispatch, keyset), key, None, index, args, kwargs)
+    return kernel
 """
 
 
@@ -365,17 +458,22 @@ def _reads(state: GuardState) -> tuple[list[str], list[str], list[Any]]:
                 if binder.position(p.name) >= 0 and p.name not in binder.defaults]
     optional = [(i, p, binder.position(p.name)) for i, p in enumerate(state.key_params)
                 if (i, p, binder.position(p.name)) not in required]
-    leading = [name for name in binder.names if name not in binder.defaults and binder.position(name) >= 0]
+    # the required positional parameters, by position; an op's leading dummy tensor sits before them
+    leading = sorted((binder.position(name), name) for name in binder.names
+                     if name not in binder.defaults and binder.position(name) >= 0)
     by_name = {p.name: i for i, p in enumerate(state.key_params)}
     lines.append("            n = len(args)")
-    if leading:
+    if leading and [position for position, _ in leading] == list(range(leading[0][0], leading[-1][0] + 1)):
         # the common call: exactly the required parameters, positionally (one unpack, no index checks)
-        targets = ", ".join(f"v{by_name[name]}" if name in by_name else "_" for name in leading)
-        lines.append(f"            if n == {len(leading)}:")
-        lines.append(f"                {targets}{',' if len(leading) == 1 else ''} = args")
+        slots = ["_"] * leading[0][0] + [f"v{by_name[name]}" if name in by_name else "_" for _, name in leading]
+        lines.append(f"            if n == {len(slots)}:")
+        lines.append(f"                {', '.join(slots)}{',' if len(slots) == 1 else ''} = args")
         lines.append("            else:")
         lines += [f"                v{i} = args[{position}] if n > {position} else kwargs[{p.name!r}]"
                   for i, p, position in required] or ["                pass"]
+    else:
+        lines += [f"            v{i} = args[{position}] if n > {position} else kwargs[{p.name!r}]"
+                  for i, p, position in required]
     for i, p, position in optional:
         default_name = f"D{i}"
         names.append(default_name)
@@ -388,11 +486,11 @@ def _reads(state: GuardState) -> tuple[list[str], list[str], list[Any]]:
     return lines, names, defaults
 
 
-def _generate_call(state: GuardState, wrapped: Any, watches_provenance: bool) -> Callable[..., Any]:
+def _generate(template: str, state: GuardState, watches_provenance: bool, *leading: Any) -> Callable[..., Any]:
     lines, default_names, defaults = _reads(state)
     keys = [_key_expression(i, p) for i, p in enumerate(state.key_params)]
     key = ", ".join(keys) + ("," if len(keys) == 1 else "") if keys else ""
-    source = _CALL_TEMPLATE.format(
+    source = template.format(
         defaults="".join(f", {name}" for name in default_names),
         reads="\n".join(lines) if lines else "            pass",
         key=key,
@@ -400,15 +498,31 @@ def _generate_call(state: GuardState, wrapped: Any, watches_provenance: bool) ->
     )
     namespace: dict[str, Any] = {"__name__": __name__}
     exec(compile(source, f"<quantguard guard {state.contract.target}>", "exec"), namespace)
-    return namespace["make"](state, wrapped, state.hot, state.calls, state.runtime.provenance, *defaults)
+    return namespace["make"](*leading, *defaults)
 
 
 def make_guard(original: Any, state: GuardState, watches_provenance: bool) -> Guard:
     """A guard subclass with a ``__call__`` generated for this contract, wrapping ``original``."""
+    from torch.compiler import is_compiling
+
+    from quantguard.engine.compiled import observer_op, traced_call
+
+    observer_op()  # defined before any trace reaches it: tracing must find it ready
     function = getattr(original, "__func__", original)
-    call = _generate_call(state, original, watches_provenance)
+    call = _generate(_CALL_TEMPLATE, state, watches_provenance, state, original, state.hot, state.calls,
+                     state.runtime.provenance, is_compiling, traced_call, state.compiled_id)
     cls = type(f"Guard[{state.contract.name}]", (Guard,), {"__call__": call, "__module__": __name__})
     guard = cls(original, state)
     _GUARDS_BY_ORIGINAL[id(function)] = guard
     return guard
 
+
+def make_dispatch_guard(original: Any, op: Any, state: GuardState, watches_provenance: bool) -> DispatchGuard:
+    """Guard ``op`` at its dispatch: every call of it, from any caller, runs the contract's checks."""
+    import functools
+
+    from quantguard.engine.custom_ops import DispatchHook, after_backend_select
+
+    kernel = _generate(_KERNEL_TEMPLATE, state, watches_provenance, state, op.redispatch, after_backend_select(),
+                       functools.partial, state.hot, state.calls, state.runtime.provenance)
+    return DispatchGuard(original, state, DispatchHook(op, kernel), kernel)

@@ -17,6 +17,11 @@ __all__ = ["current_layer", "LayerHooks"]
 _STACK: ContextVar[tuple[str, ...]] = ContextVar("quantguard_layer_stack", default=())
 
 
+def _is_compiling() -> bool:
+    import torch
+    return torch.compiler.is_compiling()
+
+
 def current_layer() -> str | None:
     stack = _STACK.get()
     return stack[-1] if stack else None
@@ -36,11 +41,15 @@ class LayerHooks:
     @staticmethod
     def _enter(name: str) -> Any:
         def hook(module: Any, args: Any) -> None:
+            if _is_compiling():
+                return  # a context variable would break the graph; compiled calls carry their callsite
             _STACK.set(_STACK.get() + (name,))
         return hook
 
     @staticmethod
     def _leave(module: Any, args: Any, output: Any) -> None:
+        if _is_compiling():
+            return
         stack = _STACK.get()
         if stack:
             _STACK.set(stack[:-1])

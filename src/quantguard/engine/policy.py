@@ -72,3 +72,17 @@ class PolicyHandler:
         reporter.blocked(contract.target, finding.message, "raise", None, entry_point,
                          record.callsite, details)
         raise QuantGuardBlocked(contract.target, finding.message, contract.alternative, entry_point)
+
+    def after_the_fact(self, state: "GuardState", record: "CallRecord", finding: "Finding") -> None:
+        """A blocked kernel already ran (a compiled graph calls it directly): report; raise unless logging."""
+        contract = state.contract
+        action = self.runtime.config.on_block
+        details = dict(finding.details)
+        details["chain"] = [contract.target]
+        details["compiled"] = "the kernel ran inside a torch.compile graph before quantguard could stop it"
+        record.entry_point = contract.target
+        enforced = "log" if action == "log" else "raise"
+        self.runtime.reporter.blocked(contract.target, finding.message, enforced, None, contract.target,
+                                      record.callsite, details)
+        if enforced == "raise":
+            raise QuantGuardBlocked(contract.target, finding.message, contract.alternative, contract.target)

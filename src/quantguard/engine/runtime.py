@@ -20,7 +20,9 @@ from quantguard.config import Config
 from quantguard.contracts.base import Contract, split_target, target_matches
 from quantguard.engine import importhooks
 from quantguard.engine.aliases import Binding, find_aliases, rebind
-from quantguard.engine.guard import Guard, GuardState, count_so_far, make_guard
+from quantguard.engine.calls import Binder
+from quantguard.engine.custom_ops import OpBinding, find_custom_op, op_parameters
+from quantguard.engine.guard import Guard, GuardState, count_so_far, make_dispatch_guard, make_guard
 from quantguard.engine.layers import current_layer
 from quantguard.engine.policy import PolicyHandler
 from quantguard.engine.provenance import ProvenanceStore
@@ -88,6 +90,8 @@ class Runtime:
         self._watched: set[str] = set()
         self._reported_packages: set[str] = set()
         self._scanned: set[int] = set()
+        #: Ops guarded at their dispatch ("aiter::name" -> Applied); one hook per op, whatever wrapper led to it.
+        self._hooked_ops: dict[str, Applied] = {}
         self._lock = threading.RLock()
         self.extensions: list[Any] = []
 
@@ -126,11 +130,16 @@ class Runtime:
             return False
         return inspect
 
-    def begin_inspection(self, state: GuardState, record: "CallRecord") -> "InspectionSession | None":
+    def begin_inspection(self, state: GuardState, record: "CallRecord",
+                         before_call: bool = True) -> "InspectionSession | None":
+        """Start the data checks of an inspected call; ``before_call=False`` when it already ran."""
+        from quantguard.checks.base import DataCheck
         from quantguard.engine.inspection import InspectionSession
 
         checks = []
         for check in state.data_checks:
+            if not before_call and type(check).prepare is not DataCheck.prepare:
+                continue  # it needs the inputs as they were before the kernel
             try:
                 if check.applies(record):
                     checks.append(check)
@@ -237,11 +246,21 @@ class Runtime:
             return applied
         from quantguard.contracts.drift import compare_signature
 
-        mismatch, disabled = compare_signature(contract, function)
-        state = GuardState(contract, function, self, disabled_checks=frozenset(disabled))
-        guard = make_guard(function, state, "scale_provenance" in contract.checks)
-        binding = rebind(parent, name, raw, guard)
+        op = find_custom_op(function, contract.op)
+        parameters = op_parameters(op, contract.params) if op is not None else None
+        binder = Binder(function, contract.params, contract.signature_of, parameters)
+        mismatch, disabled = compare_signature(contract, function, binder.as_signature())
+        state = GuardState(contract, function, self, disabled_checks=frozenset(disabled), binder=binder)
+        watches_provenance = "scale_provenance" in contract.checks
         applied = Applied(contract, "patched")
+        if op is not None:
+            self._release_op(op)
+            guard: Any = make_dispatch_guard(function, op, state, watches_provenance)
+            binding: Any = OpBinding(module, guard)
+            self._hooked_ops[op._schema.name] = applied
+        else:
+            guard = make_guard(function, state, watches_provenance)
+            binding = rebind(parent, name, raw, guard)
         if binding is None:
             applied.status, applied.reason = "missing", f"cannot set {contract.target}"
             self.applied[contract.target] = applied
@@ -254,6 +273,17 @@ class Runtime:
             events.emit(events.TARGET_MISMATCH, "warning", target=contract.target, differences=mismatch,
                         disabled_checks=sorted(disabled))
         return applied
+
+    def _release_op(self, op: Any) -> None:
+        """Take down an earlier hook on this op (its module was re-imported: a new wrapper, the same op)."""
+        previous = self._hooked_ops.pop(op._schema.name, None)
+        if previous is None:
+            return
+        for binding in previous.bindings:
+            binding.restore()
+        previous.bindings = []
+        if previous.state is not None:
+            previous.state.retire()
 
     def _applied_for(self, function: Any) -> Applied | None:
         """The patched contract already wrapping this exact function object, if any."""
@@ -279,6 +309,8 @@ class Runtime:
 
     def _rebind_aliases(self, applied_list: list[Applied]) -> None:
         originals = {}
+        # a dispatch guard sees every call of its op, whichever name or partial led there: nothing to rebind
+        applied_list = [a for a in applied_list if isinstance(a.guard, Guard)]
         for applied in applied_list:
             original = applied.guard.__wrapped__
             originals[id(original)] = original
@@ -297,7 +329,7 @@ class Runtime:
         contract = applied.contract
         events.emit(events.PATCHED, "info", target=contract.target, aliases=aliases,
                     alias_names=[b.where for b in applied.bindings[1:]][:32],
-                    backend=contract.backend, kind=contract.kind,
+                    backend=contract.backend, kind=contract.kind, parameters_from=applied.state.binder.source,
                     checks=[c for c in contract.checks if c not in applied.state.disabled_checks])
         self._static_scan(applied)
 
@@ -322,7 +354,7 @@ class Runtime:
     def unapply_all(self) -> int:
         restored = 0
         with self._lock:
-            guards = {id(a.guard): a.guard for a in self.applied.values() if a.guard is not None}
+            guards = {id(a.guard): a.guard for a in self.applied.values() if isinstance(a.guard, Guard)}
             for applied in reversed(list(self.applied.values())):
                 for binding in reversed(applied.bindings):
                     try:
@@ -333,6 +365,7 @@ class Runtime:
                 if applied.state is not None:
                     applied.state.retire()
             restored += self._unbind_guards(guards)
+            self._hooked_ops.clear()
             for module_name in self._watched:
                 importhooks.unwatch(module_name, self._on_import)
             self._watched.clear()

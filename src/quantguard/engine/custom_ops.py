@@ -1,0 +1,216 @@
+"""Entry points that are torch custom ops: find the op, read its parameters, hook its dispatch.
+
+AITER's ``torch_compile_guard`` and ``compile_ops`` register each entry point as
+``torch.ops.aiter.<name>`` and hand back ``wrapper_custom(*args, **kwargs)``: a
+Python signature that names no parameter, and a function that compiled code
+never calls (``torch.compile`` emits ``torch.ops.aiter.<name>`` itself, and a
+stored ``functools.partial`` keeps the wrapper it was built from).  Every path
+does go through the op, so that is where such an entry point is guarded: a
+kernel registered for the op at the ``BackendSelect`` dispatch key sees every
+call — eager, through any alias, from compiled code — once, with real tensors
+(fake-tensor tracing is dispatched above it), and redispatches to the op's own
+kernel.  Removing it (``Library._destroy``) restores the dispatch table exactly.
+
+The op's schema keeps the parameter names and defaults the wrapper hides; a
+leading ``Tensor dummy`` (added by AITER when the first parameter is not a
+tensor) is positional plumbing, not a parameter of the function.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import threading
+from typing import Any
+
+__all__ = ["DUMMY", "DispatchHook", "OpBinding", "OpParameters", "after_backend_select", "find_custom_op",
+           "op_parameters", "scalar_type"]
+
+#: Name AITER gives the placeholder tensor it prepends when the first parameter is not a tensor.
+DUMMY = "dummy"
+#: Closure variable of AITER's ``wrapper_custom`` holding the op name.
+_LOAD_NAME = "loadName"
+_DEFAULT_NAMESPACES = ("aiter",)
+
+
+def _torch() -> Any:
+    import torch
+    return torch
+
+
+def _op_by_name(qualified: str) -> Any:
+    """``"ns::name"`` (or ``"ns::name.overload"``) → the OpOverload, or None."""
+    namespace, _, name = qualified.partition("::")
+    name, _, overload = name.partition(".")
+    try:
+        packet = getattr(getattr(_torch().ops, namespace), name)
+        return getattr(packet, overload or "default")
+    except (AttributeError, RuntimeError):
+        return None
+
+
+def _closure_value(function: Any, name: str) -> Any:
+    code = getattr(function, "__code__", None)
+    closure = getattr(function, "__closure__", None)
+    if code is None or not closure or name not in code.co_freevars:
+        return None
+    try:
+        return closure[code.co_freevars.index(name)].cell_contents
+    except ValueError:  # an empty cell
+        return None
+
+
+def find_custom_op(function: Any, declared: str | None = None,
+                   namespaces: tuple[str, ...] = _DEFAULT_NAMESPACES) -> Any:
+    """The OpOverload an entry point dispatches to, or None for a plain Python function.
+
+    ``declared`` (a contract's ``op``, ``"namespace::name"``) wins; otherwise an
+    AITER-style wrapper is recognised by the op name in its closure
+    (``loadName``) and the op existing in one of ``namespaces``.
+    """
+    if "torch" not in sys.modules:
+        return None
+    if declared:
+        return _op_by_name(declared)
+    name = _closure_value(function, _LOAD_NAME)
+    if not isinstance(name, str):
+        return None
+    code_names = getattr(getattr(function, "__code__", None), "co_names", ())
+    for namespace in namespaces:
+        if namespace in code_names or not code_names:
+            op = _op_by_name(f"{namespace}::{name}")
+            if op is not None:
+                return op
+    return None
+
+
+class OpParameters:
+    """Parameter names, positions and defaults of an op as its Python entry point sees them.
+
+    ``positions`` index the arguments the dispatcher passes to a kernel, which
+    include the leading dummy tensor when there is one; ``names`` exclude it.
+    """
+
+    __slots__ = ("names", "positions", "defaults", "kwarg_only", "leading_dummy", "schema", "dtype_params")
+
+    def __init__(self, names: tuple[str, ...], positions: dict[str, int], defaults: dict[str, Any],
+                 kwarg_only: frozenset[str], leading_dummy: bool, schema: str,
+                 dtype_params: frozenset[str] = frozenset()) -> None:
+        #: ``ScalarType`` parameters: the dispatcher may hand them to a kernel as integers.
+        self.dtype_params = dtype_params
+        self.names = names
+        self.positions = positions
+        self.defaults = defaults
+        self.kwarg_only = kwarg_only
+        self.leading_dummy = leading_dummy
+        self.schema = schema
+
+
+def op_parameters(op: Any, expected: tuple[str, ...] | None = None) -> OpParameters:
+    """Read an op's schema; a leading ``dummy`` tensor is dropped unless the contract expects it."""
+    arguments = list(op._schema.arguments)
+    leading_dummy = bool(arguments) and arguments[0].name == DUMMY and not (expected and expected[0] == DUMMY)
+    names: list[str] = []
+    positions: dict[str, int] = {}
+    defaults: dict[str, Any] = {}
+    kwarg_only: set[str] = set()
+    # the schema's argument objects report a ScalarType as "int"; its text keeps the type
+    dtype_params = set(re.findall(r"ScalarType\??\s+(\w+)", str(op._schema)))
+    for index, argument in enumerate(arguments):
+        if index == 0 and leading_dummy:
+            continue
+        names.append(argument.name)
+        if argument.kwarg_only:
+            kwarg_only.add(argument.name)
+        else:
+            positions[argument.name] = index
+        if argument.has_default_value():
+            value = argument.default_value
+            defaults[argument.name] = scalar_type(value) if argument.name in dtype_params else value
+    return OpParameters(tuple(names), positions, defaults, frozenset(kwarg_only), leading_dummy, str(op._schema),
+                        frozenset(dtype_params))
+
+
+_SCALAR_TYPES: dict[int, Any] = {}
+_SCALAR_LOCK = threading.Lock()
+
+
+def scalar_type(code: Any) -> Any:
+    """The torch dtype behind a ``ScalarType`` integer (schemas store dtypes as ints); anything else as is."""
+    if not isinstance(code, int) or isinstance(code, bool):
+        return code
+    with _SCALAR_LOCK:
+        if not _SCALAR_TYPES:
+            _SCALAR_TYPES.update(_probe_scalar_types())
+    return _SCALAR_TYPES.get(code, code)
+
+
+def _probe_scalar_types() -> dict[int, Any]:
+    """Ask torch's schema parser which integer each dtype is (no hand-kept enum table)."""
+    torch = _torch()
+    found: dict[int, Any] = {}
+    for name in dir(torch):
+        dtype = getattr(torch, name, None)
+        if not isinstance(dtype, torch.dtype) or dtype in found.values():
+            continue
+        try:
+            schema = torch._C.parse_schema(f"probe(ScalarType d={str(dtype).replace('torch.', '')}) -> ()")
+            code = schema.arguments[0].default_value
+        except Exception:
+            continue
+        if isinstance(code, int):
+            found[code] = dtype
+    return found
+
+
+class DispatchHook:
+    """One kernel of ours at an op's ``BackendSelect`` key, until :meth:`remove`.
+
+    ``kernel(keyset, *args, **kwargs)`` receives the call as the dispatcher
+    passes it (trailing defaults omitted) and must redispatch below
+    ``BackendSelect`` to reach the op's own kernel.
+    """
+
+    __slots__ = ("op", "library", "where")
+
+    def __init__(self, op: Any, kernel: Any) -> None:
+        torch = _torch()
+        self.op = op
+        namespace, _, name = op._schema.name.partition("::")
+        self.where = f"torch.ops.{namespace}.{name} (BackendSelect)"
+        self.library = torch.library.Library(namespace, "IMPL")
+        overload = op._overloadname
+        self.library.impl(name if overload == "default" else f"{name}.{overload}", kernel, "BackendSelect",
+                          with_keyset=True)
+
+    def remove(self) -> bool:
+        library, self.library = self.library, None
+        if library is None:
+            return False
+        library._destroy()
+        return True
+
+
+class OpBinding:
+    """The runtime's record of a dispatch guard (the counterpart of an alias ``Binding``)."""
+
+    __slots__ = ("owner", "guard")
+
+    def __init__(self, owner: Any, guard: Any) -> None:
+        self.owner = owner  # the module whose contract led to the op
+        self.guard = guard
+
+    @property
+    def where(self) -> str:
+        return self.guard.hook.where
+
+    def restore(self) -> bool:
+        return self.guard.hook.remove()
+
+
+def after_backend_select() -> Any:
+    """The keyset mask that sends a redispatch to the kernels below ``BackendSelect``."""
+    torch = _torch()
+    return torch._C._dispatch_keyset_full_after(torch._C.DispatchKey.BackendSelect)
+
+
