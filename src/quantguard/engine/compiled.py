@@ -1,10 +1,10 @@
 """Guarded Python functions inside ``torch.compile``d code: traced through, and still observed.
 
 TorchDynamo traces a guard's generated ``__call__`` (the guard reports its own
-class, see ``Guard.__class__``).  Its first line sends the trace here, to
-:func:`traced_call`, which Dynamo inlines: the original function is traced as
-if unguarded (its Triton kernels and ops land in the graph unchanged), then one
-node of ours is added after it, ``torch.ops.quantguard.observe``, carrying the
+class, see ``Guard.__class__``).  Under tracing its first branch calls the
+original function, traced as if unguarded (its Triton kernels and ops land in
+the graph unchanged), then :func:`observe_traced` adds one node after it,
+``torch.ops.quantguard.observe``, carrying the
 call's arguments and result in typed lists (tensors, ints, floats, strings)
 and a layout string that says how to rebuild them.  Nothing of quantguard's
 own state is touched while tracing, so tracing adds no graph break and no
@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["register_state", "traced_call", "observer_op"]
+__all__ = ["register_state", "observe_traced", "observer_op"]
 
 _STATES: list[Any] = []   # weak references to GuardStates, by compiled_id
 _LAYOUTS: dict[str, Any] = {}  # parsed layout strings
@@ -83,9 +83,12 @@ def _carry(value: Any, tensors: list, ints: list, floats: list, strings: list) -
     return "o"  # an object that cannot be carried; the rebuilt call has None there
 
 
-def traced_call(compiled_id: int, wrapped: Any, args: tuple, kwargs: dict) -> Any:
-    """What a guard does while Dynamo traces it: the original, then the observer node."""
-    result = wrapped(*args, **kwargs)
+def observe_traced(compiled_id: int, args: tuple, kwargs: dict, result: Any) -> None:
+    """Put the observer node for one traced call of a guard into the graph (after the original).
+
+    The guard's ``__call__`` calls the original itself, so a graph break inside
+    the original nests one frame deeper than without quantguard, not two.
+    """
     tensors: list = []
     ints: list = [compiled_id]
     floats: list = []
@@ -95,7 +98,6 @@ def traced_call(compiled_id: int, wrapped: Any, args: tuple, kwargs: dict) -> An
         layout = layout + "," + name + "=" + _carry(value, tensors, ints, floats, strings)
     layout = layout + ";" + _carry(result, tensors, ints, floats, strings)
     observer_op()(layout, tensors, ints, floats, strings)
-    return result
 
 
 # -- run time: the observer op's kernel -------------------------------------------------------------

@@ -401,10 +401,12 @@ def guard_of(function: Any) -> Guard | None:
 
 
 _CALL_TEMPLATE = """
-def make(state, wrapped, hot, calls, provenance, is_compiling, traced, compiled_id{defaults}):
+def make(state, wrapped, hot, calls, provenance, is_compiling, observe_traced, compiled_id{defaults}):
     def __call__(self, *args, **kwargs):
-        if is_compiling():
-            return traced(compiled_id, wrapped, args, kwargs)
+        if is_compiling():  # traced by Dynamo: the original, then an observer node (engine.compiled)
+            result = wrapped(*args, **kwargs)
+            observe_traced(compiled_id, args, kwargs, result)
+            return result
         try:
 {reads}
             key = ({key})
@@ -505,12 +507,12 @@ def make_guard(original: Any, state: GuardState, watches_provenance: bool) -> Gu
     """A guard subclass with a ``__call__`` generated for this contract, wrapping ``original``."""
     from torch.compiler import is_compiling
 
-    from quantguard.engine.compiled import observer_op, traced_call
+    from quantguard.engine.compiled import observe_traced, observer_op
 
     observer_op()  # defined before any trace reaches it: tracing must find it ready
     function = getattr(original, "__func__", original)
     call = _generate(_CALL_TEMPLATE, state, watches_provenance, state, original, state.hot, state.calls,
-                     state.runtime.provenance, is_compiling, traced_call, state.compiled_id)
+                     state.runtime.provenance, is_compiling, observe_traced, state.compiled_id)
     cls = type(f"Guard[{state.contract.name}]", (Guard,), {"__call__": call, "__module__": __name__})
     guard = cls(original, state)
     _GUARDS_BY_ORIGINAL[id(function)] = guard

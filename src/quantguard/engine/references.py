@@ -100,8 +100,11 @@ class StaleReferences:
 
     # -- the walk -------------------------------------------------------------------------------
     def _guards(self, runtime: "Runtime") -> dict[int, Any]:
+        from quantguard.engine.guard import Guard
+
+        # dispatch guards see every call of their op, whatever reference led there: nothing is stale
         return {id(a.guard.__wrapped__): a.guard for a in runtime.applied.values()
-                if a.guard is not None and a.bindings}
+                if isinstance(a.guard, Guard) and a.bindings}
 
     def _rebind(self, runtime: "Runtime") -> None:
         try:
