@@ -9,7 +9,8 @@ with ``fullgraph=True``:
 * graph breaks with quantguard off and on (the difference is quantguard's);
 * whether ``fullgraph=True`` compiled;
 * guarded calls observed per compiled forward, and per eager forward (quantguard on);
-* the largest output difference between compiled-with-quantguard and eager-without.
+* whether compiled outputs with quantguard are bitwise those without it, and the largest
+  difference from eager (the backend's own numerics, e.g. Inductor's bf16 fusions).
 
     python benchmarks/compile_observation.py [--backends eager,aot_eager,inductor] [--arch gfx942,gfx950]
 """
@@ -81,7 +82,8 @@ def run(arch: str, backend: str, fullgraph: bool) -> dict[str, object]:
         forward = (_dense_path if fullgraph else _whole_model)(model)
         with torch.no_grad():
             reference = forward(ids)
-            _, breaks_off, status_off = _compile_run(forward, ids, backend, fullgraph)
+            compiled_off, breaks_off, status_off = _compile_run(forward, ids, backend, fullgraph)
+            output_off = compiled_off(ids) if compiled_off is not None else None
             quantguard.enable(log=os.devnull, sample_rate=0.0, sample_first=0, log_format="json",
                               targets="aiter.*")
             try:
@@ -89,17 +91,20 @@ def run(arch: str, backend: str, fullgraph: bool) -> dict[str, object]:
                 forward(ids)
                 eager_calls = _delta(_observed(), before)
                 compiled, breaks_on, status_on = _compile_run(forward, ids, backend, fullgraph)
-                compiled_calls, difference = None, None
+                compiled_calls, difference, same_as_off = None, None, None
                 if compiled is not None:
                     before = _observed()
                     output = compiled(ids)
                     compiled_calls = _delta(_observed(), before)
                     difference = float((output.float() - reference.float()).abs().max())
+                    if output_off is not None:
+                        same_as_off = bool(torch.equal(output, output_off))
             finally:
                 quantguard.disable()
     return {"arch": arch, "backend": backend, "fullgraph": fullgraph, "breaks_off": breaks_off,
             "breaks_on": breaks_on, "status_off": status_off, "status_on": status_on,
-            "eager_calls": eager_calls, "compiled_calls": compiled_calls, "max_abs_diff": difference}
+            "eager_calls": eager_calls, "compiled_calls": compiled_calls, "max_abs_diff": difference,
+            "same_as_off": same_as_off}
 
 
 def _in_child(arch: str, backend: str, fullgraph: bool) -> dict[str, object]:
@@ -132,13 +137,14 @@ def main() -> None:
             for fullgraph in (False, True):
                 rows.append(_in_child(arch, backend, fullgraph))
     header = ("arch", "backend", "piece, fullgraph", "breaks off", "breaks on", "compiled (off/on)",
-              "calls/fwd eager", "calls/fwd compiled", "max |diff|")
+              "calls/fwd eager", "calls/fwd compiled", "output on == off", "max |diff| vs eager")
     print(" | ".join(header))
     print(" | ".join("---" for _ in header))
     for r in rows:
         print(" | ".join(str(v) for v in (
             r["arch"], r["backend"], "dense path, True" if r["fullgraph"] else "whole model, False", r["breaks_off"], r["breaks_on"],
             f"{r['status_off']}/{r['status_on']}", r["eager_calls"], r["compiled_calls"],
+            "n/a" if r["same_as_off"] is None else ("bitwise" if r["same_as_off"] else "DIFFERENT"),
             "n/a" if r["max_abs_diff"] is None else f"{r['max_abs_diff']:.3g}")))
     print(f"\n{time.perf_counter() - started:.0f} s")
 

@@ -26,6 +26,8 @@ def _isolated(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for name in list(__import__("os").environ):
         if name.startswith("QUANTGUARD_") or name.startswith("ATOM_"):
             monkeypatch.delenv(name, raising=False)
+    # clean baselines run on a simulated release build; tests of AITER HEAD's own bugs ask for it
+    monkeypatch.setenv("QUANTGUARD_SIM_BUILD", "release")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the tensors are tiny: extra intra-op threads only spin on a shared CPU
     installed_before = _sim_installed()  # a wider-scoped fixture's install is not ours to undo

@@ -24,7 +24,9 @@ def test_modules_load_under_their_real_names(install):
     from atom.model_ops import linear
 
     assert aiter.ops.quant.__name__ == "aiter.ops.quant"
-    assert aiter.dynamic_per_token_scaled_quant.__module__ == "aiter.ops.quant"
+    assert aiter.per_1x32_mx_quant_hip.__module__ == "aiter.ops.quant"
+    # Custom-op entry points are AITER's opaque wrapper, defined in torch_guard (as in AITER).
+    assert aiter.dynamic_per_token_scaled_quant.__module__ == "aiter.jit.utils.torch_guard"
     assert gemm_a8w8_blockscale is aiter.ops.gemm_op_a8w8.gemm_a8w8_blockscale
     assert aiter.per_group_quant_hip is aiter.ops.quant.per_group_quant_hip
     assert linear.__name__ == "atom.model_ops.linear"
@@ -91,6 +93,26 @@ def test_reinstall_replaces_the_previous_install(install):
     assert aiter is not first
     assert aiter.dtypes.fp8 is torch.float8_e4m3fn
     assert sum(isinstance(f, sim._finder.SimFinder) for f in sys.meta_path) == 1
+
+
+@pytest.mark.parametrize("release_build", [False, True])
+def test_release_build_is_a_setting_read_at_import(install, release_build):
+    settings = install("gfx950", release_build=release_build)
+    import aiter.ops.gemm_op_a8w8 as a8w8
+
+    assert settings.release_build is release_build and sim.current().release_build is release_build
+    assert hasattr(a8w8, "gfx950_a8w8_blockscale_asm") is release_build
+
+
+def test_release_build_defaults_to_head(install, monkeypatch):
+    monkeypatch.delenv("QUANTGUARD_SIM_BUILD")
+    assert install().release_build is False
+
+
+def test_sim_build_variable_rejects_unknown_values(monkeypatch):
+    monkeypatch.setenv("QUANTGUARD_SIM_BUILD", "nightly")
+    with pytest.raises(ValueError, match="QUANTGUARD_SIM_BUILD='nightly'.*'head'.*'release'"):
+        sim.install("gfx942")
 
 
 def test_unknown_arch_is_rejected(install):

@@ -111,13 +111,25 @@ def implementations_of(function: Any, max_depth: int = 2) -> list[Any]:
                 next_frontier.append(inner)
         frontier = next_frontier
     module = sys.modules.get(root.__module__ or "")
-    leaf = root.__name__.lstrip("_")
     if module is not None:
         for name, value in list(vars(module).items()):
             inner = _function(value)
-            if inner is not None and inner is not root and leaf in name and id(inner) not in found:
+            if inner is not None and inner is not root and _namesake(root.__name__, name) and id(inner) not in found:
                 found[id(inner)] = inner
     return list(found.values())
+
+
+def _namesake(leaf: str, name: str) -> bool:
+    """``name`` is an implementation named after ``leaf`` (``_fallback_<leaf>``, ``<leaf>_triton``).
+
+    Whole ``_``-separated words, so ``mm`` is not found in ``gen_gemm_a16w16_fake_tensor``;
+    fake (shape-only) implementations for ``torch.compile`` read no parameter on purpose.
+    """
+    wanted = [word for word in leaf.split("_") if word]
+    words = [word for word in name.split("_") if word]
+    if not wanted or "fake" in words or words == wanted:
+        return False
+    return any(words[i:i + len(wanted)] == wanted for i in range(len(words) - len(wanted) + 1))
 
 
 def _where(fn: types.FunctionType) -> str:

@@ -80,7 +80,7 @@ def _run_once(scenario: Any, tokens: int, log: str, enabled: bool = True) -> tup
         if enabled and not scenario.late_enable:
             quantguard.enable(**options)
         try:
-            with workload.deploy(faults=scenario.faults, **scenario.deploy) as deployment:
+            with workload.deploy(faults=scenario.faults, **scenario.deployment) as deployment:
                 model = workload.build_model(deployment)
                 if enabled and scenario.late_enable:
                     quantguard.enable(**options)

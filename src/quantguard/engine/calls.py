@@ -150,7 +150,7 @@ def _opaque(signature: inspect.Signature) -> bool:
     return bool(parameters) and all(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in parameters)
 
 
-def decorated_function(function: Any, depth: int = 4) -> Any:
+def decorated_function(function: Any, depth: int = 4, names: tuple[str, ...] = ()) -> Any:
     """The function an opaque ``(*args, **kwargs)`` wrapper decorates, found through its closure.
 
     AITER's ``compile_ops`` keeps the declared stub (``functools.wraps``) a few
@@ -160,7 +160,7 @@ def decorated_function(function: Any, depth: int = 4) -> Any:
     code = getattr(function, "__code__", None)
     if code is None or not function.__closure__:
         return None
-    wanted = {getattr(function, "__name__", None)}
+    wanted = {getattr(function, "__name__", None), *names}
     seen: set[int] = set()
     frontier = [function]
     for _ in range(depth):

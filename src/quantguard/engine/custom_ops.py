@@ -24,7 +24,7 @@ import threading
 from typing import Any
 
 __all__ = ["DUMMY", "DispatchHook", "OpBinding", "OpParameters", "after_backend_select", "find_custom_op",
-           "op_parameters", "scalar_type"]
+           "op_implementation", "op_parameters", "scalar_type"]
 
 #: Name AITER gives the placeholder tensor it prepends when the first parameter is not a tensor.
 DUMMY = "dummy"
@@ -189,6 +189,33 @@ class DispatchHook:
             return False
         library._destroy()
         return True
+
+
+def op_implementation(op: Any) -> Any:
+    """The Python function an op was made from (``torch_compile_guard``'s decorated function), or None.
+
+    Kept only in the closures of the op's registered fake (AITER's ``abstract_impl``
+    holds ``calling_func``); used for static scans, never to call.  None for ops
+    whose kernel is compiled code (``compile_ops`` stubs have no body to read).
+    """
+    from quantguard.engine.calls import decorated_function
+
+    try:
+        from torch._library import simple_registry
+
+        entry = simple_registry.singleton.find(op._schema.name)
+        kernel = getattr(getattr(entry, "fake_impl", None), "kernel", None)
+        kernel = getattr(kernel, "func", kernel)  # torch._library.utils.Kernel wraps the registered callable
+    except Exception:
+        return None
+    name = op._schema.name.partition("::")[2]
+    found = decorated_function(kernel, names=(name,), depth=5) if kernel is not None else None
+    if found is None or getattr(found, "__name__", "") != name:
+        return None
+    from quantguard.checks.ignored_parameters import is_stub
+
+    code = getattr(found, "__code__", None)
+    return None if code is None or is_stub(found) else found
 
 
 class OpBinding:

@@ -364,13 +364,15 @@ class DispatchGuard:
     the runtime recognises aliases of it.
     """
 
-    __slots__ = ("__wrapped__", "_state", "hook", "kernel")
+    __slots__ = ("__wrapped__", "_state", "hook", "kernel", "implementation")
 
-    def __init__(self, wrapped: Any, state: GuardState, hook: Any, kernel: Any) -> None:
+    def __init__(self, wrapped: Any, state: GuardState, hook: Any, kernel: Any, implementation: Any) -> None:
         self.__wrapped__ = wrapped
         self._state = state
         self.hook = hook
         self.kernel = kernel
+        #: the Python function the op was made from, where one exists (read by static scans)
+        self.implementation = implementation
 
     @property
     def quantguard_state(self) -> GuardState:
@@ -523,8 +525,8 @@ def make_dispatch_guard(original: Any, op: Any, state: GuardState, watches_prove
     """Guard ``op`` at its dispatch: every call of it, from any caller, runs the contract's checks."""
     import functools
 
-    from quantguard.engine.custom_ops import DispatchHook, after_backend_select
+    from quantguard.engine.custom_ops import DispatchHook, after_backend_select, op_implementation
 
     kernel = _generate(_KERNEL_TEMPLATE, state, watches_provenance, state, op.redispatch, after_backend_select(),
                        functools.partial, state.hot, state.calls, state.runtime.provenance)
-    return DispatchGuard(original, state, DispatchHook(op, kernel), kernel)
+    return DispatchGuard(original, state, DispatchHook(op, kernel), kernel, op_implementation(op))

@@ -205,6 +205,16 @@ class Runtime:
             self.reporter.internal_error(module.__name__, "import_hook", exc)
 
     def _apply(self, contract: Contract) -> Applied:
+        """Patch one contract's target now, or watch for its module; never raises (fail open)."""
+        try:
+            return self._apply_contract(contract)
+        except Exception as exc:
+            self.reporter.internal_error(contract.target, "patch", exc)
+            applied = Applied(contract, "missing", f"quantguard could not patch it ({type(exc).__name__}: {exc})")
+            self.applied[contract.target] = applied
+            return applied
+
+    def _apply_contract(self, contract: Contract) -> Applied:
         """Patch one contract's target now, or watch for its module; record what happened."""
         if not self.wanted(contract):
             applied = Applied(contract, "filtered", "excluded by QUANTGUARD_TARGETS / DISABLED_TARGETS")
@@ -330,6 +340,7 @@ class Runtime:
         events.emit(events.PATCHED, "info", target=contract.target, aliases=aliases,
                     alias_names=[b.where for b in applied.bindings[1:]][:32],
                     backend=contract.backend, kind=contract.kind, parameters_from=applied.state.binder.source,
+                    dispatch=getattr(getattr(applied.guard, "hook", None), "where", None),
                     checks=[c for c in contract.checks if c not in applied.state.disabled_checks])
         self._static_scan(applied)
 
@@ -342,7 +353,8 @@ class Runtime:
             if check.phase != "scan" or name in applied.state.disabled_checks:
                 continue
             try:
-                for function, finding, where in check.scan(applied.guard.__wrapped__, contract):
+                scanned = getattr(applied.guard, "implementation", None) or applied.guard.__wrapped__
+                for function, finding, where in check.scan(scanned, contract):
                     if id(function) in self._scanned:
                         continue
                     self._scanned.add(id(function))

@@ -20,7 +20,7 @@ import tempfile
 
 import torch
 
-from quantguard.sim import _finder, _state, faults
+from quantguard.sim import _custom_ops, _finder, _state, faults
 from quantguard.sim._state import SimSettings
 from quantguard.sim.faults import FaultSpec
 from quantguard.sim.faults import parse as _parse_faults
@@ -73,6 +73,7 @@ def install(
     device: str | torch.device = "cpu",
     atom: bool = False,
     force: bool = False,
+    release_build: bool | None = None,
 ) -> SimSettings:
     """Put the simulated ``aiter`` (and ``atom`` when ``atom=True``) on the import path.
 
@@ -80,7 +81,18 @@ def install(
     unless ``force=True`` (which also drops already-imported copies). A second
     call first uninstalls the previous simulator. The packages are imported
     eagerly so the module tree exists when this returns.
+
+    By default the kernels behave as at AITER HEAD e4048607, including what
+    is broken there. ``release_build=True`` simulates a build whose kernels
+    work as documented instead: ``gfx950_a8w8_blockscale_ASM`` has its ASM
+    kernel (HEAD: ``NameError``) and Triton ``dynamic_mxfp4_quant`` rounds
+    its e8m0 scales with ``scaling_mode`` (HEAD: always Even).
+    ``release_build=None`` reads ``QUANTGUARD_SIM_BUILD`` (``head``, the
+    default, or ``release``): the test suite runs its clean baselines on a
+    release build and pins HEAD's behaviour in tests of its own.
     """
+    if release_build is None:
+        release_build = default_release_build()
     if arch not in ARCHS:
         raise ValueError(f"unknown arch {arch!r}; the simulator models: {', '.join(ARCHS)}")
     packages = ("aiter", "atom") if atom else ("aiter",)
@@ -101,7 +113,9 @@ def install(
     if not ck_free:
         for headers in ("include", os.path.join("library", "include")):
             os.makedirs(os.path.join(ck_dir, headers))
-    settings = SimSettings(arch, ck_free, fault_set, torch.device(device), atom, ck_dir)
+    settings = SimSettings(
+        arch, ck_free, fault_set, torch.device(device), atom, ck_dir, release_build
+    )
     finder = _finder.SimFinder(packages)
     _state.activate(settings)
     sys.meta_path.insert(_path_finder_index(), finder)
@@ -114,6 +128,19 @@ def install(
         uninstall()
         raise
     return settings
+
+
+#: Environment variable choosing the build ``install`` simulates when not told.
+BUILD_VARIABLE = "QUANTGUARD_SIM_BUILD"
+
+
+def default_release_build() -> bool:
+    """``QUANTGUARD_SIM_BUILD``: ``head`` (default) or ``release``; anything else is an error."""
+    value = os.environ.get(BUILD_VARIABLE, "head").strip().lower() or "head"
+    if value not in ("head", "release"):
+        raise ValueError(f"{BUILD_VARIABLE}={value!r}: accepted values are 'head' (AITER HEAD e4048607, "
+                         "the default) and 'release' (kernels that work as documented)")
+    return value == "release"
 
 
 def uninstall() -> bool:
@@ -129,6 +156,7 @@ def uninstall() -> bool:
     _finder.purge(("aiter", "atom"))
     shutil.rmtree(str(_installed["scratch"]), ignore_errors=True)
     _installed.clear()
+    _custom_ops.forget()
     _state.deactivate()
     return True
 

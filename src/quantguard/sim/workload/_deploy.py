@@ -43,6 +43,7 @@ def deploy(
     preshuffle: bool | None = None,
     faults: FaultSpec = (),
     device: str | torch.device = "cpu",
+    release_build: bool | None = None,
 ) -> Iterator[Deployment]:
     """Install the simulator with ATOM for one deployment; undo everything on exit.
 
@@ -50,6 +51,8 @@ def deploy(
     imported: ``ATOM_USE_TRITON_GEMM`` for the Triton backend, ``ATOM_CK_FREE``
     for a CK-free build (which forces Triton in ATOM), and
     ``ATOM_FP8_BLOCKSCALE_WEIGHT_PRESHUFFLE`` (default on unless Triton).
+    ``release_build`` is passed to :func:`quantguard.sim.install` (AITER as a
+    working release instead of HEAD e4048607).
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; accepted: {', '.join(BACKENDS)}")
@@ -63,7 +66,10 @@ def deploy(
     saved = {name: os.environ.get(name) for name in env}
     os.environ.update(env)
     try:
-        settings = sim.install(arch=arch, ck_free=ck_free, faults=faults, device=device, atom=True)
+        settings = sim.install(
+            arch=arch, ck_free=ck_free, faults=faults, device=device, atom=True,
+            release_build=release_build,
+        )
         yield Deployment(arch, ck_free, backend, preshuffle, settings.device, env)
     finally:
         sim.uninstall()
