@@ -4,6 +4,11 @@ Each fact records where it came from (an environment override, AITER itself,
 torch, ATOM's settings), because "the guard thought this was gfx942" is the
 first thing to rule out when a verdict looks wrong.  Detection never imports
 AITER or torch: it reads them only if the process already loaded them.
+
+CK-free is AITER's fact: ``aiter.jit.core.CK_3RDPARTY_DIR`` (env ``CK_DIR``)
+not a directory, which makes every module compile with ``-DAITER_CK_FREE=1``.
+ATOM main has no switch for it; ``ATOM_CK_FREE=1`` belongs to ATOM's CK-free
+branch and only counts where the loaded ATOM defines it.
 """
 
 from __future__ import annotations
@@ -82,11 +87,57 @@ def _arch_from_torch() -> tuple[str | None, str]:
 
 
 def _ck_free_from_aiter() -> tuple[bool | None, str]:
+    """AITER's own test: ``CK_3RDPARTY_DIR`` missing means every module compiles with ``-DAITER_CK_FREE=1``."""
     core = sys.modules.get("aiter.jit.core")
     directory = getattr(core, "CK_3RDPARTY_DIR", None) if core is not None else None
     if directory is None:
         return None, ""
-    return (not os.path.isdir(str(directory))), f"aiter.jit.core.CK_3RDPARTY_DIR={directory}"
+    if os.path.isdir(str(directory)):
+        return False, f"aiter.jit.core.CK_3RDPARTY_DIR={directory} (a directory: CK build)"
+    return True, (f"aiter.jit.core.CK_3RDPARTY_DIR={directory} (not a directory: modules build with "
+                  "-DAITER_CK_FREE=1)")
+
+
+def _ck_free_from_ck_dir(environ: Any) -> tuple[bool | None, str]:
+    """Before AITER is imported only ``CK_DIR`` (which AITER reads into ``CK_3RDPARTY_DIR``) can tell."""
+    directory = (environ.get("CK_DIR") or "").strip()
+    if not directory:
+        return None, ""
+    state = "a directory: CK build" if os.path.isdir(directory) else "not a directory: CK-free build"
+    return not os.path.isdir(directory), f"CK_DIR={directory} ({state}; AITER not loaded yet)"
+
+
+def _atom_ck_free_switch(environ: Any) -> tuple[bool, str]:
+    """Whether ``ATOM_CK_FREE=1`` counts: only ATOM's CK-free branch defines it; ATOM main ignores it.
+
+    Returns (counts, note).  With ATOM not loaded yet the switch is trusted
+    (the branch may be what loads); with ATOM loaded, its ``atom.utils.envs``
+    says whether the switch exists.
+    """
+    if not _truthy(environ.get("ATOM_CK_FREE")):
+        return False, ""
+    envs = sys.modules.get("atom.utils.envs")
+    known = getattr(envs, "environment_variables", None) if envs is not None else None
+    if isinstance(known, dict) and "ATOM_CK_FREE" not in known:
+        return False, "ATOM_CK_FREE=1 ignored: the loaded ATOM (main) has no such switch"
+    return True, "ATOM_CK_FREE=1 (ATOM's CK-free branch switch)"
+
+
+def _detect_ck_free(environ: Any) -> tuple[bool, str]:
+    """CK-free from AITER itself first; ``ATOM_CK_FREE=1`` (CK-free branch) can only turn it on."""
+    build, build_source = _ck_free_from_aiter()
+    if build is None:
+        build, build_source = _ck_free_from_ck_dir(environ)
+    switch, switch_note = _atom_ck_free_switch(environ)
+    if build:
+        return True, build_source + (f"; {switch_note}" if switch_note else "")
+    if switch:
+        note = f" overrides {build_source}" if build is False else " (AITER not loaded, CK_DIR unset)"
+        return True, switch_note + note
+    if build is False:
+        return False, build_source + (f"; {switch_note}" if switch_note else "")
+    return False, "default: not CK-free (AITER not loaded, CK_DIR unset" + (
+        f"; {switch_note})" if switch_note else ", ATOM_CK_FREE unset)")
 
 
 def _fp8_from_aiter() -> tuple[str | None, str]:
@@ -113,16 +164,7 @@ def detect_platform(gfx_override: str | None = None, ck_free_override: bool | No
     if ck_free_override is not None:
         ck_free, ck_source = ck_free_override, "QUANTGUARD_CK_FREE / enable(ck_free=...)"
     else:
-        build, build_source = _ck_free_from_aiter()
-        atom_setting = _truthy(environ.get("ATOM_CK_FREE"))
-        if build:
-            ck_free, ck_source = True, build_source + " (not a directory)"
-        elif atom_setting:
-            ck_free, ck_source = True, "ATOM_CK_FREE=1"
-        elif build is False:
-            ck_free, ck_source = False, build_source
-        else:
-            ck_free, ck_source = False, "default (AITER not loaded, ATOM_CK_FREE unset)"
+        ck_free, ck_source = _detect_ck_free(environ)
 
     fp8, fp8_source = (None, "")
     if not gfx_override:

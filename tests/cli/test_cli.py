@@ -21,9 +21,10 @@ def test_info_lists_contracts_and_platform_sources(capsys):
 def test_demo_detects_every_fault_and_keeps_clean_runs_quiet(capsys, tmp_path):
     assert main(["demo", "--tokens", "4", "--log-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "13/13 faults detected; clean runs: quiet" in out
+    from quantguard.sim.scenarios import SCENARIOS
+    assert f"{len(SCENARIOS)}/{len(SCENARIOS)} faults detected; clean runs: quiet" in out
     assert "(identical with quantguard on/off)" in out
-    assert len(list(tmp_path.glob("*.jsonl"))) == 15
+    assert len(list(tmp_path.glob("*.jsonl"))) == len(SCENARIOS) + 2  # every scenario and both clean runs
 
 
 def test_demo_reports_a_miss_with_a_nonzero_exit(capsys, monkeypatch):

@@ -33,7 +33,10 @@ def test_late_enable_guards_the_layers_stored_quant_functions(tmp_path):
         for layer in layers:
             assert layer.quant_func is before[id(layer)]
     rebound = [e for e in events.named("stale_reference") if e["rebound"]]
-    assert {e["kind"] for e in rebound} == {"partial", "instance_attribute"}
+    assert {e["kind"] for e in rebound} == {"instance_attribute"}
+    # per_group_quant_hip is a custom op guarded at its dispatch: the partials the layers stored
+    # need no rebinding (and are not reported stale), yet their calls are judged
+    assert not [e for e in events.named("stale_reference") if "per_group_quant_hip" in e["target"]]
     outer = events.violations(check="kwarg_ignored", target="aiter.ops.quant.per_group_quant_hip")
     assert outer and outer[0]["message"] == "transpose_scale=True requested; scales were written row-major (M, G)"
 

@@ -37,6 +37,7 @@ def sim_logs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         for name in list(os.environ):
             if name.startswith(("QUANTGUARD_", "ATOM_")):
                 patch.delenv(name)
+        patch.setenv("QUANTGUARD_SIM_BUILD", "release")  # a clean AITER; HEAD's own bugs are tested elsewhere
         try:
             for label, settings in SIM_RUNS.items():
                 path = directory / f"{label}.jsonl"

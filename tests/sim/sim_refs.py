@@ -145,6 +145,22 @@ def _loaded_names(code: types.CodeType) -> set[str]:
     return names
 
 
+def op_name(obj) -> str | None:
+    """The ``torch.ops.aiter`` op an opaque AITER wrapper calls (``loadName`` in its closure)."""
+    code, closure = getattr(obj, "__code__", None), getattr(obj, "__closure__", None)
+    if code is None or not closure or "loadName" not in code.co_freevars:
+        return None
+    return closure[code.co_freevars.index("loadName")].cell_contents
+
+
+def implementation(obj):
+    """The Python function behind an entry point: the decorated function of an opaque wrapper."""
+    from quantguard.sim import _custom_ops
+
+    name = op_name(obj)
+    return obj if name is None else _custom_ops.entry(name).function
+
+
 def unread_parameters(obj) -> set[str]:
     """Parameters a function accepts but never loads (what quantguard flags statically)."""
     function = inspect.unwrap(getattr(obj, "__func__", obj))

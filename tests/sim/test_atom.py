@@ -70,14 +70,22 @@ def test_normalize_bumps_e8m0_scales_except_zero_and_nan(atom):
 
 
 def test_use_triton_gemm_reads_the_environment_at_call_time(atom, monkeypatch):
+    """ATOM main (no ATOM_CK_FREE at import): only ATOM_USE_TRITON_GEMM counts."""
+    _, linear = atom
+    assert linear.use_triton_gemm() is False
+    monkeypatch.setenv("ATOM_CK_FREE", "1")
+    assert linear.use_triton_gemm() is False  # main has no such switch
+    monkeypatch.setenv("ATOM_USE_TRITON_GEMM", "1")
+    assert linear.use_triton_gemm() is True
+    assert linear.gemm_a8w8_blockscale_triton is None  # bound at import only
+
+
+@pytest.mark.parametrize("atom", [("gfx942", {"ATOM_CK_FREE": "0"})], indirect=True)
+def test_ck_free_branch_use_triton_gemm_follows_atom_ck_free(atom, monkeypatch):
     _, linear = atom
     assert linear.use_triton_gemm() is False
     monkeypatch.setenv("ATOM_CK_FREE", "1")
     assert linear.use_triton_gemm() is True
-    monkeypatch.setenv("ATOM_CK_FREE", "0")
-    monkeypatch.setenv("ATOM_USE_TRITON_GEMM", "1")
-    assert linear.use_triton_gemm() is True
-    assert linear.gemm_a8w8_blockscale_triton is None  # bound at import only
 
 
 @pytest.mark.parametrize("atom", [("gfx950", {"ATOM_CK_FREE": "1"})], indirect=True)
@@ -191,6 +199,7 @@ def test_dense_layer_dequantizes_an_fp8_checkpoint(atom):
 def test_moe_triton_and_fused_paths_agree(atom):
     aiter, _ = atom
     from aiter.fused_moe import fused_moe
+    from atom.model_loader.loader import process_weights_after_loading
     from atom.model_ops.moe import FusedMoE
 
     moe = FusedMoE(8, 2, K, 256, 4, 2, routed_scaling_factor=2.5, quant_type=aiter.QuantType.per_1x128, params_dtype=aiter.dtypes.fp8)
@@ -200,7 +209,7 @@ def test_moe_triton_and_fused_paths_agree(atom):
         q = (w / s.repeat_interleave(128, 1).repeat_interleave(128, 2)).to(torch.float8_e4m3fn)
         moe.weight_loader(getattr(moe, f"{name}_weight"), q)
         moe.weight_loader(getattr(moe, f"{name}_weight_scale"), s)
-    moe.process_weights_after_loading()
+    process_weights_after_loading(moe)  # the layer's step, then its quant method's (ATOM main order)
     x = torch.randn(10, K, generator=_gen(3)).bfloat16()
     logits = torch.randn(10, 8, generator=_gen(4))
     weights, ids = moe.select_experts(logits)

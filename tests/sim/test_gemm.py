@@ -214,7 +214,7 @@ def test_asm_kernel_names_are_checked(install):
 
 
 def test_gfx950_isbpreshuffled_dispatches_through_the_module_global(install, monkeypatch):
-    install("gfx950")
+    install("gfx950", release_build=True)
     import aiter
     import aiter.ops.gemm_op_a8w8 as a8w8
     from aiter.ops.shuffle import shuffle_weight
@@ -226,6 +226,23 @@ def test_gfx950_isbpreshuffled_dispatches_through_the_module_global(install, mon
     monkeypatch.setattr(a8w8, "gfx950_a8w8_blockscale_ASM", lambda *a, **k: seen.append(a) or original(*a, **k))
     ref.assert_gemm_close(aiter.gemm_a8w8_blockscale(xq, shuffle_weight(wq), xs, ws, isBpreshuffled=True), xd @ wd.T)
     assert len(seen) == 1
+
+
+def test_gfx950_blockscale_asm_is_undefined_at_head(install):
+    """AITER HEAD's gfx950_a8w8_blockscale_ASM calls a kernel defined nowhere."""
+    install("gfx950", release_build=False)
+    import aiter
+    import aiter.ops.gemm_op_a8w8 as a8w8
+    from aiter.ops.shuffle import shuffle_weight
+
+    xq, xs, _ = _block_activations(aiter)
+    wq, ws, _ = _block_weight(aiter.dtypes.fp8)
+    assert not hasattr(a8w8, "gfx950_a8w8_blockscale_asm")
+    with pytest.raises(NameError, match="gfx950_a8w8_blockscale_asm"):
+        aiter.gemm_a8w8_blockscale(xq, shuffle_weight(wq), xs, ws, isBpreshuffled=True)
+    out = torch.empty(xq.shape[0], wq.shape[0], dtype=torch.bfloat16)
+    with pytest.raises(NameError, match="gfx950_a8w8_blockscale_asm"):
+        aiter.gfx950_a8w8_blockscale_ASM(xq, shuffle_weight(wq), xs, ws, out)
 
 
 def test_isbpreshuffled_needs_gfx950(install):

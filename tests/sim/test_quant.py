@@ -87,9 +87,11 @@ def test_e8m0_decode_is_two_to_the_byte_minus_127(install):
     assert values[1:255].tolist() == [2.0 ** (b - 127) for b in range(1, 255)]
 
 
+@pytest.mark.parametrize("release_build", [False, True], ids=["head", "release"])
 @pytest.mark.parametrize("mode", list(sim_e8m0.MODES))
-def test_triton_mxfp4_quant_modes_and_layout(install, mode):
-    install("gfx950")
+def test_triton_mxfp4_quant_modes_and_layout(install, mode, release_build):
+    """A release build rounds with ``scaling_mode``; HEAD never reads it and always rounds Even."""
+    install("gfx950", release_build=release_build)
     from aiter.ops.triton.quant import dynamic_mxfp4_quant
 
     x = _x(8, 128)
@@ -97,21 +99,56 @@ def test_triton_mxfp4_quant_modes_and_layout(install, mode):
     assert values.dtype == scale.dtype == torch.uint8
     assert values.shape == (8, 64) and scale.shape == (8, 4) and scale.stride() == (1, 8)
     amax = x.float().view(8, 4, 32).abs().amax(-1)
-    assert scale.tolist() == [[ref.e8m0_byte(a, mode, "fp4") for a in row] for row in amax.tolist()]
+    applied = mode if release_build else "even"
+    assert scale.tolist() == [[ref.e8m0_byte(a, applied, "fp4") for a in row] for row in amax.tolist()]
     divided = x.float().view(8, 4, 32) / torch.exp2(scale.float() - 127).unsqueeze(-1)
     codes = [[ref.fp4_code(v) for v in row] for row in divided.view(8, 128).tolist()]
     assert torch.equal(values, ref.fp4_pack(codes))
 
 
-def test_triton_mxfp4_rejects_unknown_mode(install):
-    install("gfx950")
+def test_triton_mxfp4_rejects_unknown_mode_in_a_release_build(install):
+    install("gfx950", release_build=True)
     from aiter.ops.triton.quant import dynamic_mxfp4_quant
 
     with pytest.raises(ValueError, match="even"):
         dynamic_mxfp4_quant(_x(2, 64), scaling_mode="stochastic")
 
 
+def test_triton_mxfp4_at_head_never_reads_scaling_mode(install):
+    install("gfx950", release_build=False)
+    from aiter.ops.triton.quant import dynamic_mxfp4_quant
+
+    assert ref.unread_parameters(dynamic_mxfp4_quant) == {"scaling_mode"}
+    x = _x(4, 64)
+    assert torch.equal(dynamic_mxfp4_quant(x, scaling_mode="stochastic")[1], dynamic_mxfp4_quant(x)[1])
+
+
 # --------------------------------------------------------------------------- MXFP4 HIP quant and the swizzle
+
+
+@pytest.mark.parametrize("scale_dtype", [torch.uint8, torch.float32])
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_per_token_scaled_quant_with_fp4_output_writes_round_up_e8m0_bytes(install, shuffle, scale_dtype):
+    """AITER HEAD: the grouped fp4x2 path writes e8m0 RoundUp bytes (MX-swizzled with shuffle), never fp32."""
+    install("gfx950")
+    import aiter
+
+    rows, cols = 40, 256
+    x = _x(rows, cols)
+    groups = cols // 32
+    padded_rows, padded_groups = (256, 8) if shuffle else (rows, groups)
+    out = torch.empty(rows, cols // 2, dtype=aiter.dtypes.fp4x2)
+    scales = torch.zeros(padded_rows * padded_groups // scale_dtype.itemsize if scale_dtype.itemsize > 1
+                         else padded_rows * padded_groups, dtype=scale_dtype)
+    aiter.dynamic_per_token_scaled_quant(out, x.view(-1, 32), scales, shuffle_scale=shuffle)
+    written = scales.view(torch.uint8)
+    amax = x.float().view(rows, groups, 32).abs().amax(-1)
+    for m in range(rows):
+        for g in range(groups):
+            at = ref.mx_swizzle_index(m, g, padded_groups) if shuffle else m * groups + g
+            assert int(written[at]) == ref.e8m0_byte(float(amax[m, g]), "round_up", "fp4"), (m, g)
+    values, _ = aiter.per_1x32_mx_quant_hip(x, quant_dtype=aiter.dtypes.fp4x2)
+    assert torch.equal(out.view(torch.uint8), values.view(torch.uint8))
 
 
 def test_hip_mxfp4_uses_round_up_scales(install):

@@ -138,3 +138,14 @@ def test_ck_free_faults_stop_the_forward(fault, settings, error):
         model = workload.build_model(deployed)
         with pytest.raises(error):
             workload.generate(model, PROMPT, 1)
+
+
+@pytest.mark.parametrize("release_build", [False, True])
+def test_deploy_passes_the_release_build_option(release_build):
+    import quantguard.sim as sim
+
+    with workload.deploy(arch="gfx950", release_build=release_build):
+        import aiter.ops.gemm_op_a8w8 as a8w8
+
+        assert sim.current().release_build is release_build
+        assert hasattr(a8w8, "gfx950_a8w8_blockscale_asm") is release_build

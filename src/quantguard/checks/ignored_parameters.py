@@ -91,8 +91,14 @@ def _callees(fn: types.FunctionType) -> Iterator[Any]:
             continue
 
 
-def implementations_of(function: Any, max_depth: int = 2) -> list[Any]:
-    """The function, the module functions it calls by name (two levels), and same-module namesakes."""
+def implementations_of(function: Any, max_depth: int = 2, module_name: str | None = None,
+                       name: str | None = None) -> list[Any]:
+    """The function, the module functions it calls by name (two levels), and same-module namesakes.
+
+    ``module_name``/``name`` say where to look for namesakes when the function is
+    not defined where it is published (an AITER custom-op entry point is a
+    ``wrapper_custom`` from ``torch_guard``, its fallbacks live beside the entry point).
+    """
     root = _function(function)
     if root is None:
         return []
@@ -110,11 +116,12 @@ def implementations_of(function: Any, max_depth: int = 2) -> list[Any]:
                 found[id(inner)] = inner
                 next_frontier.append(inner)
         frontier = next_frontier
-    module = sys.modules.get(root.__module__ or "")
+    module = sys.modules.get(module_name or root.__module__ or "")
+    leaf = name or root.__name__
     if module is not None:
-        for name, value in list(vars(module).items()):
+        for attribute, value in list(vars(module).items()):
             inner = _function(value)
-            if inner is not None and inner is not root and _namesake(root.__name__, name) and id(inner) not in found:
+            if inner is not None and inner is not root and _namesake(leaf, attribute) and id(inner) not in found:
                 found[id(inner)] = inner
     return list(found.values())
 
@@ -147,7 +154,7 @@ class IgnoredParameters(ScanCheck):
         if not honored:
             return []
         results = []
-        for fn in implementations_of(function):
+        for fn in implementations_of(function, module_name=contract.module, name=contract.name):
             try:
                 accepted = set(inspect.signature(fn).parameters)
             except (TypeError, ValueError):

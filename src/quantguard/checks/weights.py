@@ -15,9 +15,16 @@ with what the format and the scale imply:
   i.e. 2^-127..2^-64) are numeric copies of e8m0 values (``scale_values``);
 * all-zero weights were never loaded (``unloaded_parameter``).
 
+A weight is paired with its scale by name: ``<name>`` with ``<name>_scale``,
+so dense linears (``weight``/``weight_scale``) and ATOM's MoE experts
+(``w13_weight``/``w13_weight_scale``, ``w2_weight``/``w2_weight_scale``) are
+judged the same way.
+
 Large tensors are checked on an evenly strided sample of at most a million
 elements.  Used by :func:`quantguard.scan_weights` and, when ATOM is loaded,
-after its ``process_weights_after_loading``.
+after its ``process_weights_after_loading``: a layer's own method, or (ATOM
+main, MoE) the quant method's ``process_weights_after_loading(layer)``, which
+the loader calls after the layer's and which rewrites the expert weights.
 """
 
 from __future__ import annotations
@@ -34,7 +41,7 @@ from quantguard.numerics.formats import FP8_E4M3FN, FP8_E4M3FNUZ, element_format
 if TYPE_CHECKING:  # pragma: no cover
     from quantguard.engine.calls import CallRecord
 
-__all__ = ["scan_weights", "scan_tensors", "WeightScan"]
+__all__ = ["scan_weights", "scan_tensors", "scale_name", "WeightScan"]
 
 _SAMPLE = 1 << 20
 #: Largest plausible magnitude of a dequantized LLM weight.
@@ -52,6 +59,11 @@ def _sample(tensor: torch.Tensor) -> torch.Tensor:
 
 def _is_scale(name: str) -> bool:
     return "scale" in name.rsplit(".", 1)[-1]
+
+
+def scale_name(weight_name: str) -> str | None:
+    """The parameter holding ``weight_name``'s scale: ``x.weight`` → ``x.weight_scale``, ``x.w13_weight`` → ``x.w13_weight_scale``."""
+    return weight_name + "_scale" if weight_name.endswith("weight") else None
 
 
 def _on_fp8_grid(values: torch.Tensor) -> tuple[bool, str]:
@@ -102,7 +114,8 @@ def _scan_one(name: str, tensor: torch.Tensor, scales: Mapping[str, torch.Tensor
         findings.append(Finding("unloaded_parameter", f"{name}: all zeros (never loaded?)", details=details))
         return findings
     if element is not None and element.family == "fp8":
-        scale = scales.get(name.rsplit(".", 1)[0] + ".weight_scale") if name.endswith("weight") else None
+        paired = scale_name(name)
+        scale = scales.get(paired) if paired is not None else None
         if scale is not None and scale.numel() and scale.is_floating_point():
             dequantized = amax * float(scale.detach().to(torch.float32).abs().max())
             if dequantized > _MAX_WEIGHT:
@@ -124,7 +137,7 @@ def _scan_one(name: str, tensor: torch.Tensor, scales: Mapping[str, torch.Tensor
 
 
 def scan_tensors(named: Iterable[tuple[str, torch.Tensor]]) -> list[Finding]:
-    """Scan ``(name, tensor)`` pairs; scales are matched to weights by name (``x.weight`` ↔ ``x.weight_scale``)."""
+    """Scan ``(name, tensor)`` pairs; scales are matched to weights by name (``x.w13_weight`` ↔ ``x.w13_weight_scale``)."""
     items = [(name, tensor) for name, tensor in named if isinstance(tensor, torch.Tensor)]
     scales = {name: tensor for name, tensor in items if _is_scale(name)}
     findings: list[Finding] = []
@@ -151,20 +164,32 @@ def scan_weights(model: torch.nn.Module, report: bool = True) -> list[Finding]:
     return findings
 
 
+def _quant_method_follows(module: Any) -> bool:
+    """ATOM main's loader runs ``module.quant_method.process_weights_after_loading(module)`` after the layer's own."""
+    method = getattr(module, "quant_method", None)
+    return method is not None and callable(getattr(method, "process_weights_after_loading", None))
+
+
 @register_check
 class WeightScan(DataCheck):
     name = "weight_scan"
     reports = ("scale_values", "weight_magnitude", "unloaded_parameter", "nonfinite")
-    summary = "scan a layer's parameters after ATOM's process_weights_after_loading"
+    summary = "scan a layer's parameters after ATOM's process_weights_after_loading (layer's or quant method's)"
 
     def measure(self, call: "CallRecord") -> Measurement | None:
-        module = call.get("self")
+        # A quant method's process_weights_after_loading(layer) rewrites ``layer``; a layer's own method, ``self``.
+        module = call.get("layer")
+        if not isinstance(module, torch.nn.Module):
+            module = call.get("self")
+            if _quant_method_follows(module):
+                return None  # scanned after its quant method's step instead, once the weights are final
         return Measurement({}, {"module": module}) if isinstance(module, torch.nn.Module) else None
 
     def judge(self, call: "CallRecord", measurement: Measurement,
               values: Mapping[str, Any]) -> Iterable[Finding]:
         module = measurement.context["module"]
-        prefix = call.layer or type(module).__name__
+        own_prefix = getattr(module, "prefix", None)  # ATOM layers keep their checkpoint prefix
+        prefix = call.layer or (own_prefix if isinstance(own_prefix, str) and own_prefix else type(module).__name__)
         with torch.no_grad():
             named = list(module.named_parameters(recurse=False)) + list(module.named_buffers(recurse=False))
             return scan_tensors([(f"{prefix}.{name}", tensor) for name, tensor in named])

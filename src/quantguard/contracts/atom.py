@@ -1,17 +1,81 @@
 """ATOM's promises around AITER: weight loading, FP8 normalization, backend selection.
 
-ATOM (ROCm/ATOM) is the caller: it picks backends (``use_triton_gemm()``),
-normalizes e4m3fn checkpoints for gfx942 (``normalize_e4m3fn_to_e4m3fnuz``)
-and post-processes loaded weights (``process_weights_after_loading``).
-Bugs there reach AITER's kernels as well-formed but wrong tensors, so they
-are checked where ATOM produces them.
+ATOM (ROCm/ATOM) is the caller: it picks backends (``use_triton_gemm()``, and
+per MoE layer ``Mxfp4MoEMethod.use_triton``), normalizes e4m3fn checkpoints
+for gfx942 (``normalize_e4m3fn_to_e4m3fnuz``) and post-processes loaded
+weights.  Bugs there reach AITER's kernels as well-formed but wrong tensors,
+so they are checked where ATOM produces them.
+
+ATOM main's loader calls ``module.process_weights_after_loading()`` and then
+``module.quant_method.process_weights_after_loading(module)``; for MoE layers
+the quant method is what rewrites ``w13_weight``/``w2_weight`` and their
+scales, so the weight scan runs after each MoE quant method's step (those are
+plain classes, patched like any function).  ``FusedMoE`` itself is a
+``LazyMoEWrapper`` whose ``__new__`` builds instances of the class behind it:
+:func:`class_behind_lazy_wrapper` names that class, where a patch must land.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from quantguard.contracts.base import Contract
 
-__all__ = ["CONTRACTS"]
+__all__ = ["CONTRACTS", "MOE_QUANT_METHODS", "class_behind_lazy_wrapper"]
+
+#: ATOM main's MoE quant methods that define ``process_weights_after_loading(layer)``
+#: (``MegaMxfp4MoEMethod`` inherits ``Mxfp4MoEMethod``'s).
+MOE_QUANT_METHODS = ("UnquantizedFusedMoEMethod", "Fp8MoEMethod", "CompressedTensorsFp8MoEMethod",
+                     "Mxfp4MoEMethod")
+#: Methods with a per-instance backend switch (``use_triton``).
+_PER_INSTANCE_SELECTION = ("Mxfp4MoEMethod",)
+_CLOSURE_DEPTH = 3
+
+
+def _closure_classes(function: Any, depth: int = _CLOSURE_DEPTH) -> list[type]:
+    """Classes a function's closure reaches: directly, through nested functions, or in a cache dict."""
+    found: list[type] = []
+    for cell in getattr(function, "__closure__", None) or ():
+        try:
+            value = cell.cell_contents
+        except ValueError:  # empty cell
+            continue
+        values = list(value.values()) if isinstance(value, dict) else [value]
+        for item in values:
+            if isinstance(item, type):
+                found.append(item)
+            elif callable(item) and depth > 0:
+                found.extend(_closure_classes(item, depth - 1))
+    return found
+
+
+def class_behind_lazy_wrapper(cls: Any) -> Any:
+    """The class whose instances ``cls()`` really builds, when ``cls`` is a lazy wrapper; else ``cls``.
+
+    ATOM main decorates ``FusedMoE`` with ``FusedMoEDecoratorForPluginMode``:
+    the module attribute becomes a subclass whose ``__new__`` returns an
+    instance of the original class, so those instances never see a method
+    set on the wrapper.  A wrapper is recognised by what it does, not by its
+    name: it defines ``__new__`` itself and that ``__new__``'s closure holds
+    one of the wrapper's own base classes.  Anything else is returned as is.
+    """
+    if not isinstance(cls, type) or "__new__" not in vars(cls):
+        return cls
+    new = vars(cls)["__new__"]
+    new = getattr(new, "__func__", new)  # staticmethod
+    for candidate in _closure_classes(new):
+        if candidate is not cls and candidate is not object and issubclass(cls, candidate):
+            return candidate
+    return cls
+
+
+def _moe_method_contract(name: str) -> Contract:
+    checks = ("weight_scan", "moe_backend_selection") if name in _PER_INSTANCE_SELECTION else ("weight_scan",)
+    return Contract(target=f"atom.model_ops.moe:{name}.process_weights_after_loading", kind="loader",
+                    backend="atom", checks=checks, key=("self@", "layer@"), params=("self", "layer"),
+                    description=f"scan an MoE layer's w13/w2 weights and scales after {name} prepared them"
+                                + (" (and read its use_triton)" if name in _PER_INSTANCE_SELECTION else ""))
+
 
 CONTRACTS: list[Contract] = [
     Contract(target="atom.model_ops.utils.normalize_e4m3fn_to_e4m3fnuz", kind="loader", backend="atom",
@@ -19,9 +83,12 @@ CONTRACTS: list[Contract] = [
              params=("weight", "weight_scale", "input_scale"),
              description="gfx942 load path: e4m3fn bytes as e4m3fnuz, 0x80 → 0, scales doubled"),
     Contract(target="atom.model_ops.linear.use_triton_gemm", kind="selector", backend="atom",
-             checks=("selector_result",), description="ATOM's GEMM backend selector (must be True in CK-free mode)"),
+             checks=("selector_result",),
+             description="ATOM's GEMM backend selector for linear and attention_mla (must be True in CK-free mode)"),
     Contract(target="atom.model_ops.linear:LinearBase.process_weights_after_loading", kind="loader", backend="atom",
              checks=("weight_scan",), key=("self@",), description="scan a linear layer's weights after loading"),
     Contract(target="atom.model_ops.moe:FusedMoE.process_weights_after_loading", kind="loader", backend="atom",
-             checks=("weight_scan",), key=("self@",), description="scan an MoE layer's weights after loading"),
+             checks=("weight_scan",), key=("self@",), options={"resolve_class": class_behind_lazy_wrapper},
+             description="scan an MoE layer's weights after its own step (on the class behind LazyMoEWrapper)"),
+    *(_moe_method_contract(name) for name in MOE_QUANT_METHODS),
 ]

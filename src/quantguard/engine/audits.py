@@ -94,15 +94,15 @@ class Audits:
         self._reported.clear()
 
     def on_attach(self, runtime: "Runtime", model: Any, prefix: str) -> None:
-        self._backend_selection(runtime)
+        self._backend_selection(runtime, model)
 
-    def _backend_selection(self, runtime: "Runtime") -> None:
+    def _backend_selection(self, runtime: "Runtime", model: Any = None) -> None:
         if not any(name.startswith("atom.model_ops") for name in list(sys.modules)):
             return  # nothing to audit, and no reason to import the checks (and torch) yet
         from quantguard.checks.backend_selection import audit_backend_selection
 
         try:
-            for path, finding in audit_backend_selection(runtime.platform):
+            for path, finding in audit_backend_selection(runtime.platform, model):
                 if (path, finding.message) in self._reported:
                     continue
                 self._reported.add((path, finding.message))

@@ -55,11 +55,15 @@ class Applied:
         self.mismatch: list[str] = []
 
 
-def _resolve_parent(module: ModuleType, attribute: str) -> tuple[Any, str]:
+def _resolve_parent(module: ModuleType, attribute: str, resolve_class: Any = None) -> tuple[Any, str]:
+    """The object holding the target attribute; ``resolve_class`` maps each class on the way to the
+    class that really gets instantiated (ATOM main's ``FusedMoE`` is a lazy wrapper around it)."""
     parent: Any = module
     parts = attribute.split(".")
     for part in parts[:-1]:
         parent = getattr(parent, part)
+        if resolve_class is not None and isinstance(parent, type):
+            parent = resolve_class(parent)
     return parent, parts[-1]
 
 
@@ -229,7 +233,7 @@ class Runtime:
             self._report_missing_package(module_name)
             return applied
         try:
-            parent, name = _resolve_parent(module, attribute)
+            parent, name = _resolve_parent(module, attribute, contract.options.get("resolve_class"))
             raw = _raw(parent, name)
         except AttributeError as exc:
             applied = Applied(contract, "missing", f"{module_name} has no attribute {attribute!r} ({exc})")

@@ -92,9 +92,10 @@ _ADVICE: dict[str, dict[str, _Advice]] = {
         "gfx950); quantize activations to `aiter.dtypes.fp8`.")},
     "backend_selection": {"": _Advice(
         "A CK kernel was reached in a CK-free build, or a selector ({targets}) chose CK there "
-        "(`use_triton_gemm()` False in CK-free mode).",
-        "Set `ATOM_CK_FREE=1` (which makes `use_triton_gemm()` true) or `ATOM_USE_TRITON_GEMM=1` so ATOM "
-        "selects the Triton kernels; fix selectors that ignore the CK-free switch.")},
+        "(`use_triton_gemm()` False, or an MoE method's `use_triton` False, in CK-free mode).",
+        "ATOM main: set `ATOM_USE_TRITON_GEMM=1` (linear `use_triton_gemm()`, and `Mxfp4MoEMethod.use_triton` "
+        "on gfx950) or `ATOM_USE_TRITON_MOE=1` for the MoE layers; on ATOM's CK-free branch `ATOM_CK_FREE=1` "
+        "does both. Fix selectors that ignore the CK-free build.")},
     "numerics": {
         "": _Advice(
             "Output of {targets} differs from its reference beyond tolerance (the message names the metric).",
@@ -125,7 +126,7 @@ _ADVICE: dict[str, dict[str, _Advice]] = {
     "jit_exit": {"": _Advice(
         "The AITER JIT builder {targets} exited (`SystemExit`) while building a module, usually a CK module in a "
         "CK-free install; quantguard converted it to a `RuntimeError`.",
-        "That module should not be built here: select Triton (`ATOM_CK_FREE=1`) or install the CK sources "
+        "That module should not be built here: select Triton (ATOM main: `ATOM_USE_TRITON_GEMM=1`; CK-free branch: `ATOM_CK_FREE=1`) or install the CK sources "
         "(`CK_3RDPARTY_DIR`).")},
     "weight_magnitude": {"": _Advice(
         "A weight checked at {targets} holds raw FP8 values in a BF16 parameter without their scale, or "
@@ -138,7 +139,8 @@ _ADVICE: dict[str, dict[str, _Advice]] = {
     "blocked": {"": _Advice(
         "quantguard stopped (or rerouted) {targets}, a kernel the platform's policy forbids (ASM on gfx950 "
         "CK-free, CK in a CK-free build).",
-        "Make the caller select the allowed kernel: `ATOM_CK_FREE=1` / `use_triton_gemm()`. Meanwhile "
+        "Make the caller select the allowed kernel: `use_triton_gemm()` true (ATOM main: "
+        "`ATOM_USE_TRITON_GEMM=1`; CK-free branch: `ATOM_CK_FREE=1`). Meanwhile "
         f"`{env.QUANTGUARD_ON_BLOCK}=reroute` runs the equivalent kernel instead of raising.")},
     "internal_error": {"": _Advice(
         "A quantguard bug in the check named for {targets}; the user's call returned the original result, "

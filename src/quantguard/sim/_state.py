@@ -22,6 +22,8 @@ class SimSettings:
 
     ``ck_dir`` is the value the simulated ``aiter.jit.core.CK_3RDPARTY_DIR``
     takes: an existing directory, or (CK-free) a path that does not exist.
+    ``release_build`` swaps the kernels that are broken at AITER HEAD
+    e4048607 for working ones (see :func:`quantguard.sim.install`).
     """
 
     arch: str
@@ -30,6 +32,7 @@ class SimSettings:
     device: torch.device
     atom: bool
     ck_dir: str
+    release_build: bool = False
 
 
 _active: SimSettings | None = None

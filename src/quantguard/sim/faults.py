@@ -6,6 +6,13 @@ reachable at all. The simulated modules ask :meth:`FaultSet.active` at import
 time and bind a different function object when a fault is on, so a faulty
 kernel is a genuinely different implementation (a static "parameter accepted
 but never read" check sees the difference), not a flag test inside a clean one.
+
+``triton_quant_ignores_shuffle_scale`` and ``partial_transpose_noop`` are
+CK-free-branch behaviour: the functions they break
+(``_fallback_dynamic_per_token_scaled_quant``, ``_fallback_partial_transpose``)
+exist only on AITER's CK-free branch, where the incidents happened, not on
+AITER main (HEAD e4048607); the simulator keeps that branch's routing in a
+CK-free install so the incidents stay reproducible.
 """
 
 from __future__ import annotations

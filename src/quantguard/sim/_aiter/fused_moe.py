@@ -7,7 +7,10 @@ HIP quant of ``quant_type``; per_1x128 scales are transposed (bytes (G, M)):
 freshly quantized with ``transpose_scale=True``, or, when the input arrives
 already quantized, rewritten with ``aiter.partial_transpose`` (looked up on
 the package at call time, as AITER does). The expert GEMMs live in a CK
-module, so a CK-free install cannot run this function.
+module, so a CK-free install cannot run this function. The stage kernels are
+``compile_ops`` ops taking the enums as integers, as in AITER; ``fused_moe``
+itself stays a plain function here (AITER routes it through a
+``torch_compile_guard`` op, ``fused_moe_``, which the simulator does not model).
 """
 
 import functools
@@ -64,16 +67,41 @@ def _expert_gemm(rows, w, w_scale, pair_experts, quant_type):
 
 
 @compile_ops("module_moe_ck2stages")
-def ck_moe_stage1(a1, w1, a1_scale, w1_scale, pair_tokens, pair_experts, quant_type, act):
-    rows = _activation_rows(a1, a1_scale, quant_type)[pair_tokens]
+def ck_moe_stage1(
+    hidden_states: torch.Tensor,
+    w1: torch.Tensor,
+    out: torch.Tensor,
+    pair_tokens: torch.Tensor,
+    pair_experts: torch.Tensor,
+    w1_scale: torch.Tensor | None = None,
+    a1_scale: torch.Tensor | None = None,
+    quant_type: int = 0,
+    activation: int = 0,
+) -> None:
+    """Stage 1 into ``out`` (one row per (token, expert) pair): ``act(gate) * up``.
+
+    ``quant_type``/``activation`` are the enums' integers, as AITER's kernels take them.
+    """
+    quant_type = QuantType(quant_type)
+    rows = _activation_rows(hidden_states, a1_scale, quant_type)[pair_tokens]
     gate, up = _expert_gemm(rows, w1, w1_scale, pair_experts, quant_type).chunk(2, dim=-1)
-    return act(gate) * up
+    out.copy_(_ACTIVATIONS[ActivationType(activation)](gate) * up)
 
 
 @compile_ops("module_moe_ck2stages")
-def ck_moe_stage2(a2, w2, a2_scale, w2_scale, pair_experts, quant_type):
-    rows = _activation_rows(a2, a2_scale, quant_type)
-    return _expert_gemm(rows, w2, w2_scale, pair_experts, quant_type)
+def ck_moe_stage2(
+    inter_states: torch.Tensor,
+    w2: torch.Tensor,
+    out: torch.Tensor,
+    pair_experts: torch.Tensor,
+    w2_scale: torch.Tensor | None = None,
+    a2_scale: torch.Tensor | None = None,
+    quant_type: int = 0,
+) -> None:
+    """Stage 2 into ``out``: each pair's stage-1 row through its expert's ``w2``."""
+    quant_type = QuantType(quant_type)
+    rows = _activation_rows(inter_states, a2_scale, quant_type)
+    out.copy_(_expert_gemm(rows, w2, w2_scale, pair_experts, quant_type))
 
 
 def _quantize_activations(x, a_scale, quant_type, num_rows):
@@ -153,14 +181,23 @@ def fused_moe(
             pair_weights[local],
         )
 
-    act = _ACTIVATIONS[activation]
-    stage1 = ck_moe_stage1(
-        a1[:valid], w1, a1_scale, w1_scale, pair_tokens, pair_experts, quant_type, act
+    stage1 = torch.empty(len(pair_tokens), w1.shape[1] // 2, dtype=torch.float32, device=device)
+    ck_moe_stage1(
+        a1[:valid],
+        w1,
+        stage1,
+        pair_tokens,
+        pair_experts,
+        w1_scale,
+        a1_scale,
+        int(quant_type),
+        int(activation),
     )
     if doweight_stage1:
         stage1 = stage1 * pair_weights
     a2, a2_scale = _quantize_activations(stage1.to(dtype), None, quant_type, None)
-    stage2 = ck_moe_stage2(a2, w2, a2_scale, w2_scale, pair_experts, quant_type)
+    stage2 = torch.empty(len(pair_experts), w2.shape[1], dtype=torch.float32, device=device)
+    ck_moe_stage2(a2, w2, stage2, pair_experts, w2_scale, a2_scale, int(quant_type))
     if not doweight_stage1:
         stage2 = stage2 * pair_weights
     out = torch.zeros(tokens, model_dim, dtype=torch.float32, device=device)

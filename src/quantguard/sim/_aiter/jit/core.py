@@ -7,6 +7,10 @@ missing) building them fails the way AITER's compile does, while HIP, ASM
 and Triton modules still work. ``compile_ops`` wrappers look ``build_module``
 up as a module global at call time, so a wrapper placed on
 ``aiter.jit.core.build_module`` sees every build.
+
+As in AITER, every ``compile_ops`` kernel is also a torch custom op
+(``torch.ops.aiter.<function name>``, through ``torch_compile_guard``): the
+module attribute is an opaque ``(*args, **kwargs)`` wrapper.
 """
 
 import functools
@@ -14,6 +18,8 @@ import os
 from dataclasses import dataclass
 
 from quantguard.sim import _state
+
+from .utils.torch_guard import torch_compile_guard
 
 __all__ = [
     "AITER_ROOT_DIR",
@@ -193,19 +199,35 @@ def _load(md_name):
         return get_module(md_name)
 
 
-def compile_ops(md_name):
-    """Bind a kernel function to module ``md_name``, built on first call.
+def _declaration_fake(*args, **kwargs):
+    """AITER's kernels are bodiless declarations (``...``): without ``gen_fake`` their fake returns None."""
+    return None
 
-    The wrapper keeps the kernel's signature (``functools.wraps`` sets
-    ``__wrapped__``) and forwards ``*args, **kwargs``, as AITER's does.
+
+def compile_ops(_md_name, gen_fake=None):
+    """Bind a kernel function to module ``_md_name`` (built on first call) and make it an op.
+
+    As in AITER, the inner wrapper (``functools.wraps``: it keeps
+    ``__wrapped__``) builds the module and runs the kernel, and the returned
+    attribute is ``torch_compile_guard(device="cuda", gen_fake=...,
+    calling_func_=func)`` of it: opaque, dispatching through
+    ``torch.ops.aiter.<func.__name__>``. ``gen_fake`` gives output shapes to
+    ``torch.compile``; without it the fake does what AITER's bodiless
+    declaration does, nothing.
     """
 
     def decorator(func):
         @functools.wraps(func)
         def wrapper(*args, **kwargs):
-            _load(md_name)
+            _load(_md_name)
             return func(*args, **kwargs)
 
-        return wrapper
+        fake = gen_fake if gen_fake is not None else _declaration_fake
+
+        @torch_compile_guard(device="cuda", gen_fake=fake, calling_func_=func)
+        def custom_wrapper(*args, **kwargs):
+            return wrapper(*args, **kwargs)
+
+        return custom_wrapper
 
     return decorator

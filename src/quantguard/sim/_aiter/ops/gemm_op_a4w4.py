@@ -4,6 +4,10 @@
 with MX-swizzled e8m0 scales (pad256(rows), pad8(K/32)). A tuned config whose
 kernel name is not an ASM symbol runs the CK blockscale kernel; everything else
 runs ``gemm_a4w4_asm`` (looked up as a module global). gfx942 has no FP4 GEMM.
+
+As in AITER e4048607, ``gemm_a4w4`` is a ``torch_compile_guard`` op and the
+CK/ASM kernels are ``compile_ops`` ops; ``gemm_a4w4_asm`` stays a plain
+function.
 """
 
 import torch
@@ -14,6 +18,7 @@ from quantguard.sim._kernels import layout as _layout
 
 from ..jit.core import compile_ops
 from ..jit.utils.chip_info import get_gfx_runtime as get_gfx
+from ..jit.utils.torch_guard import torch_compile_guard
 from ..utility import dtypes
 from .gemm_op_common import asm_weight_reader, check_kernel_name, lookup_tuned
 
@@ -39,8 +44,14 @@ def _mx_operands(A, weight, A_scale, B_scale):
     return _gemm.mx_operand(A, a_scale), _gemm.mx_operand(weight, b_scale)
 
 
-@compile_ops("module_gemm_a4w4_blockscale")
-def gemm_a4w4_blockscale(XQ, WQ, x_scale, w_scale, Out, splitK=0):
+def _output_fake(XQ, WQ, x_scale, w_scale, Out, *args, **kwargs):
+    return Out
+
+
+@compile_ops("module_gemm_a4w4_blockscale", gen_fake=_output_fake)
+def gemm_a4w4_blockscale(
+    XQ: Tensor, WQ: Tensor, x_scale: Tensor, w_scale: Tensor, Out: Tensor, splitK: int = 0
+) -> Tensor:
     weight = _layout.unshuffle_weight(WQ.view(torch.uint8), (16, 16))
     a, b = _mx_operands(XQ, weight, x_scale, w_scale)
     Out[: a.shape[0]].copy_(_gemm.partials(a, b, splitK).sum(0).to(Out.dtype))
@@ -48,7 +59,18 @@ def gemm_a4w4_blockscale(XQ, WQ, x_scale, w_scale, Out, splitK=0):
 
 
 @compile_ops("module_gemm_a4w4_asm")
-def _gemm_a4w4_asm(A, B, A_scale, B_scale, out, bias, alpha, beta, bpreshuffle, splits):
+def _gemm_a4w4_asm(
+    A: Tensor,
+    B: Tensor,
+    A_scale: Tensor,
+    B_scale: Tensor,
+    out: Tensor,
+    bias: Tensor | None,
+    alpha: float,
+    beta: float,
+    bpreshuffle: bool,
+    splits: int,
+) -> None:
     weight = B.view(torch.uint8)
     if bpreshuffle:
         weight = _read_asm_weight(weight, (16, 16))
@@ -58,9 +80,26 @@ def _gemm_a4w4_asm(A, B, A_scale, B_scale, out, bias, alpha, beta, bpreshuffle, 
     if beta:
         acc = acc + beta * rows.float()
     rows.copy_(_gemm.finish(acc, bias, out.dtype))
-    return out
 
 
+def gemm_a4w4_fake(
+    A: Tensor,
+    B: Tensor,
+    A_scale: Tensor,
+    B_scale: Tensor,
+    bias: Tensor | None = None,
+    dtype: torch.dtype = dtypes.bf16,
+    alpha: float | None = 1.0,
+    beta: float | None = 0.0,
+    bpreshuffle: bool | None = True,
+    apreshuffle: bool | None = False,
+    global_A_scale: Tensor | None = None,
+    global_B_scale: Tensor | None = None,
+) -> Tensor:
+    return torch.empty((*A.shape[:-1], B.shape[0]), dtype=dtype, device=A.device)
+
+
+@torch_compile_guard(gen_fake=gemm_a4w4_fake)
 def gemm_a4w4(
     A: Tensor,
     B: Tensor,
@@ -125,7 +164,7 @@ def gemm_a4w4_asm(
 ) -> Tensor:
     """ASM MXFP4 GEMM into ``out`` (rows padded to 32); D = alpha * A @ B^T + beta * D + bias."""
     check_kernel_name(kernelName, A4W4_ASM_KERNELS)
-    return _gemm_a4w4_asm(
+    _gemm_a4w4_asm(
         A,
         B,
         A_scale,
@@ -137,3 +176,4 @@ def gemm_a4w4_asm(
         True if bpreshuffle is None else bool(bpreshuffle),
         2 ** (log2_k_split or 0),
     )
+    return out

@@ -16,16 +16,31 @@ Layouts each kernel reads (as in AITER):
 
 ``get_gfx`` is the live GPU (``get_gfx_runtime``), as in AITER. FP8 operands
 are read as the arch's FP8 flavour whatever their dtype says.
+
+As in AITER e4048607, ``gemm_a8w8``, ``gemm_a8w8_bpreshuffle``,
+``gemm_a8w8_blockscale`` and ``gemm_a8w8_blockscale_bpreshuffle`` are
+``torch_compile_guard`` ops (with AITER's shape-only fakes) and every CK/ASM
+kernel is a ``compile_ops`` op; ``gemm_a8w8_ASM``, ``gemm_a8w8_CK``,
+``gemm_a8w8_asm``, ``flatmm_*``, ``gemm_a8w8_blockscale_bpreshuffle_asm`` and
+``gfx950_a8w8_blockscale_ASM`` stay plain functions.
+
+At AITER HEAD ``gfx950_a8w8_blockscale_ASM`` calls a
+``gfx950_a8w8_blockscale_asm`` that is defined nowhere, so it (and
+``gemm_a8w8_blockscale(isBpreshuffled=True)`` on gfx950) raises ``NameError``.
+An install with ``release_build=True`` defines that kernel (a working
+row-major-x_scale ASM blockscale GEMM) instead.
 """
 
 import torch
 from torch import Tensor
 
+from quantguard.sim import _state
 from quantguard.sim._kernels import gemm as _gemm
 from quantguard.sim._kernels import layout as _layout
 
 from ..jit.core import compile_ops
 from ..jit.utils.chip_info import get_gfx_runtime as get_gfx
+from ..jit.utils.torch_guard import torch_compile_guard
 from ..utility import dtypes
 from .gemm_op_common import (
     asm_weight_reader,
@@ -96,35 +111,58 @@ def _check_out_dtype(dtype):
 # --------------------------------------------------------------------------
 
 
-@compile_ops("module_gemm_a8w8")
-def gemm_a8w8_ck(XQ, WQ, x_scale, w_scale, Out, bias=None, splitK=0):
+def _output_fake(XQ, WQ, x_scale, w_scale, Out, *args, **kwargs):
+    """Fake of the kernels that write into and return ``Out`` (AITER's ``gen_*_fake_tensors``)."""
+    return Out
+
+
+@compile_ops("module_gemm_a8w8", gen_fake=_output_fake)
+def gemm_a8w8_ck(
+    XQ: Tensor,
+    WQ: Tensor,
+    x_scale: Tensor,
+    w_scale: Tensor,
+    Out: Tensor,
+    bias: Tensor | None = None,
+    splitK: int = 0,
+) -> Tensor:
     return _store(Out, _rowscale(XQ, WQ, x_scale, w_scale, splitK), bias)
 
 
-@compile_ops("module_gemm_a8w8_bpreshuffle")
-def gemm_a8w8_bpreshuffle_ck(XQ, WQ, x_scale, w_scale, Out, splitK=0):
+@compile_ops("module_gemm_a8w8_bpreshuffle", gen_fake=_output_fake)
+def gemm_a8w8_bpreshuffle_ck(
+    XQ: Tensor, WQ: Tensor, x_scale: Tensor, w_scale: Tensor, Out: Tensor, splitK: int = 0
+) -> Tensor:
     return _store(Out, _rowscale(XQ, _layout.unshuffle_weight(WQ, (16, 16)), x_scale, w_scale, splitK))
 
 
-@compile_ops("module_gemm_a8w8_bpreshuffle_cktile")
-def gemm_a8w8_bpreshuffle_cktile(XQ, WQ, x_scale, w_scale, out, splitK=0):
+@compile_ops("module_gemm_a8w8_bpreshuffle_cktile", gen_fake=_output_fake)
+def gemm_a8w8_bpreshuffle_cktile(
+    XQ: Tensor, WQ: Tensor, x_scale: Tensor, w_scale: Tensor, out: Tensor, splitK: int = 0
+) -> Tensor:
     # CK-tile accepts a weight whose K was padded beyond the activation's K.
     weight = _layout.unshuffle_weight(WQ, (16, 16))[:, : XQ.shape[1]]
     return _store(out, _rowscale(XQ, weight, x_scale, w_scale, splitK))
 
 
-@compile_ops("module_gemm_a8w8_blockscale")
-def gemm_a8w8_blockscale_ck(XQ, WQ, x_scale, w_scale, Out, splitK=0):
+@compile_ops("module_gemm_a8w8_blockscale", gen_fake=_output_fake)
+def gemm_a8w8_blockscale_ck(
+    XQ: Tensor, WQ: Tensor, x_scale: Tensor, w_scale: Tensor, Out: Tensor, splitK: int = 0
+) -> Tensor:
     return _store(Out, _blockscale(XQ, WQ, x_scale, w_scale, _ck_row_scale, splitK))
 
 
-@compile_ops("module_gemm_a8w8_blockscale_cktile")
-def gemm_a8w8_blockscale_cktile(XQ, WQ, x_scale, w_scale, Out, splitK=0):
+@compile_ops("module_gemm_a8w8_blockscale_cktile", gen_fake=_output_fake)
+def gemm_a8w8_blockscale_cktile(
+    XQ: Tensor, WQ: Tensor, x_scale: Tensor, w_scale: Tensor, Out: Tensor, splitK: int = 0
+) -> Tensor:
     return _store(Out, _blockscale(XQ, WQ, x_scale, w_scale, _ck_row_scale, splitK))
 
 
-@compile_ops("module_gemm_a8w8_blockscale_bpreshuffle")
-def gemm_a8w8_blockscale_bpreshuffle_ck(XQ, WQ, x_scale, w_scale, Out):
+@compile_ops("module_gemm_a8w8_blockscale_bpreshuffle", gen_fake=_output_fake)
+def gemm_a8w8_blockscale_bpreshuffle_ck(
+    XQ: Tensor, WQ: Tensor, x_scale: Tensor, w_scale: Tensor, Out: Tensor
+) -> Tensor:
     weight = _layout.unshuffle_weight(WQ, (16, 16))
     return _store(Out, _blockscale(XQ, weight, x_scale, w_scale, _ck_col_scale))
 
@@ -135,29 +173,54 @@ def gemm_a8w8_blockscale_bpreshuffle_ck(XQ, WQ, x_scale, w_scale, Out):
 
 
 @compile_ops("module_gemm_a8w8_asm")
-def _gemm_a8w8_asm(XQ, WQ, x_scale, w_scale, Out, bias, bpreshuffle, splitK):
+def _gemm_a8w8_asm(
+    XQ: Tensor,
+    WQ: Tensor,
+    x_scale: Tensor,
+    w_scale: Tensor,
+    Out: Tensor,
+    bias: Tensor | None,
+    bpreshuffle: bool,
+    splitK: int,
+) -> None:
     weight = _read_asm_weight(WQ, (32, 16)) if bpreshuffle else WQ
-    return _store(Out, _rowscale(XQ, weight, x_scale, w_scale, splitK), bias)
+    _store(Out, _rowscale(XQ, weight, x_scale, w_scale, splitK), bias)
 
 
 @compile_ops("module_gemm_a8w8_blockscale_asm")
-def _flatmm_a8w8_blockscale_asm(XQ, WQ, x_scale, w_scale, out):
+def _flatmm_a8w8_blockscale_asm(
+    XQ: Tensor, WQ: Tensor, x_scale: Tensor, w_scale: Tensor, out: Tensor
+) -> None:
     # AITER's flat layout: weight shuffled with layout (16, 32) ([N/16, K/64, 4, 16, 16]),
     # x_scale [K/128, M] and w_scale [K/128, N/128], both transposed in shape.
     weight = _read_asm_weight(WQ, (16, 32))
-    return _store(out, _blockscale(XQ, weight, x_scale, w_scale.t(), _asm_col_scale))
+    _store(out, _blockscale(XQ, weight, x_scale, w_scale.t(), _asm_col_scale))
 
 
-@compile_ops("module_gemm_a8w8_blockscale_asm")
-def _gfx950_a8w8_blockscale_asm(XQ, WQ, x_scale, w_scale, Y):
-    weight = _read_asm_weight(WQ, (16, 16))
-    return _store(Y, _blockscale(XQ, weight, x_scale, w_scale, _asm_row_scale))
+if _state.settings().release_build:
+
+    @compile_ops("module_gemm_a8w8_blockscale_asm", gen_fake=_output_fake)
+    def gfx950_a8w8_blockscale_asm(
+        XQ: Tensor, WQ: Tensor, x_scale: Tensor, w_scale: Tensor, Y: Tensor
+    ) -> Tensor:
+        """The kernel HEAD's ``gfx950_a8w8_blockscale_ASM`` names (defined only in a release build)."""
+        weight = _read_asm_weight(WQ, (16, 16))
+        return _store(Y, _blockscale(XQ, weight, x_scale, w_scale, _asm_row_scale))
 
 
 @compile_ops("module_gemm_a8w8_blockscale_bpreshuffle_asm")
-def _gemm_a8w8_blockscale_bpreshuffle_asm(A, B, out, A_scale, B_scale, bias, splitK, bpreshuffle):
+def _gemm_a8w8_blockscale_bpreshuffle_asm(
+    A: Tensor,
+    B: Tensor,
+    out: Tensor,
+    A_scale: Tensor,
+    B_scale: Tensor,
+    bias: Tensor | None,
+    splitK: int,
+    bpreshuffle: bool,
+) -> None:
     weight = _read_asm_weight(B, (16, 16)) if bpreshuffle else B
-    return _store(out, _blockscale(A, weight, A_scale, B_scale, _asm_col_scale, splitK), bias)
+    _store(out, _blockscale(A, weight, A_scale, B_scale, _asm_col_scale, splitK), bias)
 
 
 # --------------------------------------------------------------------------
@@ -165,6 +228,23 @@ def _gemm_a8w8_blockscale_bpreshuffle_asm(A, B, out, A_scale, B_scale, bias, spl
 # --------------------------------------------------------------------------
 
 
+def _output_shape_fake(XQ, WQ, dtype):
+    return torch.empty(XQ.shape[0], WQ.shape[0], dtype=dtype, device=XQ.device)
+
+
+def gemm_a8w8_fake(
+    XQ: Tensor,
+    WQ: Tensor,
+    x_scale: Tensor,
+    w_scale: Tensor,
+    bias: Tensor | None = None,
+    dtype: torch.dtype = dtypes.bf16,
+    splitK: int | None = None,
+) -> Tensor:
+    return _output_shape_fake(XQ, WQ, dtype)
+
+
+@torch_compile_guard(gen_fake=gemm_a8w8_fake)
 def gemm_a8w8(
     XQ: Tensor,
     WQ: Tensor,
@@ -213,7 +293,8 @@ def gemm_a8w8_asm(
 ) -> Tensor:
     check_kernel_name(kernelName, A8W8_ASM_KERNELS)
     preshuffled = True if bpreshuffle is None else bool(bpreshuffle)
-    return _gemm_a8w8_asm(XQ, WQ, x_scale, w_scale, Out, bias, preshuffled, splitK or 1)
+    _gemm_a8w8_asm(XQ, WQ, x_scale, w_scale, Out, bias, preshuffled, splitK or 1)
+    return Out
 
 
 def gemm_a8w8_CK(
@@ -239,6 +320,19 @@ def gemm_a8w8_CK(
         ) from error
 
 
+def gemm_a8w8_bpreshuffle_fake(
+    XQ: Tensor,
+    WQ: Tensor,
+    x_scale: Tensor,
+    w_scale: Tensor,
+    bias: Tensor | None = None,
+    dtype: torch.dtype = dtypes.bf16,
+    check: bool = False,
+) -> Tensor:
+    return _output_shape_fake(XQ, WQ, dtype)
+
+
+@torch_compile_guard(gen_fake=gemm_a8w8_bpreshuffle_fake)
 def gemm_a8w8_bpreshuffle(
     XQ: Tensor,
     WQ: Tensor,
@@ -279,6 +373,18 @@ def gemm_a8w8_bpreshuffle(
         ) from error
 
 
+def gemm_a8w8_blockscale_fake(
+    XQ: Tensor,
+    WQ: Tensor,
+    x_scale: Tensor,
+    w_scale: Tensor,
+    dtype: torch.dtype = dtypes.bf16,
+    isBpreshuffled: bool = False,
+) -> Tensor:
+    return _output_shape_fake(XQ, WQ, dtype)
+
+
+@torch_compile_guard(gen_fake=gemm_a8w8_blockscale_fake)
 def gemm_a8w8_blockscale(
     XQ: Tensor,
     WQ: Tensor,
@@ -328,9 +434,23 @@ def flatmm_a8w8_blockscale_ASM(
 
 
 def flatmm_a8w8_blockscale_asm(XQ: Tensor, WQ: Tensor, x_scale: Tensor, w_scale: Tensor, out: Tensor) -> Tensor:
-    return _flatmm_a8w8_blockscale_asm(XQ, WQ, x_scale, w_scale, out)
+    _flatmm_a8w8_blockscale_asm(XQ, WQ, x_scale, w_scale, out)
+    return out
 
 
+def gemm_a8w8_blockscale_bpreshuffle_fake(
+    XQ: Tensor,
+    WQ: Tensor,
+    x_scale: Tensor,
+    w_scale: Tensor,
+    dtype: torch.dtype = dtypes.bf16,
+    out: Tensor | None = None,
+) -> Tensor:
+    # With ``out`` the kernel returns that buffer, so the fake does too.
+    return out if out is not None else _output_shape_fake(XQ, WQ, dtype)
+
+
+@torch_compile_guard(gen_fake=gemm_a8w8_blockscale_bpreshuffle_fake)
 def gemm_a8w8_blockscale_bpreshuffle(
     XQ: Tensor,
     WQ: Tensor,
@@ -403,7 +523,7 @@ def gemm_a8w8_blockscale_bpreshuffle_asm(
     check_kernel_name(kernelName, BLOCKSCALE_ASM_KERNELS)
     if bias is None and zero_bias_buf is None:
         zero_bias_buf = torch.zeros(1, B.shape[0], dtype=torch.float32, device=B.device)
-    return _gemm_a8w8_blockscale_bpreshuffle_asm(
+    _gemm_a8w8_blockscale_bpreshuffle_asm(
         A,
         B,
         out,
@@ -413,6 +533,7 @@ def gemm_a8w8_blockscale_bpreshuffle_asm(
         splitK or 1,
         True if bpreshuffle is None else bool(bpreshuffle),
     )
+    return out
 
 
 def gfx950_a8w8_blockscale_ASM(
@@ -423,7 +544,11 @@ def gfx950_a8w8_blockscale_ASM(
     Y: Tensor,
     dtype=dtypes.bf16,
 ):
-    """gfx950 ASM blockscale GEMM on a (16, 16)-preshuffled weight, row-major x_scale."""
+    """gfx950 ASM blockscale GEMM on a (16, 16)-preshuffled weight, row-major x_scale.
+
+    The kernel is looked up as a module global: at HEAD there is none
+    (``NameError``), in a ``release_build`` install it is the ASM op.
+    """
     if dtype != dtypes.bf16:
         raise AssertionError(f"Output {dtype=} is currently not supported in gemm_a8w8")
-    return _gfx950_a8w8_blockscale_asm(XQ, WQ, x_scale, w_scale, Y)
+    return gfx950_a8w8_blockscale_asm(XQ, WQ, x_scale, w_scale, Y)  # noqa: F821 - HEAD: undefined

@@ -12,6 +12,14 @@ Kernel semantics follow ``csrc/kernels/quant_kernels.cu``:
   stored at ``g * M + m`` with ``shuffle_scale`` else ``m * G + g``.
 * In a CK-free build ``dynamic_per_token_scaled_quant`` and
   ``partial_transpose`` run Triton fallbacks, looked up as module globals.
+  Those fallbacks (and the faults in them) are the behaviour of AITER's
+  CK-free branch; on AITER main both are plain ``module_quant`` kernels.
+
+As in AITER e4048607, the HIP kernels are ``compile_ops`` ops and
+``per_token_quant_hip`` / ``per_group_quant_hip`` are ``torch_compile_guard``
+ops: the module attributes are opaque ``(*args, **kwargs)`` wrappers around
+``torch.ops.aiter.<name>``. ``per_1x32_mx_quant_hip``, ``per_tensor_quant_hip``
+and the Triton/torch front ends stay plain functions, as there.
 """
 
 import functools
@@ -26,6 +34,7 @@ from quantguard.sim._kernels import layout as _layout
 from quantguard.sim._kernels import quantize as _quantize
 
 from ..jit.core import compile_ops, is_ck_free
+from ..jit.utils.torch_guard import torch_compile_guard
 from ..utility import dtypes
 from . import triton
 from .enum import QuantType
@@ -246,13 +255,6 @@ def dynamic_per_tensor_quant(out: Tensor, input: Tensor, scale: Tensor) -> None:
 
 
 @compile_ops("module_quant")
-def _hip_dynamic_per_token_scaled_quant(
-    out, input, scales, scale_ub=None, shuffle_scale=False, num_rows=None, num_rows_factor=1
-):
-    _per_token_scaled_quant(out, input, scales, scale_ub, shuffle_scale, num_rows, num_rows_factor)
-
-
-@compile_ops("module_quant")
 def dynamic_per_group_scaled_quant(
     out: torch.Tensor,
     input: torch.Tensor,
@@ -284,13 +286,8 @@ def dynamic_per_group_scaled_quant(
     _quantize_rows_into(out, x, scales, group_size, shuffle_scale, e8m0_mode)
 
 
-@compile_ops("module_quant")
-def _hip_partial_transpose(out, input, num_rows):
-    _transpose_rows(out, input, num_rows)
-
-
 # --------------------------------------------------------------------------
-# Triton fallbacks of the CK-free build
+# Triton fallbacks of AITER's CK-free branch (not on AITER main)
 # --------------------------------------------------------------------------
 
 if _state.fault_active("triton_quant_ignores_shuffle_scale", "triton"):
@@ -324,10 +321,11 @@ else:
 
 
 # --------------------------------------------------------------------------
-# Public entry points that pick the HIP kernel or the CK-free fallback
+# HIP kernels that the CK-free branch reroutes to the fallbacks above
 # --------------------------------------------------------------------------
 
 
+@compile_ops("module_quant")
 def dynamic_per_token_scaled_quant(
     out: torch.Tensor,
     input: torch.Tensor,
@@ -340,24 +338,31 @@ def dynamic_per_token_scaled_quant(
     """Dynamic per-token (or, for a 32/64/128 last dim, per-group) quant into ``out``.
 
     ``scale_ub`` caps each amax; rows beyond ``num_rows * num_rows_factor``
-    are left untouched.
+    are left untouched. fp4x2 output always gets e8m0 RoundUp scale bytes
+    (MX-swizzled with ``shuffle_scale`` in the grouped regime), whatever the
+    dtype of ``scales``: the kernel writes bytes, not fp32 values.
     """
-    kernel = (
-        _fallback_dynamic_per_token_scaled_quant
-        if is_ck_free()
-        else _hip_dynamic_per_token_scaled_quant
-    )
-    kernel(out, input, scales, scale_ub, shuffle_scale, num_rows, num_rows_factor)
+    if is_ck_free():
+        _fallback_dynamic_per_token_scaled_quant(
+            out, input, scales, scale_ub, shuffle_scale, num_rows, num_rows_factor
+        )
+    else:
+        _per_token_scaled_quant(
+            out, input, scales, scale_ub, shuffle_scale, num_rows, num_rows_factor
+        )
 
 
+@compile_ops("module_quant")
 def partial_transpose(out: Tensor, input: Tensor, num_rows: Tensor) -> None:
     """Write ``input[:r]`` transposed into the first ``r * cols`` elements of ``out``.
 
     ``r`` is the int32 ``num_rows``: ``out_flat[c * r + row] = input[row, c]``;
     the rest of ``out`` is untouched.
     """
-    kernel = _fallback_partial_transpose if is_ck_free() else _hip_partial_transpose
-    kernel(out, input, num_rows)
+    if is_ck_free():
+        _fallback_partial_transpose(out, input, num_rows)
+    else:
+        _transpose_rows(out, input, num_rows)
 
 
 # --------------------------------------------------------------------------
@@ -370,6 +375,7 @@ def _static_scale_unsupported(scale):
         raise ValueError("unsupported: static per token quant")
 
 
+@torch_compile_guard()
 def per_token_quant_hip(
     x: Tensor,
     scale: Tensor | None = None,
@@ -386,6 +392,7 @@ def per_token_quant_hip(
     return y, y_scale
 
 
+@torch_compile_guard()
 def per_group_quant_hip(
     x: Tensor,
     scale: Tensor | None = None,

@@ -2,6 +2,9 @@
 
 Every kernel writes ``topk_weights``/``topk_ids`` in place and multiplies
 ``routed_scaling_factor`` into the weights after the optional renormalisation.
+As in AITER e4048607 the kernels (``biased_grouped_topk_hip``,
+``grouped_topk``, ``topk_gating_fwd``) are ``compile_ops`` ops, and
+``biased_grouped_topk`` / ``topk_gating`` are plain front ends.
 """
 
 import torch
@@ -10,7 +13,13 @@ from quantguard.sim import _state
 
 from ..jit.core import compile_ops
 
-__all__ = ["biased_grouped_topk", "grouped_topk", "topk_gating"]
+__all__ = [
+    "biased_grouped_topk",
+    "biased_grouped_topk_hip",
+    "grouped_topk",
+    "topk_gating",
+    "topk_gating_fwd",
+]
 
 _SCORE_FUNCS = {
     "sqrtsoftplus": lambda logits: torch.nn.functional.softplus(logits).sqrt(),
@@ -51,9 +60,26 @@ def _biased_selection(gating_output, correction_bias, topk, num_expert_group, to
     return _select(scores, choice, topk, num_expert_group, topk_group, _top2_sum)
 
 
+@compile_ops("module_moe_asm")
+def biased_grouped_topk_hip(
+    gating_output: torch.Tensor,
+    correction_bias: torch.Tensor,
+    topk_weights: torch.Tensor,
+    topk_ids: torch.Tensor,
+    num_expert_group: int,
+    topk_grp: int,
+    need_renorm: bool,
+    routed_scaling_factor: float = 1.0,
+) -> None:
+    """DeepSeek-V3 routing kernel: sigmoid scores, bias-corrected group-limited top-k."""
+    weights, ids = _biased_selection(
+        gating_output, correction_bias, topk_ids.shape[1], num_expert_group, topk_grp
+    )
+    _emit(topk_weights, topk_ids, weights, ids, need_renorm, routed_scaling_factor)
+
+
 if _state.fault_active("moe_missing_routed_scaling", "hip"):
 
-    @compile_ops("module_moe_asm")
     def biased_grouped_topk(
         gating_output: torch.Tensor,
         correction_bias: torch.Tensor,
@@ -64,15 +90,20 @@ if _state.fault_active("moe_missing_routed_scaling", "hip"):
         need_renorm: bool,
         routed_scaling_factor: float = 1.0,
     ):
-        # The broken kernel accepts routed_scaling_factor and never applies it.
-        weights, ids = _biased_selection(
-            gating_output, correction_bias, topk_ids.shape[1], num_expert_group, topk_group
+        # The broken front end accepts routed_scaling_factor and never applies it.
+        return biased_grouped_topk_hip(
+            gating_output,
+            correction_bias,
+            topk_weights,
+            topk_ids,
+            num_expert_group,
+            topk_group,
+            need_renorm,
+            1.0,
         )
-        _emit(topk_weights, topk_ids, weights, ids, need_renorm, 1.0)
 
 else:
 
-    @compile_ops("module_moe_asm")
     def biased_grouped_topk(
         gating_output: torch.Tensor,
         correction_bias: torch.Tensor,
@@ -83,11 +114,18 @@ else:
         need_renorm: bool,
         routed_scaling_factor: float = 1.0,
     ):
-        """DeepSeek-V3 routing: sigmoid scores, bias-corrected group-limited top-k."""
-        weights, ids = _biased_selection(
-            gating_output, correction_bias, topk_ids.shape[1], num_expert_group, topk_group
+        """Plain front end of :func:`biased_grouped_topk_hip` (AITER also has a fused-gate path
+        for very large token counts, which the simulator does not model)."""
+        return biased_grouped_topk_hip(
+            gating_output,
+            correction_bias,
+            topk_weights,
+            topk_ids,
+            num_expert_group,
+            topk_group,
+            need_renorm,
+            routed_scaling_factor,
         )
-        _emit(topk_weights, topk_ids, weights, ids, need_renorm, routed_scaling_factor)
 
 
 @compile_ops("module_moe_asm")
@@ -110,6 +148,22 @@ def grouped_topk(
 
 
 @compile_ops("module_moe_topk")
+def topk_gating_fwd(
+    topk_weights: torch.Tensor,
+    topk_indices: torch.Tensor,
+    gating_output: torch.Tensor,
+    correction_bias: torch.Tensor,
+    need_renorm: bool,
+    routed_scaling_factor: float = 1.0,
+    score_func: str = "sqrtsoftplus",
+) -> None:
+    """Raw top-k kernel; an empty ``correction_bias`` means no selection bias."""
+    scores = _SCORE_FUNCS[score_func](gating_output.float())
+    choice = scores if correction_bias.numel() == 0 else scores + correction_bias.float()
+    ids = choice.topk(topk_indices.shape[1], dim=-1).indices
+    _emit(topk_weights, topk_indices, scores.gather(1, ids), ids, need_renorm, routed_scaling_factor)
+
+
 def topk_gating(
     topk_weights: torch.Tensor,
     topk_indices: torch.Tensor,
@@ -122,7 +176,14 @@ def topk_gating(
     """Top-k on ``score_func`` scores (+ optional selection bias), no expert groups."""
     if score_func not in _SCORE_FUNCS:
         raise AssertionError(f"Unknown score_func {score_func!r}, expected one of {sorted(_SCORE_FUNCS)}")
-    scores = _SCORE_FUNCS[score_func](gating_output.float())
-    choice = scores if correction_bias is None else scores + correction_bias.float()
-    ids = choice.topk(topk_indices.shape[1], dim=-1).indices
-    _emit(topk_weights, topk_indices, scores.gather(1, ids), ids, need_renorm, routed_scaling_factor)
+    if correction_bias is None:
+        correction_bias = torch.empty(0, dtype=torch.float32, device=gating_output.device)
+    topk_gating_fwd(
+        topk_weights,
+        topk_indices,
+        gating_output,
+        correction_bias,
+        need_renorm,
+        routed_scaling_factor,
+        score_func,
+    )

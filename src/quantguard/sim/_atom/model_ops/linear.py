@@ -54,9 +54,17 @@ __all__ = [
 ]
 
 
-def use_triton_gemm() -> bool:
-    """Whether ATOM runs its GEMMs on Triton (requested, or forced by a CK-free build)."""
-    return envs.ATOM_USE_TRITON_GEMM or envs.ATOM_CK_FREE
+if envs.CK_FREE_BRANCH:
+
+    def use_triton_gemm() -> bool:
+        """CK-free branch: Triton when requested or forced by ``ATOM_CK_FREE=1``."""
+        return envs.ATOM_USE_TRITON_GEMM or envs.ATOM_CK_FREE
+
+else:
+
+    def use_triton_gemm() -> bool:
+        """ATOM main: Triton only when requested (``ATOM_USE_TRITON_GEMM``); CK-free is not consulted."""
+        return envs.ATOM_USE_TRITON_GEMM
 
 
 def use_fp4_non_shuffle_triton_gemm() -> bool:

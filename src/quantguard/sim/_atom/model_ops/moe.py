@@ -3,10 +3,30 @@
 Routing is ``biased_grouped_topk`` with ``routed_scaling_factor`` fused into the
 weights (ATOM's ``is_rocm_aiter_fuse_routed_scaling_factor()`` is true), so a
 missing factor is a pure magnitude error of the routed output. Expert GEMMs
-run in AITER's ``fused_moe`` (CK), or, when ``use_triton_gemm()`` (which a
-CK-free build forces), in a Triton path that sorts token copies by expert,
-quantizes them once, transposes the first ``num_rows`` scale rows with
-``partial_transpose`` and calls the preshuffle blockscale GEMM per expert.
+run in AITER's ``fused_moe`` (CK), or in a Triton path that sorts token
+copies by expert, quantizes them once, transposes the first ``num_rows``
+scale rows with ``partial_transpose`` and calls the preshuffle blockscale
+GEMM per expert.
+
+As on ATOM main, ``FusedMoE`` is a ``LazyMoEWrapper`` (its instances belong to
+the class behind it) and each layer has a quant method chosen from its
+checkpoint format: ``UnquantizedFusedMoEMethod``, ``Fp8MoEMethod``,
+``CompressedTensorsFp8MoEMethod`` (per-token/per-tensor FP8) or
+``Mxfp4MoEMethod`` (block-quantized experts). Which path a layer runs is the
+quant method's per-instance ``use_triton``; only ``Mxfp4MoEMethod`` can
+choose Triton, fixed when the layer is built (``ATOM_USE_TRITON_MOE`` if
+set, else gfx94x always, gfx95x with ``ATOM_USE_TRITON_GEMM``); CK-free is not
+consulted. The simulator gives ``Mxfp4MoEMethod`` FP8 128x128 block experts
+(ATOM's method also handles per_1x128) because its Triton expert path is the
+FP8 blockscale GEMM. The loader calls ``FusedMoE.process_weights_after_loading()``
+and then the quant method's ``process_weights_after_loading(layer)``, which
+normalizes (gfx942) and shuffles the experts.
+
+With ``atom.utils.envs.CK_FREE_BRANCH`` (``ATOM_CK_FREE`` set before import)
+the CK-free branch is modelled instead: ``FusedMoE`` is a plain class with no
+quant method, every layer follows the module-level ``_use_triton_experts()``
+(``use_triton_gemm()``, which ``ATOM_CK_FREE=1`` forces) at each call, and
+``FusedMoE.process_weights_after_loading()`` prepares the experts itself.
 """
 
 import functools
@@ -21,29 +41,115 @@ from aiter import (
     partial_transpose,
 )
 from aiter.fused_moe import fused_moe
+from aiter.jit.utils.chip_info import get_gfx
 from torch import nn
 
-from atom.model_ops.linear import fp8_checkpoint_fixup, use_triton_gemm
+from atom.model_ops.base_config import QuantizeMethodBase
+from atom.model_ops.linear import fp8_checkpoint_fixup
 from atom.model_ops.utils import atom_parameter, shuffle_weights
+from atom.plugin.vllm.moe import FusedMoEDecoratorForPluginMode
+from atom.utils import envs
 from quantguard.sim import _state
 
-__all__ = ["FusedMoE"]
+__all__ = [
+    "CompressedTensorsFp8MoEMethod",
+    "FusedMoE",
+    "FusedMoEMethodBase",
+    "Fp8MoEMethod",
+    "Mxfp4MoEMethod",
+    "UnquantizedFusedMoEMethod",
+]
 
-if use_triton_gemm():
+_IGNORES_CK_FREE = _state.fault_active("atom_ignores_ck_free", "atom")
+
+if envs.CK_FREE_BRANCH:
+    # The branch's MoE follows linear's selector, bound here by name.
+    from atom.model_ops.linear import use_triton_gemm
+
+    if _IGNORES_CK_FREE:
+
+        def _use_triton_experts() -> bool:
+            # The broken MoE path never consults the CK-free switch.
+            return False
+
+    else:
+        _use_triton_experts = use_triton_gemm
+
+if not envs.CK_FREE_BRANCH or use_triton_gemm():
+    # ATOM main binds its Triton MoE kernels at import; the CK-free branch only when use_triton_gemm().
     from aiter.ops.triton.gemm.basic.gemm_a8w8_blockscale import (
         gemm_a8w8_blockscale_preshuffle,
     )
 else:
     gemm_a8w8_blockscale_preshuffle = None
 
-if _state.fault_active("atom_ignores_ck_free", "atom"):
 
-    def _use_triton_experts() -> bool:
-        # The broken MoE path never consults the CK-free switch.
-        return False
+def _prepare_experts(layer) -> None:
+    """Normalize e4m3fn experts on gfx942 and preshuffle them for the MoE kernels."""
+    if layer.params_dtype == torch.float8_e4m3fnuz:
+        for name in ("w13", "w2"):
+            weight, scale = getattr(layer, f"{name}_weight"), getattr(layer, f"{name}_weight_scale")
+            weight.data, scale.data, _ = fp8_checkpoint_fixup(weight.data, scale.data)
+    shuffle_weights(layer.w13_weight, layer.w2_weight)
 
-else:
-    _use_triton_experts = use_triton_gemm
+
+# ATOM main's quant methods; each defines its own post-load step, as in ATOM.
+
+
+class FusedMoEMethodBase(QuantizeMethodBase):
+    """A layer's expert scheme; ``use_triton`` says which expert kernels it runs (fixed at construction)."""
+
+    def __init__(self, quant_type: QuantType):
+        self.quant_type = quant_type
+        self.use_triton = False
+
+
+class UnquantizedFusedMoEMethod(FusedMoEMethodBase):
+    """BF16 experts."""
+
+    def process_weights_after_loading(self, layer: nn.Module) -> None:
+        shuffle_weights(layer.w13_weight, layer.w2_weight)
+
+
+class Fp8MoEMethod(FusedMoEMethodBase):
+    """Per-token or per-tensor FP8 experts: always AITER's fused MoE (no Triton switch on ATOM main)."""
+
+    def process_weights_after_loading(self, layer: nn.Module) -> None:
+        _prepare_experts(layer)
+
+
+class CompressedTensorsFp8MoEMethod(FusedMoEMethodBase):
+    """FP8 experts from a compressed-tensors checkpoint (``quant_method="compressed-tensors"``)."""
+
+    def process_weights_after_loading(self, layer: nn.Module) -> None:
+        _prepare_experts(layer)
+
+
+class Mxfp4MoEMethod(FusedMoEMethodBase):
+    """Block-quantized experts, the one MoE method with a per-instance Triton switch."""
+
+    def __init__(self, quant_type: QuantType):
+        super().__init__(quant_type)
+        gfx = get_gfx()
+        if envs.is_set("ATOM_USE_TRITON_MOE"):
+            self.use_triton = envs.ATOM_USE_TRITON_MOE
+        else:
+            self.use_triton = gfx.startswith("gfx94") or (gfx.startswith("gfx95") and envs.ATOM_USE_TRITON_GEMM)
+        if _IGNORES_CK_FREE:
+            self.use_triton = False  # the broken method never picks Triton
+
+    def process_weights_after_loading(self, layer: nn.Module) -> None:
+        _prepare_experts(layer)
+
+
+def _quant_method_for(quant_type: QuantType, quant_method: str) -> FusedMoEMethodBase:
+    if quant_type == QuantType.No:
+        return UnquantizedFusedMoEMethod(quant_type)
+    if quant_type in (QuantType.per_1x128, QuantType.per_1x32):
+        return Mxfp4MoEMethod(quant_type)
+    if quant_method == "compressed-tensors":
+        return CompressedTensorsFp8MoEMethod(quant_type)
+    return Fp8MoEMethod(quant_type)
 
 
 def _column_major_rows(scale_t, start, count, groups, pitch):
@@ -66,6 +172,7 @@ class FusedMoE(nn.Module):
         quant_type: QuantType = QuantType.per_1x128,
         params_dtype: torch.dtype | None = None,
         prefix: str = "",
+        quant_method: str = "",
     ):
         super().__init__()
         self.prefix = prefix
@@ -76,6 +183,8 @@ class FusedMoE(nn.Module):
         self.quant_type = quant_type
         self.params_dtype = params_dtype or dtypes.bf16
         self.quant_func = get_hip_quant(quant_type)
+        # The CK-free branch has no per-layer quant method: the layer prepares its experts.
+        self.quant_method = None if envs.CK_FREE_BRANCH else _quant_method_for(quant_type, quant_method)
         shapes = {
             "w13": (num_experts, 2 * intermediate_size, hidden_size),
             "w2": (num_experts, hidden_size, intermediate_size),
@@ -98,12 +207,12 @@ class FusedMoE(nn.Module):
         param.data.copy_(loaded_weight)
 
     def process_weights_after_loading(self) -> None:
-        """Normalize e4m3fn experts on gfx942 and preshuffle them for the MoE kernels."""
-        if self.params_dtype == torch.float8_e4m3fnuz:
-            for name in ("w13", "w2"):
-                weight, scale = getattr(self, f"{name}_weight"), getattr(self, f"{name}_weight_scale")
-                weight.data, scale.data, _ = fp8_checkpoint_fixup(weight.data, scale.data)
-        shuffle_weights(self.w13_weight, self.w2_weight)
+        """ATOM main: layer-level checks only (the quant method prepares the experts next).
+
+        CK-free branch: prepare the experts here.
+        """
+        if envs.CK_FREE_BRANCH:
+            _prepare_experts(self)
 
     def select_experts(self, router_logits: torch.Tensor):
         tokens = router_logits.shape[0]
@@ -123,7 +232,8 @@ class FusedMoE(nn.Module):
 
     def forward(self, hidden_states: torch.Tensor, router_logits: torch.Tensor) -> torch.Tensor:
         topk_weights, topk_ids = self.select_experts(router_logits)
-        if _use_triton_experts():
+        use_triton = _use_triton_experts() if envs.CK_FREE_BRANCH else self.quant_method.use_triton
+        if use_triton:
             return self._triton_experts(hidden_states, topk_weights, topk_ids)
         return fused_moe(
             hidden_states,
@@ -181,3 +291,7 @@ class FusedMoE(nn.Module):
             )
             start += count
         return out
+
+
+if not envs.CK_FREE_BRANCH:
+    FusedMoE = FusedMoEDecoratorForPluginMode(FusedMoE)

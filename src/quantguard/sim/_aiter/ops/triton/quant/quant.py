@@ -2,7 +2,10 @@
 
 Triton kernels quantize with ``x * (1 / scale)`` and no amax floor, and
 ``dynamic_mxfp4_quant`` declares round-to-even e8m0 scales, unlike the HIP
-producers' RoundUp.
+producers' RoundUp. At AITER HEAD e4048607 it accepts ``scaling_mode`` but
+never reads it (the kernel launch hard-codes Even); an install with
+``release_build=True`` honours it. The Triton wrappers are plain functions,
+as in AITER.
 """
 
 import torch
@@ -83,7 +86,7 @@ if _state.fault_active("e8m0_ceil_rounding", "triton"):
         # The broken producer ignores its declared mode and rounds scales up.
         return _mxfp4_quant(x, _e8m0.CEIL)
 
-else:
+elif _state.settings().release_build:
 
     def dynamic_mxfp4_quant(
         x: torch.Tensor, scaling_mode: str = "even"
@@ -91,6 +94,18 @@ else:
         """MXFP4 quant of (M, N): fp4 bytes (M, N/2) and e8m0 bytes (M, N/32).
 
         The scale is a column-major view (strides (1, M)); ``scaling_mode``
-        names the e8m0 rounding (AITER's kernel implements "even").
+        names the e8m0 rounding.
         """
         return _mxfp4_quant(x, _rounding_mode(scaling_mode))
+
+else:
+
+    def dynamic_mxfp4_quant(
+        x: torch.Tensor, scaling_mode: str = "even"
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """MXFP4 quant of (M, N): fp4 bytes (M, N/2) and e8m0 bytes (M, N/32), Even scales.
+
+        The scale is a column-major view (strides (1, M)). As at AITER HEAD,
+        ``scaling_mode`` is accepted and never read: scales are always Even.
+        """
+        return _mxfp4_quant(x, _e8m0.EVEN)

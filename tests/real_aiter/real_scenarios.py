@@ -1,0 +1,355 @@
+"""Named scenarios the worker runs against whichever ``aiter`` it imported (real tree or simulator).
+
+A scenario calls AITER/ATOM through their public names, exactly as a user would, and returns
+plain data: how many calls each guarded target saw (``calls``), what the kernel raised if it
+rejected a malformed call (``raised``), and scenario-specific facts.  The quantguard events it
+caused travel back separately.  The tests hold the expectations; this module only acts.
+Nothing here imports ``aiter`` at module level: the test process imports this file to list the
+scenarios.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from typing import Any, Callable
+
+__all__ = ["SCENARIOS", "Scenario", "M", "N", "K"]
+
+M, N, K = 16, 256, 256
+_TG = "aiter.ops.triton.gemm.basic."
+
+
+class Scenario:
+    """One named action; :meth:`run` adds the guarded calls it made to its result."""
+
+    __slots__ = ("name", "function")
+
+    def __init__(self, name: str, function: Callable[..., dict[str, Any]]) -> None:
+        self.name = name
+        self.function = function
+
+    def run(self, context: Any, **params: Any) -> dict[str, Any]:
+        before = _call_counts(context)
+        result = self.function(context, **params)
+        after = _call_counts(context)
+        result["calls"] = {target: count - before.get(target, 0) for target, count in after.items()
+                           if count != before.get(target, 0)}
+        return result
+
+
+SCENARIOS: dict[str, Scenario] = {}
+
+
+def scenario(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def register(function: Callable[..., Any]) -> Callable[..., Any]:
+        SCENARIOS[name] = Scenario(name, function)
+        return function
+    return register
+
+
+def _call_counts(context: Any) -> dict[str, int]:
+    runtime = context.runtime
+    return dict(runtime.call_counts()) if runtime is not None else {}
+
+
+# -- operands ----------------------------------------------------------------------------------
+
+def _torch() -> Any:
+    import torch
+    return torch
+
+
+def _gen(seed: int) -> Any:
+    return _torch().Generator().manual_seed(seed)
+
+
+def _x() -> Any:
+    torch = _torch()
+    return (torch.randn(M, K, generator=_gen(0)) * 2).to(torch.bfloat16)
+
+
+def _block_weight(fp8: Any, n: int = N, k: int = K) -> tuple[Any, Any]:
+    """A (n, k) fp8 weight and its (n/128, k/128) fp32 block scales."""
+    torch = _torch()
+    w = torch.randn(n, k, generator=_gen(1)) * 0.05
+    scale = w.view(n // 128, 128, k // 128, 128).abs().amax((1, 3)) / torch.finfo(fp8).max
+    expanded = scale.repeat_interleave(128, 0).repeat_interleave(128, 1)
+    return (w / expanded).to(fp8), scale
+
+
+def _row_weight(fp8: Any) -> tuple[Any, Any]:
+    """A (N, K) fp8 weight and its (N, 1) fp32 per-channel scales."""
+    torch = _torch()
+    w = torch.randn(N, K, generator=_gen(2)) * 0.05
+    scale = w.abs().amax(1, keepdim=True) / torch.finfo(fp8).max
+    return (w / scale).to(fp8), scale
+
+
+def _shuffle(w: Any) -> Any:
+    from aiter.ops.shuffle import shuffle_weight
+    return shuffle_weight(w, layout=(16, 16))
+
+
+def _per_token(a: Any) -> tuple[Any, Any, Any, Any]:
+    xq, xs = a.per_token_quant_hip(_x(), quant_dtype=a.dtypes.fp8)
+    wq, ws = _row_weight(a.dtypes.fp8)
+    return xq, xs, wq, ws
+
+
+def _blocks(a: Any, transpose: bool = False) -> tuple[Any, Any, Any, Any]:
+    xq, xs = a.per_group_quant_hip(_x(), quant_dtype=a.dtypes.fp8, group_size=128, transpose_scale=transpose)
+    wq, ws = _block_weight(a.dtypes.fp8)
+    return xq, xs, wq, ws
+
+
+def _triton(path: str) -> Any:
+    module, _, function = (_TG + path).rpartition(".")
+    return getattr(importlib.import_module(module), function)
+
+
+def _outcome(call: Callable[[], Any]) -> dict[str, Any]:
+    """Run a call the kernel may reject (a malformed one); the guard reports before the kernel runs."""
+    try:
+        out = call()
+    except Exception as exc:
+        return {"raised": f"{type(exc).__name__}: {exc}"[:500]}
+    return {"raised": None, "out_shape": list(out.shape) if hasattr(out, "shape") else None}
+
+
+def _finite_output(out: Any) -> dict[str, Any]:
+    return {"raised": None, "out_shape": list(out.shape), "finite": bool(out.float().isfinite().all())}
+
+
+# -- clean calls: each must be quiet -----------------------------------------------------------
+
+@scenario("clean.gemm_a8w8")
+def clean_gemm_a8w8(context: Any) -> dict[str, Any]:
+    a = context.aiter
+    xq, xs, wq, ws = _per_token(a)
+    return _finite_output(a.gemm_a8w8(xq, wq, xs, ws))
+
+
+@scenario("clean.gemm_a8w8_CK")
+def clean_gemm_a8w8_ck(context: Any) -> dict[str, Any]:
+    a = context.aiter
+    xq, xs, wq, ws = _per_token(a)
+    return _finite_output(a.gemm_a8w8_CK(xq, wq, xs, ws))
+
+
+@scenario("clean.gemm_a8w8_bpreshuffle")
+def clean_gemm_a8w8_bpreshuffle(context: Any) -> dict[str, Any]:
+    a = context.aiter
+    xq, xs, wq, ws = _per_token(a)
+    return _finite_output(a.gemm_a8w8_bpreshuffle(xq, _shuffle(wq), xs, ws))
+
+
+@scenario("clean.gemm_a8w8_blockscale")
+def clean_gemm_a8w8_blockscale(context: Any) -> dict[str, Any]:
+    a = context.aiter
+    xq, xs, wq, ws = _blocks(a)
+    return _finite_output(a.gemm_a8w8_blockscale(xq, wq, xs, ws))
+
+
+@scenario("clean.blockscale_bpreshuffle_transposed_bytes")
+def clean_blockscale_bpreshuffle_transposed(context: Any) -> dict[str, Any]:
+    a = context.aiter
+    xq, xs, wq, ws = _blocks(a, transpose=True)
+    return _finite_output(a.gemm_a8w8_blockscale_bpreshuffle(xq, _shuffle(wq), xs, ws))
+
+
+@scenario("clean.blockscale_bpreshuffle_strided_view")
+def clean_blockscale_bpreshuffle_view(context: Any) -> dict[str, Any]:
+    a = context.aiter
+    xq, xs, wq, ws = _blocks(a)
+    return _finite_output(a.gemm_a8w8_blockscale_bpreshuffle(xq, _shuffle(wq), xs.t().contiguous().t(), ws))
+
+
+@scenario("clean.dynamic_per_token_scaled_quant")
+def clean_dynamic_per_token_scaled_quant(context: Any) -> dict[str, Any]:
+    a = context.aiter
+    torch = _torch()
+    x = _x()
+    out = torch.empty(M, K, dtype=a.dtypes.fp8)
+    scales = torch.empty(M, 1, dtype=torch.float32)
+    a.dynamic_per_token_scaled_quant(out, x, scales)
+    return {"raised": None, "scale_min": float(scales.min())}
+
+
+@scenario("clean.triton_gemm_a8w8")
+def clean_triton_gemm_a8w8(context: Any) -> dict[str, Any]:
+    a = context.aiter
+    xq, xs, wq, ws = _per_token(a)
+    return _finite_output(_triton("gemm_a8w8.gemm_a8w8")(xq, wq, xs, ws))
+
+
+@scenario("clean.triton_blockscale")
+def clean_triton_blockscale(context: Any) -> dict[str, Any]:
+    a = context.aiter
+    xq, xs, wq, ws = _blocks(a)
+    return _finite_output(_triton("gemm_a8w8_blockscale.gemm_a8w8_blockscale")(xq, wq, xs, ws))
+
+
+@scenario("clean.triton_flatten_group_quant_blockscale")
+def clean_triton_flatten_group_quant(context: Any) -> dict[str, Any]:
+    """Triton producer feeding the Triton consumer (both real kernels under the interpreter)."""
+    a = context.aiter
+    quant = importlib.import_module("aiter.ops.triton.quant")
+    xq, xs = quant.fused_flatten_fp8_group_quant(_x().unsqueeze(1), group_size=128, dtype_quant=a.dtypes.fp8)
+    wq, ws = _block_weight(a.dtypes.fp8)
+    return _finite_output(_triton("gemm_a8w8_blockscale.gemm_a8w8_blockscale")(xq, wq, xs, ws))
+
+
+# -- malformed calls: each must get the simulator's verdict ----------------------------------
+
+@scenario("malformed.blockscale_x_scale_m1")
+def malformed_blockscale_x_scale_m1(context: Any) -> dict[str, Any]:
+    """A per-token (M, 1) x_scale handed to the blockscale GEMM, which reads (M, K/128)."""
+    a = context.aiter
+    torch = _torch()
+    xq, _, wq, ws = _blocks(a)
+    return _outcome(lambda: a.gemm_a8w8_blockscale(xq, wq, torch.ones(M, 1), ws))
+
+
+@scenario("malformed.blockscale_bf16_x_scale")
+def malformed_blockscale_bf16_x_scale(context: Any) -> dict[str, Any]:
+    a = context.aiter
+    xq, xs, wq, ws = _blocks(a)
+    return _outcome(lambda: a.gemm_a8w8_blockscale(xq, wq, xs.to(_torch().bfloat16), ws))
+
+
+@scenario("malformed.transposed_scale_into_row_major_reader")
+def malformed_transposed_into_row_major(context: Any) -> dict[str, Any]:
+    """per_group_quant_hip(transpose_scale=True) writes (G, M) bytes; gemm_a8w8_blockscale reads (M, G)."""
+    a = context.aiter
+    xq, xs, wq, ws = _blocks(a, transpose=True)
+    return _outcome(lambda: a.gemm_a8w8_blockscale(xq, wq, xs, ws))
+
+
+@scenario("malformed.row_major_scale_into_bpreshuffle")
+def malformed_row_major_into_bpreshuffle(context: Any) -> dict[str, Any]:
+    """per_group_quant_hip() writes (M, G) bytes; gemm_a8w8_blockscale_bpreshuffle reads (G, M)."""
+    a = context.aiter
+    xq, xs, wq, ws = _blocks(a, transpose=False)
+    return _outcome(lambda: a.gemm_a8w8_blockscale_bpreshuffle(xq, _shuffle(wq), xs, ws))
+
+
+@scenario("malformed.transposed_scale_into_triton_blockscale")
+def malformed_transposed_into_triton(context: Any) -> dict[str, Any]:
+    """The same (G, M) bytes handed to AITER's real Triton blockscale GEMM (a row-major reader too)."""
+    a = context.aiter
+    xq, xs, wq, ws = _blocks(a, transpose=True)
+    return _outcome(lambda: _triton("gemm_a8w8_blockscale.gemm_a8w8_blockscale")(xq, wq, xs, ws))
+
+
+@scenario("malformed.e4m3fn_weight")
+def malformed_e4m3fn_weight(context: Any) -> dict[str, Any]:
+    """An e4m3fn weight: right on gfx950, read as e4m3fnuz (2x off) by gfx942 kernels."""
+    a = context.aiter
+    xq, xs, _, ws = _per_token(a)
+    wq, _ = _row_weight(_torch().float8_e4m3fn)
+    return _outcome(lambda: a.gemm_a8w8_CK(xq, wq, xs, ws))
+
+
+# -- torch.compile: calls that reach torch.ops.aiter.* without the Python wrapper ----------------
+
+@scenario("compiled.quant_then_blockscale")
+def compiled_quant_then_blockscale(context: Any) -> dict[str, Any]:
+    """A clean quant -> blockscale GEMM step compiled whole (``fullgraph=True``, eager backend)."""
+    a = context.aiter
+    torch = _torch()
+    wq, ws = _block_weight(a.dtypes.fp8)
+    quant, gemm, fp8 = a.per_group_quant_hip, a.gemm_a8w8_blockscale, a.dtypes.fp8
+
+    def step(x: Any) -> Any:
+        xq, xs = quant(x, quant_dtype=fp8, group_size=128)
+        return gemm(xq, wq, xs, ws)
+
+    return _finite_output(torch.compile(step, backend="eager", fullgraph=True)(_x()))
+
+
+@scenario("compiled.transposed_scale_into_row_major_reader")
+def compiled_transposed_into_row_major(context: Any) -> dict[str, Any]:
+    """The (G, M)-bytes producer feeding the row-major blockscale reader, inside one compiled graph."""
+    a = context.aiter
+    torch = _torch()
+    wq, ws = _block_weight(a.dtypes.fp8)
+    quant, gemm, fp8 = a.per_group_quant_hip, a.gemm_a8w8_blockscale, a.dtypes.fp8
+
+    def step(x: Any) -> Any:
+        xq, xs = quant(x, quant_dtype=fp8, group_size=128, transpose_scale=True)
+        return gemm(xq, wq, xs, ws)
+
+    return _outcome(lambda: torch.compile(step, backend="eager", fullgraph=True)(_x()))
+
+
+@scenario("compiled.blockscale_x_scale_m1")
+def compiled_blockscale_x_scale_m1(context: Any) -> dict[str, Any]:
+    """The malformed blockscale call from torch.compile'd code (eager backend: the graph calls the op)."""
+    a = context.aiter
+    torch = _torch()
+    xq, _, wq, ws = _blocks(a)
+    gemm = a.gemm_a8w8_blockscale
+
+    def step(xq: Any, x_scale: Any) -> Any:
+        return gemm(xq, wq, x_scale, ws)
+
+    compiled = torch.compile(step, backend="eager", fullgraph=True)
+    return _outcome(lambda: compiled(xq, torch.ones(M, 1)))
+
+
+# -- ATOM's real linear layer --------------------------------------------------------------------
+
+def _atom_linear(context: Any, preshuffle: bool) -> dict[str, Any]:
+    """An FP8 blockscale (per_1x128) ReplicatedLinear: load an e4m3fn checkpoint, post-process, forward.
+
+    ``ATOM_FP8_BLOCKSCALE_WEIGHT_PRESHUFFLE`` picks the GEMM: the preshuffled weight with a
+    transposed x_scale (``gemm_a8w8_blockscale_bpreshuffle``) or ``gemm_a8w8_blockscale``.
+    """
+    saved = {name: os.environ.get(name) for name in ("ATOM_FP8_BLOCKSCALE_WEIGHT_PRESHUFFLE", "ATOM_USE_TRITON_GEMM")}
+    os.environ.update(ATOM_FP8_BLOCKSCALE_WEIGHT_PRESHUFFLE="1" if preshuffle else "0", ATOM_USE_TRITON_GEMM="0")
+    try:
+        return _run_atom_linear(context)
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _run_atom_linear(context: Any) -> dict[str, Any]:
+    from types import SimpleNamespace
+
+    from atom.model_ops.linear import ReplicatedLinear
+    from atom.quant_spec import LayerQuantConfig
+
+    torch = _torch()
+    a = context.aiter
+    parallel_state = importlib.import_module("aiter.dist.parallel_state")  # `aiter.dist` is torch.distributed
+    if parallel_state._TP is None:  # a one-rank tensor-parallel group, without torch.distributed
+        parallel_state._TP = SimpleNamespace(rank_in_group=0, world_size=1)
+    layer_config = LayerQuantConfig(quant_type=a.QuantType.per_1x128, quant_dtype=a.dtypes.fp8)
+    quant_config = SimpleNamespace(get_layer_quant_config=lambda prefix, use_online_quant=False: layer_config,
+                                   online_quant=False)
+    layer = ReplicatedLinear(K, N, bias=False, quant_config=quant_config, prefix="model.layers.0.mlp.down_proj")
+    weight, scale = _block_weight(torch.float8_e4m3fn)  # checkpoints hold e4m3fn, whatever the arch
+    layer.weight_loader(layer.weight, weight)
+    layer.weight_loader(layer.weight_scale, scale)
+    layer.process_weights_after_loading()
+    x = _x()
+    out = layer(x)
+    reference = x.float() @ (weight.float() * scale.repeat_interleave(128, 0).repeat_interleave(128, 1)).T
+    cosine = torch.nn.functional.cosine_similarity(out.float().flatten(), reference.flatten(), dim=0)
+    return {"raised": None, "out_shape": list(out.shape), "cosine": float(cosine),
+            "weight_dtype": str(layer.weight.dtype)}
+
+
+@scenario("atom.linear_fp8_blockscale")
+def atom_linear_blockscale(context: Any) -> dict[str, Any]:
+    return _atom_linear(context, preshuffle=False)
+
+
+@scenario("atom.linear_fp8_blockscale_preshuffle")
+def atom_linear_blockscale_preshuffle(context: Any) -> dict[str, Any]:
+    return _atom_linear(context, preshuffle=True)
