@@ -58,6 +58,8 @@ def test_clean_workload_matches_reference_on_every_backend(reference, arch, depl
     assert errors["lm_head"] < 0.5
     fp4 = {"asm": "module_gemm_a4w4_asm", "ck": "module_gemm_a4w4_blockscale"}
     expected = ck_and_asm | ({fp4[deployment]} if arch == "gfx950" and deployment in fp4 else set())
+    if arch == "gfx942":  # ATOM main: Mxfp4MoEMethod.use_triton defaults to True on gfx94x, so no CK MoE
+        expected = expected - {"module_moe_ck2stages"}
     non_hip = {name for name in built if name not in ("module_quant", "module_moe_asm")}
     assert non_hip == expected
 

@@ -109,7 +109,7 @@ def implementations_of(function: Any, max_depth: int = 2, module_name: str | Non
         next_frontier = []
         for fn in frontier:
             for callee in _callees(fn):
-                inner = _function(callee)
+                inner = _function(_behind_custom_op(callee))
                 if inner is None or id(inner) in found or (inner.__module__ or "").split(".")[0] != package \
                         or is_stub(inner):
                     continue
@@ -124,6 +124,14 @@ def implementations_of(function: Any, max_depth: int = 2, module_name: str | Non
             if inner is not None and inner is not root and _namesake(leaf, attribute) and id(inner) not in found:
                 found[id(inner)] = inner
     return list(found.values())
+
+
+def _behind_custom_op(callee: Any) -> Any:
+    """For an AITER ``wrapper_custom`` around a torch op, the Python function the op was made from."""
+    from quantguard.engine.custom_ops import find_custom_op, op_implementation
+
+    op = find_custom_op(callee) if callable(callee) else None
+    return callee if op is None else (op_implementation(op) or callee)
 
 
 def _namesake(leaf: str, name: str) -> bool:

@@ -69,11 +69,26 @@ def _kernel_trampoline(name: str) -> Callable[..., Any]:
     return kernel
 
 
+#: op name -> setter of the ``calling_func`` cell its fake closes over.
+_fake_cells: dict[str, Callable[[Any], None]] = {}
+
+
 def _fake_trampoline(name: str) -> Callable[..., Any]:
+    # Like AITER's ``abstract_impl``, the registered fake keeps the decorated function in its
+    # closure (``calling_func``): tools that read an op's Python implementation find it there.
+    calling_func: Callable[..., Any] | None = None
+
     def fake(*args: Any, **kwargs: Any) -> Any:
+        if calling_func is None:
+            _lookup(name)  # raises: the simulator is not installed
         return _lookup(name).fake(*args, **kwargs)
 
+    def point_at(function: Callable[..., Any] | None) -> None:
+        nonlocal calling_func
+        calling_func = function
+
     fake.__name__ = f"{name}_fake"
+    _fake_cells[name] = point_at
     return fake
 
 
@@ -106,6 +121,7 @@ def register(name: str, schema: str, entry_: OpEntry, tags: tuple = ()) -> None:
             "cannot be redefined, so keep the simulated signature stable (or restart the process)"
         )
     _current[name] = entry_
+    _fake_cells[name](entry_.function)
 
 
 def entry(name: str) -> OpEntry:
@@ -121,3 +137,5 @@ def registered_ops() -> dict[str, str]:
 def forget() -> None:
     """Drop the current install's functions (on uninstall); the op definitions stay."""
     _current.clear()
+    for point_at in _fake_cells.values():
+        point_at(None)

@@ -60,10 +60,12 @@ def deploy(
         preshuffle = backend != "triton" and not ck_free
     env = {
         "ATOM_USE_TRITON_GEMM": "1" if backend == "triton" else "0",
-        "ATOM_CK_FREE": "1" if ck_free else "0",
         "ATOM_FP8_BLOCKSCALE_WEIGHT_PRESHUFFLE": "1" if preshuffle else "0",
     }
-    saved = {name: os.environ.get(name) for name in env}
+    if ck_free:  # the CK-free branch of ATOM (where the incidents came from); ATOM main otherwise
+        env["ATOM_CK_FREE"] = "1"
+    saved = {name: os.environ.get(name) for name in (*env, "ATOM_CK_FREE")}
+    os.environ.pop("ATOM_CK_FREE", None)
     os.environ.update(env)
     try:
         settings = sim.install(

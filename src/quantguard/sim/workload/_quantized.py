@@ -69,19 +69,15 @@ class _AtomParts:
 
 
 def load_checkpoint(model: nn.Module, tensors: Mapping[str, torch.Tensor]) -> None:
-    """Copy each checkpoint tensor through its module's loader, then post-process weights.
+    """Load the checkpoint with the simulated ATOM's loader (``atom.model_loader.loader.load_model``).
 
-    Post-processing runs children before parents (the MLA core needs its
-    ``kv_b_proj`` already dense).
+    Each tensor goes through its module's ``weight_loader``; then every layer's
+    ``process_weights_after_loading()`` and its quant method's, as ATOM main
+    does (children first: the MLA core needs its ``kv_b_proj`` already dense).
     """
-    for name, tensor in tensors.items():
-        module_name, _, attr = name.rpartition(".")
-        module = model.get_submodule(module_name)
-        module.weight_loader(getattr(module, attr), tensor)
-    for module in reversed(list(model.modules())):
-        process = getattr(module, "process_weights_after_loading", None)
-        if process is not None:
-            process()
+    from atom.model_loader.loader import load_model
+
+    load_model(model, tensors)
 
 
 def build_quantized_decoder(config: ModelConfig, schemes: Mapping[str, str]) -> Decoder:
