@@ -4,6 +4,12 @@ Lists the configuration (environment over defaults), the detected arch, FP8
 dtype and CK-free state with where each came from, and every contract:
 patched (with its alias count), missing, mismatched (AITER version drift) or
 waiting for its module.  ``--sim`` installs the simulated AITER first.
+
+``--coverage PATH`` instead scans a source tree statically (nothing in it is
+imported) for AITER call sites and says which ones a contract guards: per
+file, each call site (file:line, name as written, resolved AITER path,
+contract) and totals.  Without ``--paths``, an ATOM checkout is grouped into
+its quantized linear, MoE, MLA and DeepSeek-V2/V4 files; see docs/coverage.md.
 """
 
 from __future__ import annotations
@@ -25,6 +31,12 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--sim", action="store_true", help="install the simulated AITER (and ATOM) first")
     parser.add_argument("--gfx", default="gfx942", help="simulated arch with --sim (gfx942 or gfx950)")
     parser.add_argument("--ck-free", action="store_true", help="simulate a CK-free build with --sim")
+    parser.add_argument("--coverage", metavar="PATH",
+                        help="scan PATH for AITER call sites and report which ones contracts guard")
+    parser.add_argument("--paths", nargs="+", metavar="GLOB",
+                        help="with --coverage: only files matching these globs (relative to PATH)")
+    parser.add_argument("--json", action="store_true", help="with --coverage: print JSON")
+    parser.add_argument("--unguarded", action="store_true", help="with --coverage: list only unguarded call sites")
     parser.set_defaults(handler=_run)
 
 
@@ -66,7 +78,50 @@ def collect_info(import_targets: bool = True) -> dict[str, Any]:
             quantguard.disable()
 
 
+def _percent(guarded: int, total: int) -> str:
+    return f"{guarded}/{total} ({100 * guarded / total:.1f}%)" if total else "0/0"
+
+
+def _print_coverage(args: argparse.Namespace) -> int:
+    import json
+
+    from quantguard.coverage import measure
+
+    try:
+        coverage = measure(args.coverage, args.paths)
+    except FileNotFoundError as exc:
+        print(f"quantguard info: {exc}")
+        return 2
+    if args.json:
+        print(json.dumps(coverage.as_dict(), indent=2))
+        return 0
+    print(f"AITER call sites in {coverage.root}")
+    for group in coverage.groups:
+        print(f"\n[{group}]")
+        current = None
+        for site in (s for s in coverage.sites if s.group == group):
+            status = site.resolution.category
+            if status == "infrastructure" or (args.unguarded and status == "guarded"):
+                continue
+            if site.call.path != current:
+                current = site.call.path
+                print(f"  {current}")
+            mark = "guarded  " if status == "guarded" else ("UNGUARDED" if site.resolution.quantized else "unguarded")
+            contract = f"  [{site.resolution.contract}]" if site.resolution.contract else ""
+            print(f"    {mark} {site.call.path}:{site.call.line}  {site.call.written} -> {site.call.target}{contract}")
+    print("\ntotals (kernel calls; infrastructure calls not counted; UNGUARDED = on a quantized path)")
+    for label, totals in coverage.totals().items():
+        print(f"  {label:<17} quantized paths {_percent(totals['quantized_guarded'], totals['quantized_total']):<18}"
+              f" all kernels {_percent(totals['kernel_guarded'], totals['kernel_total']):<18}"
+              f" infrastructure {totals['infrastructure']}")
+    if coverage.unparsed:
+        print("not parsed (syntax this Python does not read): " + ", ".join(coverage.unparsed))
+    return 0
+
+
 def _run(args: argparse.Namespace) -> int:
+    if args.coverage:
+        return _print_coverage(args)
     if args.sim:
         from quantguard import sim
         sim.install(arch=args.gfx, ck_free=args.ck_free, atom=True, force=True)

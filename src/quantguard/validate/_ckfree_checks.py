@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,7 +30,7 @@ from typing import Any
 
 import torch
 
-from quantguard.checks.backend_selection import ATOM_PATHS, atom_selectors
+from quantguard.checks.backend_selection import ATOM_PATHS, atom_selectors, moe_selections
 from quantguard.checks.kwarg_honored import expected_fp32_scales, group_amax
 from quantguard.hardware import detect_platform
 from quantguard.numerics.layouts import describe_layout, read_scales
@@ -88,14 +89,24 @@ def _platform_item(key: str, title: str) -> Item:
         problems.append("aiter.jit.core has no CK_3RDPARTY_DIR: cannot tell how this AITER was built")
     elif os.path.isdir(str(directory)):
         problems.append(f"AITER has CK: CK_3RDPARTY_DIR={directory} is a directory (not a CK-free build)")
-    if (atom_setting or "").strip() != "1":
+    branch = _atom_has_ck_free_switch()
+    if branch and (atom_setting or "").strip() != "1":
         problems.append(f"ATOM_CK_FREE={atom_setting!r}, not '1': ATOM does not force Triton")
     same = platform.ck_free_source.startswith("aiter.jit.core.CK_3RDPARTY_DIR")
     seen = (f"quantguard detects {platform.arch or 'no arch'} (from {platform.arch_source}), CK-free "
             f"{'yes' if platform.ck_free else 'no'} (from {'that directory' if same else platform.ck_free_source})")
     if problems:
         return Item(key, title, FAIL, "; ".join(problems) + f"; {seen}", details)
-    return Item(key, title, PASS, f"CK_3RDPARTY_DIR={directory} is missing; ATOM_CK_FREE=1; {seen}", details)
+    told = "ATOM_CK_FREE=1" if branch else ("ATOM main has no ATOM_CK_FREE: the selectors below (ATOM_USE_TRITON_GEMM, "
+                                            "per-layer MoE use_triton) must pick Triton")
+    return Item(key, title, PASS, f"CK_3RDPARTY_DIR={directory} is missing; {told}; {seen}", details)
+
+
+def _atom_has_ck_free_switch() -> bool:
+    """Whether the loaded ATOM is the CK-free branch (its envs define ``ATOM_CK_FREE``); ATOM main is not."""
+    envs = sys.modules.get("atom.utils.envs")
+    known = getattr(envs, "environment_variables", None) if envs is not None else None
+    return not isinstance(known, dict) or "ATOM_CK_FREE" in known
 
 
 # -- 3. ATOM selects Triton --------------------------------------------------------------------
@@ -117,6 +128,8 @@ def _selector_item(key: str, title: str, module_name: str) -> Item:
         return Item(key, title, SKIP, f"{module_name} is not importable ({exc}): no ATOM to check")
     prefix = module_name + "."
     selectors = [(name, selector) for name, selector in atom_selectors() if name.startswith(prefix)]
+    if not selectors and module_name.endswith(".moe"):
+        return _moe_layers_item(key, title)
     if not selectors:
         return Item(key, title, FAIL, f"no use_triton* selector in {module_name}: cannot tell which GEMMs it picks")
     returned = {name: selector() for name, selector in selectors}
@@ -127,6 +140,20 @@ def _selector_item(key: str, title: str, module_name: str) -> Item:
         return Item(key, title, FAIL, f"{', '.join(f'{name}()' for name in wrong)} returned False in CK-free mode: "
                                       f"this path calls CK kernels, whose JIT build fails ({shown})", details)
     return Item(key, title, PASS, shown, details)
+
+
+def _moe_layers_item(key: str, title: str) -> Item:
+    """ATOM main: each MoE layer's quant method chooses (``Mxfp4MoEMethod.use_triton``), no module selector."""
+    layers = moe_selections()
+    if not layers:
+        return Item(key, title, SKIP, "ATOM main chooses per MoE layer (quant_method.use_triton) and no MoE layer is "
+                                      "registered yet: build the model, or run a guarded server with --events")
+    wrong = [f"{layer} ({method})" for layer, method, use_triton in layers if not use_triton]
+    details = {"layers": {layer: use_triton for layer, _, use_triton in layers}}
+    if wrong:
+        return Item(key, title, FAIL, f"use_triton False on {len(wrong)} of {len(layers)} MoE layer(s): "
+                                      f"{', '.join(wrong[:4])}; they call CK kernels", details)
+    return Item(key, title, PASS, f"use_triton True on all {len(layers)} MoE layer(s)", details)
 
 
 # -- 4a. Triton fallbacks honor shuffle_scale ----------------------------------------------------
