@@ -12,6 +12,7 @@ Each finding is reported once per runtime.
 from __future__ import annotations
 
 import sys
+import types
 from typing import TYPE_CHECKING, Any
 
 from quantguard import events
@@ -25,6 +26,8 @@ __all__ = ["Audits"]
 def _defined_here(value: Any, module_name: str, name: str) -> bool:
     """Defined in this module (not a re-export): its ``__module__``, or, for a custom-op wrapper whose
     ``__module__`` is AITER's ``torch_guard``, the op it dispatches to carrying this attribute's name."""
+    if not isinstance(value, types.FunctionType):
+        return False  # a Triton @jit kernel named ``..._asm`` (aiter.mla) is not ASM, nor a function to wrap
     if getattr(value, "__module__", None) == module_name:
         return True
     from quantguard.engine.custom_ops import find_custom_op
