@@ -61,27 +61,43 @@ def _closure_value(function: Any, name: str) -> Any:
 
 
 def find_custom_op(function: Any, declared: str | None = None,
-                   namespaces: tuple[str, ...] = _DEFAULT_NAMESPACES) -> Any:
+                   namespaces: tuple[str, ...] = _DEFAULT_NAMESPACES, public_name: str | None = None) -> Any:
     """The OpOverload an entry point dispatches to, or None for a plain Python function.
 
-    ``declared`` (a contract's ``op``, ``"namespace::name"``) wins; otherwise an
-    AITER-style wrapper is recognised by the op name in its closure
-    (``loadName``) and the op existing in one of ``namespaces``.
+    ``declared`` (a contract's ``op``, ``"namespace::name"``) wins.  Otherwise an
+    opaque ``(*args, **kwargs)`` wrapper is matched to an op of ``namespaces``
+    by the op name its closure holds (AITER's ``loadName``, or any string cell
+    naming an existing op) or, failing that, by its public name (AITER
+    registers ``torch.ops.aiter.<name>`` under the decorated function's name),
+    in ``namespaces`` or a namespace the wrapper's code names.
     """
     if "torch" not in sys.modules:
         return None
     if declared:
         return _op_by_name(declared)
-    name = _closure_value(function, _LOAD_NAME)
-    if not isinstance(name, str):
+    code = getattr(function, "__code__", None)
+    if code is None or not _is_opaque(function):
         return None
-    code_names = getattr(getattr(function, "__code__", None), "co_names", ())
-    for namespace in namespaces:
-        if namespace in code_names or not code_names:
-            op = _op_by_name(f"{namespace}::{name}")
-            if op is not None:
-                return op
+    names = [_closure_value(function, _LOAD_NAME)]
+    names += [_closure_value(function, free) for free in code.co_freevars if free != _LOAD_NAME]
+    names.append(public_name)
+    # the namespace: AITER's, or one the wrapper's code names (``torch.ops.<namespace>.<name>``)
+    candidates = (*namespaces, *(n for n in code.co_names if n not in namespaces and n.isidentifier()))
+    for name in names:
+        if not isinstance(name, str) or not name.isidentifier():
+            continue
+        for namespace in candidates:
+            if namespace in code.co_names or (name is public_name and namespace in namespaces):
+                op = _op_by_name(f"{namespace}::{name}")
+                if op is not None:
+                    return op
     return None
+
+
+def _is_opaque(function: Any) -> bool:
+    """Takes only ``*args``/``**kwargs`` (what a custom-op wrapper looks like)."""
+    code = function.__code__
+    return code.co_argcount == 0 and code.co_kwonlyargcount == 0 and bool(code.co_flags & 0x04)
 
 
 class OpParameters:
@@ -109,7 +125,12 @@ class OpParameters:
 def op_parameters(op: Any, expected: tuple[str, ...] | None = None) -> OpParameters:
     """Read an op's schema; a leading ``dummy`` tensor is dropped unless the contract expects it."""
     arguments = list(op._schema.arguments)
-    leading_dummy = bool(arguments) and arguments[0].name == DUMMY and not (expected and expected[0] == DUMMY)
+    names = [argument.name for argument in arguments]
+    # AITER prepends a placeholder tensor when the function's first parameter is not a tensor: named
+    # ``dummy`` by AITER; recognised by the names either way when the contract lists the parameters
+    leading_dummy = bool(arguments) and not (expected and expected[0] == names[0]) and (
+        names[0] == DUMMY or (expected is not None and names[1:len(expected) + 1] == list(expected)
+                              and str(arguments[0].type) == "Tensor"))
     names: list[str] = []
     positions: dict[str, int] = {}
     defaults: dict[str, Any] = {}

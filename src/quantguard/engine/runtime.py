@@ -260,7 +260,7 @@ class Runtime:
             return applied
         from quantguard.contracts.drift import compare_signature
 
-        op = find_custom_op(function, contract.op)
+        op = find_custom_op(function, contract.op, public_name=contract.name)
         parameters = op_parameters(op, contract.params) if op is not None else None
         binder = Binder(function, contract.params, contract.signature_of, parameters)
         mismatch, disabled = compare_signature(contract, function, binder.as_signature())
