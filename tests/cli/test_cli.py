@@ -14,7 +14,9 @@ def test_info_lists_contracts_and_platform_sources(capsys):
     assert "fp8 dtype float8_e4m3fn  (from aiter.utility.dtypes.fp8)" in out
     assert "CK-free   True  (from aiter.jit.core.CK_3RDPARTY_DIR=" in out
     assert "ASM kernels blocked: True" in out
-    assert "patched    hip       aiter.ops.quant.per_group_quant_hip  aliases=" in out
+    assert ("patched    hip       aiter.ops.quant.per_group_quant_hip  at torch.ops.aiter.per_group_quant_hip "
+            "(BackendSelect), parameters from op schema") in out
+    assert "patched    asm       aiter.ops.gemm_op_a8w8.gemm_a8w8_ASM  aliases=" in out
     assert "mismatched" not in out
 
 

@@ -63,6 +63,8 @@ def collect_info(import_targets: bool = True) -> dict[str, Any]:
             contracts.append({"target": target, "status": "mismatched" if applied.mismatch else applied.status,
                               "backend": applied.contract.backend, "kind": applied.contract.kind,
                               "aliases": max(len(applied.bindings) - 1, 0), "reason": applied.reason,
+                              "dispatch": getattr(getattr(applied.guard, "hook", None), "where", None),
+                              "parameters_from": applied.state.binder.source if applied.state else None,
                               "differences": applied.mismatch,
                               "disabled_checks": sorted(applied.state.disabled_checks) if applied.state else []})
         uncovered = []
@@ -145,7 +147,12 @@ def _run(args: argparse.Namespace) -> int:
         counts[contract["status"]] = counts.get(contract["status"], 0) + 1
     print("\ncontracts: " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items())))
     for contract in info["contracts"]:
-        extra = f"  aliases={contract['aliases']}" if contract["status"] == "patched" else f"  {contract['reason']}"
+        if contract["status"] != "patched":
+            extra = f"  {contract['reason']}"
+        elif contract["dispatch"]:
+            extra = f"  at {contract['dispatch']}, parameters from {contract['parameters_from']}"
+        else:
+            extra = f"  aliases={contract['aliases']}"
         if contract["differences"]:
             extra = "  " + "; ".join(contract["differences"])
             if contract["disabled_checks"]:
