@@ -353,3 +353,177 @@ def atom_linear_blockscale(context: Any) -> dict[str, Any]:
 @scenario("atom.linear_fp8_blockscale_preshuffle")
 def atom_linear_blockscale_preshuffle(context: Any) -> dict[str, Any]:
     return _atom_linear(context, preshuffle=True)
+
+
+# -- scale truth beyond the chain: AITER's real Triton quant -> GEMM with scale mistakes ----------
+#
+# The activation comes from the real ``fused_flatten_fp8_group_quant`` (or the fused RMSNorm
+# producer ``fused_reduce_rms_fp8_group_quant``), the GEMM is the real Triton
+# ``gemm_a8w8_blockscale``; weights are registered with quantguard through ``scan_weights`` the
+# way a loaded model's are.  ``m`` sweeps partial tiles; ``outliers`` puts a few channels far above
+# the rest (a clean run must stay quiet with them).
+
+_FLATTEN = "aiter.ops.triton.quant.fused_fp8_quant.fused_flatten_fp8_group_quant"
+#: Where the scale-fault scenarios put their tensors: the CPU (Triton's interpreter) or a GPU
+#: running AITER's Triton kernels for real (``real_scale_faults_gpu.py``).
+DEVICE = os.environ.get("QUANTGUARD_SCENARIO_DEVICE", "cpu")
+
+
+def _activation(m: int, seed: int, outliers: bool) -> Any:
+    torch = _torch()
+    x = torch.randn(m, K, generator=_gen(seed)) * 2
+    if outliers:
+        x[:, 5] *= 40.0
+        x[:, 130] *= 25.0
+    return x.to(torch.bfloat16).to(DEVICE)
+
+
+def _produce(a: Any, x: Any, fused: bool = False) -> tuple[Any, Any]:
+    quant = importlib.import_module("aiter.ops.triton.quant")
+    if fused:  # RMSNorm + per-group fp8 quant in one kernel: ((q, scales), ...)
+        weight = _torch().ones(x.shape[-1], dtype=x.dtype, device=x.device)
+        (q, scales), *_ = quant.fused_reduce_rms_fp8_group_quant(x, weight, 1e-6, group_size=128,
+                                                                   dtype_quant=a.dtypes.fp8)
+        return q, scales
+    return quant.fused_flatten_fp8_group_quant(x.unsqueeze(1), group_size=128, dtype_quant=a.dtypes.fp8)
+
+
+class _Layer:
+    """A loaded linear layer as quantguard's weight scan sees one: ``weight`` with ``weight_scale``."""
+
+    @staticmethod
+    def make(a: Any, seed: int, n: int = N) -> Any:
+        torch = _torch()
+        layer = torch.nn.Module()
+        w = torch.randn(n, K, generator=_gen(seed)) * 0.05
+        scale = w.view(n // 128, 128, K // 128, 128).abs().amax((1, 3)) / torch.finfo(a.dtypes.fp8).max
+        expanded = scale.repeat_interleave(128, 0).repeat_interleave(128, 1)
+        layer.weight = torch.nn.Parameter((w / expanded).to(a.dtypes.fp8).to(DEVICE), requires_grad=False)
+        layer.weight_scale = torch.nn.Parameter(scale.to(DEVICE), requires_grad=False)
+        return layer
+
+
+def _model(a: Any, layers: int = 1) -> Any:
+    import quantguard
+
+    torch = _torch()
+    model = torch.nn.Module()
+    for index in range(layers):
+        model.add_module(f"proj{index}", _Layer.make(a, 10 + index))
+    quantguard.scan_weights(model)
+    return model
+
+
+def _gemm(xq: Any, w: Any, xs: Any, ws: Any) -> dict[str, Any]:
+    return _finite_output(_triton("gemm_a8w8_blockscale.gemm_a8w8_blockscale")(xq, w, xs, ws))
+
+
+@scenario("scales.clean")
+def scales_clean(context: Any, m: int = M, outliers: bool = False, fused: bool = False) -> dict[str, Any]:
+    a = context.aiter
+    layer = _model(a).proj0
+    xq, xs = _produce(a, _activation(m, 0, outliers), fused)
+    return _gemm(xq, layer.weight, xs, layer.weight_scale)
+
+
+@scenario("scales.x_scale_of_another_activation")
+def scales_x_of_another(context: Any, m: int = M, fused: bool = False) -> dict[str, Any]:
+    a = context.aiter
+    layer = _model(a).proj0
+    xq, _ = _produce(a, _activation(m, 0, False), fused)
+    _, other = _produce(a, _activation(m, 1, False), fused)
+    return _gemm(xq, layer.weight, other, layer.weight_scale)
+
+
+@scenario("scales.x_scale_of_ones")
+def scales_x_of_ones(context: Any, m: int = M, fused: bool = False) -> dict[str, Any]:
+    a = context.aiter
+    layer = _model(a).proj0
+    xq, xs = _produce(a, _activation(m, 0, False), fused)
+    return _gemm(xq, layer.weight, _torch().ones_like(xs), layer.weight_scale)
+
+
+@scenario("scales.w_scale_of_ones")
+def scales_w_of_ones(context: Any, m: int = M) -> dict[str, Any]:
+    a = context.aiter
+    layer = _model(a).proj0
+    xq, xs = _produce(a, _activation(m, 0, False))
+    return _gemm(xq, layer.weight, xs, _torch().ones_like(layer.weight_scale))
+
+
+@scenario("scales.w_scale_of_another_layer")
+def scales_w_of_another_layer(context: Any, m: int = M) -> dict[str, Any]:
+    a = context.aiter
+    model = _model(a, layers=2)
+    xq, xs = _produce(a, _activation(m, 0, False))
+    return _gemm(xq, model.proj0.weight, xs, model.proj1.weight_scale)
+
+
+@scenario("scales.w_scale_stale_after_requantization")
+def scales_w_stale(context: Any, m: int = M) -> dict[str, Any]:
+    """The weight is requantized in place (bytes rewritten for a 4x larger scale); its scale is not."""
+    a = context.aiter
+    torch = _torch()
+    layer = _model(a).proj0
+    with torch.no_grad():
+        layer.weight.copy_((layer.weight.float() / 4).to(a.dtypes.fp8))
+    xq, xs = _produce(a, _activation(m, 0, False))
+    return _gemm(xq, layer.weight, xs, layer.weight_scale)
+
+
+_TILE_FAULTS = "qg_real_tile_faults"
+
+
+def _faulty_gemm_module(a: Any) -> Any:
+    """A Triton-blockscale-shaped GEMM whose bug is confined to one part of the tensor (test-only).
+
+    It runs AITER's real Triton kernel, then damages only the last partial M tile (``rows``), only
+    the last output columns (``columns``), or ignores the last K group's x_scale (``k_group``).  It
+    is guarded by a copy of the Triton blockscale contract, so quantguard judges it like the real one.
+    """
+    import dataclasses
+    import sys
+    import types
+
+    import quantguard
+    from quantguard.contracts.aiter import CONTRACTS
+
+    module = sys.modules.get(_TILE_FAULTS)
+    if module is not None:
+        return module
+    torch = _torch()
+    real = _triton("gemm_a8w8_blockscale.gemm_a8w8_blockscale")
+    module = types.ModuleType(_TILE_FAULTS)
+    module.fault = "rows"
+
+    def gemm_a8w8_blockscale(x, w, x_scale, w_scale, dtype=torch.bfloat16, y=None, config=None,
+                             skip_reduce=False, kernel_type=None, backend=None):
+        if module.fault == "k_group":
+            x_scale = x_scale.clone()
+            x_scale[:, -1] = 1.0
+        out = real(x, w, x_scale, w_scale, dtype=dtype)
+        m, n = out.shape
+        if module.fault == "rows":
+            out[(m - 1) // 32 * 32:] *= 1.5
+        elif module.fault == "columns":
+            out[:, n - 16:] *= 1.5
+        return out
+
+    module.gemm_a8w8_blockscale = gemm_a8w8_blockscale
+    sys.modules[_TILE_FAULTS] = module
+    template = next(c for c in CONTRACTS if c.target == _TG + "gemm_a8w8_blockscale.gemm_a8w8_blockscale")
+    quantguard.register(dataclasses.replace(template, target=f"{_TILE_FAULTS}.gemm_a8w8_blockscale"))
+    return module
+
+
+@scenario("scales.fault_confined_to_one_tile")
+def scales_tile_fault(context: Any, m: int = 300, fault: str = "rows", calls: int = 2) -> dict[str, Any]:
+    a = context.aiter
+    module = _faulty_gemm_module(a)
+    module.fault = fault
+    layer = _model(a).proj0
+    out: dict[str, Any] = {}
+    for seed in range(calls):  # a few sampled calls: the compared rows and columns move between them
+        xq, xs = _produce(a, _activation(m, seed, False))
+        out = _finite_output(module.gemm_a8w8_blockscale(xq, layer.weight, xs, layer.weight_scale))
+    return out

@@ -16,14 +16,14 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 import torch
 
-from quantguard.checks._common import dtype_name, sample_rows
+from quantguard.checks._common import dtype_name
 from quantguard.checks.base import DataCheck, Finding, Measurement, register_check
 from quantguard.contracts.views import GemmView
 from quantguard.engine.inspection import ShadowResult
 from quantguard.numerics.formats import saturating_cast
-from quantguard.numerics.metrics import comparison_tensors, summarize
+from quantguard.numerics.metrics import comparison_tensors, slice_tensors, summarize, worst_slices
 from quantguard.shadow.references import (chain_reference, dequantize_w_columns, dequantize_x_rows,
-                                          matched_reference, output_columns, select_columns)
+                                          matched_reference, output_columns, select_columns, select_rows)
 from quantguard.shadow.thresholds import tolerance_for
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -59,11 +59,38 @@ def _prequantize_groups(x: torch.Tensor, group: int, element: Any, dtype: torch.
     return (quantized * scale).reshape(*rows, padded)[..., :k]
 
 
+def _worst_slices(values: Mapping[str, Any], prefix: str, context: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The worst compared row and column (their real indices) and their SQNR, if measured."""
+    worst = worst_slices(values, prefix)
+    if worst is None:
+        return None
+    row_sqnr, row_position, column_sqnr, column_position = worst
+    rows, columns = context["rows"].indices(), context["columns"].columns()
+    return {"worst_row": rows[row_position % len(rows)] if rows else None, "worst_row_sqnr_db": row_sqnr,
+            "worst_column": columns[column_position] if column_position < len(columns) else None,
+            "worst_column_sqnr_db": column_sqnr}
+
+
+def _slice_failures(worst: Mapping[str, Any], sqnr_db: float) -> list[str]:
+    """A fault confined to one tile: its rows or columns fail although the pooled metrics pass."""
+    failed = []
+    for axis in ("row", "column"):
+        value = worst[f"worst_{axis}_sqnr_db"]
+        if not value >= sqnr_db:
+            failed.append(f"{axis} {worst[f'worst_{axis}']} SQNR {value:.1f} dB < {sqnr_db} dB")
+    return failed
+
+
+def _coverage(context: Mapping[str, Any]) -> dict[str, Any]:
+    rows, columns = context["rows"], context["columns"]
+    return {"rows_compared": len(rows), "columns_compared": len(columns.blocks) * columns.size}
+
+
 @register_check
 class GemmNumerics(DataCheck):
     name = "gemm_numerics"
     reports = ("numerics",)
-    summary = "sampled rows x column blocks against precision-matched and chain references"
+    summary = "rows and column blocks of every tile against precision-matched and chain references"
 
     def snapshot(self, call: "CallRecord") -> None:
         view = call.view
@@ -72,14 +99,19 @@ class GemmNumerics(DataCheck):
         out = _out_2d(view)
         if out is None:
             return
-        rows = sample_rows(call, view.m)
-        snap: dict[str, Any] = {"rows": rows, "draw": call.runtime.sampler.draw()}
+        # a different share of rows and columns on every sampled call: a random offset inside each
+        # tile (seeded sampler) and, when there are more tiles than the budget, a rotating subset
+        memo = call.state.memo
+        turn = memo["gemm_numerics.turn"] = memo.get("gemm_numerics.turn", -1) + 1
+        draw = call.runtime.sampler.draw
+        rows = select_rows(view.m, call.config.shadow_full, draw(), turn, call.config.shadow_rows)
+        snap: dict[str, Any] = {"rows": rows, "draw": draw(), "turn": turn}
         if view.batch is not None:
-            snap["x"] = view.x[:, rows].clone()
-            snap["out"] = out[:, rows].clone()
+            snap["x"] = rows.take(view.x, 1).clone()
+            snap["out"] = rows.take(out, 1).clone()
         else:
-            snap["x"] = view.x.reshape(-1, view.x.shape[-1])[rows].clone()
-            snap["out"] = out[rows].clone()
+            snap["x"] = rows.take(view.x.reshape(-1, view.x.shape[-1])).clone()
+            snap["out"] = rows.take(out).clone()
             snap["x_scale"] = view.x_scale.detach().clone(memory_format=torch.preserve_format) \
                 if view.x_scale is not None else None
             produced = (call.scratch.get("provenance") or {}).get("activation") \
@@ -98,27 +130,31 @@ class GemmNumerics(DataCheck):
         view = call.view
         precision = torch.float64 if call.config.shadow_precision == "fp64" else torch.float32
         layout = view.shuffle_layout
-        columns = select_columns(view.n, call.config.shadow_full, snap["draw"], layout[0] if layout else None)
+        columns = select_columns(view.n, call.config.shadow_full, snap["draw"], layout[0] if layout else None,
+                                 snap["turn"])
         w_deq = dequantize_w_columns(view, columns)
         if w_deq is None:
             return None
         out_dtype = snap["out"].dtype
         tensors: dict[str, torch.Tensor] = {}
-        context: dict[str, Any] = {"columns": (columns.blocks.start, columns.blocks.stop, columns.blocks.step,
-                                               columns.size), "out_dtype": dtype_name(out_dtype)}
+        context: dict[str, Any] = {"rows": snap["rows"], "columns": columns, "out_dtype": dtype_name(out_dtype)}
         if view.scheme == "batched_prequant":
             element = view.element
             x_deq = _prequantize_groups(snap["x"], view.block_k, element, view.w.dtype)
             reference = matched_reference(view, x_deq, w_deq, columns, out_dtype, precision)
-            tensors.update(comparison_tensors(output_columns(snap["out"], columns), reference, "m_"))
-            tensors.update(comparison_tensors(output_columns(snap["out"], columns),
+            compared = output_columns(snap["out"], columns)
+            tensors.update(comparison_tensors(compared, reference, "m_"))
+            tensors.update(slice_tensors(compared, reference, "m_"))
+            tensors.update(comparison_tensors(compared,
                                               chain_reference(snap["x"], w_deq, view, columns, precision), "c_"))
             context["chain_producer"] = "in-kernel quantization"
             return Measurement(tensors, context)
         x_deq = dequantize_x_rows(view, snap["x"], snap.get("x_scale"), snap["rows"])
         if x_deq is not None:
             reference = matched_reference(view, x_deq, w_deq, columns, out_dtype, precision)
-            tensors.update(comparison_tensors(output_columns(snap["out"], columns), reference, "m_"))
+            compared = output_columns(snap["out"], columns)
+            tensors.update(comparison_tensors(compared, reference, "m_"))
+            tensors.update(slice_tensors(compared, reference, "m_"))
         if "chain_x" in snap:
             reference = chain_reference(snap["chain_x"], w_deq, view, columns, precision)
             tensors.update(comparison_tensors(output_columns(snap["chain_out"], columns), reference, "c_"))
@@ -143,15 +179,19 @@ class GemmNumerics(DataCheck):
             metrics = summarize(values, prefix)
             tolerance = tolerance_for(kind, family, call.target, call.layer, call.config.thresholds)
             failures = tolerance.failures(metrics.cosine, metrics.norm_ratio, metrics.sqnr_db, metrics.nonfinite)
+            worst = _worst_slices(values, prefix, measurement.context)
+            if worst and not failures:
+                failures = _slice_failures(worst, tolerance.sqnr_db)
             fields = {"reference": kind, **metrics.as_dict(), "threshold": tolerance.cosine,
-                      "passed": not failures, "shapes": shapes, "dtypes": dtypes, "family": family}
+                      "passed": not failures, "shapes": shapes, "dtypes": dtypes, "family": family,
+                      **(worst or {}), **(_coverage(measurement.context) if kind == "matched" else {})}
             if kind == "chain":
                 fields["producer"] = measurement.context.get("chain_producer")
             outcomes.append(ShadowResult(fields, not failures, metrics.cosine))
             if failures:
                 outcomes.append(Finding(
                     "numerics", f"output vs {label}: {'; '.join(failures)}",
-                    details={"reference": kind, "failed": failures, **metrics.as_dict(),
+                    details={"reference": kind, "failed": failures, **metrics.as_dict(), **(worst or {}),
                              "threshold_source": tolerance.source, "family": family, "shapes": shapes,
                              "dtypes": dtypes}, variant=kind))
         return outcomes

@@ -5,7 +5,10 @@ can run) and records, weakly, the scales' requested layout and how it was
 requested, and for quantized activations a snapshot of the sampled rows of
 the high-precision input, so a guarded GEMM consuming them can compare the
 layout it reads with the layout written (``scale_layout``) and the whole
-quant→GEMM chain against the unquantized product.  The layout actually
+quant→GEMM chain against the unquantized product.  The quantized output and
+its scales are recorded with one :class:`ProducerCall` (pair id, producer,
+call index, callsite), so a GEMM can tell whether its activation and its
+scale were written by the same call (``scale_pairing``).  The layout actually
 written is filled in when the producer's scales have been checked.
 """
 
@@ -41,19 +44,24 @@ class ProvenanceRecord(DataCheck):
             return
         if getattr(view, "scales", None) is None or view.static:
             return
+        producer_call = store.new_call(call.target, call.index, call.callsite)
         produced_scales = Produced(call.target, "scales", view.requested_layout, view.request,
                                    attributes={"group": view.group, "encoding": view.encoding,
-                                               "rows": view.rows, "groups": view.groups})
+                                               "rows": view.rows, "groups": view.groups},
+                                   call=producer_call)
         store.record(view.scales, produced_scales)
         call.scratch["produced_scales"] = produced_scales
-        if view.q is not None and view.group != 0:
+        if view.q is None:
+            return
+        attributes: dict[str, Any] = {"scales": produced_scales}
+        if view.group != 0:  # sampled input rows for the chain reference (not kept for per-tensor producers)
             selected = sample_rows(call, view.rows)
             x_rows = view.x[selected].clone()
             if view.smooth is not None:
                 x_rows = x_rows * view.smooth
-            store.record(view.q, Produced(call.target, "quantized", view.requested_layout, view.request,
-                                          attributes={"x_rows": x_rows, "selected": selected,
-                                                      "rows": view.rows, "scales": produced_scales}))
+            attributes.update(x_rows=x_rows, selected=selected, rows=view.rows)
+        store.record(view.q, Produced(call.target, "quantized", view.requested_layout, view.request,
+                                      attributes=attributes, call=producer_call))
 
     def measure(self, call: "CallRecord") -> Measurement | None:
         return None

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 import torch
 
-from quantguard.checks._common import sample_rows
+from quantguard.checks._common import row_mask, sample_rows
 from quantguard.checks.base import DataCheck, Finding, Measurement, register_check
 from quantguard.engine.inspection import ShadowResult
 from quantguard.numerics.dequant import dequantize_rows, scale_values
@@ -45,11 +45,71 @@ def quant_tolerance(call: "CallRecord", family: str) -> Tolerance:
     return Tolerance(cosine, _NORM_BAND.get(family, 0.1), _SQNR_DB.get(family, 10.0), source)
 
 
+#: How far a written scale may sit from ``amax / format max`` of its group.  fp32: the kernel's own
+#: float32 amax (fused producers recompute the input approximately); e8m0: any of AITER's four
+#: rounding modes lands within (0.75, 3.75) of it for fp4 and fp8 (the exact mode is ``kwarg_honored``'s).
+_FP32_SCALE_BAND = (0.99, 1.01)
+_E8M0_SCALE_BAND = (0.5, 4.0)
+
+
+def _whole_amax(view: Any) -> torch.Tensor | None:
+    """``(rows, groups)`` amax of the whole input (a reduction), for the every-group scale check."""
+    if view.static or view.group == 0 or view.x is None or view.x.dim() != 2:
+        return None
+    x = view.x.to(torch.float32)
+    if view.smooth is not None:
+        x = x * view.smooth.to(torch.float32)
+    x = x.abs()
+    if view.group is None:
+        return x.amax(-1, keepdim=True)
+    width = x.shape[-1]
+    x = torch.nn.functional.pad(x, (0, -width % view.group))
+    return x.reshape(x.shape[0], -1, view.group).amax(-1)
+
+
+def _scale_rows(view: Any, buffer: torch.Tensor, amax: torch.Tensor | None) -> dict[str, torch.Tensor]:
+    """Every group's scale against ``amax / format max``: the count outside the band and the first one."""
+    if amax is None or view.zero_amax_scale != "clamp":
+        return {}
+    if view.scale_upper_bound is not None:
+        amax = torch.minimum(amax, view.scale_upper_bound.to(torch.float32).reshape(-1)[:1])
+    rows, groups = amax.shape
+    try:
+        written = read_scales(buffer, view.requested_layout, rows, groups)
+    except ValueError:
+        return {}
+    if written is None or written.shape != amax.shape:
+        return {}
+    ratio = scale_values(written) / (amax.clamp(min=1e-10) / view.element.max)
+    low, high = _E8M0_SCALE_BAND if view.encoding == "e8m0" else _FP32_SCALE_BAND
+    considered = amax > 0
+    mask = row_mask(slice(None), rows, view.valid_rows, amax.device)
+    if mask is not None:
+        considered = considered & mask.view(-1, 1)
+    wrong = (~((ratio >= low) & (ratio <= high)) & considered).reshape(-1)
+    first = wrong.to(torch.uint8).argmax() if wrong.numel() else wrong.sum()
+    position = first.to(torch.float64)
+    return {"scale_rows": torch.stack((wrong.sum().to(torch.float64), position, torch.full_like(position, groups),
+                                       ratio.reshape(-1)[first].to(torch.float64)))}
+
+
+def _judge_scale_rows(view: Any, measured: Any) -> list[Finding]:
+    wrong, first, groups, ratio = measured
+    if not wrong:
+        return []
+    row, group = divmod(int(first), max(1, int(groups)))
+    return [Finding("scale_values",
+                    f"{int(wrong)} of {view.rows * view.groups} written scales are not amax / format max of their "
+                    f"group (first at row {row}, K group {group}: {ratio:.4g}x)",
+                    details={"scale": "producer", "wrong_groups": int(wrong), "first_row": row, "first_group": group,
+                             "ratio": ratio, "layout": view.requested_layout}, variant="producer_groups")]
+
+
 @register_check
 class QuantNumerics(DataCheck):
     name = "quant_numerics"
-    reports = ("numerics",)
-    summary = "dequantize the producer's output and compare it with its input"
+    reports = ("numerics", "scale_values")
+    summary = "dequantize the producer's output and compare it with its input; every group's scale vs its amax"
 
     def snapshot(self, call: "CallRecord") -> None:
         view = call.view
@@ -61,6 +121,7 @@ class QuantNumerics(DataCheck):
         call.scratch["quant_numerics"] = {
             "x": view.x[selected].clone(), "q": view.q[selected].clone(),
             "scales": view.scales.detach().clone(memory_format=torch.preserve_format), "selected": selected,
+            "amax": _whole_amax(view),
         }
 
     def measure(self, call: "CallRecord") -> Measurement | None:
@@ -87,7 +148,9 @@ class QuantNumerics(DataCheck):
             reference = reference * view.smooth.to(torch.float32)
         if dequantized.shape != reference.shape:
             return None
-        return Measurement(comparison_tensors(dequantized, reference),
+        tensors = comparison_tensors(dequantized, reference)
+        tensors.update(_scale_rows(view, buffer, snap["amax"]))
+        return Measurement(tensors,
                            {"shape": list(view.x.shape), "q_dtype": str(view.q.dtype),
                             "scales_dtype": str(view.scales.dtype)})
 
@@ -102,6 +165,8 @@ class QuantNumerics(DataCheck):
                   "passed": not failures, "shapes": {"x": measurement.context["shape"]},
                   "dtypes": {"q": measurement.context["q_dtype"], "scales": measurement.context["scales_dtype"]}}
         outcomes: list[Finding | ShadowResult] = [ShadowResult(fields, not failures, metrics.cosine)]
+        if "scale_rows" in values:
+            outcomes.extend(_judge_scale_rows(view, values["scale_rows"]))
         if failures:
             outcomes.append(Finding("numerics",
                                     f"dequantized output does not match the input: {'; '.join(failures)}",

@@ -20,6 +20,12 @@ so dense linears (``weight``/``weight_scale``) and ATOM's MoE experts
 (``w13_weight``/``w13_weight_scale``, ``w2_weight``/``w2_weight_scale``) are
 judged the same way.
 
+Each such pair is also registered with the runtime's provenance
+(:class:`~quantguard.engine.provenance.WeightPairs`), so a GEMM handed the
+weight with any other scale is reported (``scale_pairing``, see
+:mod:`quantguard.checks.pairing`).  Registering again (a requantization that
+goes through the loader again, a second scan) replaces the layer's pair.
+
 Large tensors are checked on an evenly strided sample of at most a million
 elements.  Used by :func:`quantguard.scan_weights` and, when ATOM is loaded,
 after its ``process_weights_after_loading``: a layer's own method, or (ATOM
@@ -41,7 +47,8 @@ from quantguard.numerics.formats import FP8_E4M3FN, FP8_E4M3FNUZ, element_format
 if TYPE_CHECKING:  # pragma: no cover
     from quantguard.engine.calls import CallRecord
 
-__all__ = ["scan_weights", "scan_tensors", "scale_name", "WeightScan"]
+__all__ = ["scan_weights", "scan_tensors", "scale_name", "register_weight_pairs", "register_attached_models",
+           "WeightScan"]
 
 _SAMPLE = 1 << 20
 #: Largest plausible magnitude of a dequantized LLM weight.
@@ -146,8 +153,49 @@ def scan_tensors(named: Iterable[tuple[str, torch.Tensor]]) -> list[Finding]:
     return findings
 
 
+def register_weight_pairs(store: Any, named: Iterable[tuple[str, Any]]) -> int:
+    """Register every ``<name>``/``<name>_scale`` pair among qualified ``(name, tensor)`` items; returns how many.
+
+    The layer is the name's prefix (``model.layers.0.mlp.experts`` for
+    ``model.layers.0.mlp.experts.w13_weight``).
+    """
+    tensors = {name: tensor for name, tensor in named if isinstance(tensor, torch.Tensor)}
+    registered = 0
+    for name, tensor in tensors.items():
+        paired = scale_name(name)
+        scale = tensors.get(paired) if paired is not None else None
+        if scale is None or _is_scale(name):
+            continue
+        layer, _, attribute = name.rpartition(".")
+        with torch.no_grad():
+            if store.weights.register(tensor, scale, layer or "<model>", attribute, paired.rpartition(".")[2]):
+                registered += 1
+    return registered
+
+
+def _model_tensors(model: torch.nn.Module, prefix: str = "") -> list[tuple[str, Any]]:
+    named = list(model.named_parameters()) + list(model.named_buffers())
+    return [(".".join(part for part in (prefix, name) if part), tensor) for name, tensor in named]
+
+
+def register_attached_models(runtime: Any) -> None:
+    """Register the weight pairs of models given to ``quantguard.attach`` and not registered yet."""
+    seen = runtime.provenance.weights.attached
+    for hooks in list(runtime.layer_hooks):
+        if id(hooks) in seen:
+            continue
+        seen.add(id(hooks))
+        model = getattr(hooks, "model", None)
+        if isinstance(model, torch.nn.Module):
+            register_weight_pairs(runtime.provenance, _model_tensors(model, getattr(hooks, "prefix", "")))
+
+
 def scan_weights(model: torch.nn.Module, report: bool = True) -> list[Finding]:
-    """Scan every parameter and buffer of ``model``; report violations if quantguard is enabled."""
+    """Scan every parameter and buffer of ``model``; report violations if quantguard is enabled.
+
+    When quantguard is enabled, the model's weight/scale pairs are registered
+    too (``scale_pairing`` holds GEMMs to them).
+    """
     from quantguard.engine.callsite import find_callsite
     from quantguard.engine.lifecycle import current_runtime
     from quantguard.engine.reentrancy import suppressed
@@ -156,6 +204,9 @@ def scan_weights(model: torch.nn.Module, report: bool = True) -> list[Finding]:
         named = list(model.named_parameters()) + list(model.named_buffers())
         findings = scan_tensors(named)
     runtime = current_runtime()
+    if runtime is not None:
+        with suppressed():
+            register_weight_pairs(runtime.provenance, named)
     if report and runtime is not None:
         callsite = find_callsite(2)
         for finding in findings:
@@ -176,20 +227,37 @@ class WeightScan(DataCheck):
     reports = ("scale_values", "weight_magnitude", "unloaded_parameter", "nonfinite")
     summary = "scan a layer's parameters after ATOM's process_weights_after_loading (layer's or quant method's)"
 
-    def measure(self, call: "CallRecord") -> Measurement | None:
+    @staticmethod
+    def _module(call: "CallRecord") -> torch.nn.Module | None:
         # A quant method's process_weights_after_loading(layer) rewrites ``layer``; a layer's own method, ``self``.
         module = call.get("layer")
         if not isinstance(module, torch.nn.Module):
             module = call.get("self")
             if _quant_method_follows(module):
                 return None  # scanned after its quant method's step instead, once the weights are final
-        return Measurement({}, {"module": module}) if isinstance(module, torch.nn.Module) else None
+        return module if isinstance(module, torch.nn.Module) else None
+
+    @staticmethod
+    def _prefix(call: "CallRecord", module: torch.nn.Module) -> str:
+        own_prefix = getattr(module, "prefix", None)  # ATOM layers keep their checkpoint prefix
+        return call.layer or (own_prefix if isinstance(own_prefix, str) and own_prefix else type(module).__name__)
+
+    def snapshot(self, call: "CallRecord") -> None:
+        """Register the layer's weight/scale pairs now, on the loader's thread, before any GEMM can run."""
+        module = self._module(call)
+        if module is not None:
+            prefix = self._prefix(call, module)
+            named = list(module.named_parameters(recurse=False)) + list(module.named_buffers(recurse=False))
+            register_weight_pairs(call.runtime.provenance, [(f"{prefix}.{name}", tensor) for name, tensor in named])
+
+    def measure(self, call: "CallRecord") -> Measurement | None:
+        module = self._module(call)
+        return Measurement({}, {"module": module}) if module is not None else None
 
     def judge(self, call: "CallRecord", measurement: Measurement,
               values: Mapping[str, Any]) -> Iterable[Finding]:
         module = measurement.context["module"]
-        own_prefix = getattr(module, "prefix", None)  # ATOM layers keep their checkpoint prefix
-        prefix = call.layer or (own_prefix if isinstance(own_prefix, str) and own_prefix else type(module).__name__)
+        prefix = self._prefix(call, module)
         with torch.no_grad():
             named = list(module.named_parameters(recurse=False)) + list(module.named_buffers(recurse=False))
             return scan_tensors([(f"{prefix}.{name}", tensor) for name, tensor in named])

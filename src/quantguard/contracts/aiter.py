@@ -38,8 +38,10 @@ __all__ = ["CONTRACTS", "ASM_KERNELS", "CK_KERNELS", "is_asm_name", "FACTORIES"]
 
 _QUANT_CHECKS = ("fp8_variant", "kwarg_honored", "provenance_record", "quant_numerics", "nonfinite",
                  "ignored_parameter")
-_GEMM_CHECKS = ("asm_policy", "ck_free_backend", "scale_tensors", "fp8_variant", "scale_values",
-                "scale_provenance", "gemm_numerics", "nonfinite", "ignored_parameter")
+#: ``scale_pairing`` precedes ``scale_provenance`` (which spends the records) and every numerics check.
+_GEMM_CHECKS = ("asm_policy", "ck_free_backend", "scale_tensors", "fp8_variant", "scale_pairing", "scale_values",
+                "scale_provenance", "gemm_numerics", "scale_plausibility", "weight_scales", "nonfinite",
+                "ignored_parameter")
 
 #: Kernels classified as ASM by name in this list *and* by the ``_ASM``/``_asm`` naming rule.
 ASM_KERNELS = (

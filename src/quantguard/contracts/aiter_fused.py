@@ -32,6 +32,12 @@ What each adapter encodes, read from the AITER sources:
   ``fused_silu_mul_fp8_per_tensor_static_quant``, ``downcast_to_static_fp8``)
   divide by the scale they are given.
 
+Every producer here is observed like the plain quant producers: its
+quantized output is recorded with the sampled rows of the values it
+quantized (``provenance_record``; ``static_producer_record`` for the static
+ones, which write no scales), so the GEMM it feeds gets the quant→GEMM chain
+reference and a wrong x_scale downstream is caught.
+
 The fused-norm producers are not held to ``kwarg_honored``'s bit-exact scale
 recomputation: the kernel's float32 RMSNorm (approximate rsqrt, its own
 summation order, optional rounding to the input dtype) differs from a torch
@@ -56,6 +62,9 @@ _EXACT_CHECKS = ("fp8_variant", "kwarg_honored", "provenance_record", "quant_num
                  "ignored_parameter")
 #: Fused-norm producers: layouts verified by dequantization only (see the module docstring).
 _FUSED_CHECKS = ("fp8_variant", "provenance_record", "quant_numerics", "nonfinite", "ignored_parameter")
+#: Static-scale producers write no scales, so ``provenance_record`` records nothing; their
+#: quantized output and unquantized rows are recorded for the chain reference of the GEMM they feed.
+_STATIC_CHECKS = _FUSED_CHECKS + ("static_producer_record",)
 _MX_ALTERNATIVES = ("row_major", "padded", "transposed", "mx_swizzle")
 
 
@@ -355,11 +364,12 @@ CONTRACTS: list[Contract] = [
     _producer(_TQ + "fused_fp8_quant.fused_rms_fp8_per_tensor_static_quant", "triton", _interpret_rms_fp8_static,
               ("inp1", "inp1_weight", "inp1_epsilon", "inp1_scale", "inp2", "inp2_weight", "inp2_epsilon",
                "dtype_quant", "res1", "output_unquantized_inp1", "rmsnorm_convert_to_inp1_type"),
-              ("inp1", "inp1_weight@", "inp1_scale", "inp2?", "dtype_quant=", "res1?"), honored=("res1",),
+              ("inp1", "inp1_weight@", "inp1_scale", "inp2?", "dtype_quant=", "res1?"), checks=_STATIC_CHECKS,
+              honored=("res1",),
               description="RMSNorm + static per-tensor fp8 quant (divides by inp1_scale)"),
     _producer(_TQ + "fused_fp8_quant.fused_silu_mul_fp8_per_tensor_static_quant", "triton",
               _interpret_silu_mul_fp8_static, ("inp", "inp_scale", "dtype_quant", "silu_convert_to_inp_type"),
-              ("inp", "inp_scale", "dtype_quant="),
+              ("inp", "inp_scale", "dtype_quant="), checks=_STATIC_CHECKS,
               description="silu(gate) * up + static per-tensor fp8 quant"),
     _producer(_TQ + "fused_fp8_quant.fused_reduce_rms_fp8_group_quant", "triton", _interpret_reduce_rms_fp8_group,
               ("inp1", "inp1_weight", "inp1_epsilon", "inp2", "inp2_weight", "inp2_epsilon", "inp3", "group_size",
@@ -397,7 +407,8 @@ CONTRACTS: list[Contract] = [
               description="MoE weight MXFP4/MXFP8 quant along axis; e8m0 rounded up (ROUND_DOWN calls not "
                           "interpreted)"),
     _producer(_MOE + "quant_moe.downcast_to_static_fp8", "triton", _interpret_static_fp8, ("x", "scale"),
-              ("x", "scale"), description="MoE static per-tensor fp8 quant (x / scale, arch fp8)"),
+              ("x", "scale"), checks=_STATIC_CHECKS,
+              description="MoE static per-tensor fp8 quant (x / scale, arch fp8)"),
     _producer("aiter.ops.fused_qk_rmsnorm_group_quant.fused_qk_rmsnorm_group_quant", "hip",
               _interpret_qk_rmsnorm_group,
               ("q_out_quantized", "q_out_scale", "q", "q_weight", "q_epsilon", "q_out_unquantized", "k_out",

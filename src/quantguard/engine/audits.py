@@ -2,6 +2,7 @@
 
 * Backend selection: in CK-free mode every ATOM selector on the linear,
   attention_mla and moe paths must choose Triton.
+* Weight pairs: ``attach(model)`` registers the model's weight/scale pairs at once.
 * ASM coverage: ASM-looking functions (``*_ASM``/``*_asm``) in the loaded AITER
   that no contract names are reported (``quantguard.uncovered_kernels``); when
   the CK-free ASM policy is active they are guarded by it too, so an ASM kernel
@@ -95,9 +96,15 @@ class Audits:
 
     def on_unapplied(self, runtime: "Runtime") -> None:
         self._reported.clear()
+        runtime.provenance.weights.clear()
 
     def on_attach(self, runtime: "Runtime", model: Any, prefix: str) -> None:
         self._backend_selection(runtime, model)
+        try:  # the model's weight/scale pairs, which scale_pairing holds GEMMs to (torch is loaded: a model)
+            from quantguard.checks.weights import register_attached_models
+            register_attached_models(runtime)
+        except Exception as exc:
+            runtime.reporter.internal_error("quantguard.attach", "weight_pairs", exc)
 
     def _backend_selection(self, runtime: "Runtime", model: Any = None) -> None:
         if not any(name.startswith("atom.model_ops") for name in list(sys.modules)):

@@ -55,6 +55,25 @@ _ADVICE: dict[str, dict[str, _Advice]] = {
         "Align the producer's rounding mode with the model's reference (the kernel variant or its "
         f"`scaling_mode`), and set `{env.QUANTGUARD_E8M0_ROUNDING}` to the mode the checkpoint was "
         "calibrated with so quantguard compares against it.")},
+    "scale_pairing": {"": _Advice(
+        "GEMM(s) {targets} received a scale that is not its operand's: an activation and an x_scale written "
+        "by different producer calls, or a weight with a w_scale other than the one loaded with it (another "
+        "layer's, a fresh tensor such as ones, or one rewritten after loading). The message names both sides.",
+        "Pass the scale the producer returned with the activation, and the layer's own `weight_scale`. For "
+        "weights, look at the loader step named in the message (`process_weights_after_loading`, a "
+        "requantization, a `copy_` between parameters) and make weight and scale change together.")},
+    "weight_scale": {"": _Advice(
+        "Weight scale(s) used by {targets} do not describe their weights (the message says how: ones, zeroed "
+        "e8m0 bytes, implausible dequantized magnitudes, a constant scale, or no longer the checkpoint's).",
+        "Look at the loading step: a `copy_` from FP8 into a wider dtype drops the scale, a `copy_` of "
+        "`float8_e8m0fnu` into uint8 writes zeros, a requantization must rewrite weight and scale together. "
+        "Reload the layer and compare with the checkpoint.")},
+    "scale_plausibility": {"": _Advice(
+        "No producer of the activation reaching {targets} was observed, and its x_scale looks wrong for it "
+        "(another tensor's scale, ones, or maxima far from the format maximum). A weaker verdict than a chain "
+        "reference.",
+        "Guard the producer (enable quantguard before the model is built, or add a contract for a custom "
+        "quant kernel) so the quant->GEMM chain can be checked exactly; then fix the scale passed to the GEMM.")},
     "scale_values": {"": _Advice(
         "Scales reaching {targets} are all zero, negative or NaN, or match no known layout. All-zero uint8 "
         "e8m0 scales mean a `copy_` converted `float8_e8m0fnu` values instead of copying bytes; zeros in "
