@@ -93,28 +93,37 @@ def read_scales(buffer: torch.Tensor, layout: str, rows: int, groups: int,
     raise ValueError(f"unknown layout {layout!r}; known: {', '.join(LAYOUT_NAMES)}")
 
 
+def _elements(weight: torch.Tensor) -> torch.Tensor:
+    """What AITER's shuffle indexes: the tensor's elements (packed fp4x2 as its uint8 bytes)."""
+    return weight.view(torch.uint8) if str(weight.dtype).endswith("float4_e2m1fn_x2") else weight
+
+
 def _block_shape(weight: torch.Tensor, layout: tuple[int, int]) -> tuple[int, int, int]:
+    """``(rows per block, K elements per block, K elements per 16-byte pack)`` as AITER computes them."""
     rows_per_block, k_lanes = layout
-    element_bytes = 1 if weight.dtype in (torch.uint8, torch.int8) or weight.element_size() == 1 else weight.element_size()
-    k_pack = 16 // element_bytes
-    return rows_per_block, k_lanes * 2, k_pack
+    return rows_per_block, k_lanes * 2, 16 // weight.element_size()
 
 
 def shuffle_weight(weight: torch.Tensor, layout: tuple[int, int] = (16, 16)) -> torch.Tensor:
-    """AITER's 16x16 preshuffle of an ``(..., N, K)`` 1-byte weight (reference, for tests and reroutes)."""
-    rows, block_k, k_pack = _block_shape(weight, layout)
-    raw = weight.view(torch.uint8)
-    n, k = raw.shape[-2], raw.shape[-1]
-    out = raw.reshape(-1, n // rows, rows, k // block_k, block_k // k_pack, k_pack)
-    out = out.permute(0, 1, 3, 4, 2, 5).contiguous().view(raw.shape)
+    """AITER's preshuffle of an ``(..., N, K)`` weight: 16-byte packs of K, blocks of ``layout``.
+
+    Indexed by elements (a pack is ``16 // element_size`` of them: 16 fp8 bytes, 8 bf16 values,
+    4 int32), like ``aiter.ops.shuffle.shuffle_weight``; for tests, reroutes and checks.
+    """
+    values = _elements(weight)
+    rows, block_k, k_pack = _block_shape(values, layout)
+    n, k = values.shape[-2], values.shape[-1]
+    out = values.reshape(-1, n // rows, rows, k // block_k, block_k // k_pack, k_pack)
+    out = out.permute(0, 1, 3, 4, 2, 5).contiguous().view(values.shape)
     return out.view(weight.dtype)
 
 
 def unshuffle_weight(weight: torch.Tensor, layout: tuple[int, int] = (16, 16)) -> torch.Tensor:
     """Inverse of :func:`shuffle_weight`: the plain ``(N, K)`` layout kernels' references read."""
-    rows, block_k, k_pack = _block_shape(weight, layout)
-    raw = weight.view(torch.uint8)
-    n, k = raw.shape[-2], raw.shape[-1]
-    out = raw.reshape(-1, n // rows, k // block_k, block_k // k_pack, rows, k_pack)
-    out = out.permute(0, 1, 4, 2, 3, 5).contiguous().view(raw.shape)
+    values = _elements(weight)
+    rows, block_k, k_pack = _block_shape(values, layout)
+    n, k = values.shape[-2], values.shape[-1]
+    out = values.reshape(-1, n // rows, k // block_k, block_k // k_pack, rows, k_pack)
+    out = out.permute(0, 1, 4, 2, 3, 5).contiguous().view(values.shape)
     return out.view(weight.dtype)
+
