@@ -184,3 +184,30 @@ def test_state_is_valid_in_a_forked_child(make_module, quiet_log, tmp_path):
     os.waitpid(pid, 0)
     assert result.read_text() == "4.0 1"
     assert quantguard.is_enabled()
+
+
+@pytest.mark.parametrize("arch", ["gfx942", "gfx950"])
+def test_calls_with_no_rows_are_valid_and_quiet(arch, quiet_log):
+    """An MoE expert that got no tokens calls quant and GEMM kernels with M = 0: nothing to check."""
+    import quantguard.sim as sim
+
+    sim.install(arch)
+    with capture_events() as events:
+        quantguard.enable(log=quiet_log, sample_rate=1.0)
+        import aiter
+        from aiter.ops.triton.gemm.basic.gemm_a8w8_blockscale import gemm_a8w8_blockscale as triton_blockscale
+
+        fp8 = aiter.dtypes.fp8
+        x = torch.randn(0, 256).to(torch.bfloat16)
+        w = (torch.randn(256, 256) * 0.05).to(fp8)
+        xq, xs = aiter.per_group_quant_hip(x, quant_dtype=fp8, group_size=128)
+        assert aiter.gemm_a8w8_blockscale(xq, w, xs, torch.rand(2, 2)).shape == (0, 256)
+        assert triton_blockscale(xq, w, xs, torch.rand(2, 2)).shape == (0, 256)
+        xq, xs = aiter.per_token_quant_hip(x, quant_dtype=fp8)
+        assert aiter.gemm_a8w8(xq, w, xs, torch.rand(256, 1)).shape == (0, 256)
+        # a malformed call with rows is still judged after the empty ones
+        xq, xs = aiter.per_group_quant_hip(torch.randn(4, 256).to(torch.bfloat16), quant_dtype=fp8, group_size=128)
+        with pytest.raises(RuntimeError):  # the simulated kernel rejects it too, after the guard judged it
+            aiter.gemm_a8w8_blockscale(xq, w, torch.rand(4, 1), torch.rand(2, 2))
+    assert not events.named("internal_error"), events.named("internal_error")
+    assert [e["check"] for e in events.violations() if e["check"] == "scale_shape"] == ["scale_shape"]

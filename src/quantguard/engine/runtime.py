@@ -22,7 +22,8 @@ from quantguard.engine import importhooks
 from quantguard.engine.aliases import Binding, find_aliases, rebind
 from quantguard.engine.calls import Binder
 from quantguard.engine.custom_ops import OpBinding, find_custom_op, op_parameters
-from quantguard.engine.guard import Guard, GuardState, count_so_far, make_dispatch_guard, make_guard
+from quantguard.engine.guard import (Guard, GuardState, count_so_far, has_empty_tensor, make_dispatch_guard,
+                                    make_guard)
 from quantguard.engine.layers import current_layer
 from quantguard.engine.policy import PolicyHandler
 from quantguard.engine.provenance import ProvenanceStore
@@ -130,7 +131,7 @@ class Runtime:
             view = record.view
             inspect = view is not None and any(
                 self.provenance.lookup(tensor) is not None for tensor in view.provenance_inputs())
-        if inspect and inspection_blocked(record) is not None:
+        if inspect and (inspection_blocked(record) is not None or has_empty_tensor(record.arguments)):
             return False
         return inspect
 
