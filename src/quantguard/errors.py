@@ -34,6 +34,10 @@ class QuantGuardViolation(QuantGuardError):
         self.message = message
         self.details = dict(details or {})
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # rebuilt from the constructor's arguments: multiprocessing workers send exceptions back pickled
+        return (type(self), (self.target, self.check, self.message, self.details))
+
 
 class QuantGuardBlocked(QuantGuardError):
     """A kernel was blocked by policy (for example ASM GEMM on gfx950 in a CK-free build)."""
@@ -47,6 +51,9 @@ class QuantGuardBlocked(QuantGuardError):
         self.reason = reason
         self.alternative = alternative
         self.entry_point = entry_point
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.target, self.reason, self.alternative, self.entry_point))
 
 
 class ConfigError(QuantGuardError, ValueError):

@@ -320,7 +320,24 @@ class GuardState:
             self.runtime.reporter.report(self, record, finding)
 
         def chain(check: Any, inner: Callable[[], Any]) -> Callable[[], Any]:
-            return lambda: check.around(record, inner, report)
+            def run() -> Any:
+                reached = False
+
+                def proceed() -> Any:
+                    nonlocal reached
+                    reached = True
+                    return inner()
+
+                try:
+                    return check.around(record, proceed, report)
+                except QuantGuardError:
+                    raise
+                except BaseException as exc:
+                    if reached:  # the call's own outcome (or the check's deliberate conversion of it)
+                        raise
+                    self.internal_error(check.name, exc)  # a failure of the check itself: fail open
+                    return inner()
+            return run
 
         proceed: Callable[[], Any] = lambda: wrapped(*args, **kwargs)  # noqa: E731
         for check in reversed(plan.around):
@@ -332,6 +349,16 @@ class GuardState:
             self.runtime.reporter.internal_error(self.contract.target, check, exc)
         except Exception:
             pass
+
+
+def _resolve_qualified(module: str, qualified_name: str) -> Any:
+    """Unpickling a guard: the object ``module.qualified_name`` names now."""
+    import importlib
+
+    value: Any = importlib.import_module(module)
+    for part in qualified_name.split("."):
+        value = getattr(value, part)
+    return value
 
 
 def has_empty_tensor(arguments: dict[str, Any]) -> bool:
@@ -363,6 +390,21 @@ class Guard(wrapt.FunctionWrapper):
     @property
     def quantguard_state(self) -> GuardState:
         return self._self_state
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        """A pickled guard unpickles to what its name resolves to then: the plain function, or a
+        guard where quantguard is enabled (``functools.partial`` of it and ``copy.deepcopy`` work too)."""
+        wrapped = self.__wrapped__
+        module, name = getattr(wrapped, "__module__", None), getattr(wrapped, "__qualname__", None)
+        if module and name and "<locals>" not in name:
+            return (_resolve_qualified, (module, name))
+        return wrapped.__reduce_ex__(protocol)
+
+    def __deepcopy__(self, memo: Any) -> "Guard":
+        return self  # a function: copies share it, as copy.deepcopy does for plain functions
+
+    def __copy__(self) -> "Guard":
+        return self
 
     @property  # type: ignore[misc]
     def __class__(self) -> type:
