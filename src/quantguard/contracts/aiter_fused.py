@@ -116,6 +116,16 @@ def rms_norm(x: Any, weight: Any, epsilon: float, gemma: bool = False) -> Any:
     return normalized * (1.0 + scale if gemma else scale)
 
 
+def _kernel_input(x: Any, residual: Any = None, split_k: bool = False) -> Any:
+    """What a fused kernel normalizes or activates, in float32: its split-K partials summed (a 3-D
+    input, for the ``fused_reduce_*`` kernels), plus the residual it adds first."""
+    torch = _torch()
+    values = x.to(torch.float32)
+    if split_k and values.dim() == 3:
+        values = values.sum(dim=0)
+    return values if residual is None else values + residual.to(torch.float32)
+
+
 def _rows(tensor: Any) -> Any:
     return tensor.reshape(-1, tensor.shape[-1])
 
@@ -130,10 +140,8 @@ def _group_layout(e8m0: bool, shuffle: bool, group: int) -> str:
 
 def _interpret_rmsnorm_quant(call: "CallRecord") -> QuantView | None:
     """``(add_)rmsnorm_quant``: writes ``out``/``scale`` in place; group_size/shuffle_scale pick the layout."""
-    out, scale, x = call["out"], call["scale"], call["input"]
-    residual = call.get("residual_in")
-    if residual is not None:
-        x = x.to(_torch().float32) + residual.to(_torch().float32)
+    out, scale = call["out"], call["scale"]
+    x = _kernel_input(call["input"], call.get("residual_in"))
     normalized = rms_norm(_rows(x), call["weight"], call["epsilon"], _flag(call.get("gemma_norm")))
     packed = _is_packed_fp4(out.dtype)
     group = int(call.get("group_size") or 0)
@@ -158,10 +166,7 @@ def _interpret_rms_fp8_static(call: "CallRecord") -> QuantView | None:
     q = _first(call.result)
     if q is None:
         return None
-    x = call["inp1"]
-    residual = call.get("res1")
-    if residual is not None:
-        x = x.to(_torch().float32) + residual.to(_torch().float32)
+    x = _kernel_input(call["inp1"], call.get("res1"))
     normalized = rms_norm(_rows(x), call["inp1_weight"], call["inp1_epsilon"])
     return QuantView(call.target, normalized, _rows(q), call["inp1_scale"], _element(q.dtype),
                      q_read_as=_fp8_or_none(q.dtype), group=0, static=True)
@@ -210,10 +215,7 @@ def _interpret_rms_mxfp4(call: "CallRecord") -> QuantView | None:
     q, scale = _pair(call.result)
     if q is None:
         return None
-    x = call["x1"]
-    residual = call.get("res1")
-    if residual is not None:
-        x = x.to(_torch().float32) + residual.to(_torch().float32)
+    x = _kernel_input(call["x1"], call.get("res1"))
     shuffle = _flag(call.get("shuffle"))
     normalized = rms_norm(_rows(x), call["x1_weight"], call["x1_epsilon"])
     return _mx_view(call, normalized, q, scale, shuffle, "even", _EVEN_SOURCE, f"shuffle={shuffle!r}")
@@ -224,13 +226,7 @@ def _interpret_reduce_rms_mxfp4(call: "CallRecord") -> QuantView | None:
     q, scale = _pair(call.result)
     if q is None:
         return None
-    torch = _torch()
-    x = call["x1"].to(torch.float32)
-    if x.dim() == 3:
-        x = x.sum(dim=0)
-    residual = call.get("res1")
-    if residual is not None:
-        x = x + residual.to(torch.float32)
+    x = _kernel_input(call["x1"], call.get("res1"), split_k=True)
     shuffle = _flag(call.get("shuffle"))
     normalized = rms_norm(x, call["x1_weight"], call["x1_epsilon"])
     return _mx_view(call, normalized, q, scale, shuffle, "even", _EVEN_SOURCE, f"shuffle={shuffle!r}")
@@ -239,11 +235,9 @@ def _interpret_reduce_rms_mxfp4(call: "CallRecord") -> QuantView | None:
 def _interpret_act_mul_mxfp4(call: "CallRecord") -> QuantView | None:
     """``fused_reduce_act_mul_and_mxfp4_quant``: (split-K sum of) x, silu(a) * b, to MXFP4."""
     q, scale = _pair(call.result)
-    x = call["x"]
     if q is None or str(call["activation"]) != "silu":
         return None  # the gelu variants' exact formula is not modelled
-    if x.dim() == 3:
-        x = x.to(_torch().float32).sum(dim=0)
+    x = _kernel_input(call["x"], split_k=True)
     shuffle = _flag(call.get("shuffle"))
     return _mx_view(call, silu_mul(x), q, scale, shuffle, "even", _EVEN_SOURCE, f"shuffle={shuffle!r}")
 
@@ -281,13 +275,7 @@ def _interpret_reduce_rms_fp8_group(call: "CallRecord") -> QuantView | None:
     q, scale = _pair(call.result)
     if q is None:
         return None
-    torch = _torch()
-    x = call["inp1"].to(torch.float32)
-    if x.dim() == 3:
-        x = x.sum(dim=0)
-    residual = call.get("res1")
-    if residual is not None:
-        x = x + residual.to(torch.float32)
+    x = _kernel_input(call["inp1"], call.get("res1"), split_k=True)
     transpose = _flag(call.get("transpose_scale"))
     return QuantView(call.target, rms_norm(x, call["inp1_weight"], call["inp1_epsilon"]), q, scale,
                      _element(q.dtype), q_read_as=_fp8_or_none(q.dtype), group=int(call.get("group_size") or 128),
@@ -305,10 +293,7 @@ def _interpret_qk_rmsnorm_group(call: "CallRecord") -> QuantView | None:
     torch = _torch()
     if out is None or scale is None or q is None or scale.dtype != torch.float32 or _fp8_or_none(out.dtype) is None:
         return None
-    x = q.to(torch.float32)
-    residual = call.get("q_residual")
-    if residual is not None:
-        x = x + residual.to(torch.float32)
+    x = _kernel_input(q, call.get("q_residual"))
     transpose = _flag(call.get("transpose_scale"))
     normalized = rms_norm(_rows(x), call["q_weight"], call.get("q_epsilon", 1e-6), _flag(call.get("gemma_norm")))
     return QuantView(call.target, normalized, _rows(out), scale, _element(out.dtype),

@@ -464,6 +464,16 @@ def guard_of(function: Any) -> Guard | None:
     return _GUARDS_BY_ORIGINAL.get(id(function))
 
 
+#: The per-call flow both kinds of guard share: the metadata key, the call counter, the fast-path test.
+_FAST_PATH = """        try:
+{reads}
+            key = ({key})
+            index = next(calls)
+            fast = key in hot and index < state.next_sample{provenance_test}
+        except Exception:
+            fast, key, index = False, None, next(calls)
+"""
+
 _CALL_TEMPLATE = """
 def make(state, wrapped, hot, calls, provenance, is_compiling, observe_traced, compiled_id{defaults}):
     def __call__(self, *args, **kwargs):
@@ -471,14 +481,7 @@ def make(state, wrapped, hot, calls, provenance, is_compiling, observe_traced, c
             result = wrapped(*args, **kwargs)
             observe_traced(compiled_id, args, kwargs, result)
             return result
-        try:
-{reads}
-            key = ({key})
-            index = next(calls)
-            fast = key in hot and index < state.next_sample{provenance_test}
-        except Exception:
-            fast, key, index = False, None, next(calls)
-        if fast:
+{fast_path}        if fast:
             return wrapped(*args, **kwargs)
         return state.call(wrapped, key, None, index, args, kwargs)
     return __call__
@@ -489,14 +492,7 @@ _KERNEL_TEMPLATE = """
 def make(state, redispatch, after, partial, hot, calls, provenance{defaults}):
     def kernel(keyset, *args, **kwargs):
         keyset = keyset & after
-        try:
-{reads}
-            key = ({key})
-            index = next(calls)
-            fast = key in hot and index < state.next_sample{provenance_test}
-        except Exception:
-            fast, key, index = False, None, next(calls)
-        if fast:
+{fast_path}        if fast:
             return redispatch(keyset, *args, **kwargs)
         return state.call(partial(redispatch, keyset), key, None, index, args, kwargs)
     return kernel
@@ -556,12 +552,12 @@ def _generate(template: str, state: GuardState, watches_provenance: bool, *leadi
     lines, default_names, defaults = _reads(state)
     keys = [_key_expression(i, p) for i, p in enumerate(state.key_params)]
     key = ", ".join(keys) + ("," if len(keys) == 1 else "") if keys else ""
-    source = template.format(
-        defaults="".join(f", {name}" for name in default_names),
+    fast_path = _FAST_PATH.format(
         reads="\n".join(lines) if lines else "            pass",
         key=key,
         provenance_test=" and not provenance.live" if watches_provenance else "",
     )
+    source = template.format(defaults="".join(f", {name}" for name in default_names), fast_path=fast_path)
     namespace: dict[str, Any] = {"__name__": __name__}
     exec(compile(source, f"<quantguard guard {state.contract.target}>", "exec"), namespace)
     return namespace["make"](*leading, *defaults)
