@@ -1,10 +1,25 @@
-"""Where a sampled (100%) ``torch._scaled_mm`` call spends its time: cProfile of 300 calls."""
+"""What one sampled ``torch._scaled_mm`` call costs: host time, kernels launched, and a cProfile.
+
+1. Host time per call of a loop of 300 calls (M = 16, 4096 x 4096; the GEMM
+   is launch-bound there, so wall time is host time): quantguard off, on with
+   nothing sampled, on with every call sampled.  The difference of the last
+   two is the host cost of a sampled call (goal: <= 50 us).
+2. GPU kernels per call, counted with ``torch.profiler`` over 20 calls, on
+   with every call sampled minus on with nothing sampled: the sampled check's
+   kernels (goal: <= 3 for the numerics reference).
+3. A cProfile of 300 sampled calls (where the host time goes).
+
+    python benchmarks/profile_shadow_gpu.py [--no-cprofile]
+"""
 
 from __future__ import annotations
 
+import argparse
 import cProfile
+import collections
 import pstats
 import sys
+import time
 
 import torch
 
@@ -14,17 +29,77 @@ m, n, k = 16, 4096, 4096
 a = (torch.randn(m, k, device="cuda") * 4).to(torch.float8_e4m3fn)
 b = (torch.randn(n, k, device="cuda") * 4).to(torch.float8_e4m3fn).t()
 sa, sb = torch.rand(m, 1, device="cuda") / 100, torch.rand(1, n, device="cuda") / 100
-quantguard.enable(sample_rate=1.0, log="/dev/null", summary_at_exit=False)
-for _ in range(20):
+
+
+def call() -> None:
     torch._scaled_mm(a, b, scale_a=sa, scale_b=sb, out_dtype=torch.bfloat16)
-torch.cuda.synchronize()
-profile = cProfile.Profile()
-profile.enable()
-for _ in range(300):
-    torch._scaled_mm(a, b, scale_a=sa, scale_b=sb, out_dtype=torch.bfloat16)
-torch.cuda.synchronize()
-profile.disable()
-quantguard.disable()
-stats = pstats.Stats(profile, stream=sys.stdout)
-stats.sort_stats("cumulative").print_stats(35)
-stats.sort_stats("tottime").print_stats(25)
+
+
+def host_us(calls: int = 300) -> float:
+    for _ in range(20):
+        call()
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(calls):
+        call()
+    elapsed = time.perf_counter() - start
+    torch.cuda.synchronize()
+    return elapsed / calls * 1e6
+
+
+def kernels_per_call(calls: int = 20) -> tuple[float, collections.Counter]:
+    for _ in range(5):
+        call()
+    torch.cuda.synchronize()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as profile:
+        for _ in range(calls):
+            call()
+        torch.cuda.synchronize()
+    names = collections.Counter(event.name for event in profile.events()
+                                if event.device_type == torch.autograd.DeviceType.CUDA)
+    return sum(names.values()) / calls, names
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--no-cprofile", action="store_true")
+    args = parser.parse_args()
+    best: dict[str, float] = {}
+    for _ in range(3):
+        for name, rate in (("off", None), ("0%", 0.0), ("100%", 1.0)):
+            if rate is not None:
+                quantguard.enable(sample_rate=rate, sample_first=0, log="/dev/null", summary_at_exit=False)
+            best[name] = min(best.get(name, float("inf")), host_us())
+            if rate is not None:
+                quantguard.disable()
+    print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}; M={m}, N x K = {n} x {k}, best of 3")
+    print(f"host us per call: off {best['off']:.1f}, on/nothing sampled {best['0%']:.1f}, "
+          f"on/every call sampled {best['100%']:.1f}; a sampled call costs {best['100%'] - best['0%']:.1f} us more")
+    counts = {}
+    for name, rate in (("0%", 0.0), ("100%", 1.0)):
+        quantguard.enable(sample_rate=rate, sample_first=0, log="/dev/null", summary_at_exit=False)
+        counts[name] = kernels_per_call()
+        quantguard.disable()
+    extra = counts["100%"][1] - counts["0%"][1]
+    print(f"GPU kernels per call: nothing sampled {counts['0%'][0]:.1f}, every call sampled {counts['100%'][0]:.1f}")
+    for name, count in sorted(extra.items(), key=lambda item: -item[1]):
+        print(f"  +{count / 20:.1f} per sampled call: {name[:110]}")
+    if args.no_cprofile:
+        return
+    quantguard.enable(sample_rate=1.0, log="/dev/null", summary_at_exit=False)
+    for _ in range(20):
+        call()
+    torch.cuda.synchronize()
+    profile = cProfile.Profile()
+    profile.enable()
+    for _ in range(300):
+        call()
+    torch.cuda.synchronize()
+    profile.disable()
+    quantguard.disable()
+    stats = pstats.Stats(profile, stream=sys.stdout)
+    stats.sort_stats("tottime").print_stats(25)
+
+
+if __name__ == "__main__":
+    main()

@@ -52,6 +52,9 @@ class Config:
     shadow_full: bool = False
     shadow_precision: str = "fp32"
     shadow_queue_size: int = 64
+    graph_checks: bool = True
+    graph_period: int | None = None
+    graph_snapshot_mib: int = 64
     thresholds: Mapping[str, float] = field(default_factory=dict)
     e8m0_rounding: str | None = None
     rate_limit_interval: float = 10.0
@@ -127,6 +130,12 @@ def _positive_int(value: Any, where: str) -> int:
     if number == 0:
         raise _fail(where, value, "an integer >= 1")
     return number
+
+
+def _optional_positive_int(value: Any, where: str) -> int | None:
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "auto")):
+        return None
+    return _positive_int(value, where)
 
 
 def _optional_int(value: Any, where: str) -> int | None:
@@ -268,6 +277,9 @@ _OPTIONS: tuple[_Option, ...] = (
     _Option("shadow_full", parse_bool, env.QUANTGUARD_SHADOW_FULL),
     _Option("shadow_precision", _choice(PRECISIONS), env.QUANTGUARD_SHADOW_PRECISION),
     _Option("shadow_queue_size", _positive_int, None),
+    _Option("graph_checks", parse_bool, env.QUANTGUARD_GRAPH_CHECKS),
+    _Option("graph_period", _optional_positive_int, env.QUANTGUARD_GRAPH_PERIOD),
+    _Option("graph_snapshot_mib", _positive_int, env.QUANTGUARD_GRAPH_SNAPSHOT_MIB),
     _Option("thresholds", _thresholds, env.QUANTGUARD_THRESHOLDS),
     _Option("e8m0_rounding", _optional_choice(E8M0_ROUNDING_MODES), env.QUANTGUARD_E8M0_ROUNDING),
     _Option("rate_limit_interval", _positive_float, env.QUANTGUARD_RATE_LIMIT_INTERVAL),

@@ -13,7 +13,8 @@ __all__ = [
     "QUANTGUARD_GFX", "QUANTGUARD_CK_FREE", "QUANTGUARD_ON_BLOCK", "QUANTGUARD_SHADOW",
     "QUANTGUARD_SHADOW_ROWS", "QUANTGUARD_SHADOW_FULL", "QUANTGUARD_SHADOW_PRECISION",
     "QUANTGUARD_THRESHOLDS", "QUANTGUARD_E8M0_ROUNDING", "QUANTGUARD_RATE_LIMIT_INTERVAL",
-    "QUANTGUARD_LABEL", "DESCRIPTIONS",
+    "QUANTGUARD_LABEL", "QUANTGUARD_GRAPH_CHECKS", "QUANTGUARD_GRAPH_PERIOD", "QUANTGUARD_GRAPH_SNAPSHOT_MIB",
+    "DESCRIPTIONS",
 ]
 
 QUANTGUARD_ENABLED = "QUANTGUARD_ENABLED"
@@ -38,6 +39,9 @@ QUANTGUARD_THRESHOLDS = "QUANTGUARD_THRESHOLDS"
 QUANTGUARD_E8M0_ROUNDING = "QUANTGUARD_E8M0_ROUNDING"
 QUANTGUARD_RATE_LIMIT_INTERVAL = "QUANTGUARD_RATE_LIMIT_INTERVAL"
 QUANTGUARD_LABEL = "QUANTGUARD_LABEL"
+QUANTGUARD_GRAPH_CHECKS = "QUANTGUARD_GRAPH_CHECKS"
+QUANTGUARD_GRAPH_PERIOD = "QUANTGUARD_GRAPH_PERIOD"
+QUANTGUARD_GRAPH_SNAPSHOT_MIB = "QUANTGUARD_GRAPH_SNAPSHOT_MIB"
 
 #: One line per variable: what it does and what it accepts (used by ``quantguard info`` and docs).
 DESCRIPTIONS: dict[str, str] = {
@@ -62,5 +66,8 @@ DESCRIPTIONS: dict[str, str] = {
     QUANTGUARD_THRESHOLDS: "comma-separated KEY=COSINE; KEY is a format (fp8, int8, fp4, mxfp4, int4), a target glob, or TARGET_GLOB@LAYER_GLOB",
     QUANTGUARD_E8M0_ROUNDING: "e8m0 rounding the model's reference expects: up, down, even or ceil; producers using another mode are flagged",
     QUANTGUARD_RATE_LIMIT_INTERVAL: "seconds between repeated events for the same (target, check, callsite) (default 10)",
+    QUANTGUARD_GRAPH_CHECKS: "1 (default) records a gated snapshot of each captured GEMM into CUDA graphs and judges it after replays; 0 turns graph checks off",
+    QUANTGUARD_GRAPH_PERIOD: "replays between two snapshots of one captured call (default: 1/sample_rate, i.e. 100 at 1%)",
+    QUANTGUARD_GRAPH_SNAPSHOT_MIB: "device memory for graph snapshots, in MiB (default 64); call sites beyond it are reported unmonitored",
     QUANTGUARD_LABEL: "a name for this run's configuration (e.g. 'mi355x-ckfree-triton'); reports group by it",
 }

@@ -29,7 +29,7 @@ from quantguard._version import __version__
 
 __all__ = [
     "ENABLED", "DISABLED", "PATCHED", "TARGET_MISSING", "TARGET_MISMATCH", "VIOLATION",
-    "BLOCKED", "SHADOW", "INTERNAL_ERROR", "SUMMARY", "STALE_REFERENCE", "UNCOVERED_KERNELS",
+    "BLOCKED", "SHADOW", "INTERNAL_ERROR", "SUMMARY", "STALE_REFERENCE", "UNCOVERED_KERNELS", "GRAPH",
     "EVENT_NAMES", "EventLog", "emit", "configure", "add_listener", "remove_listener",
     "to_jsonable",
 ]
@@ -46,9 +46,10 @@ INTERNAL_ERROR = "quantguard.internal_error"
 SUMMARY = "quantguard.summary"
 STALE_REFERENCE = "quantguard.stale_reference"
 UNCOVERED_KERNELS = "quantguard.uncovered_kernels"
+GRAPH = "quantguard.graph"
 
 EVENT_NAMES = (ENABLED, DISABLED, PATCHED, TARGET_MISSING, TARGET_MISMATCH, VIOLATION, BLOCKED,
-               SHADOW, INTERNAL_ERROR, SUMMARY, STALE_REFERENCE, UNCOVERED_KERNELS)
+               SHADOW, INTERNAL_ERROR, SUMMARY, STALE_REFERENCE, UNCOVERED_KERNELS, GRAPH)
 
 _HOST = socket.gethostname()
 _FIELD_ORDER = ("event", "timestamp", "level")

@@ -225,6 +225,10 @@ class GuardState:
         if self.retired or is_suppressed():
             return wrapped(*args, **kwargs)
         runtime = self.runtime
+        if runtime.graphs.capturing:
+            captured = self._graph_capture_path()
+            if captured:
+                return self.call_captured(wrapped, key, args, kwargs)
         try:
             if self.pending_error is not None:
                 error, self.pending_error = self.pending_error, None
@@ -264,6 +268,52 @@ class GuardState:
                 self.internal_error("inspection", exc)
         return result
 
+    def _graph_capture_path(self) -> bool:
+        try:
+            return self.runtime.graphs.in_capture()
+        except Exception as exc:
+            self.internal_error("graph_capture", exc)
+            return False
+
+    def call_captured(self, wrapped: Callable[..., Any], key: Any, args: tuple[Any, ...],
+                      kwargs: dict[str, Any]) -> Any:
+        """A call recorded into a CUDA graph: plan checks now, and a gated snapshot recorded after the kernel.
+
+        Nothing here reads tensor data or synchronizes (a capture forbids both);
+        the sampler is not consulted (every replay will run this call, and the
+        snapshot kernel samples on the device).
+        """
+        runtime = self.runtime
+        try:
+            if key is None:
+                key = self.generic_key(args, kwargs)
+            plan = self.plans.get(key)
+            if plan is None:
+                plan = self.plan_for(key, args, kwargs)
+            record = CallRecord(self, args, kwargs, layer=runtime.current_layer())
+            if plan.blocked is not None:
+                outcome = runtime.policy.on_blocked(self, record, plan.blocked, wrapped)
+                if outcome is not PROCEED:
+                    return outcome
+            for finding in plan.findings:
+                runtime.reporter.report(self, record, finding)
+        except QuantGuardError:
+            raise
+        except Exception as exc:
+            self.internal_error("graph_capture", exc)
+            return wrapped(*args, **kwargs)
+        result = self._invoke(wrapped, plan, record, args, kwargs)
+        self.record_into_graph(record, result)
+        return result
+
+    def record_into_graph(self, record: CallRecord, result: Any) -> None:
+        if has_empty_tensor(record.arguments):
+            return
+        try:
+            self.runtime.graphs.captured(self, record, result)
+        except Exception as exc:
+            self.internal_error("graph_capture", exc)
+
     def _admit(self, plan: Plan, key: Any, index: int) -> bool:
         """Whether this call is inspected: the signature's first calls, then the sampler's picks."""
         if plan.budget > 0:
@@ -294,13 +344,17 @@ class GuardState:
             plan = self.plans.get(key)
             if plan is None:
                 plan = self.plan_for(key, args, kwargs)
-            inspect = self._admit(plan, key, index)
+            captured = runtime.graphs.capturing and self._graph_capture_path()
+            inspect = False if captured else self._admit(plan, key, index)
             record = CallRecord(self, args, kwargs, layer=runtime.current_layer())
             record.index = index
             if plan.blocked is not None:
                 runtime.policy.after_the_fact(self, record, plan.blocked)
             for finding in plan.findings:
                 runtime.reporter.report(self, record, finding)
+            if captured:
+                self.record_into_graph(record, result)
+                return
             if inspect or runtime.provenance.live:
                 inspect = runtime.should_inspect(self, record, inspect)
             session = runtime.begin_inspection(self, record, before_call=False) if inspect else None

@@ -99,6 +99,8 @@ class Runtime:
         self._hooked_ops: dict[str, Applied] = {}
         self._lock = threading.RLock()
         self.extensions: list[Any] = []
+        from quantguard.engine.graphs import GraphMonitor
+        self.graphs = GraphMonitor(self)
 
     # -- shared services -----------------------------------------------------------------
     @property
@@ -171,6 +173,18 @@ class Runtime:
                 self._announce(applied)
             for extension in self.extensions:
                 extension.on_applied(self, patched_now, True)
+            self._install_graph_hooks()
+
+    def _install_graph_hooks(self) -> None:
+        """Hook CUDA graph capture and replay where graphs can exist (a CUDA device, graph checks on)."""
+        torch = sys.modules.get("torch")
+        if not self.config.graph_checks or torch is None:
+            return
+        try:
+            if torch.cuda.is_available():
+                self.graphs.install()
+        except Exception as exc:
+            self.reporter.internal_error("torch.cuda.CUDAGraph", "graph_hooks", exc)
 
     def add_contract(self, contract: Contract) -> None:
         with self._lock:
@@ -389,6 +403,7 @@ class Runtime:
             for extension in self.extensions:
                 extension.on_unapplied(self)
             self.applied.clear()
+            self.graphs.uninstall()
         return restored
 
     def _unbind_guards(self, guards: dict[int, Any]) -> int:
@@ -443,7 +458,9 @@ class Runtime:
         if self._executor is not None:
             self._executor.flush()
         self.reporter.flush()
-        return self.reporter.stats.snapshot(self.call_counts())
+        summary = self.reporter.stats.snapshot(self.call_counts())
+        summary["graphs"] = self.graphs.summary()
+        return summary
 
     def emit_summary(self) -> dict[str, Any]:
         summary = self.summary()

@@ -69,7 +69,7 @@ def _unpack(values: list[float], layout: list[list[tuple[str, tuple[int, ...], i
 
 class Executor:
     __slots__ = ("capacity", "dropped", "_queue", "_lock", "_thread", "_stream", "_stop",
-                 "_on_drop", "_pid", "_in_flight", "_wakeup")
+                 "_on_drop", "_pid", "_in_flight", "_wakeup", "_running", "_working", "_pinned")
 
     def __init__(self, capacity: int, on_drop: Callable[[int], None]) -> None:
         self.capacity = capacity
@@ -83,6 +83,10 @@ class Executor:
         self._in_flight = 0
         self._on_drop = on_drop
         self._pid = os.getpid()
+        self._running = threading.Event()  # cleared while a CUDA graph is captured
+        self._running.set()
+        self._working = threading.Lock()   # held while the drainer judges one job
+        self._pinned: dict[int, list[Any]] = {}
 
     # -- producer side -------------------------------------------------------------------
     @staticmethod
@@ -116,7 +120,7 @@ class Executor:
             packed, layout = _pack(items)
             host = event = None
             if packed is not None:
-                host = torch.empty(packed.shape, dtype=packed.dtype, pin_memory=True)
+                host = self._pinned_buffer(packed.numel())
                 host.copy_(packed, non_blocking=True)
                 event = torch.cuda.Event()
                 event.record(side)
@@ -125,6 +129,41 @@ class Executor:
                 if isinstance(value, torch.Tensor) and value.is_cuda:
                     value.record_stream(side)
         self._enqueue(Job(record, items, judge, host, event, layout))
+
+    def _pinned_buffer(self, length: int) -> Any:
+        """A pinned float64 host buffer of ``length``, reused (allocating pinned memory costs ~10s of us)."""
+        with self._lock:
+            free = self._pinned.get(length)
+            if free:
+                return free.pop()
+        return torch.empty(length, dtype=torch.float64, pin_memory=True)
+
+    def _recycle(self, host: Any) -> None:
+        if host is None or not host.is_pinned() or host.dtype != torch.float64:
+            return
+        with self._lock:
+            free = self._pinned.setdefault(host.numel(), [])
+            if len(free) < 8:
+                free.append(host)
+
+    def submit(self, event: Any, callback: Callable[[], None]) -> bool:
+        """Run ``callback`` on the drainer once ``event`` completed; ``False`` (dropped) when the queue is full."""
+        if len(self._queue) >= self.capacity:
+            self.dropped += 1
+            self._on_drop(1)
+            return False
+        self._enqueue(Job(None, [], lambda *_: callback(), None, event, []))  # type: ignore[arg-type]
+        return True
+
+    def pause(self, timeout: float = 5.0) -> None:
+        """Hold the drainer between jobs (a global-mode graph capture forbids CUDA calls from other threads)."""
+        self._running.clear()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            if self._working.acquire(timeout=timeout):
+                self._working.release()
+
+    def resume(self) -> None:
+        self._running.set()
 
     def _enqueue(self, job: Job) -> None:
         self._ensure_thread()
@@ -152,15 +191,21 @@ class Executor:
                     self._wakeup.wait(0.05)
                     self._wakeup.clear()
                     continue
-                if head.event is not None:
-                    head.event.synchronize()  # this thread waits (GIL released); the producer never does
-                with self._lock:
-                    job = self._queue.popleft()
-                try:
-                    self._finish(job)
-                finally:
+                if not self._running.wait(0.05):
+                    continue
+                with self._working:
+                    if not self._running.is_set():
+                        continue
+                    if head.event is not None:
+                        head.event.synchronize()  # this thread waits (GIL released); the producer never does
                     with self._lock:
-                        self._in_flight -= 1
+                        job = self._queue.popleft()
+                    try:
+                        self._finish(job)
+                    finally:
+                        with self._lock:
+                            self._in_flight -= 1
+                        self._recycle(job.host)
 
     @staticmethod
     def _finish(job: Job) -> None:
@@ -188,3 +233,7 @@ class Executor:
         self._wakeup = threading.Event()
         self._in_flight = 0
         self._pid = os.getpid()
+        self._running = threading.Event()
+        self._running.set()
+        self._working = threading.Lock()
+        self._pinned = {}

@@ -1,0 +1,132 @@
+"""Graph checks end to end on a CPU: a stand-in graph class, the Triton interpreter for the kernels.
+
+Run as a subprocess with ``TRITON_INTERPRET=1`` (the interpreter must be on
+before Triton kernels are defined) by ``test_graphs.py``; prints one JSON line.
+
+``FakeGraph`` behaves like ``torch.cuda.CUDAGraph`` where quantguard can see
+it: ``capture_begin``/``capture_end``/``replay`` methods, a "capturing" state
+that ``torch.cuda.is_current_stream_capturing`` reports, and replays that
+re-run the captured work (the guarded GEMM writing into its static output,
+then the kernels recorded after it) without running any guard code.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import torch
+
+import quantguard
+import quantguard.shadow.graph_snapshot as graph_snapshot
+from quantguard.contracts.base import Contract
+from quantguard.contracts.views import GemmView
+from quantguard.engine.reentrancy import suppressed
+from quantguard.testing import capture_events
+
+SHAPES = [(256, 512), (128, 256), (512, 128)]  # (N, K)
+
+
+class FakeGraph:
+    capturing: "FakeGraph | None" = None
+
+    def __init__(self) -> None:
+        self.work = None
+        self.launches: list = []
+
+    def capture_begin(self, *args, **kwargs) -> None:
+        FakeGraph.capturing = self
+
+    def capture_end(self) -> None:
+        FakeGraph.capturing = None
+
+    def replay(self) -> None:
+        with suppressed():
+            self.work()
+        for launch in self.launches:
+            launch()
+
+
+class Faults:
+    output_factor = 1.0
+
+
+OUTPUTS: dict = {}
+
+
+def gemm(x, w, x_scale, w_scale):
+    """A per-token scaled GEMM writing into a static output (as captured work does)."""
+    out = ((x.float() * x_scale) @ (w.float() * w_scale).t()).to(torch.bfloat16)
+    out[:, 3::8] *= Faults.output_factor
+    static = OUTPUTS.setdefault((x.shape, w.shape), torch.empty_like(out))
+    static.copy_(out)
+    return static
+
+
+def _view(call):
+    x, w = call["x"], call["w"]
+    return GemmView(call.target, x, w, call["x_scale"], call["w_scale"], out=call.result, scheme="per_token",
+                    fp8_read_as=torch.float8_e4m3fn, m=int(x.shape[0]), n=int(w.shape[0]), k=int(x.shape[1]))
+
+
+def main(scenario: str) -> dict:
+    torch.manual_seed(0)
+    quantguard.register(Contract(target=f"{__name__}.gemm", kind="gemm", backend="test",
+                                 checks=("gemm_numerics",), interpret=_view,
+                                 params=("x", "w", "x_scale", "w_scale")))
+    layers = []
+    for n, k in SHAPES:
+        w = torch.randn(n, k) * 0.05
+        w_scale = (w.abs().amax(1, keepdim=True) / 448)
+        x = torch.randn(8, k)
+        x_scale = x.abs().amax(1, keepdim=True) / 448
+        layers.append(((x / x_scale).to(torch.float8_e4m3fn), (w / w_scale).to(torch.float8_e4m3fn),
+                       x_scale, w_scale))
+    module = sys.modules[__name__]
+    torch.cuda.is_current_stream_capturing = lambda: FakeGraph.capturing is not None  # type: ignore[assignment]
+    real_launch = graph_snapshot.launch_snapshot
+
+    def recording_launch(layout, slot, period, phase):
+        FakeGraph.capturing.launches.append(lambda: real_launch(layout, slot, period, phase))
+
+    graph_snapshot.launch_snapshot = recording_launch
+    with capture_events() as events:
+        runtime = quantguard.enable(log="/dev/null", rate_limit_interval=1e-6, graph_period=4,
+                                    graph_snapshot_mib=1, summary_at_exit=False, sample_first=0)
+        runtime.graphs.device = "cpu"
+        runtime.graphs.install(FakeGraph)
+
+        def step():
+            return [module.gemm(*layer) for layer in layers]
+
+        step()  # eager warm-up
+        graph = FakeGraph()
+        graph.capture_begin()
+        step()
+        graph.capture_end()
+        graph.work = step
+        for _ in range(12):
+            graph.replay()
+        runtime.executor.flush()
+        clean = len(events.violations())
+        if scenario == "scale":
+            layers[1][3].mul_(2.0)  # a weight-scale buffer overwritten between replays
+        elif scenario == "output":
+            Faults.output_factor = 1.5  # the captured work now corrupts some output columns
+        for _ in range(12):
+            graph.replay()
+        runtime.executor.flush()
+        summary = quantguard.disable()
+    graph_events = [e for e in events.named("shadow") if e.get("graph")]
+    return {"clean_violations": clean,
+            "graph_event": events.named("graph")[0] if events.named("graph") else None,
+            "checks_per_site": {site: sum(e["graph_site"] == site for e in graph_events)
+                                for site in range(len(SHAPES))},
+            "passed": [e["passed"] for e in graph_events],
+            "violations": sorted({(e["check"], e["details"].get("graph_site")) for e in events.violations()}),
+            "internal_errors": [e["error"] for e in events.named("internal_error")],
+            "graphs": summary["graphs"] if summary else None}
+
+
+if __name__ == "__main__":
+    print(json.dumps(main(sys.argv[1]), default=str))

@@ -1,0 +1,38 @@
+"""The fused Triton reference gives the torch reference's statistics (CPU, Triton interpreter).
+
+Every element format and scale layout the kernels decode, with a fault in the
+last row (which every selection includes).  The same comparison on a GPU is
+``test_graphs_cuda.py::test_fused_reference_matches_the_torch_reference``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("triton")
+
+WORKER = Path(__file__).with_name("fused_worker.py")
+CASES = ["per_token", "per_tensor", "block", "block_transposed", "fnuz", "int8", "mx"]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_fused_statistics_match_the_torch_reference(case):
+    done = subprocess.run([sys.executable, str(WORKER), case], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "TRITON_INTERPRET": "1"}, cwd=WORKER.parent)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["reason"] is None
+    expected, got = result["torch"], result["fused"]
+    for index in (0, 1, 4, 13):  # |out|^2, out.ref, |ref|^2, count
+        assert got[index] == pytest.approx(expected[index], rel=1e-5)
+    # the error energy up to fp32 summation order (a bf16 rounding may flip by one ulp); the fault dominates it
+    assert abs(got[8] - expected[8]) <= 1e-6 * expected[4]
+    assert expected[8] > 0
+    assert (got[15], got[17]) == (expected[15], expected[17])  # the worst row and column: same positions
+    assert got[14] == pytest.approx(expected[14], rel=1e-3) and got[16] == pytest.approx(expected[16], rel=1e-3)
