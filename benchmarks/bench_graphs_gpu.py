@@ -135,7 +135,7 @@ def main() -> None:
     print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}; best of {args.rounds} interleaved rounds\n")
     print(f"{'step':>16} {'M':>3} {'off us':>9} {'on us':>9} {'ratio':>7} {'no-op node':>10} {'ratio':>7} "
           f"{'wall off':>9} {'wall on':>9} {'ratio':>7} {'sites':>6} {'checks/site/100':>16} {'snap MiB':>9} "
-          f"{'reserved':>9}")
+          f"{'reserved':>9} {'drains skipped':>15}")
     for layers, replays in ((1, 1000), (args.layers, 100)):
         for m in args.rows:
             r = measure(layers, m, args.rounds, replays, log)
@@ -144,7 +144,7 @@ def main() -> None:
                   f"{r['gpu_noop']:10.1f} {r['gpu_noop'] / r['gpu_off']:7.3f} "
                   f"{r['wall_off']:9.1f} {r['wall_on']:9.1f} {r['wall_on'] / r['wall_off']:7.3f} "
                   f"{r['sites']:>6} {r['checks_per_site_per_100']:16.2f} {r['snapshot_mib']:9.2f} "
-                  f"{r['reserved_mib']:9.1f}", flush=True)
+                  f"{r['reserved_mib']:9.1f} {r['drains_skipped']:15}", flush=True)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,10 @@ BAD_VALUES = [
     ("QUANTGUARD_THRESHOLDS", "fp8=1.5", "COSINE in (0, 1]"),
     ("QUANTGUARD_E8M0_ROUNDING", "nearest", "down, up, even, ceil"),
     ("QUANTGUARD_RATE_LIMIT_INTERVAL", "-3", "number > 0"),
+    ("QUANTGUARD_GRAPH_CHECKS", "sometimes", "1/true"),
+    ("QUANTGUARD_GRAPH_PERIOD", "0", "integer >= 1"),
+    ("QUANTGUARD_GRAPH_PERIOD", "often", "integer >= 1"),
+    ("QUANTGUARD_GRAPH_SNAPSHOT_MIB", "-64", "integer >= 1"),
 ]
 
 
@@ -70,3 +74,17 @@ def test_values_are_normalized():
                                  "QUANTGUARD_TARGETS": "aiter.ops.quant.*, aiter.gemm_*", "QUANTGUARD_GFX": "GFX942"})
     assert config.mode == "raise" and config.ck_free is True and config.gfx == "gfx942"
     assert config.targets == ("aiter.ops.quant.*", "aiter.gemm_*")
+
+
+@pytest.mark.parametrize("environ, period", [({}, 100), ({"QUANTGUARD_SAMPLE_RATE": "0.05"}, 20),
+                                             ({"QUANTGUARD_GRAPH_PERIOD": "auto"}, 100),
+                                             ({"QUANTGUARD_GRAPH_PERIOD": "7"}, 7),
+                                             ({"QUANTGUARD_SAMPLE_RATE": "0"}, 0)])
+def test_graph_period_follows_the_sampling_rate_unless_set(environ, period):
+    from quantguard.engine.graphs import GraphMonitor
+
+    class _Runtime:
+        config = resolve_config({}, environ)
+
+    monitor = GraphMonitor(_Runtime())  # type: ignore[arg-type]
+    assert monitor.period == period and monitor.active == (period > 0)

@@ -113,23 +113,25 @@ def _fraction(value: Any, where: str) -> float:
     return number
 
 
-def _non_negative_int(value: Any, where: str) -> int:
+def _int_at_least(value: Any, where: str, least: int) -> int:
+    accepted = f"an integer >= {least}"
     if isinstance(value, bool):
-        raise _fail(where, value, "an integer >= 0")
+        raise _fail(where, value, accepted)
     try:
         number = int(str(value).strip()) if isinstance(value, str) else int(value)
     except (TypeError, ValueError):
-        raise _fail(where, value, "an integer >= 0") from None
-    if number < 0 or (not isinstance(value, str) and number != value):
-        raise _fail(where, value, "an integer >= 0")
+        raise _fail(where, value, accepted) from None
+    if number < least or (not isinstance(value, str) and number != value):
+        raise _fail(where, value, accepted)
     return number
+
+
+def _non_negative_int(value: Any, where: str) -> int:
+    return _int_at_least(value, where, 0)
 
 
 def _positive_int(value: Any, where: str) -> int:
-    number = _non_negative_int(value, where)
-    if number == 0:
-        raise _fail(where, value, "an integer >= 1")
-    return number
+    return _int_at_least(value, where, 1)
 
 
 def _optional_positive_int(value: Any, where: str) -> int | None:

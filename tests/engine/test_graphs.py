@@ -30,23 +30,51 @@ def _run(scenario: str) -> dict:
 
 @pytest.fixture(scope="module")
 def results() -> dict:
-    return {scenario: _run(scenario) for scenario in ("clean", "scale", "output")}
+    return {scenario: _run(scenario) for scenario in ("clean", "scale", "output", "bias")}
 
 
 def test_every_captured_site_is_snapshotted_and_judged_quietly(results):
     clean = results["clean"]
-    assert clean["graph_event"]["monitored"] == 3 and clean["graph_event"]["unmonitored"] == {}
+    assert clean["graph_event"]["monitored"] == 4 and clean["graph_event"]["unmonitored"] == {}
     # period 4, 24 replays: every site judged at every drain
-    assert clean["checks_per_site"] == {"0": 6, "1": 6, "2": 6}
+    assert clean["checks_per_site"] == {"0": 6, "1": 6, "2": 6, "3": 6}
     assert all(clean["passed"]) and clean["violations"] == [] and clean["internal_errors"] == []
 
 
 @pytest.mark.parametrize("scenario, expected", [
     ("scale", {("weight_scale", 1), ("numerics", 1)}),   # site 1's weight scales overwritten after capture
-    ("output", {("numerics", 0), ("numerics", 1), ("numerics", 2)}),  # every site's output corrupted in replays
+    ("output", {("numerics", site) for site in range(4)}),  # every site's output corrupted in replays
 ], ids=["weight-scale-overwritten", "output-corrupted"])
 def test_a_fault_after_capture_is_caught_from_replays(results, scenario, expected):
     got = results[scenario]
     assert got["clean_violations"] == 0  # quiet before the fault
     assert {tuple(v) for v in got["violations"]} == expected
     assert got["internal_errors"] == []
+
+
+def test_a_captured_call_the_snapshot_cannot_cover_is_reported_unmonitored(results):
+    bias = results["bias"]
+    assert bias["graph_event"]["monitored"] == 0 and bias["graph_event"]["level"] == "warning"
+    (reason, count), = bias["graph_event"]["unmonitored"].items()
+    assert reason.endswith(".gemm: GEMMs with a bias are not snapshotted") and count == 4
+    assert bias["checks_per_site"] == {"0": 0, "1": 0, "2": 0, "3": 0}
+    assert bias["violations"] == [] and bias["internal_errors"] == []
+
+
+def test_disable_gives_the_graph_class_its_methods_back():
+    import quantguard
+
+    class Graph:
+        def capture_begin(self, *args, **kwargs): ...
+        def capture_end(self): ...
+        def replay(self): ...
+
+    originals = {name: Graph.__dict__[name] for name in ("capture_begin", "capture_end", "replay")}
+    runtime = quantguard.enable(log="/dev/null", summary_at_exit=False)
+    try:
+        assert runtime.graphs.install(Graph)
+        assert all(Graph.__dict__[name] is not original for name, original in originals.items())
+        Graph().replay()  # a graph quantguard never saw captured: replayed untouched
+    finally:
+        quantguard.disable()
+    assert all(Graph.__dict__[name] is original for name, original in originals.items())

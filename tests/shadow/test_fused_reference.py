@@ -36,3 +36,19 @@ def test_fused_statistics_match_the_torch_reference(case):
     assert expected[8] > 0
     assert (got[15], got[17]) == (expected[15], expected[17])  # the worst row and column: same positions
     assert got[14] == pytest.approx(expected[14], rel=1e-3) and got[16] == pytest.approx(expected[16], rel=1e-3)
+
+
+@pytest.mark.parametrize("fault, passed", [("clean", True), ("dropped_scale", False)])
+def test_the_eager_check_runs_on_the_fused_reference(fault, passed):
+    """GemmNumerics end to end through the fused path: a clean call is quiet, a dropped w_scale is caught
+    by its norm ratio (cosine alone would not), and the event says which reference ran."""
+    done = subprocess.run([sys.executable, str(WORKER), "engine", fault], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "TRITON_INTERPRET": "1"}, cwd=WORKER.parent)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["kernels"] == ["fused"] and result["passed"] == [passed]
+    assert result["internal_errors"] == []
+    if passed:
+        assert result["violations"] == []
+    else:
+        assert len(result["violations"]) == 1 and "norm ratio" in result["violations"][0]

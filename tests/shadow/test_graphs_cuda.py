@@ -177,9 +177,11 @@ def test_reduce_overhead_graphs_are_checked(tmp_path):
         assert torch.equal(got, want)
     shadows = _graph_shadows(events)
     graphs = [(e["graph"], e["monitored"], e["unmonitored"]) for e in events.named("graph")]
-    # cudagraph trees may record more than one graph of the function; every GEMM is monitored in each
-    assert graphs and all(monitored == len(SHAPES) and not unmonitored for _, monitored, unmonitored in graphs), graphs
-    assert {(e["graph_name"], e["graph_site"]) for e in shadows} >= {(graphs[-1][0], site) for site in range(len(SHAPES))}
+    # what cudagraph trees capture is theirs to decide (an H200 run recorded the step's 4 GEMMs twice in one
+    # graph); every captured GEMM is monitored and every monitored site is judged
+    assert graphs and all(monitored % len(SHAPES) == 0 and not unmonitored for _, monitored, unmonitored in graphs), graphs
+    name, monitored, _ = graphs[-1]
+    assert {(e["graph_name"], e["graph_site"]) for e in shadows} >= {(name, site) for site in range(monitored)}
     assert all(e["passed"] for e in shadows) and not events.violations()
 
 

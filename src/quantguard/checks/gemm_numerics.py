@@ -24,7 +24,7 @@ from quantguard.numerics.formats import saturating_cast
 from quantguard.numerics.metrics import comparison_tensors, slice_tensors, summarize, worst_slices
 from quantguard.shadow.references import (chain_reference, dequantize_w_columns, dequantize_x_rows,
                                           matched_reference, output_columns, select_columns, select_rows)
-from quantguard.shadow.fused import fused_reason, fused_stats, split_stats
+from quantguard.shadow.fused import fused_operands, fused_stats, split_stats
 from quantguard.shadow.thresholds import tolerance_for
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -120,12 +120,13 @@ class GemmNumerics(DataCheck):
         rows = select_rows(view.m, call.config.shadow_full, draw(), turn, call.config.shadow_rows)
         snap: dict[str, Any] = {"rows": rows, "draw": draw(), "turn": turn}
         precision = torch.float64 if call.config.shadow_precision == "fp64" else torch.float32
-        if fused_reason(view, out, precision) is None:
+        operands = fused_operands(view, out, precision)
+        if not isinstance(operands, str):
             # two launches on this stream, right after the kernel: no copies of the operands needed
             layout = view.shuffle_layout
             columns = select_columns(view.n, call.config.shadow_full, snap["draw"], layout[0] if layout else None,
                                      turn)
-            result = fused_stats(view, out, rows, columns)
+            result = fused_stats(view, out, rows, columns, operands)
             if result is not None:
                 snap["fused"], snap["columns"] = result, columns
                 snap["out_dtype"] = out.dtype

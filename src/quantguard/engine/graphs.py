@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 import weakref
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -143,7 +144,7 @@ class GraphMonitor:
         self._names = itertools.count(1)
         self._lock = threading.RLock()
         self.stats = {"graphs": 0, "sites": 0, "monitored": 0, "unmonitored": 0, "checks": 0, "drains": 0,
-                      "drains_skipped": 0}
+                      "drains_skipped": 0, "judge_seconds": 0.0}
 
     # -- configuration -------------------------------------------------------------------
     @property
@@ -451,35 +452,57 @@ class GraphMonitor:
         return None
 
     def _judge(self, entry: _Graph, buffer: list[Any], replays: int) -> None:
-        """On the drainer: each new snapshot of the graph against its reference, reported like an eager check."""
+        """On the drainer: every new snapshot of the graph against its reference, reported like an eager check.
+
+        Snapshots of one layout are decoded and compared in one batch (a few
+        dozen torch ops per layout, not per call site): a 60-layer graph has
+        a few layouts and hundreds of sites.
+        """
+        import torch
+
+        from quantguard.shadow.graph_snapshot import snapshots_values
+
+        started = time.perf_counter()
         try:
+            batches: dict[Any, list[tuple[_Probe, Any, int]]] = {}
             for probe in entry.probes:
+                slot = self._host_slot(entry, buffer[0], probe)
+                sequence = int(probe.layout.view(slot, "meta")[0]) if slot is not None else 0
+                if sequence <= probe.last_sequence:
+                    continue  # not filled yet, or already judged
+                probe.last_sequence = sequence
+                view = probe.record.view
+                key = (probe.layout.key, view.fp8_read_as, view.shuffle_layout, view.alpha)
+                batches.setdefault(key, []).append((probe, slot, sequence))
+            for items in batches.values():
                 try:
-                    self._judge_probe(entry, buffer[0], probe, replays)
+                    for probe, _, _ in items:
+                        if probe.truth_ready is not None:
+                            probe.truth_ready.synchronize()  # on the drainer; recorded long before this drain
+                    first = items[0][0]
+                    results = snapshots_values(first.layout, first.record.view,
+                                               torch.stack([slot for _, slot, _ in items]),
+                                               [probe.truth_w_scale for probe, _, _ in items])
                 except Exception as exc:
-                    probe.state.internal_error("graph_check", exc)
+                    items[0][0].state.internal_error("graph_check", exc)
+                    continue
+                for (probe, _, sequence), snapshot in zip(items, results):
+                    try:
+                        self._report(entry, probe, snapshot, sequence, replays)
+                    except Exception as exc:
+                        probe.state.internal_error("graph_check", exc)
         finally:
             buffer[1] = False
+            self.stats["judge_seconds"] += time.perf_counter() - started
 
-    def _judge_probe(self, entry: _Graph, host: Any, probe: _Probe, replays: int) -> None:
-        from quantguard.checks.base import Finding, Measurement
+    def _report(self, entry: _Graph, probe: _Probe, snapshot: dict[str, Any], sequence: int, replays: int) -> None:
         from quantguard.checks._common import dtype_name
+        from quantguard.checks.base import Finding, Measurement
         from quantguard.engine.inspection import ShadowResult
-        from quantguard.shadow.graph_snapshot import slot_values
 
-        slot = self._host_slot(entry, host, probe)
-        if slot is None:
-            return
-        sequence = int(probe.layout.view(slot, "meta")[0])
-        if probe.truth_ready is not None:
-            probe.truth_ready.synchronize()  # on the drainer thread; recorded long before this drain
-        if sequence <= probe.last_sequence:
-            return  # not filled yet, or already judged
-        probe.last_sequence = sequence
         record = probe.record
-        snapshot = slot_values(probe.layout, record.view, slot.clone(), probe.truth_w_scale)
         context = {"rows": _Picked(snapshot["rows"]), "columns": _Picked(snapshot["columns"], 1),
-                   "out_dtype": dtype_name(probe.layout.operands.out.dtype)}
+                   "out_dtype": dtype_name(probe.layout.operands.out.dtype), "reference_kernels": "graph snapshot"}
         graph_fields = {"graph": True, "graph_name": entry.name, "graph_site": entry.probes.index(probe),
                         "replays": replays, "snapshot_replay": sequence}
         reporter = self.runtime.reporter

@@ -16,7 +16,7 @@ from typing import Any, Mapping
 import torch
 
 __all__ = ["Metrics", "comparison_tensors", "summarize", "merge_stats", "METRIC_KEYS", "slice_tensors",
-           "worst_slices"]
+           "worst_slices", "batched_statistics"]
 
 METRIC_KEYS = ("stats",)
 
@@ -72,6 +72,33 @@ def slice_tensors(out: torch.Tensor, ref: torch.Tensor, prefix: str = "") -> dic
         worst, position = ratio.max(0) if ratio.numel() else (ratio.sum(), ratio.new_zeros((), dtype=torch.int64))
         values += [worst, position.to(torch.float64)]
     return {prefix + "slices": torch.stack(values)}
+
+
+def batched_statistics(out: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """``(P, 18)``: for each of P ``(rows, columns)`` comparisons, :func:`comparison_tensors`' 14 values then
+    :func:`slice_tensors`' 4, in a fixed number of ops whatever P (graph snapshots are judged in batches)."""
+    batch = out.shape[0]
+    o = out.detach().to(torch.float64).reshape(batch, out.shape[-2], out.shape[-1])
+    r = ref.detach().to(torch.float64).reshape(o.shape)
+    finite = torch.isfinite(o) & torch.isfinite(r)
+    clean_o, clean_r = torch.where(finite, o, 0.0), torch.where(finite, r, 0.0)
+    err = clean_o - clean_r
+    basis = torch.stack((clean_o.reshape(batch, -1), clean_r.reshape(batch, -1), err.reshape(batch, -1)), 1)
+    gram = (basis @ basis.transpose(1, 2)).reshape(batch, 9)
+    abs_err = err.reshape(batch, -1).abs()
+    count = o[0].numel()
+    extras = torch.stack((abs_err.amax(1) if count else abs_err.sum(1), abs_err.sum(1),
+                          torch.isnan(o).sum((1, 2)).to(torch.float64), torch.isinf(o).sum((1, 2)).to(torch.float64),
+                          torch.full((batch,), float(count), dtype=torch.float64)), 1)
+    err_sq, ref_sq = err.square(), clean_r.square()
+    slices = []
+    for dim in (2, 1):  # rows (summed over columns), then columns
+        error, energy = err_sq.sum(dim), ref_sq.sum(dim)
+        ratio = torch.where(energy > 0, error / energy.clamp(min=1e-300),
+                            torch.where(error > 0, torch.full_like(error, math.inf), torch.zeros_like(error)))
+        worst, position = ratio.max(1)
+        slices += [worst, position.to(torch.float64)]
+    return torch.cat((gram, extras, torch.stack(slices, 1)), 1)
 
 
 def worst_slices(values: Mapping[str, Any], prefix: str = "") -> tuple[float, int, float, int] | None:

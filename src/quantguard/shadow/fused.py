@@ -20,11 +20,11 @@ from typing import Any
 import torch
 
 from quantguard.contracts.views import GemmView
-from quantguard.shadow.operands import describe, scale_args
+from quantguard.shadow.operands import GemmOperands, describe, scale_args
 from quantguard.shadow.references import ColumnBlocks, Selection
 from quantguard.shadow.triton_kernels import available, gemm_stats_kernels
 
-__all__ = ["fused_reason", "fused_stats", "STATS_LENGTH"]
+__all__ = ["fused_operands", "fused_reason", "fused_stats", "split_stats", "STATS_LENGTH"]
 
 #: 14 comparison statistics (``m_stats``) + 4 worst-slice values (``m_slices``).
 STATS_LENGTH = 18
@@ -32,13 +32,18 @@ _BLOCK_C = 64
 _BLOCK_K = 64
 
 
-def fused_reason(view: GemmView, out: torch.Tensor, precision: torch.dtype) -> str | None:
-    """Why the fused reference cannot serve this call (``None``: it can)."""
+def fused_operands(view: GemmView, out: torch.Tensor, precision: torch.dtype) -> GemmOperands | str:
+    """The operands as the fused reference addresses them, or why it cannot serve this call."""
     if precision != torch.float32:
         return "fp64 references use torch"
     if not available(out.device):
         return "Triton kernels are not available on this device"
-    described = describe(view, out)
+    return describe(view, out)
+
+
+def fused_reason(view: GemmView, out: torch.Tensor, precision: torch.dtype) -> str | None:
+    """Why the fused reference cannot serve this call (``None``: it can)."""
+    described = fused_operands(view, out, precision)
     return described if isinstance(described, str) else None
 
 
@@ -49,16 +54,18 @@ def _selection_args(selection: Selection) -> tuple[int, int, int]:
     return strided.start or 0, strided.step or 1, count
 
 
-def fused_stats(view: GemmView, out: torch.Tensor, rows: Selection, columns: ColumnBlocks) -> torch.Tensor | None:
+def fused_stats(view: GemmView, out: torch.Tensor, rows: Selection, columns: ColumnBlocks,
+                operands: GemmOperands | None = None) -> torch.Tensor | None:
     """Statistics of ``out`` against the precision-matched reference on the selection, on ``out``'s device.
 
     Returns the 18-value float64 vector (``comparison_tensors`` then ``slice_tensors``
     order), or ``None`` when the view cannot be described.  Enqueued on the
     current stream: call it where the operands are still intact.
     """
-    operands = describe(view, out)
-    if isinstance(operands, str):
+    described = describe(view, out) if operands is None else operands
+    if isinstance(described, str):
         return None
+    operands = described
     rows_total, cols_total = len(rows), len(columns.blocks) * columns.size
     if rows_total == 0 or cols_total == 0:
         return None

@@ -22,10 +22,11 @@ import torch
 from quantguard.contracts.views import GemmView
 from quantguard.numerics.dequant import expand_groups, fp8_values, scale_values, unpack_fp4
 from quantguard.numerics.layouts import unshuffle_weight
-from quantguard.numerics.metrics import comparison_tensors, slice_tensors
+from quantguard.numerics.metrics import batched_statistics
 from quantguard.shadow.operands import GemmOperands, describe, raw_bits, scale_args
 
-__all__ = ["SnapshotLayout", "plan_snapshot", "launch_snapshot", "slot_values", "memory_span", "SNAPSHOT_ROWS",
+__all__ = ["SnapshotLayout", "plan_snapshot", "launch_snapshot", "slot_values", "snapshots_values", "memory_span",
+           "SNAPSHOT_ROWS",
            "SNAPSHOT_COLUMNS", "META_WORDS"]
 
 #: Rows of x and output columns per snapshot (a whole 16-row preshuffle block of W).
@@ -68,7 +69,20 @@ class SnapshotLayout:
             count *= extent
         start = self.offsets[part]
         width = count * torch.empty((), dtype=dtype).element_size()
+        if slot.dim() == 2:  # a batch of slots, one per row
+            return slot[:, start:start + width].view(dtype).reshape(slot.shape[0], *shapes[part])
         return slot[start:start + width].view(dtype).view(shapes[part])
+
+    @property
+    def key(self) -> tuple[Any, ...]:
+        """What snapshots must share to be judged in one batch."""
+        o = self.operands
+
+        def scale(operand: Any) -> Any:
+            return None if operand is None else (operand.tensor.dtype, operand.group, operand.groups, operand.kind)
+
+        return (self.rows, self.columns, self.size, tuple(self.offsets.items()), o.x.tensor.dtype, o.x.kind,
+                o.x.width, o.w.tensor.dtype, o.w.kind, o.w.width, scale(o.x_scale), scale(o.w_scale), o.out.dtype)
 
 
 def plan_snapshot(view: GemmView, out: torch.Tensor) -> SnapshotLayout | str:
@@ -138,11 +152,19 @@ def launch_snapshot(layout: SnapshotLayout, slot: torch.Tensor, period: int, pha
         BLOCK=1024, BLOCK_C=max(16, 1 << (layout.columns - 1).bit_length()))
 
 
+_FP8_TABLES: dict[Any, torch.Tensor] = {}
+
+
 def _values(raw: torch.Tensor, dtype: torch.dtype, kind: int, read_as: Any) -> torch.Tensor:
     if kind == 3:
         return unpack_fp4(raw)
     if kind in (1, 2):
-        return fp8_values(raw.view(torch.uint8), read_as or {1: torch.float8_e4m3fn, 2: torch.float8_e4m3fnuz}[kind])
+        # every byte's value, looked up: ~2.5x faster than a CPU fp8 cast, and the same values (fp8_values)
+        read_as = read_as or {1: torch.float8_e4m3fn, 2: torch.float8_e4m3fnuz}[kind]
+        table = _FP8_TABLES.get(read_as)
+        if table is None:
+            table = _FP8_TABLES[read_as] = fp8_values(torch.arange(256, dtype=torch.uint8), read_as)
+        return torch.take(table, raw.view(torch.uint8).to(torch.int64))
     return raw.view(dtype).to(torch.float32)
 
 
@@ -172,40 +194,49 @@ def _truth_groups(layout: SnapshotLayout, truth: torch.Tensor, columns: list[int
 
 def slot_values(layout: SnapshotLayout, view: GemmView, slot: torch.Tensor,
                 truth_w_scale: torch.Tensor | None = None) -> dict[str, Any]:
-    """From a host copy of a filled slot: its meta and the statistics of its outputs vs the reference.
+    """One slot's meta and statistics (see :func:`snapshots_values`)."""
+    return snapshots_values(layout, view, slot.unsqueeze(0), [truth_w_scale])[0]
 
-    ``truth_w_scale``: the weight scales' memory as it was at capture.  Weights
-    do not change while a graph replays; when the snapshot's scale groups
-    differ from it, the reference uses the capture-time scales (the kernel's
-    output is then judged against what the model was captured with) and the
-    count of changed groups is returned.
+
+def snapshots_values(layout: SnapshotLayout, view: GemmView, slots: torch.Tensor,
+                     truths: list[torch.Tensor | None]) -> list[dict[str, Any]]:
+    """From host copies of P filled slots of one layout (``(P, size)``): each one's meta and the statistics
+    of its outputs against the precision-matched reference, computed for all P at once.
+
+    ``truths``: per slot, the weight scales' memory as it was at capture.
+    Weights do not change while a graph replays; where a snapshot's scale
+    groups differ from it, the reference uses the capture-time scales (the
+    kernel's output is judged against what the model was captured with) and
+    the count of changed groups is returned.
     """
     o = layout.operands
-    meta = layout.view(slot, "meta").tolist()
-    sequence, hit, first_column = meta[0], meta[1], meta[2]
-    rows = meta[3:3 + layout.rows]
-    x = _values(layout.view(slot, "x"), o.x.tensor.dtype, o.x.kind, view.fp8_read_as)
-    x = _scaled(x, layout.view(slot, "xs") if o.x_scale else None, o.x_scale.tensor.dtype if o.x_scale else None,
+    batch = slots.shape[0]
+    meta = layout.view(slots, "meta").tolist()
+    x = _values(layout.view(slots, "x"), o.x.tensor.dtype, o.x.kind, view.fp8_read_as)
+    x = _scaled(x, layout.view(slots, "xs") if o.x_scale else None, o.x_scale.tensor.dtype if o.x_scale else None,
                 o.x_scale.group if o.x_scale else 1)
-    w_raw = layout.view(slot, "w")
+    w_raw = layout.view(slots, "w")
     shuffle = view.shuffle_layout
     if shuffle is not None:
-        w_raw = unshuffle_weight(w_raw.view(o.w.tensor.dtype).unsqueeze(0), shuffle)[0].view(w_raw.dtype)
+        w_raw = unshuffle_weight(w_raw.view(o.w.tensor.dtype), shuffle).view(w_raw.dtype)
     w = _values(w_raw, o.w.tensor.dtype, o.w.kind, view.fp8_read_as)
-    columns = list(range(first_column, first_column + layout.columns))
-    w_scale_raw = layout.view(slot, "ws") if o.w_scale else None
-    changed = 0
-    if w_scale_raw is not None and truth_w_scale is not None:
-        truth = _truth_groups(layout, truth_w_scale, columns)
-        changed = int((truth != w_scale_raw).sum())
-        w_scale_raw = truth
+    columns = [list(range(row[2], row[2] + layout.columns)) for row in meta]
+    w_scale_raw = layout.view(slots, "ws") if o.w_scale else None
+    changed = [0] * batch
+    if w_scale_raw is not None and any(truth is not None for truth in truths):
+        w_scale_raw = w_scale_raw.clone()
+        for index, truth in enumerate(truths):
+            if truth is not None:
+                groups = _truth_groups(layout, truth, columns[index])
+                changed[index] = int((groups != w_scale_raw[index]).sum())
+                w_scale_raw[index] = groups
     w = _scaled(w, w_scale_raw, o.w_scale.tensor.dtype if o.w_scale else None, o.w_scale.group if o.w_scale else 1)
     out_dtype = o.out.dtype
-    reference = (torch.matmul(x, w.transpose(0, 1)) * view.alpha).to(out_dtype)
-    compared = layout.view(slot, "out").view(out_dtype)
-    tensors = comparison_tensors(compared, reference, "m_")
-    tensors.update(slice_tensors(compared, reference, "m_"))
-    values = {name: tensor.tolist() for name, tensor in tensors.items()}
-    return {"sequence": sequence, "hit": hit, "rows": rows, "columns": columns, "values": values,
-            "w_scale_groups_changed": changed,
-            "w_scale_groups_compared": int(w_scale_raw.numel()) if w_scale_raw is not None else 0}
+    reference = (torch.matmul(x, w.transpose(-1, -2)) * view.alpha).to(out_dtype)
+    compared = layout.view(slots, "out").view(out_dtype)
+    statistics = batched_statistics(compared, reference).tolist()
+    compared_groups = int(w_scale_raw[0].numel()) if w_scale_raw is not None else 0
+    return [{"sequence": meta[i][0], "hit": meta[i][1], "rows": meta[i][3:3 + layout.rows], "columns": columns[i],
+             "values": {"m_stats": statistics[i][:14], "m_slices": statistics[i][14:]},
+             "w_scale_groups_changed": changed[i], "w_scale_groups_compared": compared_groups}
+            for i in range(batch)]
