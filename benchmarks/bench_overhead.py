@@ -159,6 +159,18 @@ def main() -> None:
     print("\nratio = quantguard's added cost / bare wrapt.FunctionWrapper's added cost (goal: <= 1.3)")
     print("custom-op row: 'plain' is AITER's wrapper_custom -> torch.ops dispatch -> a Python kernel; quantguard "
           "leaves the wrapper alone and adds a BackendSelect kernel that redispatches")
+    metadata_reads(args.number)
+
+
+def metadata_reads(number: int) -> None:
+    """What the smallest correct per-call key costs by itself: the activation's and its scale's metadata."""
+    x, x_scale = _operands()[0], _operands()[2]
+    names = {"x": x, "xs": x_scale, "hot": set()}
+    base = min(timeit.repeat("pass", globals=names, number=number, repeat=5)) / number * 1e9
+    print(f"\n{'metadata read (no call around it)':<72} {'ns':>9}")
+    for statement in ("x.shape", "x.dtype", "xs.stride()", "(x.shape, x.dtype, xs.shape, xs.dtype, xs.stride()) in hot"):
+        cost = min(timeit.repeat(statement, globals=names, number=number, repeat=5)) / number * 1e9 - base
+        print(f"{statement:<72} {cost:9.0f}")
 
 
 if __name__ == "__main__":
