@@ -109,7 +109,16 @@ def main(scenario: str) -> dict:
         step()  # eager warm-up
         graph = FakeGraph()
         graph.capture_begin()
-        step()
+        if scenario == "thread":  # another thread's eager call during the capture must not reopen the fast path
+            import threading
+            module.gemm(*layers[0])
+            worker = threading.Thread(target=module.gemm, args=layers[1])
+            worker.start()
+            worker.join()
+            for layer in layers[2:]:
+                module.gemm(*layer)
+        else:
+            step()
         graph.capture_end()
         graph.work = step
         for _ in range(12):
@@ -124,6 +133,28 @@ def main(scenario: str) -> dict:
             graph.replay()
         runtime.executor.flush()
         summary = quantguard.disable()
+        if scenario == "reenable":  # the first graph keeps replaying into its slots after disable()
+            first_slots = [(probe.chunk, probe.offset, probe.layout.size) for probe in
+                           next(iter(runtime.graphs._graphs.values())).probes]
+            runtime = quantguard.enable(log="/dev/null", rate_limit_interval=1e-6, graph_period=4,
+                                        graph_snapshot_mib=1, summary_at_exit=False, sample_first=0)
+            runtime.graphs.device = "cpu"
+            runtime.graphs.install(FakeGraph)
+            second = FakeGraph()
+            second.capture_begin()
+            step()
+            second.capture_end()
+            second.work = step
+            for _ in range(8):
+                graph.replay()
+                second.replay()
+            runtime.executor.flush()
+            second_slots = [(probe.chunk, probe.offset, probe.layout.size) for probe in
+                            next(iter(runtime.graphs._graphs.values())).probes]
+            summary = quantguard.disable()
+            return {"first": first_slots, "second": second_slots, "graphs": summary["graphs"],
+                    "violations": [e["message"] for e in events.violations()],
+                    "internal_errors": [e["error"] for e in events.named("internal_error")]}
     graph_events = [e for e in events.named("shadow") if e.get("graph")]
     return {"clean_violations": clean,
             "graph_event": events.named("graph")[0] if events.named("graph") else None,

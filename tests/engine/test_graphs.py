@@ -78,3 +78,24 @@ def test_disable_gives_the_graph_class_its_methods_back():
     finally:
         quantguard.disable()
     assert all(Graph.__dict__[name] is original for name, original in originals.items())
+
+
+def test_snapshot_memory_outlives_disable_and_is_never_handed_out_twice():
+    """Captured graphs keep replaying into their slots after disable(): their memory is kept, and a
+    later enable() places new graphs after it."""
+    got = _run("reenable")
+    assert got["violations"] == [] and got["internal_errors"] == []
+    assert got["graphs"]["checks"] == 8  # the second graph's 4 sites, judged at replays 4 and 8
+    spans = {(chunk, offset, offset + size) for chunk, offset, size in got["first"] + got["second"]}
+    assert len(spans) == 8
+    for chunk, start, end in spans:
+        assert not any(other != (chunk, start, end) and other[0] == chunk and other[1] < end and start < other[2]
+                       for other in spans)
+
+
+def test_an_eager_call_on_another_thread_during_a_capture_does_not_hide_captured_calls():
+    """The other thread's call is eager (not captured) and reschedules sampling; the capturing thread's
+    later calls must still be seen: 3 captured calls, all monitored."""
+    got = _run("thread")
+    assert got["graph_event"]["monitored"] == 3
+    assert got["violations"] == [] and got["internal_errors"] == []

@@ -21,12 +21,17 @@ WORKER = Path(__file__).with_name("fused_worker.py")
 CASES = ["per_token", "per_tensor", "block", "block_transposed", "fnuz", "int8", "mx"]
 
 
-@pytest.mark.parametrize("case", CASES)
-def test_fused_statistics_match_the_torch_reference(case):
-    done = subprocess.run([sys.executable, str(WORKER), case], capture_output=True, text=True, timeout=300,
+@pytest.fixture(scope="module")
+def cases() -> dict:
+    done = subprocess.run([sys.executable, str(WORKER), *CASES], capture_output=True, text=True, timeout=600,
                           env={**os.environ, "TRITON_INTERPRET": "1"}, cwd=WORKER.parent)
     assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_fused_statistics_match_the_torch_reference(cases, case):
+    result = cases[case]
     assert result["reason"] is None
     expected, got = result["torch"], result["fused"]
     for index in (0, 1, 4, 13):  # |out|^2, out.ref, |ref|^2, count

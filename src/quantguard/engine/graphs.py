@@ -48,6 +48,11 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["GraphMonitor", "GRAPH_EVENT_FIELDS"]
 
+#: Snapshot memory, process-wide: [tensor, used bytes] per chunk.  Captured graphs keep writing
+#: into their slots on every replay, also after ``disable()`` and after a new ``enable()`` (a
+#: graph cannot be edited), so this memory is never freed while the process runs.
+_CHUNKS: list[list[Any]] = []
+
 _HOOKED = ("capture_begin", "capture_end", "replay")
 GRAPH_EVENT_FIELDS = ("graph", "sites", "monitored", "unmonitored", "snapshot_bytes", "period")
 
@@ -138,7 +143,6 @@ class GraphMonitor:
         self.capturing = 0
         self._graphs: "weakref.WeakKeyDictionary[Any, _Graph]" = weakref.WeakKeyDictionary()
         self._current = threading.local()
-        self._chunks: list[list[Any]] = []  # [tensor, used bytes]
         self._saved_next_sample: dict[int, tuple[Any, int]] = {}
         self._originals: dict[str, Any] = {}
         self._names = itertools.count(1)
@@ -286,6 +290,14 @@ class GraphMonitor:
                 self._saved_next_sample[id(state)] = (state, state.next_sample)
                 state.next_sample = -1
 
+    def defer_schedule(self, state: "GuardState", next_sample: int) -> None:
+        """A call on another thread rescheduled ``state`` during a capture: applied when the capture ends."""
+        with self._lock:
+            if id(state) in self._saved_next_sample:
+                self._saved_next_sample[id(state)] = (state, next_sample)
+            else:
+                state.next_sample = next_sample
+
     def _restore_fast_paths(self) -> None:
         for state, next_sample in self._saved_next_sample.values():
             state.next_sample = next_sample
@@ -303,12 +315,21 @@ class GraphMonitor:
         return bool(torch.cuda.is_current_stream_capturing())
 
     # -- snapshot memory -----------------------------------------------------------------
-    def _used(self) -> int:
-        return sum(int(chunk[0].numel()) for chunk in self._chunks)
+    @property
+    def _chunks(self) -> list[list[Any]]:
+        return _CHUNKS
 
-    def _slot(self, size: int) -> tuple[int, int] | None:
+    def _device(self) -> Any:
+        import torch
+
+        return torch.device(self.device if self.device is not None else f"cuda:{torch.cuda.current_device()}")
+
+    def _used(self, device: Any) -> int:
+        return sum(int(chunk[0].numel()) for chunk in self._chunks if chunk[0].device == device)
+
+    def _slot(self, size: int, device: Any) -> tuple[int, int] | None:
         for index, chunk in enumerate(self._chunks):
-            if int(chunk[0].numel()) - chunk[1] >= size:
+            if chunk[0].device == device and int(chunk[0].numel()) - chunk[1] >= size:
                 offset = chunk[1]
                 chunk[1] += size
                 return index, offset
@@ -325,10 +346,10 @@ class GraphMonitor:
         """
         import torch
 
-        if self._chunks or self.budget_bytes <= 0:
+        device = self._device()
+        if self.budget_bytes <= self._used(device):
             return
-        device = self.device if self.device is not None else torch.cuda.current_device()
-        self._chunks.append([torch.zeros(self.budget_bytes, dtype=torch.uint8, device=device), 0])
+        self._chunks.append([torch.zeros(self.budget_bytes - self._used(device), dtype=torch.uint8, device=device), 0])
 
     def _finish_ranges(self, entry: _Graph) -> None:
         spans: dict[int, list[int]] = {}
@@ -371,7 +392,7 @@ class GraphMonitor:
         layout = plan_snapshot(view, out)
         if isinstance(layout, str):
             return layout
-        where = self._slot(layout.size)
+        where = self._slot(layout.size, out.device)
         if where is None:
             return f"snapshot memory full ({self.runtime.config.graph_snapshot_mib} MiB)"
         chunk, offset = where

@@ -113,8 +113,15 @@ class GuardState:
         self.schedule(count_so_far(self.calls))
 
     def schedule(self, index: int) -> None:
-        """Pick the call index of the next sampled call after ``index``."""
+        """Pick the call index of the next sampled call after ``index``.
+
+        While a CUDA graph is captured (on any thread) every call must take
+        the slow path, so the fast path stays closed until the capture ends.
+        """
         gap = self.sampler.next_gap() if self.inspectable else _NEVER
+        if self.runtime.graphs.capturing:
+            self.runtime.graphs.defer_schedule(self, index + gap)
+            return
         self.next_sample = index + gap
 
     # -- plans ---------------------------------------------------------------------------
