@@ -94,7 +94,13 @@ def main(scenario: str) -> dict:
     real_launch = graph_snapshot.launch_snapshot
 
     def recording_launch(layout, slot, period, phase):
+        if scenario == "launch_error":  # the snapshot kernel cannot be recorded: the host's capture goes on
+            raise RuntimeError("simulated launch failure")
         FakeGraph.capturing.launches.append(lambda: real_launch(layout, slot, period, phase))
+
+    if scenario == "no_triton":
+        import quantguard.shadow.triton_kernels as kernels
+        kernels.available = lambda device: False  # type: ignore[assignment]
 
     graph_snapshot.launch_snapshot = recording_launch
     with capture_events() as events:
@@ -120,6 +126,9 @@ def main(scenario: str) -> dict:
         else:
             step()
         graph.capture_end()
+        captured_outputs = [out.clone() for out in OUTPUTS.values()]
+        with suppressed():
+            expected = [out.clone() for out in step()]
         graph.work = step
         for _ in range(12):
             graph.replay()
@@ -157,6 +166,7 @@ def main(scenario: str) -> dict:
                     "internal_errors": [e["error"] for e in events.named("internal_error")]}
     graph_events = [e for e in events.named("shadow") if e.get("graph")]
     return {"clean_violations": clean,
+            "captured_outputs_correct": all(torch.equal(a, b) for a, b in zip(captured_outputs, expected)),
             "graph_event": events.named("graph")[0] if events.named("graph") else None,
             "checks_per_site": {site: sum(e["graph_site"] == site for e in graph_events)
                                 for site in range(len(SHAPES))},

@@ -99,3 +99,16 @@ def test_an_eager_call_on_another_thread_during_a_capture_does_not_hide_captured
     got = _run("thread")
     assert got["graph_event"]["monitored"] == 3
     assert got["violations"] == [] and got["internal_errors"] == []
+
+
+@pytest.mark.parametrize("scenario, reason, errors", [
+    ("no_triton", "Triton unavailable", 0),
+    ("launch_error", "internal error (RuntimeError)", 1),  # logged once per (target, check), counted always
+], ids=["triton-unavailable", "snapshot-launch-fails"])
+def test_a_capture_goes_on_when_its_snapshot_cannot_be_recorded(scenario, reason, errors):
+    got = _run(scenario)
+    assert got["captured_outputs_correct"]  # the captured calls returned their own results
+    assert got["violations"] == [] and len(got["internal_errors"]) == errors
+    assert got["graph_event"]["monitored"] == 0 and got["graph_event"]["level"] == "warning"
+    assert sum(got["graph_event"]["unmonitored"].values()) == 4
+    assert all(reason in key for key in got["graph_event"]["unmonitored"])

@@ -369,7 +369,11 @@ class GraphMonitor:
         if check is None:
             return  # not a GEMM with a numerics check: its plan checks ran, nothing to snapshot
         self.stats["sites"] += 1
-        reason = self._probe(state, record, result, check, entry)
+        try:
+            reason = self._probe(state, record, result, check, entry)
+        except Exception as exc:  # the host's capture goes on; the site is reported unmonitored
+            state.internal_error("graph_capture", exc)
+            reason = f"internal error ({type(exc).__name__})"
         if reason is not None:
             self.stats["unmonitored"] += 1
             key = f"{state.contract.target}: {reason}"
