@@ -14,7 +14,7 @@ import torch
 
 from quantguard.contracts.views import GemmView
 from quantguard.numerics.metrics import comparison_tensors, slice_tensors
-from quantguard.shadow.fused import fused_reason, fused_stats
+from quantguard.shadow.fused import fused_operands, fused_stats
 from quantguard.shadow.references import (Selection, dequantize_w_columns, dequantize_x_rows, matched_reference,
                                           output_columns, select_columns, select_rows)
 
@@ -65,7 +65,8 @@ def main(case: str) -> dict:
     compared = output_columns(rows.take(out), columns)
     torch_stats = torch.cat([comparison_tensors(compared, reference)["stats"],
                              slice_tensors(compared, reference)["slices"]])
-    reason = fused_reason(view, out, torch.float32)
+    described = fused_operands(view, out, torch.float32)
+    reason = described if isinstance(described, str) else None
     fused = fused_stats(view, out, rows, columns)
     return {"case": case, "reason": reason, "torch": torch_stats.tolist(),
             "fused": fused.tolist() if fused is not None else None}

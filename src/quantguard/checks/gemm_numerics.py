@@ -40,6 +40,10 @@ def _family(view: GemmView) -> str:
     return element.family if element is not None else "fp8"
 
 
+def _precision(call: "CallRecord") -> torch.dtype:
+    return torch.float64 if call.config.shadow_precision == "fp64" else torch.float32
+
+
 def _out_2d(view: GemmView) -> torch.Tensor | None:
     out = view.out
     if not isinstance(out, torch.Tensor):
@@ -118,22 +122,18 @@ class GemmNumerics(DataCheck):
         turn = memo["gemm_numerics.turn"] = memo.get("gemm_numerics.turn", -1) + 1
         draw = call.runtime.sampler.draw
         rows = select_rows(view.m, call.config.shadow_full, draw(), turn, call.config.shadow_rows)
-        snap: dict[str, Any] = {"rows": rows, "draw": draw(), "turn": turn}
-        precision = torch.float64 if call.config.shadow_precision == "fp64" else torch.float32
-        operands = fused_operands(view, out, precision)
-        if not isinstance(operands, str):
-            # two launches on this stream, right after the kernel: no copies of the operands needed
-            layout = view.shuffle_layout
-            columns = select_columns(view.n, call.config.shadow_full, snap["draw"], layout[0] if layout else None,
-                                     turn)
-            result = fused_stats(view, out, rows, columns, operands)
-            if result is not None:
-                snap["fused"], snap["columns"] = result, columns
-                snap["out_dtype"] = out.dtype
-        if "fused" not in snap and view.batch is not None:
+        layout = view.shuffle_layout
+        columns = select_columns(view.n, call.config.shadow_full, draw(), layout[0] if layout else None, turn)
+        snap: dict[str, Any] = {"rows": rows, "columns": columns, "out_dtype": out.dtype}
+        operands = fused_operands(view, out, _precision(call))
+        # the fused reference: two launches on this stream, right after the kernel, no operand copies
+        fused = None if isinstance(operands, str) else fused_stats(view, out, rows, columns, operands)
+        if fused is not None:
+            snap["fused"] = fused
+        elif view.batch is not None:
             snap["x"] = rows.take(view.x, 1).clone()
             snap["out"] = rows.take(out, 1).clone()
-        elif "fused" not in snap:
+        else:
             snap["x"] = rows.take(view.x.reshape(-1, view.x.shape[-1])).clone()
             snap["out"] = rows.take(out).clone()
             snap["x_scale"] = view.x_scale.detach().clone(memory_format=torch.preserve_format) \
@@ -153,46 +153,35 @@ class GemmNumerics(DataCheck):
         if snap is None:
             return None
         view = call.view
-        precision = torch.float64 if call.config.shadow_precision == "fp64" else torch.float32
+        precision = _precision(call)
+        columns, out_dtype = snap["columns"], snap["out_dtype"]
+        context: dict[str, Any] = {"rows": snap["rows"], "columns": columns, "out_dtype": dtype_name(out_dtype)}
+        w_deq = dequantize_w_columns(view, columns) if "fused" not in snap or "chain_x" in snap else None
         if "fused" in snap:
-            columns = snap["columns"]
             tensors: dict[str, torch.Tensor] = split_stats(snap["fused"])
-            context: dict[str, Any] = {"rows": snap["rows"], "columns": columns,
-                                       "out_dtype": dtype_name(snap["out_dtype"]), "reference_kernels": "fused"}
-            if "chain_x" in snap:
-                w_deq = dequantize_w_columns(view, columns)
-                if w_deq is not None:
-                    reference = chain_reference(snap["chain_x"], w_deq, view, columns, precision)
-                    tensors.update(comparison_tensors(output_columns(snap["chain_out"], columns), reference, "c_"))
-                    context["chain_producer"] = snap["chain_producer"]
-            return Measurement(tensors, context)
-        layout = view.shuffle_layout
-        columns = select_columns(view.n, call.config.shadow_full, snap["draw"], layout[0] if layout else None,
-                                 snap["turn"])
-        w_deq = dequantize_w_columns(view, columns)
-        if w_deq is None:
-            return None
-        out_dtype = snap["out"].dtype
-        tensors = {}
-        context = {"rows": snap["rows"], "columns": columns, "out_dtype": dtype_name(out_dtype)}
-        if view.scheme == "batched_prequant":
-            element = view.element
-            x_deq = _prequantize_groups(snap["x"], view.block_k, element, view.w.dtype)
-            reference = matched_reference(view, x_deq, w_deq, columns, out_dtype, precision)
-            compared = output_columns(snap["out"], columns)
-            tensors.update(comparison_tensors(compared, reference, "m_"))
-            tensors.update(slice_tensors(compared, reference, "m_"))
-            tensors.update(comparison_tensors(compared,
-                                              chain_reference(snap["x"], w_deq, view, columns, precision), "c_"))
-            context["chain_producer"] = "in-kernel quantization"
-            return Measurement(tensors, context)
-        x_deq = dequantize_x_rows(view, snap["x"], snap.get("x_scale"), snap["rows"])
-        if x_deq is not None:
-            reference = matched_reference(view, x_deq, w_deq, columns, out_dtype, precision)
-            compared = output_columns(snap["out"], columns)
-            tensors.update(comparison_tensors(compared, reference, "m_"))
-            tensors.update(slice_tensors(compared, reference, "m_"))
-        if "chain_x" in snap:
+            context["reference_kernels"] = "fused"
+        else:
+            if w_deq is None:
+                return None
+            tensors = {}
+            if view.scheme == "batched_prequant":
+                element = view.element
+                x_deq = _prequantize_groups(snap["x"], view.block_k, element, view.w.dtype)
+                reference = matched_reference(view, x_deq, w_deq, columns, out_dtype, precision)
+                compared = output_columns(snap["out"], columns)
+                tensors.update(comparison_tensors(compared, reference, "m_"))
+                tensors.update(slice_tensors(compared, reference, "m_"))
+                tensors.update(comparison_tensors(compared,
+                                                  chain_reference(snap["x"], w_deq, view, columns, precision), "c_"))
+                context["chain_producer"] = "in-kernel quantization"
+                return Measurement(tensors, context)
+            x_deq = dequantize_x_rows(view, snap["x"], snap.get("x_scale"), snap["rows"])
+            if x_deq is not None:
+                reference = matched_reference(view, x_deq, w_deq, columns, out_dtype, precision)
+                compared = output_columns(snap["out"], columns)
+                tensors.update(comparison_tensors(compared, reference, "m_"))
+                tensors.update(slice_tensors(compared, reference, "m_"))
+        if "chain_x" in snap and w_deq is not None:
             reference = chain_reference(snap["chain_x"], w_deq, view, columns, precision)
             tensors.update(comparison_tensors(output_columns(snap["chain_out"], columns), reference, "c_"))
             context["chain_producer"] = snap["chain_producer"]

@@ -46,7 +46,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from quantguard.engine.runtime import Runtime
     from quantguard.shadow.graph_snapshot import SnapshotLayout
 
-__all__ = ["GraphMonitor", "GRAPH_EVENT_FIELDS"]
+__all__ = ["GraphMonitor"]
 
 #: Snapshot memory, process-wide: [tensor, used bytes] per chunk.  Captured graphs keep writing
 #: into their slots on every replay, also after ``disable()`` and after a new ``enable()`` (a
@@ -54,7 +54,6 @@ __all__ = ["GraphMonitor", "GRAPH_EVENT_FIELDS"]
 _CHUNKS: list[list[Any]] = []
 
 _HOOKED = ("capture_begin", "capture_end", "replay")
-GRAPH_EVENT_FIELDS = ("graph", "sites", "monitored", "unmonitored", "snapshot_bytes", "period")
 
 
 def _meta(value: Any) -> Any:
@@ -90,12 +89,14 @@ def _detached_layout(layout: "SnapshotLayout") -> "SnapshotLayout":
 
 
 class _Picked:
-    """The compared rows or columns of one snapshot, shaped like the eager check's selections."""
+    """The compared rows or columns of one snapshot, shaped like the eager check's selections
+    (``indices()`` for rows; ``columns()``, ``blocks`` and ``size`` for output columns, one per block)."""
 
-    def __init__(self, indices: list[int], size: int = 1) -> None:
+    size = 1
+
+    def __init__(self, indices: list[int]) -> None:
         self._indices = indices
-        self.size = size
-        self.blocks = indices[::size] if size > 1 else indices
+        self.blocks = indices
 
     def indices(self) -> list[int]:
         return self._indices
@@ -526,7 +527,7 @@ class GraphMonitor:
         from quantguard.engine.inspection import ShadowResult
 
         record = probe.record
-        context = {"rows": _Picked(snapshot["rows"]), "columns": _Picked(snapshot["columns"], 1),
+        context = {"rows": _Picked(snapshot["rows"]), "columns": _Picked(snapshot["columns"]),
                    "out_dtype": dtype_name(probe.layout.operands.out.dtype), "reference_kernels": "graph snapshot"}
         graph_fields = {"graph": True, "graph_name": entry.name, "graph_site": entry.probes.index(probe),
                         "replays": replays, "snapshot_replay": sequence}

@@ -229,15 +229,19 @@ class GuardState:
     # -- slow path -----------------------------------------------------------------------
     def call(self, wrapped: Callable[..., Any], key: Any, plan: Plan | None, index: int,
              args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """The slow path: plan verdicts, policy, findings, and (if admitted) the data checks.
+
+        A call being recorded into a CUDA graph is not sampled (every replay
+        runs it; the snapshot kernel recorded after it samples on the device)
+        and reads no tensor data; a deferred ``mode="raise"`` error waits for
+        the first call after the capture.
+        """
         if self.retired or is_suppressed():
             return wrapped(*args, **kwargs)
         runtime = self.runtime
-        if runtime.graphs.capturing:
-            captured = self._graph_capture_path()
-            if captured:
-                return self.call_captured(wrapped, key, args, kwargs)
+        captured = bool(runtime.graphs.capturing) and self._graph_capture_path()
         try:
-            if self.pending_error is not None:
+            if self.pending_error is not None and not captured:
                 error, self.pending_error = self.pending_error, None
                 raise error
             if key is None:
@@ -245,7 +249,7 @@ class GuardState:
             plan = self.plans.get(key) if plan is None else plan
             if plan is None:
                 plan = self.plan_for(key, args, kwargs)
-            inspect = self._admit(plan, key, index)
+            inspect = False if captured else self._admit(plan, key, index)
             record = CallRecord(self, args, kwargs, layer=runtime.current_layer())
             record.index = index
             if inspect and plan.identity and self._identity_changed(plan, record):
@@ -257,15 +261,17 @@ class GuardState:
                     return outcome
             for finding in plan.findings:
                 runtime.reporter.report(self, record, finding)
-            if inspect or runtime.provenance.live:
+            if inspect or (runtime.provenance.live and not captured):
                 inspect = runtime.should_inspect(self, record, inspect)
             session = runtime.begin_inspection(self, record) if inspect else None
         except QuantGuardError:
             raise
         except Exception as exc:
-            self.internal_error("call", exc)
+            self.internal_error("graph_capture" if captured else "call", exc)
             return wrapped(*args, **kwargs)
         result = self._invoke(wrapped, plan, record, args, kwargs)
+        if captured:
+            self.record_into_graph(record, result)
         if session is not None:
             try:
                 session.finish(result)
@@ -276,42 +282,12 @@ class GuardState:
         return result
 
     def _graph_capture_path(self) -> bool:
+        """Whether this call is being recorded into a CUDA graph (errors fail open: treated as not)."""
         try:
             return self.runtime.graphs.in_capture()
         except Exception as exc:
             self.internal_error("graph_capture", exc)
             return False
-
-    def call_captured(self, wrapped: Callable[..., Any], key: Any, args: tuple[Any, ...],
-                      kwargs: dict[str, Any]) -> Any:
-        """A call recorded into a CUDA graph: plan checks now, and a gated snapshot recorded after the kernel.
-
-        Nothing here reads tensor data or synchronizes (a capture forbids both);
-        the sampler is not consulted (every replay will run this call, and the
-        snapshot kernel samples on the device).
-        """
-        runtime = self.runtime
-        try:
-            if key is None:
-                key = self.generic_key(args, kwargs)
-            plan = self.plans.get(key)
-            if plan is None:
-                plan = self.plan_for(key, args, kwargs)
-            record = CallRecord(self, args, kwargs, layer=runtime.current_layer())
-            if plan.blocked is not None:
-                outcome = runtime.policy.on_blocked(self, record, plan.blocked, wrapped)
-                if outcome is not PROCEED:
-                    return outcome
-            for finding in plan.findings:
-                runtime.reporter.report(self, record, finding)
-        except QuantGuardError:
-            raise
-        except Exception as exc:
-            self.internal_error("graph_capture", exc)
-            return wrapped(*args, **kwargs)
-        result = self._invoke(wrapped, plan, record, args, kwargs)
-        self.record_into_graph(record, result)
-        return result
 
     def record_into_graph(self, record: CallRecord, result: Any) -> None:
         if has_empty_tensor(record.arguments):
@@ -351,7 +327,7 @@ class GuardState:
             plan = self.plans.get(key)
             if plan is None:
                 plan = self.plan_for(key, args, kwargs)
-            captured = runtime.graphs.capturing and self._graph_capture_path()
+            captured = bool(runtime.graphs.capturing) and self._graph_capture_path()
             inspect = False if captured else self._admit(plan, key, index)
             record = CallRecord(self, args, kwargs, layer=runtime.current_layer())
             record.index = index

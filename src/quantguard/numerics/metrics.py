@@ -25,6 +25,41 @@ _OO, _OR, _RR, _EE = 0, 1, 4, 8
 _MAX_ABS, _SUM_ABS, _NAN, _INF, _COUNT = 9, 10, 11, 12, 13
 
 
+def _pooled(o: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    """``(P, 14)`` from ``(P, N)`` float64 pairs: the Gram matrix of (out, ref, err) over the finite
+    entries, then max |err|, sum |err|, NaN and Inf counts of ``out``, and N."""
+    batch, count = o.shape
+    finite = torch.isfinite(o) & torch.isfinite(r)
+    clean_o, clean_r = torch.where(finite, o, 0.0), torch.where(finite, r, 0.0)
+    err = clean_o - clean_r
+    basis = torch.stack((clean_o, clean_r, err), 1)
+    gram = (basis @ basis.transpose(1, 2)).reshape(batch, 9)
+    abs_err = err.abs()
+    extras = torch.stack((abs_err.amax(1) if count else abs_err.sum(1), abs_err.sum(1),
+                          torch.isnan(o).sum(1).to(torch.float64), torch.isinf(o).sum(1).to(torch.float64),
+                          o.new_full((batch,), float(count))), 1)
+    return torch.cat((gram, extras), 1)
+
+
+def _worst(o: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    """``(P, 4)`` from ``(P, rows, columns)`` float64 pairs: the worst row's error/energy ratio and its
+    position, then the worst column's."""
+    finite = torch.isfinite(o) & torch.isfinite(r)
+    o, r = torch.where(finite, o, 0.0), torch.where(finite, r, 0.0)
+    err_sq, ref_sq = (o - r).square(), r.square()
+    values = []
+    for dim in (2, 1):  # rows (summed over columns), then columns
+        err, energy = err_sq.sum(dim), ref_sq.sum(dim)
+        ratio = torch.where(energy > 0, err / energy.clamp(min=1e-300),
+                            torch.where(err > 0, torch.full_like(err, math.inf), torch.zeros_like(err)))
+        if ratio.shape[1]:
+            worst, position = ratio.max(1)
+        else:
+            worst, position = ratio.sum(1), ratio.new_zeros(ratio.shape[0], dtype=torch.int64)
+        values += [worst, position.to(torch.float64)]
+    return torch.stack(values, 1)
+
+
 def comparison_tensors(out: torch.Tensor, ref: torch.Tensor, prefix: str = "") -> dict[str, torch.Tensor]:
     """One float64 device vector summarizing ``out`` vs ``ref`` (same shape), in a dozen kernels.
 
@@ -32,19 +67,9 @@ def comparison_tensors(out: torch.Tensor, ref: torch.Tensor, prefix: str = "") -
     over the finite entries; few launches matter more than flops here, since a
     sampled call's cost on the GPU is launch overhead.
     """
-    o = out.detach().reshape(-1).to(torch.float64)
-    r = ref.detach().reshape(-1).to(torch.float64)
-    pair = torch.stack((o, r))
-    finite = torch.isfinite(pair).all(0)
-    clean = torch.where(finite, pair, 0.0)
-    err = clean[0] - clean[1]
-    basis = torch.cat((clean, err.unsqueeze(0)))
-    gram = (basis @ basis.T).reshape(-1)
-    abs_err = err.abs()
-    extras = torch.stack((abs_err.max() if err.numel() else abs_err.sum(), abs_err.sum(),
-                          torch.isnan(o).sum().to(torch.float64), torch.isinf(o).sum().to(torch.float64),
-                          o.new_full((), float(o.numel()))))
-    return {prefix + "stats": torch.cat((gram, extras))}
+    o = out.detach().reshape(1, -1).to(torch.float64)
+    r = ref.detach().reshape(1, -1).to(torch.float64)
+    return {prefix + "stats": _pooled(o, r)[0]}
 
 
 def slice_tensors(out: torch.Tensor, ref: torch.Tensor, prefix: str = "") -> dict[str, torch.Tensor]:
@@ -57,48 +82,19 @@ def slice_tensors(out: torch.Tensor, ref: torch.Tensor, prefix: str = "") -> dic
     the order the rows and columns were selected; a row whose reference is
     zero and whose output is not has ratio ``inf``.
     """
-    o = out.detach().to(torch.float64)
-    r = ref.detach().to(torch.float64)
-    o = o.reshape(-1, o.shape[-1])
-    r = r.reshape(-1, r.shape[-1])
-    finite = torch.isfinite(o) & torch.isfinite(r)
-    o, r = torch.where(finite, o, 0.0), torch.where(finite, r, 0.0)
-    err_sq, ref_sq = (o - r).square(), r.square()
-    values = []
-    for dim in (1, 0):
-        err, energy = err_sq.sum(dim), ref_sq.sum(dim)
-        ratio = torch.where(energy > 0, err / energy.clamp(min=1e-300),
-                            torch.where(err > 0, torch.full_like(err, math.inf), torch.zeros_like(err)))
-        worst, position = ratio.max(0) if ratio.numel() else (ratio.sum(), ratio.new_zeros((), dtype=torch.int64))
-        values += [worst, position.to(torch.float64)]
-    return {prefix + "slices": torch.stack(values)}
+    columns = out.shape[-1]
+    o = out.detach().to(torch.float64).reshape(1, -1, columns)
+    r = ref.detach().to(torch.float64).reshape(1, -1, columns)
+    return {prefix + "slices": _worst(o, r)[0]}
 
 
 def batched_statistics(out: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     """``(P, 18)``: for each of P ``(rows, columns)`` comparisons, :func:`comparison_tensors`' 14 values then
     :func:`slice_tensors`' 4, in a fixed number of ops whatever P (graph snapshots are judged in batches)."""
-    batch = out.shape[0]
-    o = out.detach().to(torch.float64).reshape(batch, out.shape[-2], out.shape[-1])
-    r = ref.detach().to(torch.float64).reshape(o.shape)
-    finite = torch.isfinite(o) & torch.isfinite(r)
-    clean_o, clean_r = torch.where(finite, o, 0.0), torch.where(finite, r, 0.0)
-    err = clean_o - clean_r
-    basis = torch.stack((clean_o.reshape(batch, -1), clean_r.reshape(batch, -1), err.reshape(batch, -1)), 1)
-    gram = (basis @ basis.transpose(1, 2)).reshape(batch, 9)
-    abs_err = err.reshape(batch, -1).abs()
-    count = o[0].numel()
-    extras = torch.stack((abs_err.amax(1) if count else abs_err.sum(1), abs_err.sum(1),
-                          torch.isnan(o).sum((1, 2)).to(torch.float64), torch.isinf(o).sum((1, 2)).to(torch.float64),
-                          torch.full((batch,), float(count), dtype=torch.float64)), 1)
-    err_sq, ref_sq = err.square(), clean_r.square()
-    slices = []
-    for dim in (2, 1):  # rows (summed over columns), then columns
-        error, energy = err_sq.sum(dim), ref_sq.sum(dim)
-        ratio = torch.where(energy > 0, error / energy.clamp(min=1e-300),
-                            torch.where(error > 0, torch.full_like(error, math.inf), torch.zeros_like(error)))
-        worst, position = ratio.max(1)
-        slices += [worst, position.to(torch.float64)]
-    return torch.cat((gram, extras, torch.stack(slices, 1)), 1)
+    batch, columns = out.shape[0], out.shape[-1]
+    o = out.detach().to(torch.float64).reshape(batch, -1, columns)
+    r = ref.detach().to(torch.float64).reshape(batch, -1, columns)
+    return torch.cat((_pooled(o.reshape(batch, -1), r.reshape(batch, -1)), _worst(o, r)), 1)
 
 
 def worst_slices(values: Mapping[str, Any], prefix: str = "") -> tuple[float, int, float, int] | None:

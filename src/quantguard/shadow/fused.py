@@ -24,10 +24,8 @@ from quantguard.shadow.operands import GemmOperands, describe, scale_args
 from quantguard.shadow.references import ColumnBlocks, Selection
 from quantguard.shadow.triton_kernels import available, gemm_stats_kernels
 
-__all__ = ["fused_operands", "fused_reason", "fused_stats", "split_stats", "STATS_LENGTH"]
+__all__ = ["fused_operands", "fused_stats", "split_stats"]
 
-#: 14 comparison statistics (``m_stats``) + 4 worst-slice values (``m_slices``).
-STATS_LENGTH = 18
 _BLOCK_C = 64
 _BLOCK_K = 64
 
@@ -39,12 +37,6 @@ def fused_operands(view: GemmView, out: torch.Tensor, precision: torch.dtype) ->
     if not available(out.device):
         return "Triton kernels are not available on this device"
     return describe(view, out)
-
-
-def fused_reason(view: GemmView, out: torch.Tensor, precision: torch.dtype) -> str | None:
-    """Why the fused reference cannot serve this call (``None``: it can)."""
-    described = fused_operands(view, out, precision)
-    return described if isinstance(described, str) else None
 
 
 def _selection_args(selection: Selection) -> tuple[int, int, int]:

@@ -134,8 +134,7 @@ def launch_snapshot(layout: SnapshotLayout, slot: torch.Tensor, period: int, pha
     w_bits = raw_bits(o.w.tensor)
     xs, xs_row, xs_group = scale_args(o.x_scale, x_bits)
     ws, ws_row, ws_group = scale_args(o.w_scale, w_bits)
-    n = int(o.out.shape[1]) if layout.operands.out.dim() == 2 else layout.columns
-    n = min(n, o.w.tensor.shape[0])
+    n = min(int(o.out.shape[1]), int(o.w.tensor.shape[0]))  # the output may be padded past N
     blocks = max(1, n // layout.columns)
     snapshot_kernel()[(1,)](
         layout.view(slot, "counter"), layout.view(slot, "meta"), period, phase,

@@ -91,25 +91,37 @@ def _scale_kind(tensor: torch.Tensor) -> tuple[torch.Tensor, int] | str:
     return f"{tensor.dtype} scales are not decoded by the kernels"
 
 
-def _x_scale(view: GemmView, k: int) -> ScaleOperand | None | str:
-    scales = view.x_scale
-    if scales is None:
-        return None
+def _ungrouped(scales: torch.Tensor, k: int, scheme: str, count: int,
+               name: str) -> tuple[torch.Tensor, int] | ScaleOperand | str:
+    """What every scale operand shares: its element code, and the one-scale and one-per-row cases.
+
+    Returns the finished operand (or why not), or ``(tensor, kind)`` for a
+    grouped (block or MX) scale, which the caller addresses by its layout.
+    """
     loaded = _scale_kind(scales)
     if isinstance(loaded, str):
         return loaded
     tensor, kind = loaded
     if scales.numel() == 1:
         return ScaleOperand(tensor, kind, 0, 0, k, 1)
-    if view.scheme in ("per_token", "per_tensor"):
-        flat = tensor.reshape(-1) if tensor.dim() > 1 and tensor.shape[-1] == 1 else tensor
-        if flat.dim() != 1 or flat.numel() != view.m:
-            return "per-token x_scale does not hold one scale per row"
+    if scheme in ("per_token", "per_tensor"):
+        # (M, 1), (1, N) or flat: the torch reference reads these by their flat order too
+        flat = tensor.reshape(-1) if tensor.dim() > 1 and 1 in tensor.shape else tensor
+        if flat.dim() != 1 or flat.numel() != count:
+            return f"{name} does not hold one scale per {'row' if name == 'x_scale' else 'output channel'}"
         return ScaleOperand(flat, kind, flat.stride(0), 0, k, 1)
+    return tensor, kind
+
+
+def _x_scale(view: GemmView, k: int) -> ScaleOperand | None | str:
+    if view.x_scale is None:
+        return None
+    common = _ungrouped(view.x_scale, k, view.scheme, view.m, "x_scale")
+    if not isinstance(common, tuple):
+        return common
     group = view.block_k if view.scheme == "block" else view.mx_group
-    groups = -(-k // group)
-    layout = x_scale_read_layout(view, scales)
-    return _grouped(tensor, layout, view.m, groups, group, 1)
+    layout = x_scale_read_layout(view, view.x_scale)
+    return _grouped(common[0], layout, view.m, -(-k // group), group, 1)
 
 
 def _grouped(tensor: torch.Tensor, layout: str, rows: int, groups: int, group: int,
@@ -126,20 +138,12 @@ def _grouped(tensor: torch.Tensor, layout: str, rows: int, groups: int, group: i
 
 
 def _w_scale(view: GemmView, k: int, n: int) -> ScaleOperand | None | str:
-    scales = view.w_scale
-    if scales is None:
+    if view.w_scale is None:
         return None
-    loaded = _scale_kind(scales)
-    if isinstance(loaded, str):
-        return loaded
-    tensor, kind = loaded
-    if scales.numel() == 1:
-        return ScaleOperand(tensor, kind, 0, 0, k, 1)
-    if view.scheme in ("per_token", "per_tensor"):
-        flat = tensor.reshape(-1) if tensor.dim() > 1 and 1 in tensor.shape else tensor
-        if flat.dim() != 1 or flat.numel() != n:
-            return "per-channel w_scale does not hold one scale per output channel"
-        return ScaleOperand(flat, kind, flat.stride(0), 0, k, 1)
+    common = _ungrouped(view.w_scale, k, view.scheme, n, "w_scale")
+    if not isinstance(common, tuple):
+        return common
+    tensor, kind = common
     if view.scheme == "block":
         if tensor.dim() != 2:
             return "block w_scale is not 2-D"
