@@ -2,14 +2,15 @@
 
 1. Host time per call of a loop of 300 calls (M = 16, 4096 x 4096; the GEMM
    is launch-bound there, so wall time is host time): quantguard off, on with
-   nothing sampled, on with every call sampled.  The difference of the last
-   two is the host cost of a sampled call (goal: <= 50 us).
-2. GPU kernels per call, counted with ``torch.profiler`` over 20 calls, on
-   with every call sampled minus on with nothing sampled: the sampled check's
-   kernels (goal: <= 3 for the numerics reference).
+   nothing sampled, on with every call sampled — light (the default: one
+   device snapshot, judged on the drainer) and thorough (``thorough_interval=0``:
+   every data check).  The difference to "nothing sampled" is the host cost of
+   a sampled call (goal: <= 50 us).
+2. GPU kernels per call, counted with ``torch.profiler`` over 20 calls, minus
+   nothing sampled: the sampled check's kernels (goal: <= 3).
 3. A cProfile of 300 sampled calls (where the host time goes).
 
-    python benchmarks/profile_shadow_gpu.py [--no-cprofile]
+    python benchmarks/profile_shadow_gpu.py [--no-cprofile] [--profile-mode light|thorough]
 """
 
 from __future__ import annotations
@@ -60,33 +61,50 @@ def kernels_per_call(calls: int = 20) -> tuple[float, collections.Counter]:
     return sum(names.values()) / calls, names
 
 
+MODES = {"off": None, "0%": {"sample_rate": 0.0},
+         "light": {"sample_rate": 1.0},                            # default: sampled calls light
+         "thorough": {"sample_rate": 1.0, "thorough_interval": 0}}  # every sampled call runs every check
+
+
+def _enable(mode: str) -> None:
+    options = MODES[mode]
+    if options is not None:
+        quantguard.enable(**options, sample_first=0, log="/dev/null", summary_at_exit=False)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--no-cprofile", action="store_true")
+    parser.add_argument("--profile-mode", choices=("light", "thorough"), default="light")
     args = parser.parse_args()
     best: dict[str, float] = {}
+    summaries = {}
     for _ in range(3):
-        for name, rate in (("off", None), ("0%", 0.0), ("100%", 1.0)):
-            if rate is not None:
-                quantguard.enable(sample_rate=rate, sample_first=0, log="/dev/null", summary_at_exit=False)
-            best[name] = min(best.get(name, float("inf")), host_us())
-            if rate is not None:
-                quantguard.disable()
+        for mode in MODES:
+            _enable(mode)
+            best[mode] = min(best.get(mode, float("inf")), host_us())
+            if MODES[mode] is not None:
+                summaries[mode] = quantguard.disable()
     print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}; M={m}, N x K = {n} x {k}, best of 3")
     print(f"host us per call: off {best['off']:.1f}, on/nothing sampled {best['0%']:.1f}, "
-          f"on/every call sampled {best['100%']:.1f}; a sampled call costs {best['100%'] - best['0%']:.1f} us more")
+          f"every call sampled: light {best['light']:.1f}, thorough {best['thorough']:.1f}")
+    print(f"a sampled call costs, over nothing sampled: light {best['light'] - best['0%']:.1f} us, "
+          f"thorough {best['thorough'] - best['0%']:.1f} us")
+    print(f"light samples (last light run): {summaries['light'].get('eager_snapshots')}")
     counts = {}
-    for name, rate in (("0%", 0.0), ("100%", 1.0)):
-        quantguard.enable(sample_rate=rate, sample_first=0, log="/dev/null", summary_at_exit=False)
-        counts[name] = kernels_per_call()
+    for mode in ("0%", "light", "thorough"):
+        _enable(mode)
+        counts[mode] = kernels_per_call()
         quantguard.disable()
-    extra = counts["100%"][1] - counts["0%"][1]
-    print(f"GPU kernels per call: nothing sampled {counts['0%'][0]:.1f}, every call sampled {counts['100%'][0]:.1f}")
-    for name, count in sorted(extra.items(), key=lambda item: -item[1]):
-        print(f"  +{count / 20:.1f} per sampled call: {name[:110]}")
+    print(f"GPU kernels per call: nothing sampled {counts['0%'][0]:.1f}, light {counts['light'][0]:.1f}, "
+          f"thorough {counts['thorough'][0]:.1f}")
+    for mode in ("light", "thorough"):
+        extra = counts[mode][1] - counts["0%"][1]
+        for name, count in sorted(extra.items(), key=lambda item: -item[1]):
+            print(f"  {mode}: +{count / 20:.1f} per sampled call: {name[:100]}")
     if args.no_cprofile:
         return
-    quantguard.enable(sample_rate=1.0, log="/dev/null", summary_at_exit=False)
+    _enable(args.profile_mode)
     for _ in range(20):
         call()
     torch.cuda.synchronize()

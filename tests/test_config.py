@@ -34,6 +34,8 @@ BAD_VALUES = [
     ("QUANTGUARD_GRAPH_PERIOD", "0", "integer >= 1"),
     ("QUANTGUARD_GRAPH_PERIOD", "often", "integer >= 1"),
     ("QUANTGUARD_GRAPH_SNAPSHOT_MIB", "-64", "integer >= 1"),
+    ("QUANTGUARD_THOROUGH_INTERVAL", "-1", "seconds >= 0"),
+    ("QUANTGUARD_THOROUGH_INTERVAL", "often", "seconds >= 0"),
 ]
 
 
@@ -74,6 +76,12 @@ def test_values_are_normalized():
                                  "QUANTGUARD_TARGETS": "aiter.ops.quant.*, aiter.gemm_*", "QUANTGUARD_GFX": "GFX942"})
     assert config.mode == "raise" and config.ck_free is True and config.gfx == "gfx942"
     assert config.targets == ("aiter.ops.quant.*", "aiter.gemm_*")
+
+
+@pytest.mark.parametrize("value, seconds", [("0", 0.0), ("2.5", 2.5), (" 30 ", 30.0)])
+def test_thorough_interval_accepts_seconds_and_zero(value, seconds):
+    assert resolve_config({}, {"QUANTGUARD_THOROUGH_INTERVAL": value}).thorough_interval == seconds
+    assert resolve_config({}, {}).thorough_interval == 5.0
 
 
 @pytest.mark.parametrize("environ, period", [({}, 100), ({"QUANTGUARD_SAMPLE_RATE": "0.05"}, 20),

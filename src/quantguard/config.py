@@ -55,6 +55,7 @@ class Config:
     graph_checks: bool = True
     graph_period: int | None = None
     graph_snapshot_mib: int = 64
+    thorough_interval: float = 5.0
     thresholds: Mapping[str, float] = field(default_factory=dict)
     e8m0_rounding: str | None = None
     rate_limit_interval: float = 10.0
@@ -160,6 +161,17 @@ def _optional_positive_float(value: Any, where: str) -> float | None:
         raise _fail(where, value, "a number > 0 (or 0/none for no cap)") from None
     if not number > 0 or math.isinf(number):
         raise _fail(where, value, "a number > 0 (or 0/none for no cap)")
+    return number
+
+
+def _non_negative_float(value: Any, where: str) -> float:
+    accepted = "a number of seconds >= 0 (0: every sampled call runs every check)"
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise _fail(where, value, accepted) from None
+    if not number >= 0 or math.isinf(number):
+        raise _fail(where, value, accepted)
     return number
 
 
@@ -282,6 +294,7 @@ _OPTIONS: tuple[_Option, ...] = (
     _Option("graph_checks", parse_bool, env.QUANTGUARD_GRAPH_CHECKS),
     _Option("graph_period", _optional_positive_int, env.QUANTGUARD_GRAPH_PERIOD),
     _Option("graph_snapshot_mib", _positive_int, env.QUANTGUARD_GRAPH_SNAPSHOT_MIB),
+    _Option("thorough_interval", _non_negative_float, env.QUANTGUARD_THOROUGH_INTERVAL),
     _Option("thresholds", _thresholds, env.QUANTGUARD_THRESHOLDS),
     _Option("e8m0_rounding", _optional_choice(E8M0_ROUNDING_MODES), env.QUANTGUARD_E8M0_ROUNDING),
     _Option("rate_limit_interval", _positive_float, env.QUANTGUARD_RATE_LIMIT_INTERVAL),

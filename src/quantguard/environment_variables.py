@@ -14,7 +14,7 @@ __all__ = [
     "QUANTGUARD_SHADOW_ROWS", "QUANTGUARD_SHADOW_FULL", "QUANTGUARD_SHADOW_PRECISION",
     "QUANTGUARD_THRESHOLDS", "QUANTGUARD_E8M0_ROUNDING", "QUANTGUARD_RATE_LIMIT_INTERVAL",
     "QUANTGUARD_LABEL", "QUANTGUARD_GRAPH_CHECKS", "QUANTGUARD_GRAPH_PERIOD", "QUANTGUARD_GRAPH_SNAPSHOT_MIB",
-    "DESCRIPTIONS",
+    "QUANTGUARD_THOROUGH_INTERVAL", "DESCRIPTIONS",
 ]
 
 QUANTGUARD_ENABLED = "QUANTGUARD_ENABLED"
@@ -42,6 +42,7 @@ QUANTGUARD_LABEL = "QUANTGUARD_LABEL"
 QUANTGUARD_GRAPH_CHECKS = "QUANTGUARD_GRAPH_CHECKS"
 QUANTGUARD_GRAPH_PERIOD = "QUANTGUARD_GRAPH_PERIOD"
 QUANTGUARD_GRAPH_SNAPSHOT_MIB = "QUANTGUARD_GRAPH_SNAPSHOT_MIB"
+QUANTGUARD_THOROUGH_INTERVAL = "QUANTGUARD_THOROUGH_INTERVAL"
 
 #: One line per variable: what it does and what it accepts (used by ``quantguard info`` and docs).
 DESCRIPTIONS: dict[str, str] = {
@@ -69,5 +70,6 @@ DESCRIPTIONS: dict[str, str] = {
     QUANTGUARD_GRAPH_CHECKS: "1 (default) records a gated snapshot of each captured GEMM into CUDA graphs and judges it after replays; 0 turns graph checks off",
     QUANTGUARD_GRAPH_PERIOD: "replays between two snapshots of one captured call (default: 1/sample_rate, i.e. 100 at 1%)",
     QUANTGUARD_GRAPH_SNAPSHOT_MIB: "device memory for graph snapshots, in MiB (default 64); call sites beyond it are reported unmonitored",
+    QUANTGUARD_THOROUGH_INTERVAL: "seconds between two thorough sampled calls of one GEMM call site on CUDA (default 5); other sampled calls are light (one device snapshot, judged off the host's path); 0: every sampled call is thorough",
     QUANTGUARD_LABEL: "a name for this run's configuration (e.g. 'mi355x-ckfree-triton'); reports group by it",
 }

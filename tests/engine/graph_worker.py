@@ -20,9 +20,11 @@ import torch
 import quantguard
 import quantguard.shadow.graph_snapshot as graph_snapshot
 from quantguard.contracts.base import Contract
-from quantguard.contracts.views import GemmView
 from quantguard.engine.reentrancy import suppressed
 from quantguard.testing import capture_events
+
+from fake_gemm import BIAS, Faults, product, view
+from fake_gemm import layers as make_layers
 
 SHAPES = [(256, 512), (128, 256), (512, 128), (256, 512)]  # (N, K); sites 0 and 3 are judged in one batch
 
@@ -47,45 +49,22 @@ class FakeGraph:
             launch()
 
 
-class Faults:
-    output_factor = 1.0
-
-
 OUTPUTS: dict = {}
 
 
 def gemm(x, w, x_scale, w_scale):
     """A per-token scaled GEMM writing into a static output (as captured work does)."""
-    out = ((x.float() * x_scale) @ (w.float() * w_scale).t()).to(torch.bfloat16)
-    out[:, 3::8] *= Faults.output_factor
+    out = product(x, w, x_scale, w_scale)
     static = OUTPUTS.setdefault(id(w), torch.empty_like(out))  # one static output per layer
     static.copy_(out)
     return static
 
 
-BIAS: dict = {}
-
-
-def _view(call):
-    x, w = call["x"], call["w"]
-    return GemmView(call.target, x, w, call["x_scale"], call["w_scale"], out=call.result, scheme="per_token",
-                    fp8_read_as=torch.float8_e4m3fn, m=int(x.shape[0]), n=int(w.shape[0]), k=int(x.shape[1]),
-                    bias=BIAS.get(id(w)))
-
-
 def main(scenario: str) -> dict:
-    torch.manual_seed(0)
     quantguard.register(Contract(target=f"{__name__}.gemm", kind="gemm", backend="test",
-                                 checks=("gemm_numerics",), interpret=_view,
+                                 checks=("gemm_numerics",), interpret=view,
                                  params=("x", "w", "x_scale", "w_scale")))
-    layers = []
-    for n, k in SHAPES:
-        w = torch.randn(n, k) * 0.05
-        w_scale = (w.abs().amax(1, keepdim=True) / 448)
-        x = torch.randn(8, k)
-        x_scale = x.abs().amax(1, keepdim=True) / 448
-        layers.append(((x / x_scale).to(torch.float8_e4m3fn), (w / w_scale).to(torch.float8_e4m3fn),
-                       x_scale, w_scale))
+    layers = make_layers(SHAPES)
     module = sys.modules[__name__]
     if scenario == "bias":  # a layout the snapshot does not cover: reported unmonitored, never an error
         for _, w, _, _ in layers:

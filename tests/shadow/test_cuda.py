@@ -70,16 +70,19 @@ def test_every_fault_is_caught_on_cuda(case, tmp_path):
 def test_scaled_mm_shadow_passes(row_wise, tmp_path):
     operands = _fp8_operands(row_wise=row_wise)
     with capture_events() as events:
-        quantguard.enable(sample_rate=1.0, log=str(tmp_path / "log.jsonl"))
+        quantguard.enable(sample_rate=1.0, rate_limit_interval=1e-6, log=str(tmp_path / "log.jsonl"))
         for _ in range(5):
             _scaled_mm(*operands)
         quantguard.disable()
     shadows = [e for e in events.named("shadow") if e["target"] == "torch._scaled_mm"]
     assert len(shadows) >= 1 and all(e["passed"] and e["cosine"] > 0.9999 for e in shadows)
+    # the first 3 calls are thorough, the next 2 light (one device snapshot each, judged on the drainer)
+    assert [bool(e.get("snapshot")) for e in shadows].count(True) == 2
     assert not events.violations()
 
 
-def test_scaled_mm_with_a_dropped_scale_is_caught(make_module, tmp_path):
+@pytest.mark.parametrize("light", [False, True], ids=["thorough", "light"])
+def test_scaled_mm_with_a_dropped_scale_is_caught(light, make_module, tmp_path):
     module = make_module("qgt_scaled", """
         import torch
         def scaled_mm(self, mat2, scale_a, scale_b, bias=None, scale_result=None, out_dtype=None, use_fast_accum=False):
@@ -88,10 +91,12 @@ def test_scaled_mm_with_a_dropped_scale_is_caught(make_module, tmp_path):
     quantguard.register(dataclasses.replace(TORCH_CONTRACTS[0], target="qgt_scaled.scaled_mm", signature_of=None))
     a, b, scale_a, scale_b = _fp8_operands()
     with capture_events() as events:
-        quantguard.enable(sample_rate=1.0, targets="qgt_scaled.*", log=str(tmp_path / "log.jsonl"))
-        module.scaled_mm(a, b, scale_a, scale_b, out_dtype=torch.bfloat16)
+        quantguard.enable(sample_rate=1.0, sample_first=0, thorough_interval=3600 if light else 0,
+                          rate_limit_interval=1e-6, targets="qgt_scaled.*", log=str(tmp_path / "log.jsonl"))
+        for _ in range(2):  # the first sampled call of a site is thorough; with light, the second is not
+            module.scaled_mm(a, b, scale_a, scale_b, out_dtype=torch.bfloat16)
         quantguard.disable()
-    numerics = [e for e in events.violations(check="numerics") if e["count"] == 1]
+    numerics = [e for e in events.violations(check="numerics") if bool(e["details"].get("snapshot")) == light]
     assert numerics and "norm ratio" in numerics[0]["message"]
 
 

@@ -88,26 +88,6 @@ def _detached_layout(layout: "SnapshotLayout") -> "SnapshotLayout":
                                             out=_meta(operands.out)))
 
 
-class _Picked:
-    """The compared rows or columns of one snapshot, shaped like the eager check's selections
-    (``indices()`` for rows; ``columns()``, ``blocks`` and ``size`` for output columns, one per block)."""
-
-    size = 1
-
-    def __init__(self, indices: list[int]) -> None:
-        self._indices = indices
-        self.blocks = indices
-
-    def indices(self) -> list[int]:
-        return self._indices
-
-    def columns(self) -> list[int]:
-        return self._indices
-
-    def __len__(self) -> int:
-        return len(self._indices)
-
-
 @dataclass
 class _Probe:
     """One captured GEMM call: its record, where its snapshot lives, the last snapshot judged."""
@@ -522,33 +502,24 @@ class GraphMonitor:
             self.stats["judge_seconds"] += time.perf_counter() - started
 
     def _report(self, entry: _Graph, probe: _Probe, snapshot: dict[str, Any], sequence: int, replays: int) -> None:
-        from quantguard.checks._common import dtype_name
-        from quantguard.checks.base import Finding, Measurement
-        from quantguard.engine.inspection import ShadowResult
+        from quantguard.checks.base import Finding
+        from quantguard.engine.snapshot_verdicts import report_snapshot
 
         record = probe.record
-        context = {"rows": _Picked(snapshot["rows"]), "columns": _Picked(snapshot["columns"]),
-                   "out_dtype": dtype_name(probe.layout.operands.out.dtype), "reference_kernels": "graph snapshot"}
-        graph_fields = {"graph": True, "graph_name": entry.name, "graph_site": entry.probes.index(probe),
+        site = entry.probes.index(probe)
+        graph_fields = {"graph": True, "graph_name": entry.name, "graph_site": site,
                         "replays": replays, "snapshot_replay": sequence}
-        reporter = self.runtime.reporter
         self.stats["checks"] += 1
         changed = snapshot["w_scale_groups_changed"]
         if changed:
-            reporter.report(probe.state, record, Finding(
+            self.runtime.reporter.report(probe.state, record, Finding(
                 "weight_scale", f"{changed} of {snapshot['w_scale_groups_compared']} weight-scale values read by "
                 f"replay {sequence} differ from the values at capture (output columns {snapshot['columns'][0]}-"
                 f"{snapshot['columns'][-1]}); the replay is judged against the captured scales",
                 details={"changed": changed, "compared": snapshot["w_scale_groups_compared"], **graph_fields},
-                variant=f"{entry.name}:{graph_fields['graph_site']}"), deferred=True)
-        for outcome in probe.check.judge(record, Measurement({}, context), snapshot["values"]):
-            if isinstance(outcome, ShadowResult):
-                reporter.shadow(record.target, record.contract.backend, record.layer,
-                                {**outcome.fields, **graph_fields}, outcome.passed, outcome.cosine)
-            elif isinstance(outcome, Finding):
-                finding = replace(outcome, details={**outcome.details, **graph_fields},
-                                  variant=f"{outcome.variant}@{entry.name}:{graph_fields['graph_site']}")
-                reporter.report(probe.state, record, finding, deferred=True)
+                variant=f"{entry.name}:{site}"), deferred=True)
+        report_snapshot(self.runtime, probe.state, record, probe.check, probe.layout, snapshot, graph_fields,
+                        f"@{entry.name}:{site}")
 
     def summary(self) -> dict[str, Any]:
         return dict(self.stats)

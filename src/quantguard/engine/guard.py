@@ -249,6 +249,7 @@ class GuardState:
             plan = self.plans.get(key) if plan is None else plan
             if plan is None:
                 plan = self.plan_for(key, args, kwargs)
+            budgeted = plan.budget > 0
             inspect = False if captured else self._admit(plan, key, index)
             record = CallRecord(self, args, kwargs, layer=runtime.current_layer())
             record.index = index
@@ -261,9 +262,11 @@ class GuardState:
                     return outcome
             for finding in plan.findings:
                 runtime.reporter.report(self, record, finding)
+            admitted = inspect
             if inspect or (runtime.provenance.live and not captured):
                 inspect = runtime.should_inspect(self, record, inspect)
-            session = runtime.begin_inspection(self, record) if inspect else None
+            light = admitted and inspect and self._light(key, record, budgeted)
+            session = runtime.begin_inspection(self, record) if inspect and not light else None
         except QuantGuardError:
             raise
         except Exception as exc:
@@ -272,6 +275,8 @@ class GuardState:
         result = self._invoke(wrapped, plan, record, args, kwargs)
         if captured:
             self.record_into_graph(record, result)
+        if light:
+            session = self._light_sample(key, record, result)
         if session is not None:
             try:
                 session.finish(result)
@@ -280,6 +285,27 @@ class GuardState:
             except Exception as exc:
                 self.internal_error("inspection", exc)
         return result
+
+    def _light(self, key: Any, record: CallRecord, budgeted: bool) -> bool:
+        """Whether a sampled call is judged from one device snapshot instead of every data check
+        (:mod:`quantguard.engine.eager_snapshots`); a signature's first calls are always thorough."""
+        snapshots = self.runtime.snapshots
+        if budgeted:
+            snapshots.note_thorough(self, record)
+            return False
+        return snapshots.wanted(self, key, record)
+
+    def _light_sample(self, key: Any, record: CallRecord, result: Any) -> Any:
+        """Enqueue the light sample; a call the snapshot cannot cover gets the thorough checks (after the fact)."""
+        try:
+            if self.runtime.snapshots.sample(self, key, record, result):
+                return None
+            return self.runtime.begin_inspection(self, record, before_call=False)
+        except QuantGuardError:
+            raise
+        except Exception as exc:
+            self.internal_error("eager_snapshot", exc)
+            return None
 
     def _graph_capture_path(self) -> bool:
         """Whether this call is being recorded into a CUDA graph (errors fail open: treated as not)."""
@@ -328,6 +354,7 @@ class GuardState:
             if plan is None:
                 plan = self.plan_for(key, args, kwargs)
             captured = bool(runtime.graphs.capturing) and self._graph_capture_path()
+            budgeted = plan.budget > 0
             inspect = False if captured else self._admit(plan, key, index)
             record = CallRecord(self, args, kwargs, layer=runtime.current_layer())
             record.index = index
@@ -338,9 +365,13 @@ class GuardState:
             if captured:
                 self.record_into_graph(record, result)
                 return
+            admitted = inspect
             if inspect or runtime.provenance.live:
                 inspect = runtime.should_inspect(self, record, inspect)
-            session = runtime.begin_inspection(self, record, before_call=False) if inspect else None
+            if admitted and inspect and self._light(key, record, budgeted):
+                session = self._light_sample(key, record, result)
+            else:
+                session = runtime.begin_inspection(self, record, before_call=False) if inspect else None
             if session is not None:
                 session.finish(result)
         except QuantGuardError:

@@ -99,8 +99,10 @@ class Runtime:
         self._hooked_ops: dict[str, Applied] = {}
         self._lock = threading.RLock()
         self.extensions: list[Any] = []
+        from quantguard.engine.eager_snapshots import EagerSnapshots
         from quantguard.engine.graphs import GraphMonitor
         self.graphs = GraphMonitor(self)
+        self.snapshots = EagerSnapshots(self)
 
     # -- shared services -----------------------------------------------------------------
     @property
@@ -460,6 +462,7 @@ class Runtime:
         self.reporter.flush()
         summary = self.reporter.stats.snapshot(self.call_counts())
         summary["graphs"] = self.graphs.summary()
+        summary["eager_snapshots"] = self.snapshots.summary()
         return summary
 
     def emit_summary(self) -> dict[str, Any]:
@@ -472,6 +475,7 @@ class Runtime:
         self.reporter.after_fork()
         self.sampler.after_fork()
         self.provenance.after_fork()
+        self.snapshots.after_fork()
         if self._executor is not None:
             self._executor.after_fork()
 

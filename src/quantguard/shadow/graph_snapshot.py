@@ -14,6 +14,7 @@ statistics vector the eager check produces.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,8 +55,9 @@ class SnapshotLayout:
     offsets: dict[str, int]
     size: int
 
-    def view(self, slot: torch.Tensor, part: str) -> torch.Tensor:
-        """One part of a slot (a uint8 tensor of ``size`` bytes) as the elements the kernel copies."""
+    @functools.cached_property
+    def parts(self) -> dict[str, tuple[int, int, torch.dtype, tuple[int, ...]]]:
+        """Per part: byte offset, byte width, element dtype, shape (computed once per layout)."""
         o = self.operands
         shapes = {"counter": (1,), "meta": (META_WORDS,), "x": (self.rows, o.x.width),
                   "xs": (self.rows, o.x_scale.groups if o.x_scale else 0),
@@ -63,15 +65,26 @@ class SnapshotLayout:
                   "out": (self.rows, self.columns)}
         dtypes = {"counter": torch.int64, "meta": torch.int64, "x": self.x_bits, "xs": self.xs_bits or torch.uint8,
                   "w": self.w_bits, "ws": self.ws_bits or torch.uint8, "out": raw_bits(o.out).dtype}
-        dtype = dtypes[part]
-        count = 1
-        for extent in shapes[part]:
-            count *= extent
-        start = self.offsets[part]
-        width = count * torch.empty((), dtype=dtype).element_size()
+        parts = {}
+        for part, shape in shapes.items():
+            count = 1
+            for extent in shape:
+                count *= extent
+            width = count * dtypes[part].itemsize
+            parts[part] = (self.offsets[part], width, dtypes[part], shape)
+        return parts
+
+    def view(self, slot: torch.Tensor, part: str) -> torch.Tensor:
+        """One part of a slot (a uint8 tensor of ``size`` bytes) as the elements the kernel copies."""
+        start, width, dtype, shape = self.parts[part]
         if slot.dim() == 2:  # a batch of slots, one per row
-            return slot[:, start:start + width].view(dtype).reshape(slot.shape[0], *shapes[part])
-        return slot[start:start + width].view(dtype).view(shapes[part])
+            return slot[:, start:start + width].view(dtype).reshape(slot.shape[0], *shape)
+        return slot[start:start + width].view(dtype).view(shape)
+
+    def flat(self, slot: torch.Tensor, part: str) -> torch.Tensor:
+        """One part of one slot as a flat tensor (all a kernel needs: its address and element type)."""
+        start, width, dtype, _ = self.parts[part]
+        return slot[start:start + width].view(dtype)
 
     @property
     def key(self) -> tuple[Any, ...]:
@@ -115,6 +128,7 @@ def plan_snapshot(view: GemmView, out: torch.Tensor) -> SnapshotLayout | str:
                           raw_bits(operands.w_scale.tensor).dtype if operands.w_scale else None, offsets, size)
 
 
+@functools.lru_cache(maxsize=4096)
 def _block_step(blocks: int) -> int:
     """A step coprime with ``blocks`` near its golden section: successive hits visit every block, spread out."""
     import math
@@ -125,8 +139,14 @@ def _block_step(blocks: int) -> int:
     return step
 
 
-def launch_snapshot(layout: SnapshotLayout, slot: torch.Tensor, period: int, phase: int) -> None:
-    """Enqueue the gated snapshot kernel on the current stream (recorded into the graph under capture)."""
+def launch_snapshot(layout: SnapshotLayout, slot: torch.Tensor, period: int, phase: int,
+                    counter: torch.Tensor | None = None) -> None:
+    """Enqueue the gated snapshot kernel on the current stream (recorded into the graph under capture).
+
+    ``counter``: an int64 device counter to use instead of the slot's own
+    (eager samples share one per call site, so their rows and columns keep
+    moving while their slots are reused).
+    """
     from quantguard.shadow.triton_kernels import snapshot_kernel
 
     o = layout.operands
@@ -136,8 +156,9 @@ def launch_snapshot(layout: SnapshotLayout, slot: torch.Tensor, period: int, pha
     ws, ws_row, ws_group = scale_args(o.w_scale, w_bits)
     n = min(int(o.out.shape[1]), int(o.w.tensor.shape[0]))  # the output may be padded past N
     blocks = max(1, n // layout.columns)
+    flat = layout.flat
     snapshot_kernel()[(1,)](
-        layout.view(slot, "counter"), layout.view(slot, "meta"), period, phase,
+        flat(slot, "counter") if counter is None else counter, flat(slot, "meta"), period, phase,
         int(o.x.tensor.shape[0]), n, _block_step(blocks), blocks,
         x_bits, o.x.row_stride, o.x.element_stride, o.x.width,
         raw_bits(xs) if o.x_scale else x_bits, xs_row, xs_group, o.x_scale.groups if o.x_scale else 0,
@@ -145,8 +166,7 @@ def launch_snapshot(layout: SnapshotLayout, slot: torch.Tensor, period: int, pha
         raw_bits(ws) if o.w_scale else w_bits, ws_row, ws_group, o.w_scale.groups if o.w_scale else 0,
         o.w_scale.row_div if o.w_scale else 1,
         raw_bits(o.out), o.out.stride(0), o.out.stride(1),
-        layout.view(slot, "x"), layout.view(slot, "xs"), layout.view(slot, "w"), layout.view(slot, "ws"),
-        layout.view(slot, "out"),
+        flat(slot, "x"), flat(slot, "xs"), flat(slot, "w"), flat(slot, "ws"), flat(slot, "out"),
         R=layout.rows, C=layout.columns, HAS_XS=o.x_scale is not None, HAS_WS=o.w_scale is not None,
         BLOCK=1024, BLOCK_C=max(16, 1 << (layout.columns - 1).bit_length()))
 
