@@ -16,8 +16,8 @@
 from __future__ import annotations
 
 import argparse
-import cProfile
 import collections
+import cProfile
 import pstats
 import sys
 import time

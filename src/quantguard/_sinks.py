@@ -12,7 +12,8 @@ import logging
 import os
 import sys
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 __all__ = ["make_sink", "StreamSink", "FileSink", "LoggingSink"]
 
@@ -29,8 +30,8 @@ class _Sink:
     def _write(self, level: str, line: str) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def _method(level: str) -> Callable[["_Sink", str], None]:  # type: ignore[misc]
-        def method(self: "_Sink", message: str) -> None:
+    def _method(level: str) -> Callable[[_Sink, str], None]:  # type: ignore[misc]
+        def method(self: _Sink, message: str) -> None:
             self._write(level, message)
         method.__name__ = level
         return method
@@ -95,7 +96,7 @@ class FileSink(_Sink):
     def _write(self, level: str, line: str) -> None:
         with self._lock:
             if self._file is None or self._pid != os.getpid():
-                self._file = open(self.path, "a", encoding="utf-8", buffering=1)
+                self._file = open(self.path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115 - kept open, closed in close()
                 self._pid = os.getpid()
             self._file.write(line + "\n")
             self._file.flush()

@@ -12,8 +12,9 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from quantguard import environment_variables as env
 from quantguard.errors import ConfigError
@@ -62,7 +63,7 @@ class Config:
     summary_at_exit: bool = True
     label: str | None = None
 
-    def replace(self, **changes: Any) -> "Config":
+    def replace(self, **changes: Any) -> Config:
         return dataclasses.replace(self, **changes)
 
 

@@ -9,7 +9,8 @@ an explicit :func:`quantguard.enable`.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 __all__ = [
     "QuantGuardError",

@@ -178,8 +178,9 @@ def test_normalization_that_does_not_normalize_is_caught(tmp_path, make_module):
         def normalize_e4m3fn_to_e4m3fnuz(weight, weight_scale, input_scale=None):
             return weight.view(torch.float8_e4m3fnuz), weight_scale, input_scale  # forgot the 2x and 0x80
     """)
-    from quantguard.contracts.atom import CONTRACTS
     import dataclasses
+
+    from quantguard.contracts.atom import CONTRACTS
     template = next(c for c in CONTRACTS if c.target.endswith("normalize_e4m3fn_to_e4m3fnuz"))
     quantguard.register(dataclasses.replace(template, target="qgt_norm.normalize_e4m3fn_to_e4m3fnuz"))
     weight = torch.tensor([0x80, 0x38, 0x40, 0x00], dtype=torch.uint8).view(torch.float8_e4m3fn).reshape(2, 2)

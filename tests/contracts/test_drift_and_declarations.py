@@ -8,7 +8,8 @@ import quantguard
 import quantguard.sim as sim
 from quantguard import Contract
 from quantguard.contracts import builtin_contracts
-from quantguard.contracts.aiter import CONTRACTS as AITER, is_asm_name
+from quantguard.contracts.aiter import CONTRACTS as AITER
+from quantguard.contracts.aiter import is_asm_name
 from quantguard.contracts.drift import compare_signature
 from quantguard.testing import capture_events
 

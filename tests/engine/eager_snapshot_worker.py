@@ -11,13 +11,12 @@ import json
 import sys
 
 import torch
+from fake_gemm import BIAS, Faults, product, reset, view
+from fake_gemm import layers as make_layers
 
 import quantguard
 from quantguard.contracts.base import Contract
 from quantguard.testing import capture_events
-
-from fake_gemm import BIAS, Faults, product, reset, view
-from fake_gemm import layers as make_layers
 
 SHAPES = [(256, 512), (128, 256), (256, 512)]  # (N, K); layers 0 and 2 share a layout (one batch)
 

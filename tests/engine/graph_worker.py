@@ -16,6 +16,8 @@ import json
 import sys
 
 import torch
+from fake_gemm import BIAS, Faults, product, view
+from fake_gemm import layers as make_layers
 
 import quantguard
 import quantguard.shadow.graph_snapshot as graph_snapshot
@@ -23,14 +25,11 @@ from quantguard.contracts.base import Contract
 from quantguard.engine.reentrancy import suppressed
 from quantguard.testing import capture_events
 
-from fake_gemm import BIAS, Faults, product, view
-from fake_gemm import layers as make_layers
-
 SHAPES = [(256, 512), (128, 256), (512, 128), (256, 512)]  # (N, K); sites 0 and 3 are judged in one batch
 
 
 class FakeGraph:
-    capturing: "FakeGraph | None" = None
+    capturing: FakeGraph | None = None
 
     def __init__(self) -> None:
         self.work = None

@@ -7,11 +7,10 @@ requirements every test that needs them is skipped with the reason.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
-
 from real_harness import ORDERS, WORKERS, Worker, WorkerPool, locate_third_party, missing_requirements
 
 

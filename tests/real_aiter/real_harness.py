@@ -109,7 +109,7 @@ class Worker:
         self.settings = settings
         self.name = "-".join(str(settings[key]) for key in ("mode", "gfx", "order"))
         self._process: subprocess.Popen[bytes] | None = None
-        self._stderr = tempfile.NamedTemporaryFile(prefix=f"quantguard-{self.name}-", suffix=".stderr",
+        self._stderr = tempfile.NamedTemporaryFile(prefix=f"quantguard-{self.name}-", suffix=".stderr",  # noqa: SIM115
                                                    delete=False)
         self._buffer = b""
         self._failure: str | None = None

@@ -13,7 +13,8 @@ argument lists come from the real ``compile_ops`` stubs.  Runs in the worker pro
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 

@@ -24,12 +24,12 @@ def main(third_party: str) -> None:
 
     real_aiter_triton.install("gfx950")
     real_aiter_triton.strip_amd_kwargs()
+    import real_scenarios
+    from test_real_scale_faults import CLEAN, FAULTS
+
     import quantguard
     from quantguard.engine.lifecycle import current_runtime
     from quantguard.testing import capture_events
-
-    import real_scenarios
-    from test_real_scale_faults import CLEAN, FAULTS
 
     class Context:
         @property

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import importlib
 import os
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 __all__ = ["SCENARIOS", "Scenario", "M", "N", "K"]
 

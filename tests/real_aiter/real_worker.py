@@ -31,7 +31,6 @@ import threading
 import traceback
 from typing import Any, TextIO
 
-
 CU_NUM = {"gfx942": 304, "gfx950": 256}
 
 

@@ -9,7 +9,6 @@ verdict (same ``(target, check)`` findings, the expected one among them); no cal
 from __future__ import annotations
 
 import pytest
-
 from real_harness import ARCHS, Reply, Worker, brief
 from real_scenarios import SCENARIOS
 

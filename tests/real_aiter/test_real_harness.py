@@ -6,7 +6,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 import real_harness
 from real_harness import Worker, WorkerError
 

@@ -11,7 +11,6 @@ without outlier channels.  gfx950 only: Triton's CPU interpreter has no e4m3fnuz
 from __future__ import annotations
 
 import pytest
-
 from real_harness import Worker, brief
 
 _GFX = "gfx950"
@@ -75,7 +74,6 @@ def test_the_matrix_on_a_gpu() -> None:
     import sys
 
     import torch
-
     from real_harness import locate_third_party
 
     if not torch.cuda.is_available():

@@ -11,9 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from real_harness import ARCHS, ORDERS, Worker, brief
 
 from quantguard.contracts import builtin_contracts, split_target
-from real_harness import ARCHS, ORDERS, Worker, brief
 
 TARGETS = sorted(contract.target for contract in builtin_contracts())
 GUARDED = ("patched", "alias")

@@ -10,8 +10,9 @@ from __future__ import annotations
 import gzip
 import json
 import os
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import pytest
 import torch

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from report_events import enabled, event, shadow, violation
 
 from quantguard.report import build_report
 from quantguard.report.aggregate import Aggregator, display_names
-from report_events import enabled, event, shadow, violation
 
 TARGET = "aiter.ops.quant.per_group_quant_hip"
 

@@ -8,9 +8,9 @@ import sys
 import types
 
 import pytest
+from report_events import enabled, shadow
 
 from quantguard.report import build_report, heatmap_matrix, write_heatmap_csv, write_heatmap_png
-from report_events import enabled, shadow
 
 
 @pytest.fixture

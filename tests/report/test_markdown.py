@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from report_events import enabled, event, violation
 
 from quantguard.report import build_report, render_markdown
-from report_events import enabled, event, violation
 
 SECTIONS = ["# quantguard report", "## 1. Summary", "### Configurations", "### Targets", "## 2. Per-layer cosine",
             "### Flagged layers", "## 3. Violations by check", "## 4. Backends", "## 5. Recommendations",

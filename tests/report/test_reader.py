@@ -5,10 +5,10 @@ from __future__ import annotations
 import gzip
 
 import pytest
+from report_events import event, violation
 
 from quantguard.report import reader
 from quantguard.report.reader import FileStats, LogReadError, read_events
-from report_events import event, violation
 
 GOOD = [event("enabled"), violation(count=1), event("disabled")]
 

@@ -15,8 +15,15 @@ import torch
 from quantguard.contracts.views import GemmView
 from quantguard.numerics.metrics import comparison_tensors, slice_tensors
 from quantguard.shadow.fused import fused_operands, fused_stats
-from quantguard.shadow.references import (Selection, dequantize_w_columns, dequantize_x_rows, matched_reference,
-                                          output_columns, select_columns, select_rows)
+from quantguard.shadow.references import (
+    Selection,
+    dequantize_w_columns,
+    dequantize_x_rows,
+    matched_reference,
+    output_columns,
+    select_columns,
+    select_rows,
+)
 
 M, N, K = 48, 256, 512
 

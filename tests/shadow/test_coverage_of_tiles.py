@@ -16,7 +16,7 @@ import torch
 import quantguard
 import quantguard.sim as sim
 from quantguard.contracts import aiter as aiter_contracts
-from quantguard.shadow.references import (M_TILE, MAX_COLUMNS, MAX_ROWS, N_TILE, select_columns, select_rows)
+from quantguard.shadow.references import M_TILE, MAX_COLUMNS, MAX_ROWS, N_TILE, select_columns, select_rows
 from quantguard.testing import capture_events
 
 N, K = 320, 384          # N: a partial last 128-column tile (64 columns); K: three 128-wide groups
@@ -201,8 +201,7 @@ def _blockscale_view(m: int, n: int, k: int):
 def _verdict(view, out, turn: int, draw: float):
     from quantguard.checks.gemm_numerics import _slice_failures, _worst_slices
     from quantguard.numerics.metrics import comparison_tensors, slice_tensors, summarize
-    from quantguard.shadow.references import (dequantize_w_columns, dequantize_x_rows, matched_reference,
-                                              output_columns)
+    from quantguard.shadow.references import dequantize_w_columns, dequantize_x_rows, matched_reference, output_columns
     from quantguard.shadow.thresholds import tolerance_for
     rows = select_rows(view.m, False, draw, turn)
     columns = select_columns(view.n, False, 1.0 - draw, None, turn)

@@ -190,8 +190,14 @@ def test_fused_reference_matches_the_torch_reference(scheme):
     from quantguard.contracts.views import GemmView
     from quantguard.numerics.metrics import comparison_tensors, slice_tensors
     from quantguard.shadow.fused import fused_stats
-    from quantguard.shadow.references import (dequantize_w_columns, dequantize_x_rows, matched_reference,
-                                              output_columns, select_columns, select_rows)
+    from quantguard.shadow.references import (
+        dequantize_w_columns,
+        dequantize_x_rows,
+        matched_reference,
+        output_columns,
+        select_columns,
+        select_rows,
+    )
 
     m, n, k = 200, 768, 1024
     dtype = torch.int8 if scheme == "int8" else torch.float8_e4m3fn

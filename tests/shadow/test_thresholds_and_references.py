@@ -6,8 +6,14 @@ import torch
 
 from quantguard.contracts.views import GemmView
 from quantguard.numerics.layouts import shuffle_weight
-from quantguard.shadow.references import (chain_reference, dequantize_w_columns, dequantize_x_rows,
-                                          matched_reference, output_columns, select_columns)
+from quantguard.shadow.references import (
+    chain_reference,
+    dequantize_w_columns,
+    dequantize_x_rows,
+    matched_reference,
+    output_columns,
+    select_columns,
+)
 from quantguard.shadow.thresholds import tolerance_for
 
 

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-import torch
-
 import sim_refs as ref
+import torch
 
 N, K = 256, 256
 

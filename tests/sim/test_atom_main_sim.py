@@ -49,7 +49,7 @@ def test_main_has_no_atom_ck_free_switch(atom):
 
     assert "ATOM_CK_FREE" not in envs.environment_variables and not envs.CK_FREE_BRANCH
     with pytest.raises(AttributeError):
-        envs.ATOM_CK_FREE
+        _ = envs.ATOM_CK_FREE
 
 
 @pytest.mark.parametrize("quant_type, quant_method, expected", [

@@ -11,10 +11,10 @@ from __future__ import annotations
 import inspect
 
 import pytest
+import sim_refs as ref
 import torch
 
 import quantguard.sim as sim
-import sim_refs as ref
 from quantguard.sim import _custom_ops
 
 M, N, K = 32, 256, 512

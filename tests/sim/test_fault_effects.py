@@ -6,13 +6,13 @@ what the incident was about and the test checks both outcomes.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import pytest
+import sim_refs as ref
 import torch
 
-import sim_refs as ref
 from quantguard.sim import faults
 
 M, N, K = 24, 256, 512
@@ -158,6 +158,7 @@ def _dense_weight_magnification(aiter):
 
 def _loaded_mxfp4_scale_bytes(aiter):
     import atom.model_ops.linear as linear
+
     from quantguard.sim.workload._checkpoint import _quantize
 
     weight, scale = _quantize(torch.randn(N, K, generator=_gen(3)) * 0.05, "mxfp4")
@@ -172,6 +173,8 @@ def _blockscale_errors(aiter):
     from aiter.ops.shuffle import shuffle_weight
     from aiter.ops.triton.gemm.basic.gemm_a8w8_blockscale import (
         gemm_a8w8_blockscale as triton_blockscale,
+    )
+    from aiter.ops.triton.gemm.basic.gemm_a8w8_blockscale import (
         gemm_a8w8_blockscale_preshuffle as triton_preshuffle,
     )
 

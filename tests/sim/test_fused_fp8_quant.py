@@ -15,11 +15,10 @@ import inspect
 from pathlib import Path
 
 import pytest
+import sim_refs as ref
 import torch
 
 import quantguard
-import quantguard.sim as sim
-import sim_refs as ref
 from quantguard.testing import capture_events
 
 MODULE = "aiter.ops.triton.quant.fused_fp8_quant"

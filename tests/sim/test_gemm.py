@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-import torch
-
 import sim_refs as ref
+import torch
 
 M, N, K = 40, 256, 512
 
@@ -56,6 +55,7 @@ def _token_activations(aiter):
 def test_shuffle_weight_matches_reference_and_inverts(install, dtype, layout):
     install()
     from aiter.ops.shuffle import shuffle_weight
+
     from quantguard.sim._kernels.layout import unshuffle_weight
 
     weight = torch.randint(0, 255, (64, 64), dtype=torch.uint8, generator=_gen(3))

@@ -60,7 +60,7 @@ def test_ck_dir_exists_unless_ck_free(install, ck_free):
     settings = install(ck_free=ck_free)
     import aiter.jit.core as core
 
-    assert core.CK_3RDPARTY_DIR == settings.ck_dir
+    assert settings.ck_dir == core.CK_3RDPARTY_DIR
     assert os.path.isdir(core.CK_3RDPARTY_DIR) is not ck_free
     assert core.is_ck_free() is ck_free
 

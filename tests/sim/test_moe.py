@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-import torch
-
 import sim_refs as ref
+import torch
 
 TOKENS, HIDDEN, INTER, EXPERTS, TOPK = 12, 256, 256, 8, 2
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import functools
 
 import pytest
+import sim_refs as ref
 import torch
 
-import sim_refs as ref
 from quantguard.sim._kernels import e8m0 as sim_e8m0
 
 

@@ -15,10 +15,10 @@ import re
 from pathlib import Path
 
 import pytest
+import sim_refs as ref
 import torch
 
 import quantguard.sim as sim
-import sim_refs as ref
 
 REPO = Path(__file__).resolve().parents[2]
 # The shared facts file when this checkout sits beside it (it is the source of truth), else the

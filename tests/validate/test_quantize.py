@@ -152,18 +152,16 @@ def test_swap_is_undone_when_the_block_raises(simulator):
     simulator("gfx942")
     model = _Toy().to(torch.bfloat16)
     up = model.layers[1].up
-    with pytest.raises(RuntimeError, match="boom"):
-        with quantized(model, QuantConfig("int4"), "gfx942", skip=()):
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError, match="boom"), quantized(model, QuantConfig("int4"), "gfx942", skip=()):
+        raise RuntimeError("boom")
     assert model.layers[1].up is up
 
 
 def test_unsupported_configuration_leaves_the_model_alone(simulator):
     simulator("gfx942")
     model = _Toy()
-    with pytest.raises(UnsupportedPath, match="gfx950"):
-        with quantized(model, QuantConfig("mxfp4"), "gfx942"):
-            pass
+    with pytest.raises(UnsupportedPath, match="gfx950"), quantized(model, QuantConfig("mxfp4"), "gfx942"):
+        pass
     assert not any(isinstance(module, QuantizedLinear) for module in model.modules())
 
 

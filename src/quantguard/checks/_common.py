@@ -9,7 +9,7 @@ import torch
 if TYPE_CHECKING:  # pragma: no cover
     from quantguard.engine.calls import CallRecord
 
-__all__ = ["sample_rows", "row_mask", "is_tensor", "clone_rows", "dtype_name", "output_tensors",
+__all__ = ["sample_rows", "row_mask", "is_tensor", "dtype_name", "output_tensors",
            "meaningful_scales"]
 
 
@@ -21,7 +21,7 @@ def dtype_name(dtype: Any) -> str:
     return str(dtype).replace("torch.", "")
 
 
-def sample_rows(call: "CallRecord", rows: int) -> slice:
+def sample_rows(call: CallRecord, rows: int) -> slice:
     """Rows compared for this call: evenly spread from a random start, at most ``shadow_rows``.
 
     A slice (not an index tensor) so selecting rows needs no host-to-device
@@ -49,10 +49,6 @@ def row_mask(selected: slice, rows: int, valid_rows: Any, device: Any) -> torch.
     else:
         limit = ids.new_full((1,), int(valid_rows))  # a fill, not a host-to-device copy
     return ids < limit
-
-
-def clone_rows(tensor: Any, selected: slice) -> Any:
-    return None if tensor is None else tensor[selected].clone()
 
 
 def output_tensors(result: Any) -> list[torch.Tensor]:

@@ -11,7 +11,8 @@ caller (ATOM's ``use_triton_gemm()``) has to select Triton itself.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from quantguard.checks.base import Finding, PlanCheck, register_check
 
@@ -32,7 +33,7 @@ class AsmPolicy(PlanCheck):
     reports = ("blocked",)
     summary = "block ASM kernels on gfx950 in CK-free builds"
 
-    def check(self, call: "CallRecord") -> Iterable[Finding]:
+    def check(self, call: CallRecord) -> Iterable[Finding]:
         platform = call.platform
         if not platform.asm_blocked or not is_asm_target(call.contract):
             return []
@@ -49,7 +50,7 @@ class CkFreeBackend(PlanCheck):
     reports = ("backend_selection",)
     summary = "no CK kernel may be reached in a CK-free build"
 
-    def check(self, call: "CallRecord") -> Iterable[Finding]:
+    def check(self, call: CallRecord) -> Iterable[Finding]:
         from quantguard.contracts.aiter import CK_KERNELS
 
         platform = call.platform

@@ -24,7 +24,8 @@ Triton selected is clean and a CK path selected is a violation.
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from quantguard.checks.base import DataCheck, Finding, Measurement, register_check
 
@@ -110,24 +111,24 @@ def moe_selections(model: Any = None) -> list[tuple[str, str, bool]]:
     return found
 
 
-def _message(path: str, platform: "Platform") -> str:
+def _message(path: str, platform: Platform) -> str:
     return (f"{path}() returned False in CK-free mode ({platform.ck_free_source}): this path selects CK GEMMs, "
             "whose JIT build fails in a CK-free build")
 
 
-def _moe_message(layer: str, method: str, platform: "Platform") -> str:
+def _moe_message(layer: str, method: str, platform: Platform) -> str:
     return (f"{method}.use_triton is False for MoE layer {layer} in CK-free mode ({platform.ck_free_source}): "
             "its experts run AITER's CK/ASM MoE kernels, whose JIT build fails in a CK-free build "
             "(ATOM main: set ATOM_USE_TRITON_MOE=1, or ATOM_USE_TRITON_GEMM=1 on gfx95x)")
 
 
-def _moe_finding(layer: str, method: str, platform: "Platform") -> Finding:
+def _moe_finding(layer: str, method: str, platform: Platform) -> Finding:
     return Finding("backend_selection", _moe_message(layer, method, platform),
                    details={"selector": f"{method}.use_triton", "layer": layer, "returned": False,
                             "ck_free_source": platform.ck_free_source})
 
 
-def audit_backend_selection(platform: "Platform", model: Any = None) -> list[tuple[str, Finding]]:
+def audit_backend_selection(platform: Platform, model: Any = None) -> list[tuple[str, Finding]]:
     """Call every ATOM selector and read every MoE method's choice; in CK-free mode each must say Triton."""
     from quantguard.engine.reentrancy import suppressed
 
@@ -158,10 +159,10 @@ class SelectorResult(DataCheck):
     reports = ("backend_selection",)
     summary = "a backend selector called in CK-free mode must choose Triton"
 
-    def measure(self, call: "CallRecord") -> Measurement | None:
+    def measure(self, call: CallRecord) -> Measurement | None:
         return Measurement({}) if call.platform.ck_free else None
 
-    def judge(self, call: "CallRecord", measurement: Measurement,
+    def judge(self, call: CallRecord, measurement: Measurement,
               values: Mapping[str, Any]) -> Iterable[Finding]:
         if call.result is False or call.result == 0:
             return [Finding("backend_selection", _message(call.target, call.platform),
@@ -175,7 +176,7 @@ class MoeMethodSelection(DataCheck):
     reports = ("backend_selection",)
     summary = "an MoE quant method processing its layer in CK-free mode must have chosen Triton (use_triton)"
 
-    def measure(self, call: "CallRecord") -> Measurement | None:
+    def measure(self, call: CallRecord) -> Measurement | None:
         if not call.platform.ck_free:
             return None
         method = call.get("self")
@@ -185,7 +186,7 @@ class MoeMethodSelection(DataCheck):
         return Measurement({}, {"chosen": chosen, "method": type(method).__qualname__,
                                 "layer": call.layer or _layer_name(call.get("layer"))})
 
-    def judge(self, call: "CallRecord", measurement: Measurement,
+    def judge(self, call: CallRecord, measurement: Measurement,
               values: Mapping[str, Any]) -> Iterable[Finding]:
         context = measurement.context
         if context["chosen"]:

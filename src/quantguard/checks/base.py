@@ -24,8 +24,9 @@ phases:
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:  # pragma: no cover
     from quantguard.engine.calls import CallRecord
@@ -33,7 +34,6 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["Finding", "Check", "PlanCheck", "DataCheck", "AroundCheck", "ScanCheck",
            "Measurement", "register_check", "get_check", "registered_checks"]
 
-SEVERITIES = ("error", "warning")
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ class Check:
     #: What the check is for, shown by ``quantguard info`` and in reports.
     summary: ClassVar[str] = ""
 
-    def applies(self, call: "CallRecord") -> bool:
+    def applies(self, call: CallRecord) -> bool:
         """Cheap pre-filter; ``False`` skips the check for this call."""
         return True
 
@@ -78,7 +78,7 @@ class Check:
 class PlanCheck(Check):
     phase = "plan"
 
-    def check(self, call: "CallRecord") -> Iterable[Finding]:  # pragma: no cover - abstract
+    def check(self, call: CallRecord) -> Iterable[Finding]:  # pragma: no cover - abstract
         raise NotImplementedError
 
 
@@ -106,16 +106,16 @@ class DataCheck(Check):
 
     phase = "data"
 
-    def prepare(self, call: "CallRecord") -> None:
+    def prepare(self, call: CallRecord) -> None:
         """Before the kernel runs; default: nothing."""
 
-    def snapshot(self, call: "CallRecord") -> None:
+    def snapshot(self, call: CallRecord) -> None:
         """Right after the kernel, on the caller's stream; default: nothing."""
 
-    def measure(self, call: "CallRecord") -> Measurement | None:  # pragma: no cover - abstract
+    def measure(self, call: CallRecord) -> Measurement | None:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def judge(self, call: "CallRecord", measurement: Measurement,
+    def judge(self, call: CallRecord, measurement: Measurement,
               values: Mapping[str, Any]) -> Iterable[Finding]:  # pragma: no cover - abstract
         raise NotImplementedError
 
@@ -123,7 +123,7 @@ class DataCheck(Check):
 class AroundCheck(Check):
     phase = "around"
 
-    def around(self, call: "CallRecord", proceed: Callable[[], Any],
+    def around(self, call: CallRecord, proceed: Callable[[], Any],
                report: Callable[[Finding], None]) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError
 

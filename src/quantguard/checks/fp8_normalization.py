@@ -10,7 +10,8 @@ dequantized weight is the same.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -43,11 +44,11 @@ class Fp8Normalization(DataCheck):
     reports = ("fp8_variant",)
     summary = "e4m3fn → e4m3fnuz normalization: bytes, 0x80, doubled scales, unchanged dequant"
 
-    def prepare(self, call: "CallRecord") -> None:
+    def prepare(self, call: CallRecord) -> None:
         call.scratch["fp8_norm"] = {name: call.get(name).detach().clone() for name in
                                     ("weight", "weight_scale", "input_scale") if is_tensor(call.get(name))}
 
-    def measure(self, call: "CallRecord") -> Measurement | None:
+    def measure(self, call: CallRecord) -> Measurement | None:
         before = call.scratch.get("fp8_norm")
         result = call.result
         if not before or "weight" not in before or not isinstance(result, (tuple, list)) or not result:
@@ -64,7 +65,7 @@ class Fp8Normalization(DataCheck):
         return Measurement(tensors, {"dtype_after": dtype_name(weight_after.dtype),
                                      "shape": list(weight_after.shape)})
 
-    def judge(self, call: "CallRecord", measurement: Measurement,
+    def judge(self, call: CallRecord, measurement: Measurement,
               values: Mapping[str, Any]) -> Iterable[Finding]:
         findings = []
         details = dict(measurement.context)

@@ -10,7 +10,8 @@ fp8 operand of a GEMM and every fp8 output a quantizer is asked to produce.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 from quantguard.checks._common import dtype_name, is_tensor
 from quantguard.checks.base import Finding, PlanCheck, register_check
@@ -28,7 +29,7 @@ _CONSEQUENCE = {
 }
 
 
-def _operands(call: "CallRecord") -> list[tuple[str, Any]]:
+def _operands(call: CallRecord) -> list[tuple[str, Any]]:
     view = call.view
     if isinstance(view, GemmView):
         return [("x", view.x), ("w", view.w)]
@@ -52,7 +53,7 @@ class Fp8Variant(PlanCheck):
     reports = ("fp8_variant",)
     summary = "fp8 operands must be the arch's variant (gfx942: e4m3fnuz, gfx950: e4m3fn)"
 
-    def check(self, call: "CallRecord") -> Iterable[Finding]:
+    def check(self, call: CallRecord) -> Iterable[Finding]:
         expected = call.platform.expected_fp8()
         if expected is None:
             return []

@@ -12,7 +12,8 @@ cosine (direction), norm ratio (magnitude: a dropped scale keeps cosine at
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -22,9 +23,16 @@ from quantguard.contracts.views import GemmView
 from quantguard.engine.inspection import ShadowResult
 from quantguard.numerics.formats import saturating_cast
 from quantguard.numerics.metrics import comparison_tensors, slice_tensors, summarize, worst_slices
-from quantguard.shadow.references import (chain_reference, dequantize_w_columns, dequantize_x_rows,
-                                          matched_reference, output_columns, select_columns, select_rows)
 from quantguard.shadow.fused import fused_operands, fused_stats, split_stats
+from quantguard.shadow.references import (
+    chain_reference,
+    dequantize_w_columns,
+    dequantize_x_rows,
+    matched_reference,
+    output_columns,
+    select_columns,
+    select_rows,
+)
 from quantguard.shadow.thresholds import tolerance_for
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -40,7 +48,7 @@ def _family(view: GemmView) -> str:
     return element.family if element is not None else "fp8"
 
 
-def _precision(call: "CallRecord") -> torch.dtype:
+def _precision(call: CallRecord) -> torch.dtype:
     return torch.float64 if call.config.shadow_precision == "fp64" else torch.float32
 
 
@@ -109,7 +117,7 @@ class GemmNumerics(DataCheck):
     reports = ("numerics",)
     summary = "rows and column blocks of every tile against precision-matched and chain references"
 
-    def snapshot(self, call: "CallRecord") -> None:
+    def snapshot(self, call: CallRecord) -> None:
         view = call.view
         if not isinstance(view, GemmView) or not call.config.shadow or view.w is None:
             return
@@ -148,7 +156,7 @@ class GemmNumerics(DataCheck):
                 snap["chain_producer"] = produced.producer
         call.scratch["gemm_numerics"] = snap
 
-    def measure(self, call: "CallRecord") -> Measurement | None:
+    def measure(self, call: CallRecord) -> Measurement | None:
         snap = call.scratch.get("gemm_numerics")
         if snap is None:
             return None
@@ -187,7 +195,7 @@ class GemmNumerics(DataCheck):
             context["chain_producer"] = snap["chain_producer"]
         return Measurement(tensors, context) if tensors else None
 
-    def judge(self, call: "CallRecord", measurement: Measurement,
+    def judge(self, call: CallRecord, measurement: Measurement,
               values: Mapping[str, Any]) -> Iterable[Finding | ShadowResult]:
         view = call.view
         family = _family(view)

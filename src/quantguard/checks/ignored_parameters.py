@@ -22,7 +22,8 @@ import dis
 import inspect
 import sys
 import types
-from typing import Any, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 from quantguard.checks.base import Finding, ScanCheck, register_check
 

@@ -7,7 +7,8 @@ Converting it (and logging) lets the fallback the caller wrote actually run.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from quantguard.checks.base import AroundCheck, Finding, register_check
 
@@ -23,7 +24,7 @@ class JitExit(AroundCheck):
     reports = ("jit_exit",)
     summary = "turn SystemExit from the JIT builder into RuntimeError so fallbacks run"
 
-    def around(self, call: "CallRecord", proceed: Callable[[], Any], report: Callable[[Finding], None]) -> Any:
+    def around(self, call: CallRecord, proceed: Callable[[], Any], report: Callable[[Finding], None]) -> Any:
         try:
             return proceed()
         except SystemExit as exc:

@@ -17,7 +17,8 @@ scales), a match counts as honored.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -54,7 +55,7 @@ def expected_fp32_scales(amax: torch.Tensor, maximum: float, zero_rule: str) -> 
     return torch.clamp(amax, min=1e-10) / maximum
 
 
-def _e8m0_constants(view: "QuantView") -> Any:
+def _e8m0_constants(view: QuantView) -> Any:
     """e8m0 constants come from the element format (fp4: t=2; e4m3fn: 8; e4m3fnuz: 7)."""
     element = view.element
     return element if element is not None and element.target_max_pow2 else FP8_E4M3FN
@@ -70,7 +71,7 @@ class KwargHonored(DataCheck):
     reports = ("kwarg_ignored", "e8m0_rounding", "scale_layout", "scale_values")
     summary = "recompute the scales and find which layout/rounding the producer really wrote"
 
-    def snapshot(self, call: "CallRecord") -> None:
+    def snapshot(self, call: CallRecord) -> None:
         view = call.view
         if view is None or view.static or view.scales is None or view.x is None:
             return
@@ -83,7 +84,7 @@ class KwargHonored(DataCheck):
             "smooth": view.smooth,
         }
 
-    def measure(self, call: "CallRecord") -> Measurement | None:
+    def measure(self, call: CallRecord) -> Measurement | None:
         snap = call.scratch.get("kwarg")
         view = call.view
         if snap is None or view is None or view.element is None:
@@ -140,7 +141,7 @@ class KwargHonored(DataCheck):
             return buffer.reshape(1, 1)
         return read_scales(buffer, layout, rows, groups, selected)
 
-    def judge(self, call: "CallRecord", measurement: Measurement,
+    def judge(self, call: CallRecord, measurement: Measurement,
               values: Mapping[str, Any]) -> Iterable[Finding]:
         view = call.view
         compared = int(values.get("compared", 0))

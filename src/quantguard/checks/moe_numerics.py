@@ -9,7 +9,8 @@ so it does not grow with batch size or expert count.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -52,7 +53,7 @@ class MoeNumerics(DataCheck):
     reports = ("numerics",)
     summary = "sampled tokens of a fused MoE against a per-expert fp32 reference"
 
-    def snapshot(self, call: "CallRecord") -> None:
+    def snapshot(self, call: CallRecord) -> None:
         view = call.view
         if not isinstance(view, MoeView) or not call.config.shadow or view.out is None:
             return
@@ -64,7 +65,7 @@ class MoeNumerics(DataCheck):
         call.scratch["moe"] = {"x": view.hidden[rows].clone(), "w": view.topk_weight[rows].clone(),
                                "ids": view.topk_ids[rows].clone(), "out": view.out[rows].clone()}
 
-    def measure(self, call: "CallRecord") -> Measurement | None:
+    def measure(self, call: CallRecord) -> Measurement | None:
         snap = call.scratch.get("moe")
         if snap is None:
             return None
@@ -87,7 +88,7 @@ class MoeNumerics(DataCheck):
         return Measurement(comparison_tensors(snap["out"], reference),
                            {"quant": view.quant, "w1_dtype": dtype_name(view.w1.dtype)})
 
-    def judge(self, call: "CallRecord", measurement: Measurement,
+    def judge(self, call: CallRecord, measurement: Measurement,
               values: Mapping[str, Any]) -> Iterable[Finding | ShadowResult]:
         metrics = summarize(values)
         family = "bf16" if measurement.context["quant"] == "none" else "fp8"

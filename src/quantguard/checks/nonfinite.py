@@ -6,7 +6,8 @@ token downstream; counting them costs one reduction on the side stream.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -25,7 +26,7 @@ __all__ = ["NonFinite"]
 _WHOLE_LIMIT = 1 << 16
 
 
-def _named_outputs(call: "CallRecord") -> list[tuple[str, torch.Tensor]]:
+def _named_outputs(call: CallRecord) -> list[tuple[str, torch.Tensor]]:
     view = call.view
     if view is not None:
         named = [(name, getattr(view, name, None)) for name in ("q", "scales", "out")]
@@ -38,7 +39,7 @@ def _named_outputs(call: "CallRecord") -> list[tuple[str, torch.Tensor]]:
     return [(f"output[{i}]", t) for i, t in enumerate(output_tensors(call.result))]
 
 
-def _float_values(tensor: torch.Tensor, name: str, call: "CallRecord") -> torch.Tensor | None:
+def _float_values(tensor: torch.Tensor, name: str, call: CallRecord) -> torch.Tensor | None:
     if tensor.is_floating_point() and tensor.element_size() > 1:
         return tensor
     if is_e8m0_dtype(tensor.dtype) or (name == "scales" and tensor.dtype == torch.uint8):
@@ -55,11 +56,11 @@ class NonFinite(DataCheck):
     reports = ("nonfinite",)
     summary = "count NaN/Inf in guarded outputs (sampled calls)"
 
-    def applies(self, call: "CallRecord") -> bool:
+    def applies(self, call: CallRecord) -> bool:
         # with shadow numerics on, the GEMM comparison already counts NaN/Inf in the outputs it reads
         return not (call.config.shadow and call.contract.kind == "gemm")
 
-    def snapshot(self, call: "CallRecord") -> None:
+    def snapshot(self, call: CallRecord) -> None:
         kept = []
         for name, tensor in _named_outputs(call):
             if tensor.dim() >= 2 and tensor.numel() > _WHOLE_LIMIT:
@@ -67,7 +68,7 @@ class NonFinite(DataCheck):
             kept.append((name, tensor.detach().clone()))
         call.scratch["nonfinite"] = kept
 
-    def measure(self, call: "CallRecord") -> Measurement | None:
+    def measure(self, call: CallRecord) -> Measurement | None:
         tensors: dict[str, torch.Tensor] = {}
         shapes = {}
         for name, tensor in call.scratch.get("nonfinite", []):
@@ -78,7 +79,7 @@ class NonFinite(DataCheck):
             shapes[name] = (list(tensor.shape), str(tensor.dtype))
         return Measurement(tensors, {"shapes": shapes}) if tensors else None
 
-    def judge(self, call: "CallRecord", measurement: Measurement,
+    def judge(self, call: CallRecord, measurement: Measurement,
               values: Mapping[str, Any]) -> Iterable[Finding]:
         bad = {name: int(count) for name, count in values.items() if count}
         if not bad:

@@ -9,7 +9,8 @@ preshuffle must differ from its input and equal AITER's 16x16 permutation.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -36,18 +37,18 @@ class NoopTransform(DataCheck):
     reports = ("noop_transform",)
     summary = "layout transforms (partial_transpose, shuffle_weight) really changed the layout"
 
-    def prepare(self, call: "CallRecord") -> None:
+    def prepare(self, call: CallRecord) -> None:
         if call.contract.kind == "transform" and "out" in call.arguments and isinstance(call.get("out"), torch.Tensor):
             call.scratch["noop_before"] = call["out"].detach().clone()
 
-    def snapshot(self, call: "CallRecord") -> None:
+    def snapshot(self, call: CallRecord) -> None:
         view = call.view
         if not isinstance(view, TransformView) or view.out is None:
             return
         call.scratch["noop_after"] = view.out.detach().clone()
         call.scratch["noop_input"] = view.input.detach().clone()
 
-    def measure(self, call: "CallRecord") -> Measurement | None:
+    def measure(self, call: CallRecord) -> Measurement | None:
         view = call.view
         after, source = call.scratch.get("noop_after"), call.scratch.get("noop_input")
         if after is None or source is None:
@@ -79,7 +80,7 @@ class NoopTransform(DataCheck):
                             .sum().to(torch.float64)},
                            {"shape": list(source.shape), "dtype": str(source.dtype)})
 
-    def judge(self, call: "CallRecord", measurement: Measurement,
+    def judge(self, call: CallRecord, measurement: Measurement,
               values: Mapping[str, Any]) -> Iterable[Finding]:
         wrong, must_change = int(values["wrong"]), int(values["must_change"])
         if not wrong:

@@ -25,7 +25,8 @@ was handed.  Provenance knows:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from quantguard.checks._common import dtype_name
 from quantguard.checks.base import DataCheck, Finding, Measurement, register_check
@@ -67,7 +68,7 @@ def scale_values_equal(handed: Any, registered: Any) -> Any:
     return torch.zeros((), dtype=torch.bool, device=got.device)
 
 
-def _weight_label(pair: "WeightPair", role: str, expert: int | None = None) -> str:
+def _weight_label(pair: WeightPair, role: str, expert: int | None = None) -> str:
     label = pair.describe(role)
     return f"{label}[{expert}]" if expert is not None else label
 
@@ -82,7 +83,7 @@ class ScalePairing(DataCheck):
     reports = ("scale_pairing",)
     summary = "x_scale from x's producer call; w_scale the scale loaded with w (provenance, before numerics)"
 
-    def snapshot(self, call: "CallRecord") -> None:
+    def snapshot(self, call: CallRecord) -> None:
         # before ``scale_provenance`` spends the records: this check reads spent ones too
         view = call.view
         if not isinstance(view, GemmView):
@@ -135,7 +136,7 @@ class ScalePairing(DataCheck):
                 return case
         return None
 
-    def measure(self, call: "CallRecord") -> Measurement | None:
+    def measure(self, call: CallRecord) -> Measurement | None:
         found = call.scratch.get("scale_pairing")
         if not found:
             return None
@@ -155,7 +156,7 @@ class ScalePairing(DataCheck):
                     tensors[f"{number}_same"] = scale_values_equal(case["w_scale"], registered)
         return Measurement(tensors, found)
 
-    def judge(self, call: "CallRecord", measurement: Measurement,
+    def judge(self, call: CallRecord, measurement: Measurement,
               values: Mapping[str, Any]) -> Iterable[Finding]:
         found = measurement.context
         view = call.view

@@ -14,7 +14,8 @@ written is filled in when the producer's scales have been checked.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from quantguard.checks._common import sample_rows
 from quantguard.checks.base import DataCheck, Finding, Measurement, register_check
@@ -31,7 +32,7 @@ class ProvenanceRecord(DataCheck):
     name = "provenance_record"
     summary = "record the layout a producer wrote so consumers can be checked against it"
 
-    def snapshot(self, call: "CallRecord") -> None:
+    def snapshot(self, call: CallRecord) -> None:
         view = call.view
         if view is None:
             return
@@ -63,9 +64,9 @@ class ProvenanceRecord(DataCheck):
         store.record(view.q, Produced(call.target, "quantized", view.requested_layout, view.request,
                                       attributes=attributes, call=producer_call))
 
-    def measure(self, call: "CallRecord") -> Measurement | None:
+    def measure(self, call: CallRecord) -> Measurement | None:
         return None
 
-    def judge(self, call: "CallRecord", measurement: Measurement,
+    def judge(self, call: CallRecord, measurement: Measurement,
               values: Mapping[str, Any]) -> Iterable[Finding]:
         return ()

@@ -9,7 +9,8 @@ naming which metric failed and its value.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -35,7 +36,7 @@ _NORM_BAND = {"fp8": 0.03, "int8": 0.03, "fp4": 0.25, "int4": 0.1}
 _SQNR_DB = {"fp8": 22.0, "int8": 25.0, "fp4": 12.0, "int4": 10.0}
 
 
-def quant_tolerance(call: "CallRecord", family: str) -> Tolerance:
+def quant_tolerance(call: CallRecord, family: str) -> Tolerance:
     from quantguard.shadow.thresholds import _override
     cosine, source = QUANT_COSINE.get(family, 0.97), f"{family} quantizer default"
     override = _override({k: v for k, v in call.config.thresholds.items() if "quant" in k or "@" in k},
@@ -111,7 +112,7 @@ class QuantNumerics(DataCheck):
     reports = ("numerics", "scale_values")
     summary = "dequantize the producer's output and compare it with its input; every group's scale vs its amax"
 
-    def snapshot(self, call: "CallRecord") -> None:
+    def snapshot(self, call: CallRecord) -> None:
         view = call.view
         if view is None or view.element is None or view.q is None or view.scales is None:
             return
@@ -124,7 +125,7 @@ class QuantNumerics(DataCheck):
             "amax": _whole_amax(view),
         }
 
-    def measure(self, call: "CallRecord") -> Measurement | None:
+    def measure(self, call: CallRecord) -> Measurement | None:
         snap = call.scratch.get("quant_numerics")
         view = call.view
         if snap is None:
@@ -154,7 +155,7 @@ class QuantNumerics(DataCheck):
                            {"shape": list(view.x.shape), "q_dtype": str(view.q.dtype),
                             "scales_dtype": str(view.scales.dtype)})
 
-    def judge(self, call: "CallRecord", measurement: Measurement,
+    def judge(self, call: CallRecord, measurement: Measurement,
               values: Mapping[str, Any]) -> Iterable[Finding | ShadowResult]:
         view = call.view
         metrics = summarize(values)

@@ -12,7 +12,8 @@ an unmodelled routing variant stays quiet rather than noisy.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -47,7 +48,7 @@ class RoutingScale(DataCheck):
     reports = ("kwarg_ignored",)
     summary = "top-k routing weights carry routed_scaling_factor (recomputed from the logits)"
 
-    def snapshot(self, call: "CallRecord") -> None:
+    def snapshot(self, call: CallRecord) -> None:
         view = call.view
         if not isinstance(view, RoutingView) or view.score not in ("softmax", "sigmoid", "sqrtsoftplus"):
             return
@@ -55,7 +56,7 @@ class RoutingScale(DataCheck):
         call.scratch["routing"] = {"logits": view.gating[rows].clone(), "weights": view.topk_weights[rows].clone(),
                                    "ids": view.topk_ids[rows].clone()}
 
-    def measure(self, call: "CallRecord") -> Measurement | None:
+    def measure(self, call: CallRecord) -> Measurement | None:
         snap = call.scratch.get("routing")
         if snap is None:
             return None
@@ -74,7 +75,7 @@ class RoutingScale(DataCheck):
         return Measurement({"mean": mean, "spread": spread.to(torch.float64), "count": count},
                            {"tokens": int(weights.shape[0]), "top_k": int(k)})
 
-    def judge(self, call: "CallRecord", measurement: Measurement,
+    def judge(self, call: CallRecord, measurement: Measurement,
               values: Mapping[str, Any]) -> Iterable[Finding]:
         view = call.view
         factor, mean, spread = view.routed_scaling_factor, values["mean"], values["spread"]

@@ -32,7 +32,8 @@ the chain reference.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -91,7 +92,7 @@ class ScalePlausibility(DataCheck):
     reports = ("scale_plausibility",)
     summary = "weaker verdict on a GEMM's x_scale when no producer of its activation was observed"
 
-    def snapshot(self, call: "CallRecord") -> None:
+    def snapshot(self, call: CallRecord) -> None:
         view = call.view
         if not isinstance(view, GemmView) or view.x_scale is None or view.batch is not None \
                 or view.scheme == "batched_prequant":
@@ -108,7 +109,7 @@ class ScalePlausibility(DataCheck):
             "x_scale": view.x_scale.detach().clone(memory_format=torch.preserve_format),
             "scale_producer": scale.producer if scale is not None and scale.role == "scales" else None}
 
-    def measure(self, call: "CallRecord") -> Measurement | None:
+    def measure(self, call: CallRecord) -> Measurement | None:
         snap = call.scratch.get("scale_plausibility")
         if snap is None:
             return None
@@ -124,7 +125,7 @@ class ScalePlausibility(DataCheck):
         return Measurement({"q_max": q_max, "multipliers": multipliers},
                            {"scale_producer": snap["scale_producer"], "group": group})
 
-    def judge(self, call: "CallRecord", measurement: Measurement,
+    def judge(self, call: CallRecord, measurement: Measurement,
               values: Mapping[str, Any]) -> Iterable[Finding]:
         view = call.view
         q_max = torch.as_tensor(values["q_max"])
@@ -173,7 +174,7 @@ class StaticProducerRecord(DataCheck):
     name = "static_producer_record"
     summary = "record a static-scale producer's unquantized rows so the GEMM it feeds gets the chain reference"
 
-    def snapshot(self, call: "CallRecord") -> None:
+    def snapshot(self, call: CallRecord) -> None:
         view = call.view  # built after the kernel ran: static producers return their output
         if not isinstance(view, QuantView) or view.q is None or not view.static:
             return
@@ -183,9 +184,9 @@ class StaticProducerRecord(DataCheck):
             attributes={"x_rows": view.x[selected].clone(), "selected": selected, "rows": view.rows,
                         "scales": None}))
 
-    def measure(self, call: "CallRecord") -> Measurement | None:
+    def measure(self, call: CallRecord) -> Measurement | None:
         return None
 
-    def judge(self, call: "CallRecord", measurement: Measurement,
+    def judge(self, call: CallRecord, measurement: Measurement,
               values: Mapping[str, Any]) -> Iterable[Finding]:
         return ()

@@ -12,7 +12,8 @@ class of bug.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from quantguard.checks.base import DataCheck, Finding, Measurement, register_check
 from quantguard.contracts.views import GemmView
@@ -38,7 +39,7 @@ class ScaleProvenance(DataCheck):
     reports = ("scale_layout", "weight_layout")
     summary = "compare the layout a guarded producer wrote with the layout this kernel reads"
 
-    def snapshot(self, call: "CallRecord") -> None:
+    def snapshot(self, call: CallRecord) -> None:
         view = call.view
         if not isinstance(view, GemmView):
             return
@@ -49,13 +50,13 @@ class ScaleProvenance(DataCheck):
         reads = x_scale_read_layout(view, view.x_scale) if view.x_scale is not None else None
         call.scratch["provenance"] = {"scale": scale, "activation": activation, "weight": weight, "reads": reads}
 
-    def measure(self, call: "CallRecord") -> Measurement | None:
+    def measure(self, call: CallRecord) -> Measurement | None:
         found = call.scratch.get("provenance")
         if not found or not any(found[k] for k in ("scale", "weight")):
             return None
         return Measurement({}, found)
 
-    def judge(self, call: "CallRecord", measurement: Measurement,
+    def judge(self, call: CallRecord, measurement: Measurement,
               values: Mapping[str, Any]) -> Iterable[Finding]:
         view = call.view
         found = measurement.context

@@ -16,8 +16,9 @@ divisibility), and the output dtype against what the kernel can produce.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -50,7 +51,7 @@ class ScaleTensors(PlanCheck):
     reports = ("scale_shape", "scale_dtype", "scale_layout", "weight_layout", "gemm_shape")
     summary = "x_scale/w_scale shapes, dtypes and layouts against what the kernel reads"
 
-    def check(self, call: "CallRecord") -> Iterable[Finding]:
+    def check(self, call: CallRecord) -> Iterable[Finding]:
         view = call.view
         if not isinstance(view, GemmView):
             return []

@@ -17,14 +17,15 @@ names the row and the K group.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from quantguard.checks._common import dtype_name, meaningful_scales
 from quantguard.checks.base import DataCheck, Finding, Measurement, register_check
 from quantguard.contracts.views import GemmView
-from quantguard.numerics.layouts import pad_to, read_scales
+from quantguard.numerics.layouts import read_scales
 
 if TYPE_CHECKING:  # pragma: no cover
     from quantguard.engine.calls import CallRecord
@@ -95,7 +96,7 @@ class ScaleValues(DataCheck):
     reports = ("scale_values",)
     summary = "zero, negative or non-finite GEMM scales in every row and K group (e8m0 zero bytes, NaN 0xFF)"
 
-    def snapshot(self, call: "CallRecord") -> None:
+    def snapshot(self, call: CallRecord) -> None:
         view = call.view
         if not isinstance(view, GemmView):
             return
@@ -125,7 +126,7 @@ class ScaleValues(DataCheck):
             kept.append((name, grid.detach().clone(), nonzero))
         call.scratch["scale_values"] = kept
 
-    def measure(self, call: "CallRecord") -> Measurement | None:
+    def measure(self, call: CallRecord) -> Measurement | None:
         tensors: dict[str, torch.Tensor] = {}
         context: dict[str, Any] = {}
         for name, scale, nonzero in call.scratch.get("scale_values", []):
@@ -149,13 +150,13 @@ class ScaleValues(DataCheck):
             context[name] = (encoding, list(scale.shape), dtype_name(scale.dtype), scale.numel(), groups)
         return Measurement(tensors, context) if tensors else None
 
-    def judge(self, call: "CallRecord", measurement: Measurement,
+    def judge(self, call: CallRecord, measurement: Measurement,
               values: Mapping[str, Any]) -> Iterable[Finding]:
         findings = []
         for name, (encoding, shape, dtype, total, groups) in measurement.context.items():
             low, high, bad, bad_at, negative, negative_at, zero, zero_at = values[name]
 
-            def where(count: float, flat_index: float) -> str:
+            def where(count: float, flat_index: float, groups: int = groups, total: int = total) -> str:
                 row, group = divmod(int(flat_index), groups)
                 return f"{int(count)} of {total}, first at row {row}, K group {group}"
 

@@ -33,8 +33,9 @@ from __future__ import annotations
 
 import threading
 import weakref
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -428,12 +429,12 @@ class WeightScales(DataCheck):
     reports = ("weight_scale",)
     summary = "judge weight scales against the weight bytes and the checkpoint values the loader passed"
 
-    def snapshot(self, call: "CallRecord") -> None:
+    def snapshot(self, call: CallRecord) -> None:
         param, loaded = call.get("param"), call.get("loaded_weight")
         if isinstance(param, torch.Tensor) and isinstance(loaded, torch.Tensor):
             record_checkpoint(param, loaded, _is_scale_name(_attribute_name(call.get("self"), param)))
 
-    def measure(self, call: "CallRecord") -> Measurement | None:
+    def measure(self, call: CallRecord) -> Measurement | None:
         view = call.view
         if isinstance(view, GemmView):
             if view.w is None or view.w_scale is None or view.batch is not None or view.scheme == "batched_prequant":
@@ -451,7 +452,7 @@ class WeightScales(DataCheck):
                 return None  # judged after its quant method's step, once the weights are final
         return Measurement({}, {"module": module}) if isinstance(module, torch.nn.Module) else None
 
-    def judge(self, call: "CallRecord", measurement: Measurement,
+    def judge(self, call: CallRecord, measurement: Measurement,
               values: Mapping[str, Any]) -> Iterable[Finding]:
         if measurement.context.get("gemm"):
             view = call.view

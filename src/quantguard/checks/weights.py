@@ -35,7 +35,8 @@ the loader calls after the layer's and which rewrites the expert weights.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -228,7 +229,7 @@ class WeightScan(DataCheck):
     summary = "scan a layer's parameters after ATOM's process_weights_after_loading (layer's or quant method's)"
 
     @staticmethod
-    def _module(call: "CallRecord") -> torch.nn.Module | None:
+    def _module(call: CallRecord) -> torch.nn.Module | None:
         # A quant method's process_weights_after_loading(layer) rewrites ``layer``; a layer's own method, ``self``.
         module = call.get("layer")
         if not isinstance(module, torch.nn.Module):
@@ -238,11 +239,11 @@ class WeightScan(DataCheck):
         return module if isinstance(module, torch.nn.Module) else None
 
     @staticmethod
-    def _prefix(call: "CallRecord", module: torch.nn.Module) -> str:
+    def _prefix(call: CallRecord, module: torch.nn.Module) -> str:
         own_prefix = getattr(module, "prefix", None)  # ATOM layers keep their checkpoint prefix
         return call.layer or (own_prefix if isinstance(own_prefix, str) and own_prefix else type(module).__name__)
 
-    def snapshot(self, call: "CallRecord") -> None:
+    def snapshot(self, call: CallRecord) -> None:
         """Register the layer's weight/scale pairs now, on the loader's thread, before any GEMM can run."""
         module = self._module(call)
         if module is not None:
@@ -250,11 +251,11 @@ class WeightScan(DataCheck):
             named = list(module.named_parameters(recurse=False)) + list(module.named_buffers(recurse=False))
             register_weight_pairs(call.runtime.provenance, [(f"{prefix}.{name}", tensor) for name, tensor in named])
 
-    def measure(self, call: "CallRecord") -> Measurement | None:
+    def measure(self, call: CallRecord) -> Measurement | None:
         module = self._module(call)
         return Measurement({}, {"module": module}) if module is not None else None
 
-    def judge(self, call: "CallRecord", measurement: Measurement,
+    def judge(self, call: CallRecord, measurement: Measurement,
               values: Mapping[str, Any]) -> Iterable[Finding]:
         module = measurement.context["module"]
         prefix = self._prefix(call, module)

@@ -16,8 +16,9 @@ import argparse
 import os
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 __all__ = ["add_parser", "run_demo", "DemoRow"]
 

@@ -23,7 +23,16 @@ from pathlib import Path
 from typing import Any
 
 from quantguard.report import (
-    EXIT_FAIL, EXIT_NO_EVENTS, EXIT_PASS, EXIT_USAGE, LogReadError, build_report, exit_code, render_markdown, write_heatmap_csv, write_heatmap_png,
+    EXIT_FAIL,
+    EXIT_NO_EVENTS,
+    EXIT_PASS,
+    EXIT_USAGE,
+    LogReadError,
+    build_report,
+    exit_code,
+    render_markdown,
+    write_heatmap_csv,
+    write_heatmap_png,
 )
 
 __all__ = ["add_parser"]

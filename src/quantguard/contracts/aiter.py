@@ -24,7 +24,8 @@ guarded call is interpreted.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from quantguard.contracts.base import Contract
 from quantguard.contracts.views import GemmView, MoeView, QuantView, RoutingView, TransformView
@@ -77,7 +78,7 @@ def _torch() -> Any:
     return torch
 
 
-def _arch_fp8(call: "CallRecord") -> Any:
+def _arch_fp8(call: CallRecord) -> Any:
     """The fp8 dtype this machine's kernels read bytes as (gfx942: e4m3fnuz)."""
     name = call.platform.expected_fp8()
     return getattr(_torch(), name) if name else None
@@ -98,7 +99,7 @@ def _is_e8m0(dtype: Any) -> bool:
     return str(dtype).endswith("float8_e8m0fnu")
 
 
-def _result(call: "CallRecord", index: int) -> Any:
+def _result(call: CallRecord, index: int) -> Any:
     result = call.result
     if isinstance(result, (tuple, list)) and len(result) > index:
         return result[index]
@@ -119,7 +120,7 @@ def _group_request(name: str, value: Any) -> str:
 
 # -- quant adapters ----------------------------------------------------------------------------
 
-def _interpret_per_token_scaled(call: "CallRecord") -> QuantView | None:
+def _interpret_per_token_scaled(call: CallRecord) -> QuantView | None:
     """``dynamic_per_token_scaled_quant``: per-token, or per-group when input's last dim is 32/64/128."""
     out, x, scales = call["out"], call["input"], call["scales"]
     shuffle = _flag(call.get("shuffle_scale"))
@@ -155,7 +156,7 @@ def _e8m0_request(shuffle: bool, group: int) -> str:
     return "mx_swizzle" if group == 32 else "transposed"
 
 
-def _interpret_per_group_scaled(call: "CallRecord") -> QuantView | None:
+def _interpret_per_group_scaled(call: CallRecord) -> QuantView | None:
     """``dynamic_per_group_scaled_quant``: scale dtype picks e8m0 vs fp32; fp4 output is always e8m0."""
     out, x, scales = call["out"], call["input"], call["scales"]
     group = int(call.get("group_size") or 32)
@@ -173,21 +174,21 @@ def _interpret_per_group_scaled(call: "CallRecord") -> QuantView | None:
 
 def _per_tensor(out_name: str, input_name: str, scale_name: str, static: bool) -> Callable[..., QuantView]:
     """Per-tensor producers writing into ``out`` (HIP: out/input/scale; Triton: qx/x_in/scale_*)."""
-    def interpret(call: "CallRecord") -> QuantView:
+    def interpret(call: CallRecord) -> QuantView:
         out = call[out_name]
         return QuantView(call.target, _rows2d(call[input_name]), _rows2d(out), call[scale_name],
                          _element(out.dtype), q_read_as=_q_read_as(out), group=0, static=static)
     return interpret
 
 
-def _interpret_per_token_out(call: "CallRecord") -> QuantView | None:
+def _interpret_per_token_out(call: CallRecord) -> QuantView | None:
     """Triton ``dynamic_per_token_quant_fp8_i8(qx, x_in, scale_out)``: row scales, written by strides."""
     out, x, scale = call["qx"], call["x_in"], call["scale_out"]
     return QuantView(call.target, _rows2d(x), _rows2d(out), scale, _element(out.dtype),
                      q_read_as=_q_read_as(out), group=None)
 
 
-def _interpret_per_token_hip(call: "CallRecord") -> QuantView | None:
+def _interpret_per_token_hip(call: CallRecord) -> QuantView | None:
     y, scale = _result(call, 0), _result(call, 1)
     if y is None:
         return None
@@ -195,7 +196,7 @@ def _interpret_per_token_hip(call: "CallRecord") -> QuantView | None:
                      q_read_as=_q_read_as(y), group=None, valid_rows=call.get("num_rows"))
 
 
-def _interpret_per_group_hip(call: "CallRecord") -> QuantView | None:
+def _interpret_per_group_hip(call: CallRecord) -> QuantView | None:
     """``per_group_quant_hip``: ``transpose_scale`` becomes ``shuffle_scale`` of the kernel it calls."""
     y, scale = _result(call, 0), _result(call, 1)
     if y is None:
@@ -211,7 +212,7 @@ def _interpret_per_group_hip(call: "CallRecord") -> QuantView | None:
                      rounding_source="the HIP quant kernels' default", valid_rows=call.get("num_rows"))
 
 
-def _interpret_mx_hip(call: "CallRecord") -> QuantView | None:
+def _interpret_mx_hip(call: CallRecord) -> QuantView | None:
     """``per_1x32_mx_quant_hip``: fp4 → e8m0 (MX-swizzled when ``shuffle``); fp8 → fp32 unless scale_type."""
     y, scale = _result(call, 0), _result(call, 1)
     if y is None:
@@ -228,7 +229,7 @@ def _interpret_mx_hip(call: "CallRecord") -> QuantView | None:
                      valid_rows=call.get("num_rows"), packed_fp4=packed)
 
 
-def _interpret_per_tensor_hip(call: "CallRecord") -> QuantView | None:
+def _interpret_per_tensor_hip(call: CallRecord) -> QuantView | None:
     y, scale = _result(call, 0), _result(call, 1)
     if y is None:
         return None
@@ -236,7 +237,7 @@ def _interpret_per_tensor_hip(call: "CallRecord") -> QuantView | None:
                      q_read_as=_q_read_as(y), group=0, static=call.get("scale") is not None)
 
 
-def _interpret_pertoken_torch(call: "CallRecord") -> QuantView | None:
+def _interpret_pertoken_torch(call: CallRecord) -> QuantView | None:
     """Torch reference ``pertoken_quant``: scale 1 for all-zero rows, optional smooth scale."""
     y, scale = _result(call, 0), _result(call, 1)
     if y is None:
@@ -255,7 +256,7 @@ _SCALING_MODES = {"even": "even", "ceil": "ceil", "floor": "down", "round_down":
                   "rceil": "up", "round_up": "up", "up": "up"}
 
 
-def _interpret_dynamic_mxfp4(call: "CallRecord") -> QuantView | None:
+def _interpret_dynamic_mxfp4(call: CallRecord) -> QuantView | None:
     """Triton ``dynamic_mxfp4_quant(x, scaling_mode)``: e8m0 rounding comes from the argument."""
     q, scale = _result(call, 0), _result(call, 1)
     if q is None:
@@ -267,7 +268,7 @@ def _interpret_dynamic_mxfp4(call: "CallRecord") -> QuantView | None:
                      rounding_source=f"scaling_mode={mode_text!r}", packed_fp4=True)
 
 
-def _interpret_flatten_group(call: "CallRecord") -> QuantView | None:
+def _interpret_flatten_group(call: CallRecord) -> QuantView | None:
     """Triton ``fused_flatten_fp8_group_quant``: (M, N1, N2) → (M, N1*N2); ``transpose_scale`` → (G, M) memory."""
     q, scale = _result(call, 0), _result(call, 1)
     if q is None:
@@ -283,7 +284,7 @@ def _interpret_flatten_group(call: "CallRecord") -> QuantView | None:
 
 # -- GEMM adapters -----------------------------------------------------------------------------
 
-def _gemm_common(call: "CallRecord", kernel: str, x: Any, w: Any, x_scale: Any, w_scale: Any,
+def _gemm_common(call: CallRecord, kernel: str, x: Any, w: Any, x_scale: Any, w_scale: Any,
                  **fields: Any) -> GemmView:
     out = fields.pop("out", None)
     if out is None:
@@ -299,8 +300,8 @@ def _gemm_common(call: "CallRecord", kernel: str, x: Any, w: Any, x_scale: Any, 
                     fp8_read_as=_arch_fp8(call), m=m, n=n, k=k, **fields)
 
 
-def _a8w8(layout: str) -> Callable[["CallRecord"], GemmView]:
-    def interpret(call: "CallRecord") -> GemmView:
+def _a8w8(layout: str) -> Callable[[CallRecord], GemmView]:
+    def interpret(call: CallRecord) -> GemmView:
         torch = _torch()
         return _gemm_common(call, call.target, call["XQ"], call["WQ"], call["x_scale"], call["w_scale"],
                             bias=call.get("bias"), out_dtype=call.get("dtype"), scheme="per_token",
@@ -309,7 +310,7 @@ def _a8w8(layout: str) -> Callable[["CallRecord"], GemmView]:
     return interpret
 
 
-def _interpret_blockscale(call: "CallRecord") -> GemmView:
+def _interpret_blockscale(call: CallRecord) -> GemmView:
     """``gemm_a8w8_blockscale``: row-major x_scale (M, ceil(K/128)); ``isBpreshuffled`` → preshuffled weight."""
     torch = _torch()
     preshuffled = _flag(call.get("isBpreshuffled"))
@@ -319,7 +320,7 @@ def _interpret_blockscale(call: "CallRecord") -> GemmView:
                         x_scale_dtypes=(torch.float32,), allowed_out_dtypes=(torch.bfloat16, torch.float16))
 
 
-def _interpret_blockscale_bpreshuffle(call: "CallRecord") -> GemmView:
+def _interpret_blockscale_bpreshuffle(call: CallRecord) -> GemmView:
     """``gemm_a8w8_blockscale_bpreshuffle``: transposed x_scale; e8m0 scales are converted to fp32."""
     torch = _torch()
     return _gemm_common(call, call.target, call["XQ"], call["WQ"], call["x_scale"], call["w_scale"],
@@ -329,7 +330,7 @@ def _interpret_blockscale_bpreshuffle(call: "CallRecord") -> GemmView:
                         allowed_out_dtypes=(torch.bfloat16, torch.float16))
 
 
-def _interpret_blockscale_bpreshuffle_asm(call: "CallRecord") -> GemmView:
+def _interpret_blockscale_bpreshuffle_asm(call: CallRecord) -> GemmView:
     torch = _torch()
     return _gemm_common(call, call.target, call["A"], call["B"], call["A_scale"], call["B_scale"],
                         out=call["out"], out_dtype=call["out"].dtype, bias=call.get("bias"), scheme="block",
@@ -337,7 +338,7 @@ def _interpret_blockscale_bpreshuffle_asm(call: "CallRecord") -> GemmView:
                         x_scale_dtypes=(torch.float32,))
 
 
-def _interpret_gfx950_blockscale_asm(call: "CallRecord") -> GemmView:
+def _interpret_gfx950_blockscale_asm(call: CallRecord) -> GemmView:
     torch = _torch()
     return _gemm_common(call, call.target, call["XQ"], call["WQ"], call["x_scale"], call["w_scale"],
                         out=call["Y"], out_dtype=call["Y"].dtype, scheme="block", x_scale_layout="row_major",
@@ -348,7 +349,7 @@ def _transposed_in_shape(scale: Any) -> Any:
     return scale.t() if scale is not None and getattr(scale, "dim", lambda: 0)() == 2 else scale
 
 
-def _interpret_flatmm_asm(call: "CallRecord") -> GemmView:
+def _interpret_flatmm_asm(call: CallRecord) -> GemmView:
     """``flatmm_a8w8_blockscale_ASM``: x_scale (K/128, M), w_scale (K/128, N/128), weight shuffled (16, 32).
 
     The kernel takes both scales transposed *in shape*; the view presents them
@@ -361,7 +362,7 @@ def _interpret_flatmm_asm(call: "CallRecord") -> GemmView:
                         x_scale_dtypes=(torch.float32,), allowed_out_dtypes=(torch.float16,))
 
 
-def _interpret_triton_a8w8(call: "CallRecord") -> GemmView:
+def _interpret_triton_a8w8(call: CallRecord) -> GemmView:
     torch = _torch()
     return _gemm_common(call, call.target, call["x"], call["w"], call["x_scale"], call["w_scale"],
                         out=call.get("y"), bias=call.get("bias"), out_dtype=call.get("dtype"),
@@ -369,7 +370,7 @@ def _interpret_triton_a8w8(call: "CallRecord") -> GemmView:
                         allowed_out_dtypes=(torch.bfloat16, torch.float16))
 
 
-def _interpret_triton_blockscale(call: "CallRecord") -> GemmView:
+def _interpret_triton_blockscale(call: CallRecord) -> GemmView:
     torch = _torch()
     return _gemm_common(call, call.target, call["x"], call["w"], call["x_scale"], call["w_scale"],
                         out=call.get("y"), out_dtype=call.get("dtype"), scheme="block",
@@ -377,7 +378,7 @@ def _interpret_triton_blockscale(call: "CallRecord") -> GemmView:
                         allowed_out_dtypes=(torch.bfloat16, torch.float16))
 
 
-def _interpret_triton_blockscale_preshuffle(call: "CallRecord") -> GemmView:
+def _interpret_triton_blockscale_preshuffle(call: CallRecord) -> GemmView:
     """Weight viewed ``(N/16, K*16)``; ``is_x_scale_tranposed`` says x_scale bytes are ``(G, M)``."""
     torch = _torch()
     w = call["w"]
@@ -392,7 +393,7 @@ def _interpret_triton_blockscale_preshuffle(call: "CallRecord") -> GemmView:
                         x_scale_dtypes=(torch.float32,), allowed_out_dtypes=(torch.bfloat16, torch.float16))
 
 
-def _interpret_a4w4(call: "CallRecord") -> GemmView:
+def _interpret_a4w4(call: CallRecord) -> GemmView:
     """``gemm_a4w4``: fp4x2 A (M, K/2), preshuffled B; e8m0 scales MX-swizzled (padded)."""
     return _gemm_common(call, call.target, call["A"], call["B"], call["A_scale"], call["B_scale"],
                         bias=call.get("bias"), out_dtype=call.get("dtype"), scheme="mx",
@@ -401,7 +402,7 @@ def _interpret_a4w4(call: "CallRecord") -> GemmView:
                         alpha=float(call.get("alpha") or 1.0), beta=float(call.get("beta") or 0.0))
 
 
-def _interpret_a4w4_asm(call: "CallRecord") -> GemmView:
+def _interpret_a4w4_asm(call: CallRecord) -> GemmView:
     return _gemm_common(call, call.target, call["A"], call["B"], call["A_scale"], call["B_scale"],
                         out=call["out"], out_dtype=call["out"].dtype, bias=call.get("bias"), scheme="mx",
                         x_scale_layout="mx_swizzle", w_scale_layout="mx_swizzle",
@@ -409,14 +410,14 @@ def _interpret_a4w4_asm(call: "CallRecord") -> GemmView:
                         alpha=float(call.get("alpha") or 1.0), beta=float(call.get("beta") or 0.0))
 
 
-def _interpret_afp4wfp4(call: "CallRecord") -> GemmView:
+def _interpret_afp4wfp4(call: CallRecord) -> GemmView:
     """Triton ``gemm_afp4wfp4``: fp4 x (M, K/2), w (N, K/2), e8m0 scales (M, K/32), (N, K/32) by strides."""
     return _gemm_common(call, call.target, call["x"], call["w"], call["x_scales"], call["w_scales"],
                         out=call.get("y"), out_dtype=call.get("dtype"), scheme="mx",
                         x_scale_layout="logical", w_scale_layout="logical")
 
 
-def _interpret_afp4wfp4_preshuffle(call: "CallRecord") -> GemmView:
+def _interpret_afp4wfp4_preshuffle(call: CallRecord) -> GemmView:
     """Triton ``gemm_afp4wfp4_preshuffle``: weight ``(N/16, K*16)``; scales in the kernel's own shuffle.
 
     Only shapes, dtypes and numerics of non-scale properties are checked: the
@@ -436,7 +437,7 @@ def _interpret_afp4wfp4_preshuffle(call: "CallRecord") -> GemmView:
     return view
 
 
-def _interpret_batched_prequant(call: "CallRecord") -> GemmView:
+def _interpret_batched_prequant(call: CallRecord) -> GemmView:
     """Batched FP8/INT8 GEMM quantizing X per token-group inside the kernel; W per-tensor scaled."""
     x = call["X"]
     transpose_in = _flag(call.get("transpose_bm_in"))
@@ -452,7 +453,7 @@ def _interpret_batched_prequant(call: "CallRecord") -> GemmView:
     return view
 
 
-def _interpret_tgemm(call: "CallRecord") -> GemmView | None:
+def _interpret_tgemm(call: CallRecord) -> GemmView | None:
     """hipBLASLt ``tgemm.mm(inp, weights, bias, otype, scale_a, scale_b)``: per-tensor (or row) scales."""
     x, w = call["inp"], call["weights"]
     if _element(x.dtype) is None:
@@ -464,16 +465,16 @@ def _interpret_tgemm(call: "CallRecord") -> GemmView | None:
 
 # -- other adapters ----------------------------------------------------------------------------
 
-def _interpret_partial_transpose(call: "CallRecord") -> TransformView:
+def _interpret_partial_transpose(call: CallRecord) -> TransformView:
     return TransformView("partial_transpose", call["input"], call["out"], valid_rows=call.get("num_rows"))
 
 
-def _interpret_shuffle_weight(call: "CallRecord") -> TransformView:
+def _interpret_shuffle_weight(call: CallRecord) -> TransformView:
     return TransformView("shuffle_weight", call["x"], call.result, layout=tuple(call.get("layout") or (16, 16)))
 
 
-def _routing(score: str | None) -> Callable[["CallRecord"], RoutingView]:
-    def interpret(call: "CallRecord") -> RoutingView:
+def _routing(score: str | None) -> Callable[[CallRecord], RoutingView]:
+    def interpret(call: CallRecord) -> RoutingView:
         chosen = score
         if chosen is None:  # topk_gating: from score_func; grouped_topk: from is_softmax
             if "score_func" in call.arguments:
@@ -487,7 +488,7 @@ def _routing(score: str | None) -> Callable[["CallRecord"], RoutingView]:
     return interpret
 
 
-def _interpret_fused_moe(call: "CallRecord") -> MoeView | None:
+def _interpret_fused_moe(call: CallRecord) -> MoeView | None:
     quant = str(getattr(call.get("quant_type"), "name", call.get("quant_type"))).lower()
     kind = {"no": "none", "quanttype.no": "none", "per_token": "per_token", "quanttype.per_token": "per_token",
             "per_1x128": "per_1x128", "quanttype.per_1x128": "per_1x128"}.get(quant)
@@ -525,7 +526,7 @@ def _gemm(target: str, backend: str, interpret: Callable[..., Any], params: tupl
 
 
 def _reroute(name: str) -> Callable[..., Any]:
-    def reroute(call: "CallRecord") -> Any:
+    def reroute(call: CallRecord) -> Any:
         from quantguard.contracts import reroutes
         return getattr(reroutes, name)(call)
     reroute.__name__ = name

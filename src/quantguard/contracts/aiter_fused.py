@@ -47,7 +47,8 @@ still verified, by dequantizing in the requested layout (``quant_numerics``).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from quantguard.contracts.base import Contract
 from quantguard.contracts.views import QuantView
@@ -138,7 +139,7 @@ def _group_layout(e8m0: bool, shuffle: bool, group: int) -> str:
 
 # -- HIP fused RMSNorm + quant -----------------------------------------------------------------
 
-def _interpret_rmsnorm_quant(call: "CallRecord") -> QuantView | None:
+def _interpret_rmsnorm_quant(call: CallRecord) -> QuantView | None:
     """``(add_)rmsnorm_quant``: writes ``out``/``scale`` in place; group_size/shuffle_scale pick the layout."""
     out, scale = call["out"], call["scale"]
     x = _kernel_input(call["input"], call.get("residual_in"))
@@ -161,7 +162,7 @@ def _interpret_rmsnorm_quant(call: "CallRecord") -> QuantView | None:
 
 # -- Triton fused producers --------------------------------------------------------------------
 
-def _interpret_rms_fp8_static(call: "CallRecord") -> QuantView | None:
+def _interpret_rms_fp8_static(call: CallRecord) -> QuantView | None:
     """``fused_rms_fp8_per_tensor_static_quant``: rmsnorm(inp1 [+ res1]) / inp1_scale, returned first."""
     q = _first(call.result)
     if q is None:
@@ -180,7 +181,7 @@ def silu_mul(x: Any) -> Any:
     return torch.nn.functional.silu(gate) * up
 
 
-def _interpret_silu_mul_fp8_static(call: "CallRecord") -> QuantView | None:
+def _interpret_silu_mul_fp8_static(call: CallRecord) -> QuantView | None:
     """``fused_silu_mul_fp8_per_tensor_static_quant``: silu(first half) * second half / inp_scale."""
     q = _first(call.result)
     if q is None:
@@ -189,7 +190,7 @@ def _interpret_silu_mul_fp8_static(call: "CallRecord") -> QuantView | None:
                      q_read_as=_fp8_or_none(q.dtype), group=0, static=True)
 
 
-def _interpret_static_fp8(call: "CallRecord") -> QuantView | None:
+def _interpret_static_fp8(call: CallRecord) -> QuantView | None:
     """MoE ``downcast_to_static_fp8(x, scale)``: x / scale into the arch's fp8."""
     q = _first(call.result)
     if q is None:
@@ -198,7 +199,7 @@ def _interpret_static_fp8(call: "CallRecord") -> QuantView | None:
                      q_read_as=_fp8_or_none(q.dtype), group=0, static=True)
 
 
-def _mx_view(call: "CallRecord", x: Any, q: Any, scale: Any, shuffle: bool, rounding: str,
+def _mx_view(call: CallRecord, x: Any, q: Any, scale: Any, shuffle: bool, rounding: str,
              source: str, request: str = "") -> QuantView:
     rows = int(x.shape[0])
     return QuantView(call.target, x, q[:rows], scale, _element(None, True), group=32, encoding="e8m0",
@@ -210,7 +211,7 @@ def _mx_view(call: "CallRecord", x: Any, q: Any, scale: Any, shuffle: bool, roun
 _EVEN_SOURCE = "Triton _mxfp4_quant_op (always Even)"
 
 
-def _interpret_rms_mxfp4(call: "CallRecord") -> QuantView | None:
+def _interpret_rms_mxfp4(call: CallRecord) -> QuantView | None:
     """``fused_rms_mxfp4_quant``: rmsnorm(x1 [+ res1]) to MXFP4; ``shuffle`` → MX swizzle."""
     q, scale = _pair(call.result)
     if q is None:
@@ -221,7 +222,7 @@ def _interpret_rms_mxfp4(call: "CallRecord") -> QuantView | None:
     return _mx_view(call, normalized, q, scale, shuffle, "even", _EVEN_SOURCE, f"shuffle={shuffle!r}")
 
 
-def _interpret_reduce_rms_mxfp4(call: "CallRecord") -> QuantView | None:
+def _interpret_reduce_rms_mxfp4(call: CallRecord) -> QuantView | None:
     """``fused_reduce_rms_mxfp4_quant``: rmsnorm((split-K sum of) x1 [+ res1]) to MXFP4."""
     q, scale = _pair(call.result)
     if q is None:
@@ -232,7 +233,7 @@ def _interpret_reduce_rms_mxfp4(call: "CallRecord") -> QuantView | None:
     return _mx_view(call, normalized, q, scale, shuffle, "even", _EVEN_SOURCE, f"shuffle={shuffle!r}")
 
 
-def _interpret_act_mul_mxfp4(call: "CallRecord") -> QuantView | None:
+def _interpret_act_mul_mxfp4(call: CallRecord) -> QuantView | None:
     """``fused_reduce_act_mul_and_mxfp4_quant``: (split-K sum of) x, silu(a) * b, to MXFP4."""
     q, scale = _pair(call.result)
     if q is None or str(call["activation"]) != "silu":
@@ -242,7 +243,7 @@ def _interpret_act_mul_mxfp4(call: "CallRecord") -> QuantView | None:
     return _mx_view(call, silu_mul(x), q, scale, shuffle, "even", _EVEN_SOURCE, f"shuffle={shuffle!r}")
 
 
-def _interpret_moe_mxfp4(call: "CallRecord") -> QuantView | None:
+def _interpret_moe_mxfp4(call: CallRecord) -> QuantView | None:
     """MoE ``mxfp4_quant(x)``: uint8 (M, K/2) and row-major uint8 (M, K/32) scales, Even rounding."""
     q, scale = _pair(call.result)
     if q is None:
@@ -250,7 +251,7 @@ def _interpret_moe_mxfp4(call: "CallRecord") -> QuantView | None:
     return _mx_view(call, _rows(call["x"]), q, scale, False, "even", _EVEN_SOURCE)
 
 
-def _interpret_downcast_mxfp(call: "CallRecord") -> QuantView | None:
+def _interpret_downcast_mxfp(call: CallRecord) -> QuantView | None:
     """``downcast_to_mxfp(src, out_quant_type, axis)``: quantized along ``axis``; e8m0 rounded up by default."""
     q, scale = _pair(call.result)
     if q is None:
@@ -270,7 +271,7 @@ def _interpret_downcast_mxfp(call: "CallRecord") -> QuantView | None:
                      rounding_source="DEQUANT_SCALE_ROUNDING_MODE=ROUND_UP (default)", packed_fp4=packed)
 
 
-def _interpret_reduce_rms_fp8_group(call: "CallRecord") -> QuantView | None:
+def _interpret_reduce_rms_fp8_group(call: CallRecord) -> QuantView | None:
     """``fused_reduce_rms_fp8_group_quant``: rmsnorm((split-K sum of) inp1 [+ res1]) per-group fp8."""
     q, scale = _pair(call.result)
     if q is None:
@@ -283,7 +284,7 @@ def _interpret_reduce_rms_fp8_group(call: "CallRecord") -> QuantView | None:
                      request=f"transpose_scale={transpose!r}", alternatives=("row_major", "transposed"))
 
 
-def _interpret_qk_rmsnorm_group(call: "CallRecord") -> QuantView | None:
+def _interpret_qk_rmsnorm_group(call: CallRecord) -> QuantView | None:
     """``fused_qk_rmsnorm_group_quant``: rmsnorm(q [+ q_residual]) per-group fp8 into q_out_quantized/q_out_scale.
 
     Only the fp8 output with fp32 scales is interpreted: the fp4x2 output's
@@ -302,7 +303,7 @@ def _interpret_qk_rmsnorm_group(call: "CallRecord") -> QuantView | None:
                      request=f"transpose_scale={transpose!r}", alternatives=("row_major", "transposed"))
 
 
-def _interpret_torch_per_tensor(call: "CallRecord") -> QuantView | None:
+def _interpret_torch_per_tensor(call: CallRecord) -> QuantView | None:
     """Torch reference ``per_tensor_quant``: x / (amax / dtype max), or x / the given scale."""
     q, scale = _pair(call.result)
     if q is None:

@@ -22,7 +22,8 @@ that would interpret the view's scales runs on it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from quantguard.contracts.base import Contract
 from quantguard.contracts.views import GemmView, TransformView
@@ -41,9 +42,9 @@ def _first(result: Any) -> Any:
     return result
 
 
-def operands(x: str | None, w: str | None = None, out: str | None = None) -> Callable[["CallRecord"], GemmView]:
+def operands(x: str | None, w: str | None = None, out: str | None = None) -> Callable[[CallRecord], GemmView]:
     """An adapter exposing the named arguments as ``x``/``w`` and ``out`` (argument, else first result)."""
-    def interpret(call: "CallRecord") -> GemmView:
+    def interpret(call: CallRecord) -> GemmView:
         written = call.get(out) if out else _first(call.result)
         return GemmView(call.target, call.get(x) if x else None, call.get(w) if w else None, None, None,
                         out=written, scheme="operands")
@@ -60,7 +61,7 @@ def _kernel(target: str, backend: str, interpret: Callable[..., Any] | None, par
 
 # -- blockscale split-cat GEMM: the blockscale layouts apply --------------------------------------
 
-def _interpret_blockscale_split_cat(call: "CallRecord") -> GemmView:
+def _interpret_blockscale_split_cat(call: CallRecord) -> GemmView:
     """x (M, K) fp8, w preshuffled (N/16, K*16), x_scale (M, K/128) transposed by default, w_scale block."""
     import torch
 
@@ -77,7 +78,7 @@ def _interpret_blockscale_split_cat(call: "CallRecord") -> GemmView:
                     notes={"split_cat": True})
 
 
-def _interpret_afp4_split_cat(call: "CallRecord") -> GemmView:
+def _interpret_afp4_split_cat(call: CallRecord) -> GemmView:
     """fp4 x (M, K/2), preshuffled w; MX scales in the kernel's own shuffle (shapes and dtypes only)."""
     x, w = call["x"], call["w"]
     width = int(x.shape[-1])
@@ -93,13 +94,13 @@ def _interpret_afp4_split_cat(call: "CallRecord") -> GemmView:
     return view
 
 
-def _arch_fp8(call: "CallRecord") -> Any:
+def _arch_fp8(call: CallRecord) -> Any:
     import torch
     name = call.platform.expected_fp8()
     return getattr(torch, name) if name else None
 
 
-def _interpret_moe_shuffle_weight(call: "CallRecord") -> TransformView | None:
+def _interpret_moe_shuffle_weight(call: CallRecord) -> TransformView | None:
     """``moe_shuffle_weight`` is ``shuffle_weight`` unless ``is_guinterleave`` (another permutation)."""
     if call.get("is_guinterleave"):
         return None

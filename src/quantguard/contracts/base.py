@@ -22,8 +22,9 @@ Signature keys (``Contract.key``), one entry per parameter, by name:
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
     from quantguard.engine.calls import CallRecord
@@ -102,7 +103,7 @@ class Contract:
     backend: str
     checks: tuple[str, ...] = ()
     key: tuple[str, ...] = ()
-    interpret: Callable[["CallRecord"], Any] | None = None
+    interpret: Callable[[CallRecord], Any] | None = None
     params: tuple[str, ...] | None = None
     relied_defaults: Mapping[str, str] = field(default_factory=dict)
     depends: Mapping[str, tuple[str, ...]] = field(default_factory=dict)

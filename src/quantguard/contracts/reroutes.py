@@ -20,7 +20,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["a8w8_asm_to_triton", "flatmm_asm_to_triton", "blockscale_bpreshuffle_asm_to_triton",
            "gfx950_blockscale_asm_to_triton"]
 
-_UNSHUFFLED: "weakref.WeakKeyDictionary[Any, Any]" = weakref.WeakKeyDictionary()
+_UNSHUFFLED: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 
 
 def _plain_weight(weight: Any, layout: tuple[int, int]) -> Any:
@@ -39,14 +39,14 @@ def _triton(module: str, name: str) -> Any:
     return getattr(imported, name)
 
 
-def a8w8_asm_to_triton(call: "CallRecord") -> Any:
+def a8w8_asm_to_triton(call: CallRecord) -> Any:
     """``gemm_a8w8_ASM`` (weight shuffled with layout (32, 16)) → Triton ``gemm_a8w8`` on the plain weight."""
     kernel = _triton("gemm_a8w8", "gemm_a8w8")
     return kernel(call["XQ"], _plain_weight(call["WQ"], (32, 16)), call["x_scale"], call["w_scale"], call.get("bias"),
                   dtype=call.get("dtype"))
 
 
-def flatmm_asm_to_triton(call: "CallRecord") -> Any:
+def flatmm_asm_to_triton(call: CallRecord) -> Any:
     """``flatmm_a8w8_blockscale_ASM`` → Triton ``gemm_a8w8_blockscale``.
 
     The weight is unshuffled from layout (16, 32); the (K/128, M) and (K/128, N/128)
@@ -62,7 +62,7 @@ def _preshuffle_view(weight: Any) -> Any:
     return weight.reshape(n // 16, k * 16)
 
 
-def blockscale_bpreshuffle_asm_to_triton(call: "CallRecord") -> Any:
+def blockscale_bpreshuffle_asm_to_triton(call: CallRecord) -> Any:
     """``gemm_a8w8_blockscale_bpreshuffle_asm(A, B, out, A_scale, B_scale)`` → Triton preshuffle kernel into ``out``."""
     kernel = _triton("gemm_a8w8_blockscale", "gemm_a8w8_blockscale_preshuffle")
     out, scale = call["out"], call["A_scale"]
@@ -72,7 +72,7 @@ def blockscale_bpreshuffle_asm_to_triton(call: "CallRecord") -> Any:
     return out
 
 
-def gfx950_blockscale_asm_to_triton(call: "CallRecord") -> Any:
+def gfx950_blockscale_asm_to_triton(call: CallRecord) -> Any:
     """``gfx950_a8w8_blockscale_ASM(XQ, WQ, x_scale, w_scale, Y)`` (row-major x_scale) → Triton preshuffle kernel."""
     kernel = _triton("gemm_a8w8_blockscale", "gemm_a8w8_blockscale_preshuffle")
     out = call["Y"]

@@ -25,7 +25,7 @@ def _scaled_mm_signature(self: Any, mat2: Any, scale_a: Any, scale_b: Any, bias:
     """Signature of ``torch._scaled_mm`` (a builtin that ``inspect`` cannot read)."""
 
 
-def _interpret_scaled_mm(call: "CallRecord") -> GemmView | None:
+def _interpret_scaled_mm(call: CallRecord) -> GemmView | None:
     from quantguard.numerics.formats import element_format
 
     a, b = call["self"], call["mat2"]

@@ -11,8 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["QuantView", "GemmView", "TransformView", "RoutingView", "MoeView", "NormalizeView",
-           "SelectorView"]
+__all__ = ["QuantView", "GemmView", "TransformView", "RoutingView", "MoeView"]
 
 
 @dataclass
@@ -98,7 +97,6 @@ class GemmView:
     k: int = 0
     batch: int | None = None
     allowed_out_dtypes: tuple[Any, ...] = ()
-    w_scale_dtype: Any = None    # expected dtype of w_scale (None: same rule as x_scale)
     x_scale_dtypes: tuple[Any, ...] = ()
     notes: dict[str, Any] = field(default_factory=dict)
 
@@ -161,32 +159,6 @@ class MoeView:
     fp8_read_as: Any = None
     expert_mask: Any = None
     shuffled: bool = False       # weights 16x16-preshuffled (AITER reads ``is_shuffled`` on w1/w2)
-
-    def provenance_inputs(self) -> tuple[Any, ...]:
-        return ()
-
-
-@dataclass
-class NormalizeView:
-    """``normalize_e4m3fn_to_e4m3fnuz``: inputs before and outputs after."""
-
-    weight_before: Any
-    scale_before: Any
-    input_scale_before: Any
-    weight_after: Any
-    scale_after: Any
-    input_scale_after: Any
-
-    def provenance_inputs(self) -> tuple[Any, ...]:
-        return ()
-
-
-@dataclass
-class SelectorView:
-    """A backend selector (``use_triton_gemm``): what it returned and where it is used."""
-
-    path: str
-    result: Any = None
 
     def provenance_inputs(self) -> tuple[Any, ...]:
         return ()

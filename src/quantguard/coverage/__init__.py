@@ -11,9 +11,10 @@ contract guards it (re-export rules documented there and in
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from quantguard.contracts.base import Contract
 from quantguard.coverage.resolve import ContractIndex, Resolution

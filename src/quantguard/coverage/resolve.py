@@ -31,8 +31,8 @@ those and for every kernel call.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from quantguard.contracts.base import Contract
 

@@ -19,9 +19,9 @@ own custom ops) and are not AITER call sites here.
 from __future__ import annotations
 
 import ast
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 __all__ = ["CallSite", "scan_source", "scan_file"]
 

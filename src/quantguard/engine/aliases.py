@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import sys
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any, Iterable
+from typing import Any
 
 __all__ = ["Binding", "find_aliases", "rebind"]
 

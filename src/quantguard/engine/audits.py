@@ -54,12 +54,12 @@ class Audits:
         self._reported: set[tuple[str, str]] = set()
         self._announced: set[str] = set()
 
-    def on_applied(self, runtime: "Runtime", applied: list["Applied"], initial: bool) -> None:
+    def on_applied(self, runtime: Runtime, applied: list[Applied], initial: bool) -> None:
         self._backend_selection(runtime)
         self._asm_coverage(runtime)
 
     @staticmethod
-    def uncovered_asm(runtime: "Runtime") -> list[str]:
+    def uncovered_asm(runtime: Runtime) -> list[str]:
         """ASM-looking functions defined in loaded ``aiter`` modules that no contract names."""
         from quantguard.contracts.aiter import is_asm_name
 
@@ -74,7 +74,7 @@ class Audits:
                     found.append(path)
         return sorted(found)
 
-    def _asm_coverage(self, runtime: "Runtime") -> None:
+    def _asm_coverage(self, runtime: Runtime) -> None:
         if not any(name.startswith("aiter.") for name in list(sys.modules)):
             return
         try:
@@ -94,11 +94,11 @@ class Audits:
         except Exception as exc:
             runtime.reporter.internal_error("asm_coverage", "audit", exc)
 
-    def on_unapplied(self, runtime: "Runtime") -> None:
+    def on_unapplied(self, runtime: Runtime) -> None:
         self._reported.clear()
         runtime.provenance.weights.clear()
 
-    def on_attach(self, runtime: "Runtime", model: Any, prefix: str) -> None:
+    def on_attach(self, runtime: Runtime, model: Any, prefix: str) -> None:
         self._backend_selection(runtime, model)
         try:  # the model's weight/scale pairs, which scale_pairing holds GEMMs to (torch is loaded: a model)
             from quantguard.checks.weights import register_attached_models
@@ -106,7 +106,7 @@ class Audits:
         except Exception as exc:
             runtime.reporter.internal_error("quantguard.attach", "weight_pairs", exc)
 
-    def _backend_selection(self, runtime: "Runtime", model: Any = None) -> None:
+    def _backend_selection(self, runtime: Runtime, model: Any = None) -> None:
         if not any(name.startswith("atom.model_ops") for name in list(sys.modules)):
             return  # nothing to audit, and no reason to import the checks (and torch) yet
         from quantguard.checks.backend_selection import audit_backend_selection

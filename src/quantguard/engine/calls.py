@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import inspect
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from quantguard.engine.callsite import find_callsite
 
@@ -198,7 +199,7 @@ class CallRecord:
     __slots__ = ("state", "arguments", "args", "kwargs", "result", "index", "layer",
                  "entry_point", "_view", "_callsite", "scratch")
 
-    def __init__(self, state: "GuardState", args: tuple[Any, ...], kwargs: Mapping[str, Any],
+    def __init__(self, state: GuardState, args: tuple[Any, ...], kwargs: Mapping[str, Any],
                  layer: str | None = None, entry_point: str | None = None) -> None:
         self.state = state
         self.args = args
@@ -214,7 +215,7 @@ class CallRecord:
         self.scratch: dict[str, Any] = {}
 
     @property
-    def contract(self) -> "Contract":
+    def contract(self) -> Contract:
         return self.state.contract
 
     @property

@@ -47,7 +47,7 @@ __all__ = ["EagerSnapshots", "RING_BYTES"]
 RING_BYTES = 16 << 20
 #: Per device: (device ring, pinned host ring, allocator).  Process-wide and never freed: pinning
 #: 16 MiB costs milliseconds, paid once per process, not at every ``enable()``.
-_RINGS: dict[Any, tuple[Any, Any, "_Ring"]] = {}
+_RINGS: dict[Any, tuple[Any, Any, _Ring]] = {}
 _RINGS_LOCK = threading.Lock()
 _ALIGN = 256
 #: Samples waiting for the drainer beyond which new ones are skipped (before any work is done).
@@ -61,11 +61,11 @@ _THOROUGH_AT = "eager_snapshots.thorough_at"
 
 @dataclass
 class _Pending:
-    state: "GuardState"
-    record: "CallRecord"
+    state: GuardState
+    record: CallRecord
     check: Any
-    layout: "SnapshotLayout"
-    ring: "_Ring"
+    layout: SnapshotLayout
+    ring: _Ring
     host: Any  # this sample's slot in the pinned host ring
     start: int
     end: int
@@ -108,7 +108,7 @@ class _Ring:
 class EagerSnapshots:
     """Decides light vs thorough for sampled calls, launches light samples and judges them on the drainer."""
 
-    def __init__(self, runtime: "Runtime") -> None:
+    def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         #: Tests on a CPU set this (with the Triton interpreter); otherwise only CUDA calls are light.
         self.allow_cpu = False
@@ -118,7 +118,7 @@ class EagerSnapshots:
         self.stats = {"light": 0, "thorough": 0, "judged": 0, "skipped": 0, "unfit": 0, "judge_seconds": 0.0}
 
     # -- deciding ------------------------------------------------------------------------
-    def _eligible(self, state: "GuardState", record: "CallRecord") -> bool:
+    def _eligible(self, state: GuardState, record: CallRecord) -> bool:
         """A GEMM call site whose sampled calls may be light: shadow numerics on, CUDA (and Triton) there."""
         config = self.runtime.config
         if config.thorough_interval <= 0 or not config.shadow:
@@ -132,7 +132,7 @@ class EagerSnapshots:
         return device is not None and (device.type == "cuda" or (self.allow_cpu and device.type == "cpu")) \
             and available(device)
 
-    def wanted(self, state: "GuardState", key: Any, record: "CallRecord") -> bool:
+    def wanted(self, state: GuardState, key: Any, record: CallRecord) -> bool:
         """Whether this sampled call (past its signature's first calls) is light; else it is thorough."""
         memo = state.memo
         if key in memo.get(_UNFIT, ()) or not self._eligible(state, record):
@@ -145,14 +145,14 @@ class EagerSnapshots:
             return False
         return True
 
-    def note_thorough(self, state: "GuardState", record: "CallRecord") -> None:
+    def note_thorough(self, state: GuardState, record: CallRecord) -> None:
         """A signature's first calls are thorough: where light samples apply, the interval starts now."""
         if self._eligible(state, record):
             state.memo[_THOROUGH_AT] = time.monotonic()
             self.stats["thorough"] += 1
 
     # -- sampling ------------------------------------------------------------------------
-    def sample(self, state: "GuardState", key: Any, record: "CallRecord", result: Any) -> bool:
+    def sample(self, state: GuardState, key: Any, record: CallRecord, result: Any) -> bool:
         """Enqueue the light sample of a call that just ran; ``False``: it cannot be snapshotted (run thorough)."""
         if len(self._pending) >= _MAX_PENDING:  # the drainer is behind: skip, cheaply
             self.stats["skipped"] += 1

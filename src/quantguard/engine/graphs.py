@@ -67,7 +67,7 @@ def _meta(value: Any) -> Any:
     return value
 
 
-def _detached(record: "CallRecord") -> "CallRecord":
+def _detached(record: CallRecord) -> CallRecord:
     """The record with its tensors replaced by metadata (its view, judged later, needs no values)."""
     record.args = tuple(_meta(value) for value in record.args)
     record.kwargs = {name: _meta(value) for name, value in record.kwargs.items()}
@@ -77,7 +77,7 @@ def _detached(record: "CallRecord") -> "CallRecord":
     return record
 
 
-def _detached_layout(layout: "SnapshotLayout") -> "SnapshotLayout":
+def _detached_layout(layout: SnapshotLayout) -> SnapshotLayout:
     operands = layout.operands
 
     def detached(operand: Any) -> Any:
@@ -92,10 +92,10 @@ def _detached_layout(layout: "SnapshotLayout") -> "SnapshotLayout":
 class _Probe:
     """One captured GEMM call: its record, where its snapshot lives, the last snapshot judged."""
 
-    state: "GuardState"
-    record: "CallRecord"
+    state: GuardState
+    record: CallRecord
     check: Any
-    layout: "SnapshotLayout"
+    layout: SnapshotLayout
     chunk: int
     offset: int
     last_sequence: int = 0
@@ -118,11 +118,11 @@ class _Graph:
 class GraphMonitor:
     """Owns the CUDA-graph hooks, the snapshot memory and the probes of every captured graph."""
 
-    def __init__(self, runtime: "Runtime") -> None:
+    def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self.device: Any = None  # where snapshot memory lives (None: the current CUDA device)
         self.capturing = 0
-        self._graphs: "weakref.WeakKeyDictionary[Any, _Graph]" = weakref.WeakKeyDictionary()
+        self._graphs: weakref.WeakKeyDictionary[Any, _Graph] = weakref.WeakKeyDictionary()
         self._current = threading.local()
         self._saved_next_sample: dict[int, tuple[Any, int]] = {}
         self._originals: dict[str, Any] = {}
@@ -250,7 +250,6 @@ class GraphMonitor:
         """The weight scales as captured (weights do not change while a graph replays), copied without a sync."""
         import torch
 
-        from quantguard.shadow.graph_snapshot import memory_span
 
         for probe in entry.probes:
             span, probe.w_scale_span = probe.w_scale_span, None
@@ -271,7 +270,7 @@ class GraphMonitor:
                 self._saved_next_sample[id(state)] = (state, state.next_sample)
                 state.next_sample = -1
 
-    def defer_schedule(self, state: "GuardState", next_sample: int) -> None:
+    def defer_schedule(self, state: GuardState, next_sample: int) -> None:
         """A call on another thread rescheduled ``state`` during a capture: applied when the capture ends."""
         with self._lock:
             if id(state) in self._saved_next_sample:
@@ -341,7 +340,7 @@ class GraphMonitor:
         entry.ranges = [(chunk, start, end) for chunk, (start, end) in sorted(spans.items())]
 
     # -- captured calls ------------------------------------------------------------------
-    def captured(self, state: "GuardState", record: "CallRecord", result: Any) -> None:
+    def captured(self, state: GuardState, record: CallRecord, result: Any) -> None:
         """A guarded call was just recorded into the current graph: record its snapshot after it."""
         entry = self.current()
         if entry is None:
@@ -360,7 +359,7 @@ class GraphMonitor:
             key = f"{state.contract.target}: {reason}"
             entry.unmonitored[key] = entry.unmonitored.get(key, 0) + 1
 
-    def _probe(self, state: "GuardState", record: "CallRecord", result: Any, check: Any, entry: _Graph) -> str | None:
+    def _probe(self, state: GuardState, record: CallRecord, result: Any, check: Any, entry: _Graph) -> str | None:
         from quantguard.checks.gemm_numerics import _out_2d
         from quantguard.contracts.views import GemmView
         from quantguard.shadow.graph_snapshot import launch_snapshot, memory_span, plan_snapshot

@@ -20,7 +20,8 @@ from __future__ import annotations
 import itertools
 import sys
 import weakref
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import wrapt
 
@@ -50,7 +51,7 @@ class Plan:
 
     __slots__ = ("hot", "budget", "findings", "blocked", "around", "identity")
 
-    def __init__(self, findings: tuple["Finding", ...], blocked: "Finding | None",
+    def __init__(self, findings: tuple[Finding, ...], blocked: Finding | None,
                  around: tuple[Any, ...], budget: int, identity: tuple[tuple[int, Any], ...]) -> None:
         self.findings = findings
         self.blocked = blocked
@@ -71,7 +72,7 @@ class GuardState:
                  "plan_checks", "data_checks", "around_checks", "key_params", "_identity_refs",
                  "pending_error", "disabled_checks", "retired", "compiled_id", "__weakref__")
 
-    def __init__(self, contract: Contract, original: Any, runtime: "Runtime",
+    def __init__(self, contract: Contract, original: Any, runtime: Runtime,
                  disabled_checks: frozenset[str] = frozenset(), binder: Binder | None = None) -> None:
         from quantguard.checks.base import get_check
         from quantguard.engine.compiled import register_state
@@ -384,7 +385,7 @@ class GuardState:
         if not plan.around:
             return wrapped(*args, **kwargs)
 
-        def report(finding: "Finding") -> None:
+        def report(finding: Finding) -> None:
             self.runtime.reporter.report(self, record, finding)
 
         def chain(check: Any, inner: Callable[[], Any]) -> Callable[[], Any]:
@@ -468,10 +469,10 @@ class Guard(wrapt.FunctionWrapper):
             return (_resolve_qualified, (module, name))
         return wrapped.__reduce_ex__(protocol)
 
-    def __deepcopy__(self, memo: Any) -> "Guard":
+    def __deepcopy__(self, memo: Any) -> Guard:
         return self  # a function: copies share it, as copy.deepcopy does for plain functions
 
-    def __copy__(self) -> "Guard":
+    def __copy__(self) -> Guard:
         return self
 
     @property  # type: ignore[misc]
@@ -524,7 +525,7 @@ def _bound_wrapper(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: d
     return type(guard).__call__(guard, *args, **kwargs)
 
 
-_GUARDS_BY_ORIGINAL: "weakref.WeakValueDictionary[int, Guard]" = weakref.WeakValueDictionary()
+_GUARDS_BY_ORIGINAL: weakref.WeakValueDictionary[int, Guard] = weakref.WeakValueDictionary()
 
 
 def guard_of(function: Any) -> Guard | None:

@@ -13,10 +13,11 @@ from __future__ import annotations
 import importlib.util
 import sys
 import threading
+from collections.abc import Callable
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any
 
-__all__ = ["watch", "unwatch", "unwatch_all"]
+__all__ = ["watch", "unwatch"]
 
 _callbacks: dict[str, list[Callable[[ModuleType], None]]] = {}
 _lock = threading.RLock()
@@ -111,11 +112,4 @@ def unwatch(module_name: str, callback: Callable[[ModuleType], None]) -> None:
         if not callbacks:
             _callbacks.pop(module_name, None)
         if not _callbacks and _finder in sys.meta_path:
-            sys.meta_path.remove(_finder)
-
-
-def unwatch_all() -> None:
-    with _lock:
-        _callbacks.clear()
-        if _finder in sys.meta_path:
             sys.meta_path.remove(_finder)

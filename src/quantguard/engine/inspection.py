@@ -27,7 +27,7 @@ class ShadowResult:
         self.cosine = cosine
 
 
-def tensor_device(record: "CallRecord") -> Any:
+def tensor_device(record: CallRecord) -> Any:
     for value in record.arguments.values():
         device = getattr(value, "device", None)
         if device is not None and hasattr(value, "data_ptr"):
@@ -35,7 +35,7 @@ def tensor_device(record: "CallRecord") -> Any:
     return None
 
 
-def inspection_blocked(record: "CallRecord") -> str | None:
+def inspection_blocked(record: CallRecord) -> str | None:
     """Why reading tensor data is not allowed now (graph capture, tracing, fake tensors), or None."""
     torch = sys.modules.get("torch")
     if torch is None:
@@ -59,8 +59,8 @@ def inspection_blocked(record: "CallRecord") -> str | None:
 class InspectionSession:
     __slots__ = ("runtime", "state", "record", "checks")
 
-    def __init__(self, runtime: "Runtime", state: "GuardState", record: "CallRecord",
-                 checks: list["DataCheck"]) -> None:
+    def __init__(self, runtime: Runtime, state: GuardState, record: CallRecord,
+                 checks: list[DataCheck]) -> None:
         self.runtime = runtime
         self.state = state
         self.record = record
@@ -88,7 +88,7 @@ class InspectionSession:
             _ = record.callsite  # resolve on this thread: the drainer has another stack
         executor.run(record, device, self._measure, self._judge)
 
-    def _measure(self) -> list[tuple["DataCheck", "Measurement"]]:
+    def _measure(self) -> list[tuple[DataCheck, Measurement]]:
         items = []
         for check in self.checks:
             try:
@@ -100,7 +100,7 @@ class InspectionSession:
                 items.append((check, measurement))
         return items
 
-    def _judge(self, record: "CallRecord", items: list[tuple["DataCheck", "Measurement"]],
+    def _judge(self, record: CallRecord, items: list[tuple[DataCheck, Measurement]],
                values: list[dict[str, Any]]) -> None:
         deferred = self.runtime.executor.is_async(tensor_device(record))
         reporter = self.runtime.reporter

@@ -10,7 +10,8 @@ module globals, e.g. ``gemm_a8w8_blockscale`` → ``gfx950_a8w8_blockscale_ASM``
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from quantguard.engine.reentrancy import suppressed
 from quantguard.errors import QuantGuardBlocked
@@ -44,10 +45,10 @@ def guarded_call_chain(depth: int = 1) -> list[str]:
 class PolicyHandler:
     __slots__ = ("runtime",)
 
-    def __init__(self, runtime: "Runtime") -> None:
+    def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
 
-    def on_blocked(self, state: "GuardState", record: "CallRecord", finding: "Finding",
+    def on_blocked(self, state: GuardState, record: CallRecord, finding: Finding,
                    wrapped: Callable[..., Any]) -> Any:
         contract = state.contract
         chain = guarded_call_chain(2)
@@ -73,7 +74,7 @@ class PolicyHandler:
                          record.callsite, details)
         raise QuantGuardBlocked(contract.target, finding.message, contract.alternative, entry_point)
 
-    def after_the_fact(self, state: "GuardState", record: "CallRecord", finding: "Finding") -> None:
+    def after_the_fact(self, state: GuardState, record: CallRecord, finding: Finding) -> None:
         """A blocked kernel already ran (a compiled graph calls it directly): report; raise unless logging."""
         contract = state.contract
         action = self.runtime.config.on_block

@@ -388,7 +388,7 @@ class WeightPairs:
                     if other_role == role and held is not None and held.storage() is entry.storage() \
                             and held.start < entry.stop and entry.start < held.stop:
                         self._unregister_locked(other)
-            for (address, entry), role in zip(entries, ("weight", "scale")):
+            for (address, _entry), role in zip(entries, ("weight", "scale")):
                 self._by_storage.setdefault(address, []).append((role, pair))
             self._by_name[(layer, weight_name)] = pair
             if len(self._by_name) > _MAX_WEIGHT_PAIRS:
@@ -431,7 +431,7 @@ class WeightPairs:
         """Storage freed: drop its side; a pair stays findable by the side still alive (its partner is gone)."""
         with self._lock:
             bucket = self._by_storage.get(address, [])
-            for role, pair in list(bucket):
+            for _role, pair in list(bucket):
                 if pair.weight.storage() is None and pair.scale.storage() is None:
                     self._unregister_locked(pair)
             remaining = [(role, pair) for role, pair in self._by_storage.get(address, ())

@@ -8,8 +8,8 @@ context variable makes it per thread (and per asyncio task).
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from contextvars import ContextVar
-from typing import Iterator
 
 __all__ = ["is_suppressed", "suppressed"]
 

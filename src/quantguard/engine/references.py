@@ -30,7 +30,8 @@ import functools
 import gc
 import sys
 import types
-from typing import TYPE_CHECKING, Any, Iterable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 from quantguard import events
 from quantguard.engine.aliases import Binding
@@ -79,16 +80,16 @@ class StaleReferences:
         self._own_cells: set[int] = set()
 
     # -- runtime hooks --------------------------------------------------------------------------
-    def on_applied(self, runtime: "Runtime", applied: list["Applied"], initial: bool) -> None:
+    def on_applied(self, runtime: Runtime, applied: list[Applied], initial: bool) -> None:
         if applied and initial:  # a module imported after enable() cannot have been captured before it
             self._rebind(runtime)
 
-    def on_attach(self, runtime: "Runtime", model: Any, prefix: str) -> None:
+    def on_attach(self, runtime: Runtime, model: Any, prefix: str) -> None:
         for name, module in model.named_modules():
             self._layers[id(module)] = ".".join(part for part in (prefix, name) if part) or type(module).__name__
         self._rebind(runtime)
 
-    def on_unapplied(self, runtime: "Runtime") -> None:
+    def on_unapplied(self, runtime: Runtime) -> None:
         for binding in reversed(self.bindings):
             try:
                 binding.restore()
@@ -99,14 +100,14 @@ class StaleReferences:
         self._cleared.clear()
 
     # -- the walk -------------------------------------------------------------------------------
-    def _guards(self, runtime: "Runtime") -> dict[int, Any]:
+    def _guards(self, runtime: Runtime) -> dict[int, Any]:
         from quantguard.engine.guard import Guard
 
         # dispatch guards see every call of their op, whatever reference led there: nothing is stale
         return {id(a.guard.__wrapped__): a.guard for a in runtime.applied.values()
                 if isinstance(a.guard, Guard) and a.bindings}
 
-    def _rebind(self, runtime: "Runtime") -> None:
+    def _rebind(self, runtime: Runtime) -> None:
         try:
             guards = self._guards(runtime)
             if not guards:
@@ -126,7 +127,7 @@ class StaleReferences:
         except Exception as exc:  # never break enable()
             runtime.reporter.internal_error("stale_reference", "scan", exc)
 
-    def _rebind_holders(self, runtime: "Runtime", held_objects: Iterable[Any], guards: dict[int, Any],
+    def _rebind_holders(self, runtime: Runtime, held_objects: Iterable[Any], guards: dict[int, Any],
                         replacement_for: Any) -> None:
         held_ids = {id(obj) for obj in held_objects}
         ignore = {id(self.bindings), id(held_objects)}
@@ -135,7 +136,7 @@ class StaleReferences:
                 continue
             if isinstance(referrer, dict):
                 self._from_dict(runtime, referrer, held_ids, replacement_for)
-            elif isinstance(referrer, functools.partial) or isinstance(referrer, types.FunctionType):
+            elif isinstance(referrer, (functools.partial, types.FunctionType)):
                 continue  # partials are handled as held objects; functions reference originals via globals
             elif isinstance(referrer, types.CellType):
                 if id(referrer) not in self._own_cells:  # the guards' own closures hold the originals
@@ -146,7 +147,7 @@ class StaleReferences:
                         self._stale(runtime, f"a {type(referrer).__name__} of {len(referrer)} items",
                                     type(referrer).__name__, replacement_for, item)
 
-    def _from_dict(self, runtime: "Runtime", namespace: dict, held_ids: set[int], replacement_for: Any) -> None:
+    def _from_dict(self, runtime: Runtime, namespace: dict, held_ids: set[int], replacement_for: Any) -> None:
         if namespace.get("__name__") in sys.modules and sys.modules[namespace["__name__"]].__dict__ is namespace:
             if not any(isinstance(v, functools.partial) and id(v) in held_ids for v in namespace.values()):
                 return  # module globals holding the original itself are the alias scan's job
@@ -179,7 +180,7 @@ class StaleReferences:
             else:
                 self._stale(runtime, _describe(owner, name, self._layers), "object attribute", replacement_for, value)
 
-    def _stale(self, runtime: "Runtime", where: str, kind: str, replacement_for: Any, value: Any) -> None:
+    def _stale(self, runtime: Runtime, where: str, kind: str, replacement_for: Any, value: Any) -> None:
         runtime.reporter.stats.stale_references += 1
         self._emit(where, kind, False, "cannot be rebound safely: calls through it are not guarded", value)
 

@@ -8,7 +8,8 @@ applied in one place.
 from __future__ import annotations
 
 import traceback
-from typing import TYPE_CHECKING, Any, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from quantguard import events
 from quantguard._ratelimit import RateLimiter
@@ -31,19 +32,19 @@ def format_exception(exc: BaseException) -> str:
 class Reporter:
     __slots__ = ("config", "stats", "_violations", "_shadow")
 
-    def __init__(self, config: "Config") -> None:
+    def __init__(self, config: Config) -> None:
         self.config = config
         self.stats = Stats()
         self._violations = RateLimiter(config.rate_limit_interval)
         self._shadow = RateLimiter(config.rate_limit_interval)
 
-    def reconfigure(self, config: "Config") -> None:
+    def reconfigure(self, config: Config) -> None:
         self.config = config
         self._violations.interval = config.rate_limit_interval
         self._shadow.interval = config.rate_limit_interval
 
     # -- violations ----------------------------------------------------------------------
-    def report(self, state: "GuardState", record: "CallRecord", finding: "Finding",
+    def report(self, state: GuardState, record: CallRecord, finding: Finding,
                deferred: bool = False) -> None:
         """Count and (rate-limited) log a finding of a call; raise under ``mode="raise"``.
 
@@ -65,7 +66,7 @@ class Reporter:
             else:
                 raise error
 
-    def violation(self, target: str, finding: "Finding", callsite: str,
+    def violation(self, target: str, finding: Finding, callsite: str,
                   extra: Mapping[str, Any] | None = None) -> None:
         self.stats.add_violation(target, finding.check)
         admission = self._violations.admit((target, finding.check, callsite, finding.variant))

@@ -12,8 +12,9 @@ from __future__ import annotations
 import importlib.util
 import sys
 import threading
+from collections.abc import Iterable
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any
 
 from quantguard import events
 from quantguard.config import Config
@@ -22,8 +23,7 @@ from quantguard.engine import importhooks
 from quantguard.engine.aliases import Binding, find_aliases, rebind
 from quantguard.engine.calls import Binder
 from quantguard.engine.custom_ops import OpBinding, find_custom_op, op_parameters
-from quantguard.engine.guard import (Guard, GuardState, count_so_far, has_empty_tensor, make_dispatch_guard,
-                                    make_guard)
+from quantguard.engine.guard import Guard, GuardState, count_so_far, has_empty_tensor, make_dispatch_guard, make_guard
 from quantguard.engine.layers import current_layer
 from quantguard.engine.policy import PolicyHandler
 from quantguard.engine.provenance import ProvenanceStore
@@ -118,16 +118,10 @@ class Runtime:
             self._platform = detect_platform(self.config.gfx, self.config.ck_free)
         return self._platform
 
-    def invalidate_platform(self) -> None:
-        self._platform = None
-        for applied in self.applied.values():
-            if applied.state is not None:
-                applied.state.plans.clear()
-
     current_layer = staticmethod(current_layer)
 
     # -- inspection ----------------------------------------------------------------------
-    def should_inspect(self, state: GuardState, record: "CallRecord", inspect: bool) -> bool:
+    def should_inspect(self, state: GuardState, record: CallRecord, inspect: bool) -> bool:
         """Final say on inspecting a call: follow provenance, skip capture and tracing."""
         from quantguard.engine.inspection import inspection_blocked
 
@@ -139,8 +133,8 @@ class Runtime:
             return False
         return inspect
 
-    def begin_inspection(self, state: GuardState, record: "CallRecord",
-                         before_call: bool = True) -> "InspectionSession | None":
+    def begin_inspection(self, state: GuardState, record: CallRecord,
+                         before_call: bool = True) -> InspectionSession | None:
         """Start the data checks of an inspected call; ``before_call=False`` when it already ran."""
         from quantguard.checks.base import DataCheck
         from quantguard.engine.inspection import InspectionSession

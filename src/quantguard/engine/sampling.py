@@ -15,7 +15,7 @@ import random
 import sys
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 __all__ = ["Sampler"]
 

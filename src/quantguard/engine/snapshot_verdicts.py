@@ -41,8 +41,8 @@ class _Picked:
         return len(self._indices)
 
 
-def report_snapshot(runtime: "Runtime", state: "GuardState", record: "CallRecord", check: Any,
-                    layout: "SnapshotLayout", snapshot: dict[str, Any], fields: dict[str, Any],
+def report_snapshot(runtime: Runtime, state: GuardState, record: CallRecord, check: Any,
+                    layout: SnapshotLayout, snapshot: dict[str, Any], fields: dict[str, Any],
                     variant_suffix: str = "", reference_kernels: str = "graph snapshot") -> None:
     """Judge one decoded snapshot (:func:`~quantguard.shadow.graph_snapshot.snapshots_values`) and report it.
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 __all__ = ["as_float", "as_int", "as_text", "as_mapping", "as_strings", "sum_ints"]
 

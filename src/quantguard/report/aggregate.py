@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from quantguard import events as names
 from quantguard.report._fields import as_float, as_int, as_mapping, as_strings, as_text, sum_ints
@@ -29,8 +30,16 @@ from quantguard.report.distribution import DEFAULT_TAIL_SIZE, CosineDistribution
 from quantguard.report.reader import FileStats, LogReadError, read_events
 from quantguard.report.recommendations import hints_of, producer_of
 from quantguard.report.records import (
-    BackendStats, BlockedKernel, CheckStats, Configuration, CoverageNote, FirstSeen, InternalError,
-    LayerStats, Report, RunTotals,
+    BackendStats,
+    BlockedKernel,
+    CheckStats,
+    Configuration,
+    CoverageNote,
+    FirstSeen,
+    InternalError,
+    LayerStats,
+    Report,
+    RunTotals,
 )
 from quantguard.report.verdict import shadow_failed
 

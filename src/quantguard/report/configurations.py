@@ -9,7 +9,8 @@ name, which keeps unrelated runs apart.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from quantguard.report._fields import as_mapping, as_text
 

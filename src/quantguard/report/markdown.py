@@ -9,7 +9,8 @@ message with ``|`` or a newline cannot break the layout.
 from __future__ import annotations
 
 import re
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from quantguard.report._ordering import natural_key
 from quantguard.report.reader import MALFORMED_REASONS

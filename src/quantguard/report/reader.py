@@ -14,9 +14,10 @@ import gzip
 import json
 import zlib
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any
 
 from quantguard.events import EVENT_NAMES
 

@@ -11,8 +11,9 @@ targets and producers seen, so the advice points at functions, not concepts.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, NamedTuple
+from typing import Any, NamedTuple
 
 from quantguard import environment_variables as env
 from quantguard.report._fields import as_mapping, as_text

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Optional
 
 from quantguard.report.distribution import DEFAULT_TAIL_SIZE, CosineDistribution
 from quantguard.report.reader import FileStats
@@ -19,7 +18,7 @@ __all__ = [
     "BackendStats", "BlockedKernel", "InternalError", "CoverageNote", "Report", "Rank",
 ]
 
-Rank = Optional[int]
+Rank = int | None
 
 
 @dataclass
@@ -38,7 +37,7 @@ class TargetOutcome:
         """The CI rule: an error violation, a block, a failed shadow check or an internal error."""
         return bool(self.errors or self.blocked or self.shadow_failed or self.internal_errors)
 
-    def merge(self, other: "TargetOutcome") -> None:
+    def merge(self, other: TargetOutcome) -> None:
         self.errors += other.errors
         self.warnings += other.warnings
         self.blocked += other.blocked
@@ -62,7 +61,7 @@ class RunTotals:
     stale_references: int = 0
     uptime_s: float = 0.0
 
-    def merge(self, other: "RunTotals") -> None:
+    def merge(self, other: RunTotals) -> None:
         for name in self.__dataclass_fields__:
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
@@ -112,7 +111,7 @@ class FirstSeen:
     configuration: str
     repeat: bool = False
 
-    def earlier_than(self, other: "FirstSeen | None") -> bool:
+    def earlier_than(self, other: FirstSeen | None) -> bool:
         if other is None:
             return True
         return (self.repeat, self.timestamp or "~") < (other.repeat, other.timestamp or "~")

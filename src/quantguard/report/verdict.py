@@ -10,7 +10,8 @@ quantguard never enabled must not pass silently.
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from quantguard.report._fields import as_float
 from quantguard.report.records import Report

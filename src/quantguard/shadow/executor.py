@@ -17,8 +17,9 @@ import collections
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -33,15 +34,15 @@ __all__ = ["Executor", "Job"]
 
 @dataclass
 class Job:
-    record: "CallRecord"
-    items: list[tuple["DataCheck", "Measurement"]]
-    judge: Callable[["CallRecord", list[tuple["DataCheck", "Measurement"]], list[dict[str, Any]]], None]
+    record: CallRecord
+    items: list[tuple[DataCheck, Measurement]]
+    judge: Callable[[CallRecord, list[tuple[DataCheck, Measurement]], list[dict[str, Any]]], None]
     host: Any = None          # pinned host buffer (CUDA) or CPU tensor
     event: Any = None         # completion event (CUDA)
     layout: list[list[tuple[str, tuple[int, ...], int]]] | None = None
 
 
-def _pack(items: list[tuple["DataCheck", "Measurement"]]) -> tuple[Any, list[list[tuple[str, tuple[int, ...], int]]]]:
+def _pack(items: list[tuple[DataCheck, Measurement]]) -> tuple[Any, list[list[tuple[str, tuple[int, ...], int]]]]:
     """Flatten every measurement tensor into one float64 vector (one cat); remember how to cut it."""
     flat, layout = [], []
     for _, measurement in items:
@@ -98,7 +99,7 @@ class Executor:
             self._stream = torch.cuda.Stream(device=device)
         return self._stream
 
-    def run(self, record: "CallRecord", device: Any, measure: Callable[[], list[tuple["DataCheck", "Measurement"]]],
+    def run(self, record: CallRecord, device: Any, measure: Callable[[], list[tuple[DataCheck, Measurement]]],
             judge: Callable[..., None]) -> None:
         """Measure now (CPU) or on a side stream (CUDA) and judge when the values are on the host."""
         if not self.is_async(device):
@@ -158,9 +159,9 @@ class Executor:
     def pause(self, timeout: float = 5.0) -> None:
         """Hold the drainer between jobs (a global-mode graph capture forbids CUDA calls from other threads)."""
         self._running.clear()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            if self._working.acquire(timeout=timeout):
-                self._working.release()
+        if self._thread is not None and self._thread is not threading.current_thread() \
+                and self._working.acquire(timeout=timeout):
+            self._working.release()
 
     def resume(self) -> None:
         self._running.set()

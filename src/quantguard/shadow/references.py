@@ -62,7 +62,7 @@ class Selection:
     last: bool = False
 
     @classmethod
-    def everything(cls, total: int) -> "Selection":
+    def everything(cls, total: int) -> Selection:
         return cls(slice(0, total, 1), total)
 
     @property
@@ -86,7 +86,7 @@ class Selection:
         return pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=dim)
 
 
-def pick(tensor: torch.Tensor, selected: "Selection | slice", dim: int = 0) -> torch.Tensor:
+def pick(tensor: torch.Tensor, selected: Selection | slice, dim: int = 0) -> torch.Tensor:
     """``tensor`` restricted to ``selected`` along ``dim`` (a plain slice or a :class:`Selection`)."""
     if isinstance(selected, Selection):
         return selected.take(tensor, dim)
@@ -187,7 +187,7 @@ def _multipliers(scales: torch.Tensor, layout: str, rows: int, groups: int, sele
 
 
 def dequantize_x_rows(view: GemmView, x_rows: torch.Tensor, x_scale: torch.Tensor | None,
-                      selected: "Selection | slice") -> torch.Tensor | None:
+                      selected: Selection | slice) -> torch.Tensor | None:
     """Dequantized selected rows of x (all of K), read the way the kernel reads them."""
     values = unpack_fp4(x_rows) if view.scheme == "mx" else fp8_values(x_rows, view.fp8_read_as)
     if x_scale is None:

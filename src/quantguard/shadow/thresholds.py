@@ -24,8 +24,8 @@ norm ratio (output/reference) and floors the SQNR.  Overrides come from
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 __all__ = ["Tolerance", "tolerance_for", "CHAIN_COSINE", "MATCHED_COSINE"]
 

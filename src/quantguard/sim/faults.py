@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Union
 
 __all__ = [
     "BACKENDS",
@@ -35,7 +34,7 @@ BACKENDS: tuple[str, ...] = ("asm", "ck", "cktile", "hip", "triton", "hipblaslt"
 
 #: What :func:`parse` accepts: names (``"name"`` or ``"name@backend"``) or a
 #: mapping from name to one backend, several, or ``None`` for the defaults.
-FaultSpec = Union[Iterable[str], Mapping[str, Union[str, Iterable[str], None]]]
+FaultSpec = Iterable[str] | Mapping[str, str | Iterable[str] | None]
 
 
 @dataclass(frozen=True)

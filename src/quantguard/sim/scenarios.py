@@ -11,8 +11,9 @@ quantguard options that make the incident happen as it did in production.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from quantguard.sim.faults import FAULTS
 

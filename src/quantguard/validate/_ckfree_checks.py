@@ -117,7 +117,8 @@ def selector_items() -> list[Item]:
     for module_name in ATOM_PATHS:
         path = module_name.rsplit(".", 1)[-1]
         key, title = f"triton_selected.{path}", f"use_triton_gemm() True in {path}"
-        items.append(decide(key, title, lambda: _selector_item(key, title, module_name)))
+        items.append(decide(key, title, lambda key=key, title=title, module_name=module_name:
+                            _selector_item(key, title, module_name)))
     return items
 
 

@@ -48,11 +48,25 @@ from pathlib import Path
 
 import torch
 
-from quantguard.validate._ckfree_checks import SKIP, Item, jit_failure_item, partial_transpose_item, platform_item, \
-    selector_items, shuffle_scale_item
+from quantguard.validate._ckfree_checks import (
+    SKIP,
+    Item,
+    jit_failure_item,
+    partial_transpose_item,
+    platform_item,
+    selector_items,
+    shuffle_scale_item,
+)
 from quantguard.validate._ckfree_report import RunHeader, checklist, exit_code, markdown, verdict, write_json
-from quantguard.validate._ckfree_results import Thresholds, asm_item, fold_events, fold_files, generation_item, \
-    layer_item, regression_item
+from quantguard.validate._ckfree_results import (
+    Thresholds,
+    asm_item,
+    fold_events,
+    fold_files,
+    generation_item,
+    layer_item,
+    regression_item,
+)
 from quantguard.validate._ckfree_workload import SimSettings, run_sim
 from quantguard.validate._environment import SIM_ARCHS, aiter_environment
 from quantguard.validate._usage import UsageError, run_validation

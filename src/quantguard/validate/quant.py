@@ -224,9 +224,9 @@ def _validate(args: argparse.Namespace) -> int:
         name = args.shape_set or ("small" if args.sim else "deepseek-v3")
         shapes, shape_text = SHAPE_SETS[name], name
     shape_text += " — " + ", ".join(f"{m}x{n}x{k}" for m, n, k in shapes)
-    with aiter_environment(args.sim, args.gfx, args.ck_free, args.fault, device) as environment:
-        with guarded(environment.arch, environment.ck_free, not args.no_guards, args.events or os.devnull) as events:
-            results = _run_all(chains, shapes, environment.arch, environment.ck_free, args, limits, device, events)
+    with aiter_environment(args.sim, args.gfx, args.ck_free, args.fault, device) as environment, \
+            guarded(environment.arch, environment.ck_free, not args.no_guards, args.events or os.devnull) as events:
+        results = _run_all(chains, shapes, environment.arch, environment.ck_free, args, limits, device, events)
     header = RunHeader(environment.description, environment.arch, environment.ck_free, str(device), shape_text,
                        not args.no_guards, {scheme: limits[scheme] for scheme in schemes}, args.seed)
     summaries = summarize_chains(results)

@@ -5,17 +5,17 @@ aiter.ops.<module>.X`` for every exported entry point.
 """
 
 from .jit import core as core
-from .utility import dtypes as dtypes
 from .ops import enum as _enum
 from .ops import gemm_op_a4w4 as _gemm_op_a4w4
 from .ops import gemm_op_a8w8 as _gemm_op_a8w8
 from .ops import quant as _quant
 from .ops import topk as _topk
 from .ops.enum import *  # noqa: F403
-from .ops.quant import *  # noqa: F403
-from .ops.gemm_op_a8w8 import *  # noqa: F403
 from .ops.gemm_op_a4w4 import *  # noqa: F403
+from .ops.gemm_op_a8w8 import *  # noqa: F403
+from .ops.quant import *  # noqa: F403
 from .ops.topk import *  # noqa: F403
+from .utility import dtypes as dtypes
 
 __all__ = [
     "core",

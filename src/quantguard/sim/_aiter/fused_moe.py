@@ -15,10 +15,10 @@ itself stays a plain function here (AITER routes it through a
 
 import functools
 
-import torch
-
 import aiter
+import torch
 from aiter import get_hip_quant as get_quant
+
 from quantguard.sim._kernels import fp8 as _fp8
 from quantguard.sim._kernels import gemm as _gemm
 from quantguard.sim._kernels import layout as _layout

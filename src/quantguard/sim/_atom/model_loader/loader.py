@@ -11,9 +11,8 @@ dense ``kv_b_proj`` weight (ATOM's MLA post-processes that projection itself).
 from collections.abc import Mapping
 
 import torch
-from torch import nn
-
 from atom.model_ops.base_config import QuantizeMethodBase
+from torch import nn
 
 __all__ = ["load_model", "process_weights_after_loading"]
 

@@ -13,12 +13,12 @@ import math
 
 import torch
 from aiter import dtypes
+
 from aiter.ops.triton.batched_gemm_a8w8_a_per_token_group_prequant_w_per_batched_tensor_quant import (  # isort: skip
     batched_gemm_a8w8_a_per_token_group_prequant_w_per_batched_tensor_quant as _aiter_triton_fp8_bmm,
 )
-from torch import nn
-
 from atom.model_ops.linear import LinearBase, use_triton_gemm
+from torch import nn
 
 __all__ = ["MLAAttention", "dynamic_per_batched_tensor_quant"]
 

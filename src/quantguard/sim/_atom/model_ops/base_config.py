@@ -7,7 +7,7 @@ from torch import nn
 __all__ = ["QuantizeMethodBase"]
 
 
-class QuantizeMethodBase(ABC):
+class QuantizeMethodBase(ABC):  # noqa: B024 - as in ATOM
     """How one layer's weights are prepared and applied for its quantization scheme."""
 
     def process_weights_after_loading(self, layer: nn.Module) -> None:

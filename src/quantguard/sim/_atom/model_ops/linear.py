@@ -32,8 +32,6 @@ from aiter import (
 )
 from aiter.tuned_gemm import tgemm
 from aiter.utility import fp4_utils
-from torch import nn
-
 from atom.model_ops.utils import (
     MXFP4_QUANT_BLOCK_SIZE,
     atom_parameter,
@@ -41,6 +39,8 @@ from atom.model_ops.utils import (
     shuffle_weights,
 )
 from atom.utils import envs
+from torch import nn
+
 from quantguard.sim import _state
 from quantguard.sim._kernels import gemm as _gemm
 

@@ -42,13 +42,13 @@ from aiter import (
 )
 from aiter.fused_moe import fused_moe
 from aiter.jit.utils.chip_info import get_gfx
-from torch import nn
-
 from atom.model_ops.base_config import QuantizeMethodBase
 from atom.model_ops.linear import fp8_checkpoint_fixup
 from atom.model_ops.utils import atom_parameter, shuffle_weights
 from atom.plugin.vllm.moe import FusedMoEDecoratorForPluginMode
 from atom.utils import envs
+from torch import nn
+
 from quantguard.sim import _state
 
 __all__ = [
