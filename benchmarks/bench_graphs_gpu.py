@@ -36,6 +36,7 @@ def _noop(pointer):
     """The cheapest kernel a graph node can hold: the floor of any per-call-site node."""
     tl.store(pointer, tl.load(pointer) + 1)
 
+
 LAYER = [(6144, 4096), (4096, 4096), (22016, 4096), (4096, 11008)]  # (N, K)
 
 
@@ -118,11 +119,19 @@ def measure(layers: int, m: int, rounds: int, replays: int, log: str) -> dict[st
     sites = max(1, stats["monitored"])
     del graph_on, graph_off, graph_noop, weights
     torch.cuda.empty_cache()
-    return {"gpu_off": best["off"][0], "gpu_on": best["on"][0], "gpu_noop": best["noop"][0], "wall_off": best["off"][1],
-            "wall_on": best["on"][1], "sites": stats["monitored"], "unmonitored": stats["unmonitored"],
-            "checks_per_site_per_100": stats["checks"] / sites / (total_on / 100),
-            "snapshot_mib": snapshot_bytes / 2**20, "reserved_mib": reserved / 2**20,
-            "drains_skipped": stats["drains_skipped"]}
+    return {
+        "gpu_off": best["off"][0],
+        "gpu_on": best["on"][0],
+        "gpu_noop": best["noop"][0],
+        "wall_off": best["off"][1],
+        "wall_on": best["on"][1],
+        "sites": stats["monitored"],
+        "unmonitored": stats["unmonitored"],
+        "checks_per_site_per_100": stats["checks"] / sites / (total_on / 100),
+        "snapshot_mib": snapshot_bytes / 2**20,
+        "reserved_mib": reserved / 2**20,
+        "drains_skipped": stats["drains_skipped"],
+    }
 
 
 def main() -> None:
@@ -133,18 +142,23 @@ def main() -> None:
     args = parser.parse_args()
     log = os.path.join(tempfile.mkdtemp(prefix="qg-graph-bench-"), "events.jsonl")
     print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}; best of {args.rounds} interleaved rounds\n")
-    print(f"{'step':>16} {'M':>3} {'off us':>9} {'on us':>9} {'ratio':>7} {'no-op node':>10} {'ratio':>7} "
-          f"{'wall off':>9} {'wall on':>9} {'ratio':>7} {'sites':>6} {'checks/site/100':>16} {'snap MiB':>9} "
-          f"{'reserved':>9} {'drains skipped':>15}")
+    print(
+        f"{'step':>16} {'M':>3} {'off us':>9} {'on us':>9} {'ratio':>7} {'no-op node':>10} {'ratio':>7} "
+        f"{'wall off':>9} {'wall on':>9} {'ratio':>7} {'sites':>6} {'checks/site/100':>16} {'snap MiB':>9} "
+        f"{'reserved':>9} {'drains skipped':>15}"
+    )
     for layers, replays in ((1, 1000), (args.layers, 100)):
         for m in args.rows:
             r = measure(layers, m, args.rounds, replays, log)
             name = "4-GEMM layer" if layers == 1 else f"{layers} layers"
-            print(f"{name:>16} {m:>3} {r['gpu_off']:9.1f} {r['gpu_on']:9.1f} {r['gpu_on'] / r['gpu_off']:7.3f} "
-                  f"{r['gpu_noop']:10.1f} {r['gpu_noop'] / r['gpu_off']:7.3f} "
-                  f"{r['wall_off']:9.1f} {r['wall_on']:9.1f} {r['wall_on'] / r['wall_off']:7.3f} "
-                  f"{r['sites']:>6} {r['checks_per_site_per_100']:16.2f} {r['snapshot_mib']:9.2f} "
-                  f"{r['reserved_mib']:9.1f} {r['drains_skipped']:15}", flush=True)
+            print(
+                f"{name:>16} {m:>3} {r['gpu_off']:9.1f} {r['gpu_on']:9.1f} {r['gpu_on'] / r['gpu_off']:7.3f} "
+                f"{r['gpu_noop']:10.1f} {r['gpu_noop'] / r['gpu_off']:7.3f} "
+                f"{r['wall_off']:9.1f} {r['wall_on']:9.1f} {r['wall_on'] / r['wall_off']:7.3f} "
+                f"{r['sites']:>6} {r['checks_per_site_per_100']:16.2f} {r['snapshot_mib']:9.2f} "
+                f"{r['reserved_mib']:9.1f} {r['drains_skipped']:15}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

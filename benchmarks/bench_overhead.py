@@ -61,11 +61,18 @@ def measure(number: int, repeat: int, sample_rate: float, key: tuple[str, ...] |
     original = kernels.gemm_a8w8_blockscale
     bare = wrapt.FunctionWrapper(original, _pass_through)
     template = next(c for c in aiter_contracts.CONTRACTS if c.target.endswith("gemm_op_a8w8.gemm_a8w8_blockscale"))
-    contract = dataclasses.replace(template, target="qg_bench_kernels.gemm_a8w8_blockscale",
-                                   key=key if key is not None else template.key)
+    contract = dataclasses.replace(
+        template, target="qg_bench_kernels.gemm_a8w8_blockscale", key=key if key is not None else template.key
+    )
     quantguard.register(contract)
-    quantguard.enable(targets="qg_bench_kernels.*", log=str(Path(directory, "events.jsonl")), gfx="gfx942",
-                      sample_rate=sample_rate, sample_first=0 if sample_rate == 0 else 3, summary_at_exit=False)
+    quantguard.enable(
+        targets="qg_bench_kernels.*",
+        log=str(Path(directory, "events.jsonl")),
+        gfx="gfx942",
+        sample_rate=sample_rate,
+        sample_first=0 if sample_rate == 0 else 3,
+        summary_at_exit=False,
+    )
     guarded = kernels.gemm_a8w8_blockscale
     args, kwargs = _operands(), {"dtype": torch.bfloat16}
     guarded(*args, **kwargs)  # first call of the signature: plan checks run once
@@ -110,16 +117,23 @@ def measure_custom_op(number: int, repeat: int) -> dict[str, float]:
     original = ops.gemm_a8w8_blockscale
     bare = wrapt.FunctionWrapper(original, _pass_through)
     template = next(c for c in aiter_contracts.CONTRACTS if c.target.endswith("gemm_op_a8w8.gemm_a8w8_blockscale"))
-    contract = dataclasses.replace(template, target="qg_bench_ops.gemm_a8w8_blockscale",
-                                   op="qgbench::gemm_a8w8_blockscale")
+    contract = dataclasses.replace(
+        template, target="qg_bench_ops.gemm_a8w8_blockscale", op="qgbench::gemm_a8w8_blockscale"
+    )
     quantguard.register(contract)
     args, kwargs = _operands(), {"dtype": torch.bfloat16}
     results: dict[str, list[float]] = {"plain": [], "wrapt": [], "quantguard": []}
     for _ in range(3):
         results["plain"].append(_time(original, args, kwargs, number, repeat))
         results["wrapt"].append(_time(bare, args, kwargs, number, repeat))
-        quantguard.enable(targets="qg_bench_ops.*", log=str(Path(directory, "events.jsonl")), gfx="gfx942",
-                          sample_rate=0.0, sample_first=0, summary_at_exit=False)
+        quantguard.enable(
+            targets="qg_bench_ops.*",
+            log=str(Path(directory, "events.jsonl")),
+            gfx="gfx942",
+            sample_rate=0.0,
+            sample_first=0,
+            summary_at_exit=False,
+        )
         original(*args, **kwargs)  # first call of the signature: plan checks run once
         results["quantguard"].append(_time(original, args, kwargs, number, repeat))  # the same function object
         quantguard.disable()
@@ -143,22 +157,32 @@ def main() -> None:
         ("decomposition: empty key (the generated __call__ alone, no metadata)", 0.0, ()),
         ("decomposition: x + x_scale metadata only (weights by identity, no kwargs)", 0.0, ("XQ", "x_scale+")),
     ]
-    print(f"python {sys.version.split()[0]}, torch {torch.__version__}, wrapt {wrapt.__version__}, "
-          f"{args.number} calls x {args.repeat} repeats, best of 3 interleaved rounds\n")
-    print(f"{'variant':<72} {'plain ns':>9} {'wrapt ns':>9} {'guard ns':>9} {'wrapt +ns':>10} {'guard +ns':>10} "
-          f"{'ratio':>6}")
+    print(
+        f"python {sys.version.split()[0]}, torch {torch.__version__}, wrapt {wrapt.__version__}, "
+        f"{args.number} calls x {args.repeat} repeats, best of 3 interleaved rounds\n"
+    )
+    print(
+        f"{'variant':<72} {'plain ns':>9} {'wrapt ns':>9} {'guard ns':>9} {'wrapt +ns':>10} {'guard +ns':>10} "
+        f"{'ratio':>6}"
+    )
     for label, rate, key in variants:
         r = measure(args.number, args.repeat, rate, key)
         wrapt_added, guard_added = r["wrapt"] - r["plain"], r["quantguard"] - r["plain"]
-        print(f"{label:<72} {r['plain']:9.0f} {r['wrapt']:9.0f} {r['quantguard']:9.0f} {wrapt_added:10.0f} "
-              f"{guard_added:10.0f} {guard_added / wrapt_added:6.2f}")
+        print(
+            f"{label:<72} {r['plain']:9.0f} {r['wrapt']:9.0f} {r['quantguard']:9.0f} {wrapt_added:10.0f} "
+            f"{guard_added:10.0f} {guard_added / wrapt_added:6.2f}"
+        )
     r = measure_custom_op(args.number // 5, args.repeat)
     wrapt_added, guard_added = r["wrapt"] - r["plain"], r["quantguard"] - r["plain"]
-    print(f"{'custom-op entry point, guarded at its dispatch, no sampling':<72} {r['plain']:9.0f} {r['wrapt']:9.0f} "
-          f"{r['quantguard']:9.0f} {wrapt_added:10.0f} {guard_added:10.0f} {guard_added / wrapt_added:6.2f}")
+    print(
+        f"{'custom-op entry point, guarded at its dispatch, no sampling':<72} {r['plain']:9.0f} {r['wrapt']:9.0f} "
+        f"{r['quantguard']:9.0f} {wrapt_added:10.0f} {guard_added:10.0f} {guard_added / wrapt_added:6.2f}"
+    )
     print("\nratio = quantguard's added cost / bare wrapt.FunctionWrapper's added cost (goal: <= 1.3)")
-    print("custom-op row: 'plain' is AITER's wrapper_custom -> torch.ops dispatch -> a Python kernel; quantguard "
-          "leaves the wrapper alone and adds a BackendSelect kernel that redispatches")
+    print(
+        "custom-op row: 'plain' is AITER's wrapper_custom -> torch.ops dispatch -> a Python kernel; quantguard "
+        "leaves the wrapper alone and adds a BackendSelect kernel that redispatches"
+    )
     metadata_reads(args.number)
 
 
@@ -168,7 +192,12 @@ def metadata_reads(number: int) -> None:
     names = {"x": x, "xs": x_scale, "hot": set()}
     base = min(timeit.repeat("pass", globals=names, number=number, repeat=5)) / number * 1e9
     print(f"\n{'metadata read (no call around it)':<72} {'ns':>9}")
-    for statement in ("x.shape", "x.dtype", "xs.stride()", "(x.shape, x.dtype, xs.shape, xs.dtype, xs.stride()) in hot"):
+    for statement in (
+        "x.shape",
+        "x.dtype",
+        "xs.stride()",
+        "(x.shape, x.dtype, xs.shape, xs.dtype, xs.stride()) in hot",
+    ):
         cost = min(timeit.repeat(statement, globals=names, number=number, repeat=5)) / number * 1e9 - base
         print(f"{statement:<72} {cost:9.0f}")
 

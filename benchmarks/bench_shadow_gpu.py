@@ -85,22 +85,34 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     log = os.path.join(tempfile.mkdtemp(prefix="qg-gpu-bench-"), "events.jsonl")
-    print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}, {args.calls} calls per loop, "
-          f"best of {args.repeats} interleaved repeats\n")
-    print(f"{'N x K':>11} {'M':>5} {'off us':>8} {'wrapt us':>9} {'1% us':>8} {'100% us':>8} {'thor. us':>9} "
-          f"{'wrapt':>6} {'1%':>6} {'100%':>6} {'100% thorough':>14}")
+    print(
+        f"{torch.cuda.get_device_name()}, torch {torch.__version__}, {args.calls} calls per loop, "
+        f"best of {args.repeats} interleaved repeats\n"
+    )
+    print(
+        f"{'N x K':>11} {'M':>5} {'off us':>8} {'wrapt us':>9} {'1% us':>8} {'100% us':>8} {'thor. us':>9} "
+        f"{'wrapt':>6} {'1%':>6} {'100%':>6} {'100% thorough':>14}"
+    )
     for n, k in SHAPES:
         for m in ROWS:
             operands = _operands(m, n, k)
-            best = {None: float("inf"), "wrapt": float("inf"), 0.01: float("inf"), 1.0: float("inf"),
-                    "thorough": float("inf")}
+            best = {
+                None: float("inf"),
+                "wrapt": float("inf"),
+                0.01: float("inf"),
+                1.0: float("inf"),
+                "thorough": float("inf"),
+            }
             for _ in range(args.repeats):
                 for rate in best:
                     best[rate] = min(best[rate], _measure(operands, args.calls, rate, log))
             off = best[None]
-            print(f"{n:>5} x {k:<5} {m:>5} {off:8.1f} {best['wrapt']:9.1f} {best[0.01]:8.1f} {best[1.0]:8.1f} "
-                  f"{best['thorough']:9.1f} {best['wrapt'] / off:6.3f} {best[0.01] / off:6.3f} "
-                  f"{best[1.0] / off:6.2f} {best['thorough'] / off:14.2f}", flush=True)
+            print(
+                f"{n:>5} x {k:<5} {m:>5} {off:8.1f} {best['wrapt']:9.1f} {best[0.01]:8.1f} {best[1.0]:8.1f} "
+                f"{best['thorough']:9.1f} {best['wrapt'] / off:6.3f} {best[0.01] / off:6.3f} "
+                f"{best[1.0] / off:6.2f} {best['thorough'] / off:14.2f}",
+                flush=True,
+            )
     print(f"\nshadow jobs dropped (queue full) across all runs: {_measure.dropped}")
     light = {name: round(value, 2) for name, value in _measure.light.items()}
     print(f"light eager samples across all runs: {light}")

@@ -71,11 +71,16 @@ def main() -> None:
     torch.set_num_threads(1)
     sim.install("gfx942")
     import aiter
+
     log = os.path.join(tempfile.mkdtemp(prefix="qg-sim-bench-"), "events.jsonl")
-    print(f"simulated AITER on CPU (1 thread), torch {torch.__version__}, {args.calls} calls per loop, "
-          f"best of {args.repeats} interleaved repeats\n")
-    print(f"{'N x K':>11} {'M':>5} {'off us':>8} {'wrapt us':>9} {'1% us':>8} {'100% us':>8} {'wrapt ratio':>12} "
-          f"{'1% ratio':>9} {'100% ratio':>11}")
+    print(
+        f"simulated AITER on CPU (1 thread), torch {torch.__version__}, {args.calls} calls per loop, "
+        f"best of {args.repeats} interleaved repeats\n"
+    )
+    print(
+        f"{'N x K':>11} {'M':>5} {'off us':>8} {'wrapt us':>9} {'1% us':>8} {'100% us':>8} {'wrapt ratio':>12} "
+        f"{'1% ratio':>9} {'100% ratio':>11}"
+    )
     for n, k in SHAPES:
         for m in ROWS:
             operands = _operands(aiter, m, n, k)
@@ -84,8 +89,11 @@ def main() -> None:
                 for variant in best:
                     best[variant] = min(best[variant], _measure(aiter, operands, args.calls, variant, log))
             off = best[None]
-            print(f"{n:>5} x {k:<5} {m:>5} {off:8.1f} {best['wrapt']:9.1f} {best[0.01]:8.1f} {best[1.0]:8.1f} "
-                  f"{best['wrapt'] / off:12.3f} {best[0.01] / off:9.3f} {best[1.0] / off:11.2f}", flush=True)
+            print(
+                f"{n:>5} x {k:<5} {m:>5} {off:8.1f} {best['wrapt']:9.1f} {best[0.01]:8.1f} {best[1.0]:8.1f} "
+                f"{best['wrapt'] / off:12.3f} {best[0.01] / off:9.3f} {best[1.0] / off:11.2f}",
+                flush=True,
+            )
     sim.uninstall()
 
 

@@ -35,12 +35,14 @@ PROMPT = list(range(1, 17))
 
 def _breaks() -> int:
     from torch._dynamo.utils import counters
+
     return sum(counters["graph_break"].values())
 
 
 def _whole_model(model):
     def forward(ids):
         return model(ids)
+
     return forward
 
 
@@ -51,6 +53,7 @@ def _dense_path(model):
         for index, layer in enumerate(model.layers):
             h = h + layer.attn(layer.input_norm(h), cache, index)
         return model.lm_head(model.norm(h))
+
     return forward
 
 
@@ -65,6 +68,7 @@ def _delta(after: dict[str, int], before: dict[str, int]) -> int:
 
 def _compile_run(forward, ids, backend: str, fullgraph: bool):
     from torch._dynamo.utils import counters
+
     torch._dynamo.reset()
     counters.clear()
     compiled = torch.compile(forward, backend=backend, fullgraph=fullgraph)
@@ -84,8 +88,7 @@ def run(arch: str, backend: str, fullgraph: bool) -> dict[str, object]:
             reference = forward(ids)
             compiled_off, breaks_off, status_off = _compile_run(forward, ids, backend, fullgraph)
             output_off = compiled_off(ids) if compiled_off is not None else None
-            quantguard.enable(log=os.devnull, sample_rate=0.0, sample_first=0, log_format="json",
-                              targets="aiter.*")
+            quantguard.enable(log=os.devnull, sample_rate=0.0, sample_first=0, log_format="json", targets="aiter.*")
             try:
                 before = _observed()
                 forward(ids)
@@ -101,10 +104,19 @@ def run(arch: str, backend: str, fullgraph: bool) -> dict[str, object]:
                         same_as_off = bool(torch.equal(output, output_off))
             finally:
                 quantguard.disable()
-    return {"arch": arch, "backend": backend, "fullgraph": fullgraph, "breaks_off": breaks_off,
-            "breaks_on": breaks_on, "status_off": status_off, "status_on": status_on,
-            "eager_calls": eager_calls, "compiled_calls": compiled_calls, "max_abs_diff": difference,
-            "same_as_off": same_as_off}
+    return {
+        "arch": arch,
+        "backend": backend,
+        "fullgraph": fullgraph,
+        "breaks_off": breaks_off,
+        "breaks_on": breaks_on,
+        "status_off": status_off,
+        "status_on": status_on,
+        "eager_calls": eager_calls,
+        "compiled_calls": compiled_calls,
+        "max_abs_diff": difference,
+        "same_as_off": same_as_off,
+    }
 
 
 def _in_child(arch: str, backend: str, fullgraph: bool) -> dict[str, object]:
@@ -125,6 +137,7 @@ def main() -> None:
     parser.add_argument("--one", help=argparse.SUPPRESS)
     options = parser.parse_args()
     import logging
+
     logging.disable(logging.WARNING)
     if options.one:
         arch, backend, fullgraph = options.one.split(",")
@@ -136,16 +149,38 @@ def main() -> None:
         for backend in options.backends.split(","):
             for fullgraph in (False, True):
                 rows.append(_in_child(arch, backend, fullgraph))
-    header = ("arch", "backend", "piece, fullgraph", "breaks off", "breaks on", "compiled (off/on)",
-              "calls/fwd eager", "calls/fwd compiled", "output on == off", "max |diff| vs eager")
+    header = (
+        "arch",
+        "backend",
+        "piece, fullgraph",
+        "breaks off",
+        "breaks on",
+        "compiled (off/on)",
+        "calls/fwd eager",
+        "calls/fwd compiled",
+        "output on == off",
+        "max |diff| vs eager",
+    )
     print(" | ".join(header))
     print(" | ".join("---" for _ in header))
     for r in rows:
-        print(" | ".join(str(v) for v in (
-            r["arch"], r["backend"], "dense path, True" if r["fullgraph"] else "whole model, False", r["breaks_off"], r["breaks_on"],
-            f"{r['status_off']}/{r['status_on']}", r["eager_calls"], r["compiled_calls"],
-            "n/a" if r["same_as_off"] is None else ("bitwise" if r["same_as_off"] else "DIFFERENT"),
-            "n/a" if r["max_abs_diff"] is None else f"{r['max_abs_diff']:.3g}")))
+        print(
+            " | ".join(
+                str(v)
+                for v in (
+                    r["arch"],
+                    r["backend"],
+                    "dense path, True" if r["fullgraph"] else "whole model, False",
+                    r["breaks_off"],
+                    r["breaks_on"],
+                    f"{r['status_off']}/{r['status_on']}",
+                    r["eager_calls"],
+                    r["compiled_calls"],
+                    "n/a" if r["same_as_off"] is None else ("bitwise" if r["same_as_off"] else "DIFFERENT"),
+                    "n/a" if r["max_abs_diff"] is None else f"{r['max_abs_diff']:.3g}",
+                )
+            )
+        )
     print(f"\n{time.perf_counter() - started:.0f} s")
 
 

@@ -43,8 +43,7 @@ def _chain(m: int, n: int, k: int):
 
     def forward(x):
         # looked up at call time, as ATOM's module globals are: the guards are what is there
-        q, x_scale = fused_fp8_quant.fused_flatten_fp8_group_quant(x.view(m, 1, k), group_size=128,
-                                                                   dtype_quant=fp8)
+        q, x_scale = fused_fp8_quant.fused_flatten_fp8_group_quant(x.view(m, 1, k), group_size=128, dtype_quant=fp8)
         y = block_gemm.gemm_a8w8_blockscale(q, w, x_scale, w_block_scale, dtype=torch.bfloat16)
         qx = torch.empty(m, n, dtype=fp8, device="cuda")
         row_scale = torch.empty(m, 1, dtype=torch.float32, device="cuda")
@@ -57,17 +56,20 @@ def _chain(m: int, n: int, k: int):
 
 def _breaks() -> int:
     from torch._dynamo.utils import counters
+
     return sum(counters["graph_break"].values())
 
 
 def _calls() -> int:
     from quantguard.engine import lifecycle
+
     runtime = lifecycle.current_runtime()
     return sum(runtime.call_counts().values()) if runtime is not None else 0
 
 
 def _compiled(forward, x, backend: str, fullgraph: bool):
     from torch._dynamo.utils import counters
+
     torch._dynamo.reset()
     counters.clear()
     compiled = torch.compile(forward, backend=backend, fullgraph=fullgraph)
@@ -80,8 +82,9 @@ def _compiled(forward, x, backend: str, fullgraph: bool):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--third-party", default=os.path.join(os.path.dirname(__file__), "..", "..", "shared",
-                                                              "third_party"))
+    parser.add_argument(
+        "--third-party", default=os.path.join(os.path.dirname(__file__), "..", "..", "shared", "third_party")
+    )
     parser.add_argument("--m", type=int, default=32)
     parser.add_argument("--backends", default="eager,aot_eager,inductor")
     options = parser.parse_args()
@@ -90,13 +93,16 @@ def main() -> None:
 
     forward, x = _chain(options.m, 1024, 1024)
     reference = forward(x)
-    print("backend | fullgraph | breaks off | breaks on | compiled off/on | calls/fwd eager | "
-          "calls/fwd compiled | max |diff| | violations")
+    print(
+        "backend | fullgraph | breaks off | breaks on | compiled off/on | calls/fwd eager | "
+        "calls/fwd compiled | max |diff| | violations"
+    )
     print("--- | --- | --- | --- | --- | --- | --- | --- | ---")
     for backend in options.backends.split(","):
         for fullgraph in (False, True):
             _, breaks_off, status_off = _compiled(forward, x, backend, fullgraph)
             from quantguard.testing import capture_events
+
             with capture_events() as events:
                 quantguard.enable(log="stderr", sample_rate=1.0, gfx="gfx950")
                 try:
@@ -114,8 +120,10 @@ def main() -> None:
                 finally:
                     quantguard.disable()
             violations = sorted({f"{e['check']}@{e['target'].rsplit('.', 1)[-1]}" for e in events.violations()})
-            print(f"{backend} | {fullgraph} | {breaks_off} | {breaks_on} | {status_off}/{status_on} | "
-                  f"{eager_calls} | {compiled_calls} | {difference} | {violations or 'none'}")
+            print(
+                f"{backend} | {fullgraph} | {breaks_off} | {breaks_on} | {status_off}/{status_on} | "
+                f"{eager_calls} | {compiled_calls} | {difference} | {violations or 'none'}"
+            )
 
 
 if __name__ == "__main__":

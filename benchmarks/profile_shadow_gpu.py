@@ -56,14 +56,18 @@ def kernels_per_call(calls: int = 20) -> tuple[float, collections.Counter]:
         for _ in range(calls):
             call()
         torch.cuda.synchronize()
-    names = collections.Counter(event.name for event in profile.events()
-                                if event.device_type == torch.autograd.DeviceType.CUDA)
+    names = collections.Counter(
+        event.name for event in profile.events() if event.device_type == torch.autograd.DeviceType.CUDA
+    )
     return sum(names.values()) / calls, names
 
 
-MODES = {"off": None, "0%": {"sample_rate": 0.0},
-         "light": {"sample_rate": 1.0},                            # default: sampled calls light
-         "thorough": {"sample_rate": 1.0, "thorough_interval": 0}}  # every sampled call runs every check
+MODES = {
+    "off": None,
+    "0%": {"sample_rate": 0.0},
+    "light": {"sample_rate": 1.0},  # default: sampled calls light
+    "thorough": {"sample_rate": 1.0, "thorough_interval": 0},
+}  # every sampled call runs every check
 
 
 def _enable(mode: str) -> None:
@@ -86,18 +90,24 @@ def main() -> None:
             if MODES[mode] is not None:
                 summaries[mode] = quantguard.disable()
     print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}; M={m}, N x K = {n} x {k}, best of 3")
-    print(f"host us per call: off {best['off']:.1f}, on/nothing sampled {best['0%']:.1f}, "
-          f"every call sampled: light {best['light']:.1f}, thorough {best['thorough']:.1f}")
-    print(f"a sampled call costs, over nothing sampled: light {best['light'] - best['0%']:.1f} us, "
-          f"thorough {best['thorough'] - best['0%']:.1f} us")
+    print(
+        f"host us per call: off {best['off']:.1f}, on/nothing sampled {best['0%']:.1f}, "
+        f"every call sampled: light {best['light']:.1f}, thorough {best['thorough']:.1f}"
+    )
+    print(
+        f"a sampled call costs, over nothing sampled: light {best['light'] - best['0%']:.1f} us, "
+        f"thorough {best['thorough'] - best['0%']:.1f} us"
+    )
     print(f"light samples (last light run): {summaries['light'].get('eager_snapshots')}")
     counts = {}
     for mode in ("0%", "light", "thorough"):
         _enable(mode)
         counts[mode] = kernels_per_call()
         quantguard.disable()
-    print(f"GPU kernels per call: nothing sampled {counts['0%'][0]:.1f}, light {counts['light'][0]:.1f}, "
-          f"thorough {counts['thorough'][0]:.1f}")
+    print(
+        f"GPU kernels per call: nothing sampled {counts['0%'][0]:.1f}, light {counts['light'][0]:.1f}, "
+        f"thorough {counts['thorough'][0]:.1f}"
+    )
     for mode in ("light", "thorough"):
         extra = counts[mode][1] - counts["0%"][1]
         for name, count in sorted(extra.items(), key=lambda item: -item[1]):

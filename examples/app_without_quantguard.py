@@ -15,8 +15,11 @@ from quantguard.sim.scenarios import SCENARIOS, scenario
 parser = argparse.ArgumentParser(description=__doc__)
 parser.add_argument("--scenario", choices=[s.name for s in SCENARIOS])
 args = parser.parse_args()
-faults, deployment = ((), {"arch": "gfx942", "release_build": True}) if args.scenario is None else \
-    (scenario(args.scenario).faults, scenario(args.scenario).deployment)
+faults, deployment = (
+    ((), {"arch": "gfx942", "release_build": True})
+    if args.scenario is None
+    else (scenario(args.scenario).faults, scenario(args.scenario).deployment)
+)
 with workload.deploy(faults=faults, **deployment) as deployed:
     tokens = workload.generate(workload.build_model(deployed), [11, 42, 7], max_new_tokens=8)
 print(f"app: generated {len(tokens)} tokens")

@@ -25,8 +25,13 @@ APP = Path(__file__).with_name("app_without_quantguard.py")
 
 
 def canary(log: str, *app_args: str) -> None:
-    env = {**os.environ, "QUANTGUARD_ENABLED": "1", "QUANTGUARD_LOG": log, "QUANTGUARD_SAMPLE_RATE": "0.05",
-           "QUANTGUARD_LABEL": "canary"}
+    env = {
+        **os.environ,
+        "QUANTGUARD_ENABLED": "1",
+        "QUANTGUARD_LOG": log,
+        "QUANTGUARD_SAMPLE_RATE": "0.05",
+        "QUANTGUARD_LABEL": "canary",
+    }
     subprocess.run([sys.executable, str(APP), *app_args], env=env, check=True)
 
 

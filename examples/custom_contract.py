@@ -27,17 +27,28 @@ from quantguard.testing import capture_events  # noqa: E402
 def as_gemm(call) -> GemmView:
     """How a call of ``fp8_gemm`` reads as ``y = (x * x_scale) @ (w * w_scale)^T``."""
     x, w = call["x"], call["w"]
-    return GemmView(call.target, x, w, call["x_scale"], call["w_scale"], out=call.result, scheme="per_token",
-                    fp8_read_as=torch.float8_e4m3fn, m=int(x.shape[0]), n=int(w.shape[0]), k=int(x.shape[1]),
-                    out_dtype=call["out_dtype"])
+    return GemmView(
+        call.target,
+        x,
+        w,
+        call["x_scale"],
+        call["w_scale"],
+        out=call.result,
+        scheme="per_token",
+        fp8_read_as=torch.float8_e4m3fn,
+        m=int(x.shape[0]),
+        n=int(w.shape[0]),
+        k=int(x.shape[1]),
+        out_dtype=call["out_dtype"],
+    )
 
 
 CONTRACT = Contract(
     target="my_kernels.gemm.fp8_gemm",
     kind="gemm",
     backend="triton",
-    params=("x", "w", "x_scale", "w_scale", "out_dtype"),        # drift detection: renamed parameters are reported
-    key=("x", "w@", "x_scale+", "w_scale@", "out_dtype="),       # the signature verdicts are cached by
+    params=("x", "w", "x_scale", "w_scale", "out_dtype"),  # drift detection: renamed parameters are reported
+    key=("x", "w@", "x_scale+", "w_scale@", "out_dtype="),  # the signature verdicts are cached by
     checks=("scale_tensors", "scale_values", "gemm_numerics"),  # generic checks, by id (docs/checks.md)
     interpret=as_gemm,
     description="per-token FP8 GEMM of my_kernels",
@@ -61,8 +72,10 @@ def run(buggy: bool) -> list[str]:
             gemm.fp8_gemm((x / x_scale).to(torch.float8_e4m3fn), w8, x_scale, w_scale)
         summary = quantguard.disable()
     shadow = summary["shadow"][CONTRACT.target]
-    print(f"{'buggy' if buggy else 'clean'} kernel: {shadow['samples']} calls compared with the reference, "
-          f"{shadow['failed']} failed, min cosine {shadow['min_cosine']:.4f}")
+    print(
+        f"{'buggy' if buggy else 'clean'} kernel: {shadow['samples']} calls compared with the reference, "
+        f"{shadow['failed']} failed, min cosine {shadow['min_cosine']:.4f}"
+    )
     for event in events.violations()[:1]:
         print(f"  {event['check']}: {event['message'][:150]}")
     return sorted({e["check"] for e in events.violations()})

@@ -43,8 +43,10 @@ def main() -> int:
     for event in events.violations()[:3]:
         print(f"{event['check']}: {event['target']}: {event['message'][:160]}")
     detected = bool(summary["violation_total"] or events.named("blocked"))
-    print(f"{chosen.name}: {len(tokens)} tokens generated, {summary['violation_total']} violations, "
-          f"{len(events.named('blocked'))} blocked calls")
+    print(
+        f"{chosen.name}: {len(tokens)} tokens generated, {summary['violation_total']} violations, "
+        f"{len(events.named('blocked'))} blocked calls"
+    )
     return 0 if detected == bool(chosen.faults) else 1  # a clean run is quiet; an incident is caught
 
 

@@ -33,8 +33,9 @@ def write_log(path: str, incident: str | None) -> None:
 
 def gate(log: str) -> int:
     report = log.replace(".jsonl", ".md")
-    done = subprocess.run([sys.executable, "-m", "quantguard", "report", log, "-o", report],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "quantguard", "report", log, "-o", report], capture_output=True, text=True
+    )
     with open(report, encoding="utf-8") as lines:
         verdict = next((line for line in lines if "PASS" in line or "FAIL" in line), "").strip()
     print(f"{os.path.basename(log)}: exit code {done.returncode}; {verdict[:100]}")

@@ -19,8 +19,9 @@ PROBE = "import quantguard, sys; print(quantguard.is_enabled()); print('torch' i
 def _python(code: str, env: dict[str, str], *prefix: str) -> subprocess.CompletedProcess:
     environment = {k: v for k, v in os.environ.items() if not k.startswith("QUANTGUARD_")}
     environment.update(env)
-    return subprocess.run([*prefix, sys.executable, "-c", code], env=environment, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [*prefix, sys.executable, "-c", code], env=environment, capture_output=True, text=True, timeout=120
+    )
 
 
 def _pth_installed() -> bool:
@@ -44,11 +45,14 @@ def test_unset_or_zero_stays_off():
 
 
 @pytest.mark.skipif(not _pth_installed(), reason="quantguard_autoload.pth is not installed in site-packages")
-@pytest.mark.parametrize("env, named", [
-    ({"QUANTGUARD_ENABLED": "sure"}, "QUANTGUARD_ENABLED='sure'"),
-    ({"QUANTGUARD_ENABLED": "1", "QUANTGUARD_MODE": "loud"}, "QUANTGUARD_MODE='loud'"),
-    ({"QUANTGUARD_ENABLED": "1", "QUANTGUARD_SAMPLE_RATE": "2"}, "QUANTGUARD_SAMPLE_RATE='2'"),
-])
+@pytest.mark.parametrize(
+    "env, named",
+    [
+        ({"QUANTGUARD_ENABLED": "sure"}, "QUANTGUARD_ENABLED='sure'"),
+        ({"QUANTGUARD_ENABLED": "1", "QUANTGUARD_MODE": "loud"}, "QUANTGUARD_MODE='loud'"),
+        ({"QUANTGUARD_ENABLED": "1", "QUANTGUARD_SAMPLE_RATE": "2"}, "QUANTGUARD_SAMPLE_RATE='2'"),
+    ],
+)
 def test_bad_values_at_start_print_once_and_stay_disabled(env, named):
     result = _python(PROBE, env)
     assert result.returncode == 0
@@ -67,6 +71,7 @@ def test_launcher_enables_the_child(tmp_path):
 
 def test_launcher_rejects_bad_option_before_starting(capsys):
     from quantguard.cli.main import main
+
     assert main(["run", "--sample-rate", "7", "--", sys.executable, "-c", "pass"]) == 2
     assert "QUANTGUARD_SAMPLE_RATE='7'" in capsys.readouterr().out
 

@@ -63,8 +63,12 @@ def test_bad_keyword_names_the_option():
 
 
 def test_precedence_keywords_over_environment_over_defaults():
-    env = {"QUANTGUARD_MODE": "raise", "QUANTGUARD_SAMPLE_RATE": "0.5", "QUANTGUARD_GFX": "gfx950",
-           "QUANTGUARD_THRESHOLDS": "fp8=0.9995,aiter.*blockscale*@model.layers.0.*=0.99"}
+    env = {
+        "QUANTGUARD_MODE": "raise",
+        "QUANTGUARD_SAMPLE_RATE": "0.5",
+        "QUANTGUARD_GFX": "gfx950",
+        "QUANTGUARD_THRESHOLDS": "fp8=0.9995,aiter.*blockscale*@model.layers.0.*=0.99",
+    }
     config = resolve_config({"sample_rate": 0.25}, env)
     assert config.mode == "raise" and config.sample_rate == 0.25 and config.gfx == "gfx950"
     assert config.thresholds == {"fp8": 0.9995, "aiter.*blockscale*@model.layers.0.*": 0.99}
@@ -72,8 +76,15 @@ def test_precedence_keywords_over_environment_over_defaults():
 
 
 def test_values_are_normalized():
-    config = resolve_config({}, {"QUANTGUARD_MODE": " RAISE ", "QUANTGUARD_CK_FREE": "Yes",
-                                 "QUANTGUARD_TARGETS": "aiter.ops.quant.*, aiter.gemm_*", "QUANTGUARD_GFX": "GFX942"})
+    config = resolve_config(
+        {},
+        {
+            "QUANTGUARD_MODE": " RAISE ",
+            "QUANTGUARD_CK_FREE": "Yes",
+            "QUANTGUARD_TARGETS": "aiter.ops.quant.*, aiter.gemm_*",
+            "QUANTGUARD_GFX": "GFX942",
+        },
+    )
     assert config.mode == "raise" and config.ck_free is True and config.gfx == "gfx942"
     assert config.targets == ("aiter.ops.quant.*", "aiter.gemm_*")
 
@@ -84,10 +95,16 @@ def test_thorough_interval_accepts_seconds_and_zero(value, seconds):
     assert resolve_config({}, {}).thorough_interval == 5.0
 
 
-@pytest.mark.parametrize("environ, period", [({}, 100), ({"QUANTGUARD_SAMPLE_RATE": "0.05"}, 20),
-                                             ({"QUANTGUARD_GRAPH_PERIOD": "auto"}, 100),
-                                             ({"QUANTGUARD_GRAPH_PERIOD": "7"}, 7),
-                                             ({"QUANTGUARD_SAMPLE_RATE": "0"}, 0)])
+@pytest.mark.parametrize(
+    "environ, period",
+    [
+        ({}, 100),
+        ({"QUANTGUARD_SAMPLE_RATE": "0.05"}, 20),
+        ({"QUANTGUARD_GRAPH_PERIOD": "auto"}, 100),
+        ({"QUANTGUARD_GRAPH_PERIOD": "7"}, 7),
+        ({"QUANTGUARD_SAMPLE_RATE": "0"}, 0),
+    ],
+)
 def test_graph_period_follows_the_sampling_rate_unless_set(environ, period):
     from quantguard.engine.graphs import GraphMonitor
 

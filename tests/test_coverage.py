@@ -14,29 +14,44 @@ from quantguard.coverage import ATOM_GROUPS, default_index, measure, scan_source
 from quantguard.coverage.resolve import ContractIndex, reachable_modules
 
 ATOM = Path(__file__).resolve().parents[1] / ".." / "shared" / "third_party" / "atom-ffdf3bb5"
-needs_atom = pytest.mark.skipif(not ATOM.is_dir(), reason="the vendored ATOM tree (../shared/third_party) is "
-                                                          "absent in this checkout")
+needs_atom = pytest.mark.skipif(
+    not ATOM.is_dir(), reason="the vendored ATOM tree (../shared/third_party) is absent in this checkout"
+)
 
 
 def _targets(source: str) -> list[tuple[int, str, str]]:
     return [(site.line, site.written, site.target) for site in scan_source(textwrap.dedent(source))]
 
 
-@pytest.mark.parametrize("source, expected", [
-    ("import aiter\naiter.rmsnorm2d_fwd(x)\n", [(2, "aiter.rmsnorm2d_fwd", "aiter.rmsnorm2d_fwd")]),
-    ("import aiter as rocm_aiter\nrocm_aiter.ops.quant.per_token_quant_hip(x)\n",
-     [(2, "rocm_aiter.ops.quant.per_token_quant_hip", "aiter.ops.quant.per_token_quant_hip")]),
-    ("import aiter.mla\naiter.mla.mla_decode_fwd(q)\n", [(2, "aiter.mla.mla_decode_fwd", "aiter.mla.mla_decode_fwd")]),
-    ("import aiter.ops.triton.quant as tq\ntq.dynamic_mxfp4_quant(x)\n",
-     [(2, "tq.dynamic_mxfp4_quant", "aiter.ops.triton.quant.dynamic_mxfp4_quant")]),
-    ("from aiter import gemm_a8w8\ngemm_a8w8(x, w, xs, ws)\n", [(2, "gemm_a8w8", "aiter.gemm_a8w8")]),
-    ("from aiter.ops.triton.quant import dynamic_mxfp4_quant as q\nq(x)\n",
-     [(2, "q", "aiter.ops.triton.quant.dynamic_mxfp4_quant")]),
-    ("from aiter.tuned_gemm import tgemm\ntgemm.mm(x, w)\n", [(2, "tgemm.mm", "aiter.tuned_gemm.tgemm.mm")]),
-    ("from aiter.ops import quant\nquant.per_group_quant_hip(x)\n",
-     [(2, "quant.per_group_quant_hip", "aiter.ops.quant.per_group_quant_hip")]),
-    ("from aiter import gemm_a8w8\nimpl = gemm_a8w8\nimpl(x)\n", [(3, "impl", "aiter.gemm_a8w8")]),
-])
+@pytest.mark.parametrize(
+    "source, expected",
+    [
+        ("import aiter\naiter.rmsnorm2d_fwd(x)\n", [(2, "aiter.rmsnorm2d_fwd", "aiter.rmsnorm2d_fwd")]),
+        (
+            "import aiter as rocm_aiter\nrocm_aiter.ops.quant.per_token_quant_hip(x)\n",
+            [(2, "rocm_aiter.ops.quant.per_token_quant_hip", "aiter.ops.quant.per_token_quant_hip")],
+        ),
+        (
+            "import aiter.mla\naiter.mla.mla_decode_fwd(q)\n",
+            [(2, "aiter.mla.mla_decode_fwd", "aiter.mla.mla_decode_fwd")],
+        ),
+        (
+            "import aiter.ops.triton.quant as tq\ntq.dynamic_mxfp4_quant(x)\n",
+            [(2, "tq.dynamic_mxfp4_quant", "aiter.ops.triton.quant.dynamic_mxfp4_quant")],
+        ),
+        ("from aiter import gemm_a8w8\ngemm_a8w8(x, w, xs, ws)\n", [(2, "gemm_a8w8", "aiter.gemm_a8w8")]),
+        (
+            "from aiter.ops.triton.quant import dynamic_mxfp4_quant as q\nq(x)\n",
+            [(2, "q", "aiter.ops.triton.quant.dynamic_mxfp4_quant")],
+        ),
+        ("from aiter.tuned_gemm import tgemm\ntgemm.mm(x, w)\n", [(2, "tgemm.mm", "aiter.tuned_gemm.tgemm.mm")]),
+        (
+            "from aiter.ops import quant\nquant.per_group_quant_hip(x)\n",
+            [(2, "quant.per_group_quant_hip", "aiter.ops.quant.per_group_quant_hip")],
+        ),
+        ("from aiter import gemm_a8w8\nimpl = gemm_a8w8\nimpl(x)\n", [(3, "impl", "aiter.gemm_a8w8")]),
+    ],
+)
 def test_every_import_form_resolves(source, expected):
     assert _targets(source) == expected
 
@@ -57,8 +72,10 @@ def test_function_local_imports_bind_only_in_their_function():
             def forward(self, x):
                 return gemm_a4w4(x)        # class bodies do not enclose methods
     """
-    assert _targets(source) == [(5, "asm_moe", "aiter.fused_moe_bf16_asm.asm_moe"),
-                                (6, "asm_moe", "aiter.fused_moe_bf16_asm.asm_moe")]
+    assert _targets(source) == [
+        (5, "asm_moe", "aiter.fused_moe_bf16_asm.asm_moe"),
+        (6, "asm_moe", "aiter.fused_moe_bf16_asm.asm_moe"),
+    ]
 
 
 def test_decorators_and_defaults_are_scanned_in_the_enclosing_scope():
@@ -69,17 +86,22 @@ def test_decorators_and_defaults_are_scanned_in_the_enclosing_scope():
         def op(x, f=get_hip_quant(1)):
             return x
     """
-    assert [t for _, _, t in _targets(source)] == ["aiter.jit.utils.torch_guard.torch_compile_guard",
-                                                   "aiter.get_hip_quant"]
+    assert [t for _, _, t in _targets(source)] == [
+        "aiter.jit.utils.torch_guard.torch_compile_guard",
+        "aiter.get_hip_quant",
+    ]
 
 
-@pytest.mark.parametrize("source", [
-    "import torch\ntorch.ops.aiter.rocm_aiter_fused_moe(x)\n",
-    "from atom.model_ops.topK import rocm_aiter_grouped_topk\nrocm_aiter_grouped_topk(x)\n",
-    "import aiterx\naiterx.f(x)\n",
-    "from .aiter import f\nf(x)\n",
-    "gemm_a8w8(x)\n",
-])
+@pytest.mark.parametrize(
+    "source",
+    [
+        "import torch\ntorch.ops.aiter.rocm_aiter_fused_moe(x)\n",
+        "from atom.model_ops.topK import rocm_aiter_grouped_topk\nrocm_aiter_grouped_topk(x)\n",
+        "import aiterx\naiterx.f(x)\n",
+        "from .aiter import f\nf(x)\n",
+        "gemm_a8w8(x)\n",
+    ],
+)
 def test_non_aiter_calls_are_ignored(source):
     assert _targets(source) == []
 
@@ -88,20 +110,35 @@ def _contract(target: str) -> Contract:
     return Contract(target=target, kind="gemm", backend="ck")
 
 
-@pytest.mark.parametrize("called, contract, category, rule", [
-    ("aiter.ops.gemm_op_a8w8.gemm_a8w8", "aiter.ops.gemm_op_a8w8.gemm_a8w8", "guarded", "exact"),
-    ("aiter.gemm_a8w8", "aiter.ops.gemm_op_a8w8.gemm_a8w8", "guarded", "re-export"),         # star re-export
-    ("aiter.ops.triton.quant.fused_rms_mxfp4_quant",
-     "aiter.ops.triton.quant.fused_mxfp4_quant.fused_rms_mxfp4_quant", "guarded", "re-export"),  # package
-    ("aiter.ops.triton.gemm_afp4wfp4.gemm_afp4wfp4",
-     "aiter.ops.triton.gemm.basic.gemm_afp4wfp4.gemm_afp4wfp4", "guarded", "re-export"),        # compat name
-    ("aiter.tuned_gemm.tgemm.mm", "aiter.tuned_gemm:tgemm.mm", "guarded", "exact"),
-    ("aiter.shuffle_weight", "aiter.ops.shuffle.shuffle_weight", "unguarded", ""),             # not star-imported
-    ("aiter.ops.triton.gemm_afp4wfp4.gemm_a8w8", "aiter.ops.triton.gemm.basic.gemm_afp4wfp4.gemm_afp4wfp4",
-     "unguarded", ""),                                                                           # other name
-    ("aiter.dist.parallel_state.get_tp_group", "aiter.ops.gemm_op_a8w8.gemm_a8w8", "infrastructure", ""),
-    ("aiter.QuantType", "aiter.ops.gemm_op_a8w8.gemm_a8w8", "infrastructure", ""),
-])
+@pytest.mark.parametrize(
+    "called, contract, category, rule",
+    [
+        ("aiter.ops.gemm_op_a8w8.gemm_a8w8", "aiter.ops.gemm_op_a8w8.gemm_a8w8", "guarded", "exact"),
+        ("aiter.gemm_a8w8", "aiter.ops.gemm_op_a8w8.gemm_a8w8", "guarded", "re-export"),  # star re-export
+        (
+            "aiter.ops.triton.quant.fused_rms_mxfp4_quant",
+            "aiter.ops.triton.quant.fused_mxfp4_quant.fused_rms_mxfp4_quant",
+            "guarded",
+            "re-export",
+        ),  # package
+        (
+            "aiter.ops.triton.gemm_afp4wfp4.gemm_afp4wfp4",
+            "aiter.ops.triton.gemm.basic.gemm_afp4wfp4.gemm_afp4wfp4",
+            "guarded",
+            "re-export",
+        ),  # compat name
+        ("aiter.tuned_gemm.tgemm.mm", "aiter.tuned_gemm:tgemm.mm", "guarded", "exact"),
+        ("aiter.shuffle_weight", "aiter.ops.shuffle.shuffle_weight", "unguarded", ""),  # not star-imported
+        (
+            "aiter.ops.triton.gemm_afp4wfp4.gemm_a8w8",
+            "aiter.ops.triton.gemm.basic.gemm_afp4wfp4.gemm_afp4wfp4",
+            "unguarded",
+            "",
+        ),  # other name
+        ("aiter.dist.parallel_state.get_tp_group", "aiter.ops.gemm_op_a8w8.gemm_a8w8", "infrastructure", ""),
+        ("aiter.QuantType", "aiter.ops.gemm_op_a8w8.gemm_a8w8", "infrastructure", ""),
+    ],
+)
 def test_re_export_rules(called, contract, category, rule):
     resolution = ContractIndex([_contract(contract)]).resolve(called)
     assert (resolution.category, resolution.how) == (category, rule)
@@ -112,8 +149,10 @@ def test_factories_count_as_guarded_and_vocabulary_marks_quantized_paths():
     assert index.resolve("aiter.get_hip_quant").how == "factory"
     assert index.resolve("aiter.ops.foo.rope_fwd").quantized is False
     assert index.resolve("aiter.ops.foo.some_fp8_kernel").quantized is True
-    assert reachable_modules("aiter.ops.triton.moe.quant_moe") == {"aiter.ops.triton.moe.quant_moe",
-                                                                    "aiter.ops.triton.quant_moe"}
+    assert reachable_modules("aiter.ops.triton.moe.quant_moe") == {
+        "aiter.ops.triton.moe.quant_moe",
+        "aiter.ops.triton.quant_moe",
+    }
 
 
 SYNTHETIC = {
@@ -150,7 +189,7 @@ def test_measure_a_synthetic_tree(tree):
     assert by_target["aiter.ops.triton.moe.quant_moe.downcast_to_static_fp8"].category == "guarded"
     assert by_target["aiter.ops.mystery.some_fp8_kernel"].category == "unguarded"
     assert by_target["aiter.dist.parallel_state.get_tp_group"].category == "infrastructure"
-    assert coverage.counted() == (2, 3)                     # quantized paths
+    assert coverage.counted() == (2, 3)  # quantized paths
     assert coverage.counted(quantized_only=False) == (2, 4)  # + aiter.rope_fwd
     assert coverage.unparsed == ["pkg/broken.py"] and coverage.groups == ["all"]
     assert measure(tree, ["pkg/other.py"]).counted(quantized_only=False) == (0, 1)
@@ -179,9 +218,10 @@ def test_vendored_atom_quantized_paths_are_at_least_90_percent_guarded():
     assert total > 100 and guarded / total >= 0.9, (guarded, total)
     sites = {(s.call.path, s.call.target): s.resolution for s in coverage.sites}
     # the call sites aiter_api.md lists as unguarded before this work
-    for path, target in [("atom/model_ops/moe.py", "aiter.fused_moe_bf16_asm.asm_moe"),
-                         ("atom/model_ops/layernorm.py", "aiter.rmsnorm_quant"),
-                         ("atom/model_ops/activation.py",
-                          "aiter.ops.triton.fused_fp8_quant.fused_silu_mul_fp8_per_tensor_static_quant"),
-                         ("atom/models/deepseek_v4.py", "aiter.ops.batched_gemm_op_a8w8.batched_gemm_a8w8_mxscale")]:
+    for path, target in [
+        ("atom/model_ops/moe.py", "aiter.fused_moe_bf16_asm.asm_moe"),
+        ("atom/model_ops/layernorm.py", "aiter.rmsnorm_quant"),
+        ("atom/model_ops/activation.py", "aiter.ops.triton.fused_fp8_quant.fused_silu_mul_fp8_per_tensor_static_quant"),
+        ("atom/models/deepseek_v4.py", "aiter.ops.batched_gemm_op_a8w8.batched_gemm_a8w8_mxscale"),
+    ]:
         assert sites[(path, target)].category == "guarded", (path, target)

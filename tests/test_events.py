@@ -29,14 +29,19 @@ class _Secret(PlanCheck):
     name = "test_secret"
 
     def check(self, call):
-        yield Finding("test_values", "flag", details={"shape": list(call["x"].shape)},
-                      values={"first": float(call["x"].reshape(-1)[0])})
+        yield Finding(
+            "test_values",
+            "flag",
+            details={"shape": list(call["x"].shape)},
+            values={"first": float(call["x"].reshape(-1)[0])},
+        )
 
 
 def _run(make_module, **options):
     module = make_module("qgt_ev", "def kernel(x):\n    return x\n")
-    quantguard.register(Contract(target="qgt_ev.kernel", kind="kernel", backend="torch", checks=("test_secret",),
-                                 key=("x",)))
+    quantguard.register(
+        Contract(target="qgt_ev.kernel", kind="kernel", backend="torch", checks=("test_secret",), key=("x",))
+    )
     quantguard.register(Contract(target="qgt_ev.gone", kind="kernel", backend="torch"))
     quantguard.enable(targets="qgt_ev.*", **options)
     module.kernel(torch.full((2,), 123.456))

@@ -13,7 +13,12 @@ import torch
 BUGGY = False
 
 
-def fp8_gemm(x: torch.Tensor, w: torch.Tensor, x_scale: torch.Tensor, w_scale: torch.Tensor,
-             out_dtype: torch.dtype = torch.bfloat16) -> torch.Tensor:
+def fp8_gemm(
+    x: torch.Tensor,
+    w: torch.Tensor,
+    x_scale: torch.Tensor,
+    w_scale: torch.Tensor,
+    out_dtype: torch.dtype = torch.bfloat16,
+) -> torch.Tensor:
     w_scale_used = torch.ones_like(w_scale) if BUGGY else w_scale
     return ((x.float() * x_scale) @ (w.float() * w_scale_used).t()).to(out_dtype)

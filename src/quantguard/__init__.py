@@ -20,8 +20,18 @@ from quantguard.engine.lifecycle import disable, enable, is_enabled, register
 from quantguard.errors import ConfigError, QuantGuardBlocked, QuantGuardError, QuantGuardViolation
 
 __all__ = [
-    "__version__", "enable", "disable", "is_enabled", "register", "attach", "scan_weights",
-    "Contract", "QuantGuardError", "QuantGuardViolation", "QuantGuardBlocked", "ConfigError",
+    "__version__",
+    "enable",
+    "disable",
+    "is_enabled",
+    "register",
+    "attach",
+    "scan_weights",
+    "Contract",
+    "QuantGuardError",
+    "QuantGuardViolation",
+    "QuantGuardBlocked",
+    "ConfigError",
 ]
 
 
@@ -33,10 +43,12 @@ def attach(model: Any, prefix: str = "") -> Any:
     quantguard to be enabled.
     """
     from quantguard.engine.lifecycle import attach_model
+
     return attach_model(model, prefix)
 
 
 def scan_weights(model: Any, **options: Any) -> list[Any]:
     """Scan a loaded model's parameters for silent loading bugs; see :mod:`quantguard.checks.weights`."""
-    from quantguard.checks.weights import scan_weights as _scan
+    from quantguard.engine.weight_scan import scan_weights as _scan
+
     return _scan(model, **options)

@@ -32,6 +32,7 @@ def enable_from_environment() -> bool:
     global _done
     if _done:
         from quantguard.engine.lifecycle import is_enabled
+
         return is_enabled()
     _done = True
     try:
@@ -49,6 +50,7 @@ def enable_from_environment() -> bool:
         if not wanted:
             return False
         from quantguard.engine.lifecycle import enable
+
         try:
             enable()
         except ConfigError as exc:

@@ -20,8 +20,8 @@ class Admission:
     """What to do with one occurrence: ``emit`` it or not, with the exact totals."""
 
     emit: bool
-    count: int          # occurrences of this key so far, this one included
-    suppressed: int     # occurrences folded into this event since the previous one
+    count: int  # occurrences of this key so far, this one included
+    suppressed: int  # occurrences folded into this event since the previous one
 
 
 class _KeyState:
@@ -62,8 +62,7 @@ class RateLimiter:
     def drain(self) -> list[tuple[Hashable, int, int]]:
         """Keys with occurrences not yet reported: ``(key, count, suppressed)``; resets them."""
         with self._lock:
-            pending = [(key, state.count, state.suppressed)
-                       for key, state in self._states.items() if state.suppressed]
+            pending = [(key, state.count, state.suppressed) for key, state in self._states.items() if state.suppressed]
             for key, _, _ in pending:
                 self._states[key].suppressed = 0
                 self._states[key].last_emit = self._clock()

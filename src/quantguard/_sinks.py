@@ -17,8 +17,13 @@ from typing import Any
 
 __all__ = ["make_sink", "StreamSink", "FileSink", "LoggingSink"]
 
-_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
-           "error": logging.ERROR, "critical": logging.CRITICAL}
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+    "critical": logging.CRITICAL,
+}
 
 
 class _Sink:
@@ -33,6 +38,7 @@ class _Sink:
     def _method(level: str) -> Callable[[_Sink, str], None]:  # type: ignore[misc]
         def method(self: _Sink, message: str) -> None:
             self._write(level, message)
+
         method.__name__ = level
         return method
 

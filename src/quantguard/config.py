@@ -69,6 +69,7 @@ class Config:
 
 # -- parsers: each takes (value, where) and raises ConfigError naming `where` ---------
 
+
 def _fail(where: str, value: Any, accepted: str) -> ConfigError:
     return ConfigError(f"{where}={value!r} is not valid; accepted: {accepted}")
 
@@ -92,6 +93,7 @@ def _choice(choices: tuple[str, ...]) -> Callable[[Any, str], str]:
         if isinstance(value, str) and value.strip().lower() in choices:
             return value.strip().lower()
         raise _fail(where, value, ", ".join(choices))
+
     return parse
 
 
@@ -102,6 +104,7 @@ def _optional_choice(choices: tuple[str, ...]) -> Callable[[Any, str], str | Non
         if value is None or (isinstance(value, str) and not value.strip()):
             return None
         return parse_choice(value, where)
+
     return parse
 
 
@@ -213,8 +216,10 @@ def _log_destination(value: Any, where: str) -> str:
         return text.lower()
     parent = os.path.dirname(os.path.abspath(os.path.expanduser(text))) or "."
     if not os.path.isdir(parent):
-        raise ConfigError(f"{where}={value!r} is not valid: directory {parent!r} does not exist; "
-                          "accepted: stderr, stdout, logging, or a file path in an existing directory")
+        raise ConfigError(
+            f"{where}={value!r} is not valid: directory {parent!r} does not exist; "
+            "accepted: stderr, stdout, logging, or a file path in an existing directory"
+        )
     return text
 
 
@@ -231,8 +236,10 @@ _THRESHOLD_FORMATS = ("fp8", "int8", "fp4", "mxfp4", "int4")
 
 
 def _thresholds(value: Any, where: str) -> dict[str, float]:
-    accepted = ("KEY=COSINE pairs separated by commas (or a mapping); KEY is a format "
-                f"({', '.join(_THRESHOLD_FORMATS)}), a target glob, or TARGET_GLOB@LAYER_GLOB; COSINE in (0, 1]")
+    accepted = (
+        "KEY=COSINE pairs separated by commas (or a mapping); KEY is a format "
+        f"({', '.join(_THRESHOLD_FORMATS)}), a target glob, or TARGET_GLOB@LAYER_GLOB; COSINE in (0, 1]"
+    )
     if isinstance(value, str):
         pairs = []
         for part in value.split(","):
@@ -305,9 +312,9 @@ _OPTIONS: tuple[_Option, ...] = (
 _BY_NAME = {option.name: option for option in _OPTIONS}
 
 
-def resolve_config(overrides: Mapping[str, Any] | None = None,
-                   environ: Mapping[str, str] | None = None,
-                   base: Config | None = None) -> Config:
+def resolve_config(
+    overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None, base: Config | None = None
+) -> Config:
     """Build a :class:`Config` from keyword overrides over environment over ``base``/defaults.
 
     Raises :class:`ConfigError` (a ``ValueError``) naming the keyword or variable,

@@ -27,8 +27,7 @@ class QuantGuardError(Exception):
 class QuantGuardViolation(QuantGuardError):
     """A guarded call broke a contract while ``mode="raise"`` is active."""
 
-    def __init__(self, target: str, check: str, message: str,
-                 details: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, target: str, check: str, message: str, details: Mapping[str, Any] | None = None) -> None:
         super().__init__(f"[{check}] {target}: {message}")
         self.target = target
         self.check = check
@@ -43,8 +42,9 @@ class QuantGuardViolation(QuantGuardError):
 class QuantGuardBlocked(QuantGuardError):
     """A kernel was blocked by policy (for example ASM GEMM on gfx950 in a CK-free build)."""
 
-    def __init__(self, target: str, reason: str, alternative: str | None = None,
-                 entry_point: str | None = None) -> None:
+    def __init__(
+        self, target: str, reason: str, alternative: str | None = None, entry_point: str | None = None
+    ) -> None:
         where = f" (reached from {entry_point})" if entry_point and entry_point != target else ""
         hint = f"; safe alternative: {alternative}" if alternative else ""
         super().__init__(f"{target}{where} blocked: {reason}{hint}")

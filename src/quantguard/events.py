@@ -29,9 +29,25 @@ from quantguard._sinks import LoggingSink, StreamSink, make_sink
 from quantguard._version import __version__
 
 __all__ = [
-    "ENABLED", "DISABLED", "PATCHED", "TARGET_MISSING", "TARGET_MISMATCH", "VIOLATION",
-    "BLOCKED", "SHADOW", "INTERNAL_ERROR", "SUMMARY", "STALE_REFERENCE", "UNCOVERED_KERNELS", "GRAPH",
-    "EVENT_NAMES", "EventLog", "emit", "configure", "add_listener", "remove_listener",
+    "ENABLED",
+    "DISABLED",
+    "PATCHED",
+    "TARGET_MISSING",
+    "TARGET_MISMATCH",
+    "VIOLATION",
+    "BLOCKED",
+    "SHADOW",
+    "INTERNAL_ERROR",
+    "SUMMARY",
+    "STALE_REFERENCE",
+    "UNCOVERED_KERNELS",
+    "GRAPH",
+    "EVENT_NAMES",
+    "EventLog",
+    "emit",
+    "configure",
+    "add_listener",
+    "remove_listener",
     "to_jsonable",
 ]
 
@@ -49,8 +65,21 @@ STALE_REFERENCE = "quantguard.stale_reference"
 UNCOVERED_KERNELS = "quantguard.uncovered_kernels"
 GRAPH = "quantguard.graph"
 
-EVENT_NAMES = (ENABLED, DISABLED, PATCHED, TARGET_MISSING, TARGET_MISMATCH, VIOLATION, BLOCKED,
-               SHADOW, INTERNAL_ERROR, SUMMARY, STALE_REFERENCE, UNCOVERED_KERNELS, GRAPH)
+EVENT_NAMES = (
+    ENABLED,
+    DISABLED,
+    PATCHED,
+    TARGET_MISSING,
+    TARGET_MISMATCH,
+    VIOLATION,
+    BLOCKED,
+    SHADOW,
+    INTERNAL_ERROR,
+    SUMMARY,
+    STALE_REFERENCE,
+    UNCOVERED_KERNELS,
+    GRAPH,
+)
 
 _HOST = socket.gethostname()
 _FIELD_ORDER = ("event", "timestamp", "level")

@@ -43,13 +43,20 @@ class Platform:
         """The FP8 dtype name the arch's kernels read (``float8_e4m3fnuz`` on gfx942)."""
         if self.arch is None:
             return None
-        return FP8_BY_ARCH.get(self.arch, _FP8_DEFAULT if self.arch.startswith("gfx9") or
-                               self.arch.startswith("gfx1") else None)
+        return FP8_BY_ARCH.get(
+            self.arch, _FP8_DEFAULT if self.arch.startswith("gfx9") or self.arch.startswith("gfx1") else None
+        )
 
     def as_dict(self) -> dict[str, Any]:
-        return {"arch": self.arch, "arch_source": self.arch_source, "ck_free": self.ck_free,
-                "ck_free_source": self.ck_free_source, "fp8_dtype": self.fp8_dtype,
-                "fp8_source": self.fp8_source, "asm_blocked": self.asm_blocked}
+        return {
+            "arch": self.arch,
+            "arch_source": self.arch_source,
+            "ck_free": self.ck_free,
+            "ck_free_source": self.ck_free_source,
+            "fp8_dtype": self.fp8_dtype,
+            "fp8_source": self.fp8_source,
+            "asm_blocked": self.asm_blocked,
+        }
 
 
 def _truthy(value: str | None) -> bool:
@@ -94,8 +101,7 @@ def _ck_free_from_aiter() -> tuple[bool | None, str]:
         return None, ""
     if os.path.isdir(str(directory)):
         return False, f"aiter.jit.core.CK_3RDPARTY_DIR={directory} (a directory: CK build)"
-    return True, (f"aiter.jit.core.CK_3RDPARTY_DIR={directory} (not a directory: modules build with "
-                  "-DAITER_CK_FREE=1)")
+    return True, (f"aiter.jit.core.CK_3RDPARTY_DIR={directory} (not a directory: modules build with -DAITER_CK_FREE=1)")
 
 
 def _ck_free_from_ck_dir(environ: Any) -> tuple[bool | None, str]:
@@ -137,7 +143,8 @@ def _detect_ck_free(environ: Any) -> tuple[bool, str]:
     if build is False:
         return False, build_source + (f"; {switch_note}" if switch_note else "")
     return False, "default: not CK-free (AITER not loaded, CK_DIR unset" + (
-        f"; {switch_note})" if switch_note else ", ATOM_CK_FREE unset)")
+        f"; {switch_note})" if switch_note else ", ATOM_CK_FREE unset)"
+    )
 
 
 def _fp8_from_aiter() -> tuple[str | None, str]:
@@ -148,8 +155,9 @@ def _fp8_from_aiter() -> tuple[str | None, str]:
     return str(fp8).replace("torch.", ""), "aiter.utility.dtypes.fp8"
 
 
-def detect_platform(gfx_override: str | None = None, ck_free_override: bool | None = None,
-                    environ: Any = None) -> Platform:
+def detect_platform(
+    gfx_override: str | None = None, ck_free_override: bool | None = None, environ: Any = None
+) -> Platform:
     """Detect arch, CK-free mode and FP8 dtype; overrides (config/env) win and say so."""
     environ = os.environ if environ is None else environ
     if gfx_override:

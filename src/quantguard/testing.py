@@ -1,8 +1,8 @@
 """Helpers for testing code that runs under quantguard (like ``structlog.testing``).
 
-    with quantguard.testing.capture_events() as events:
-        run_my_model()
-    assert not events.violations()
+with quantguard.testing.capture_events() as events:
+    run_my_model()
+assert not events.violations()
 """
 
 from __future__ import annotations
@@ -33,12 +33,16 @@ class CapturedEvents(list):
         full = name if name.startswith("quantguard.") else f"quantguard.{name}"
         return [event for event in self if event["event"] == full]
 
-    def violations(self, check: str | None = None, target: str | None = None,
-                   severity: str | None = None) -> list[dict[str, Any]]:
-        return [event for event in self.named(_events.VIOLATION)
-                if (check is None or event.get("check") == check)
-                and (target is None or event.get("target") == target)
-                and (severity is None or event.get("severity") == severity)]
+    def violations(
+        self, check: str | None = None, target: str | None = None, severity: str | None = None
+    ) -> list[dict[str, Any]]:
+        return [
+            event
+            for event in self.named(_events.VIOLATION)
+            if (check is None or event.get("check") == check)
+            and (target is None or event.get("target") == target)
+            and (severity is None or event.get("severity") == severity)
+        ]
 
     def checks(self) -> set[str]:
         """Names of the checks that reported a violation."""

@@ -31,21 +31,24 @@ def loaded(monkeypatch, tmp_path):
     return load
 
 
-@pytest.mark.parametrize("ck, atom, environ, ck_free, source", [
-    # AITER decides: CK sources missing means a CK-free build (-DAITER_CK_FREE=1).
-    ("missing", "main", {}, True, "-DAITER_CK_FREE=1"),
-    ("present", "main", {}, False, "a directory: CK build"),
-    # ATOM main has no ATOM_CK_FREE: setting it changes nothing and the source says so.
-    ("present", "main", {"ATOM_CK_FREE": "1"}, False, "ATOM_CK_FREE=1 ignored"),
-    ("missing", "main", {"ATOM_CK_FREE": "1"}, True, "ATOM_CK_FREE=1 ignored"),
-    # On the CK-free branch the switch is an override that can only turn CK-free on.
-    ("present", "ck_free_branch", {"ATOM_CK_FREE": "1"}, True, "overrides aiter.jit.core.CK_3RDPARTY_DIR"),
-    ("missing", "ck_free_branch", {"ATOM_CK_FREE": "0"}, True, "not a directory"),
-    # Neither loaded yet: CK_DIR (what AITER will read), else the switch, else the default.
-    (None, None, {"CK_DIR": "/nonexistent/ck"}, True, "CK_DIR=/nonexistent/ck (not a directory"),
-    (None, None, {"ATOM_CK_FREE": "1"}, True, "AITER not loaded, CK_DIR unset"),
-    (None, None, {}, False, "default: not CK-free"),
-])
+@pytest.mark.parametrize(
+    "ck, atom, environ, ck_free, source",
+    [
+        # AITER decides: CK sources missing means a CK-free build (-DAITER_CK_FREE=1).
+        ("missing", "main", {}, True, "-DAITER_CK_FREE=1"),
+        ("present", "main", {}, False, "a directory: CK build"),
+        # ATOM main has no ATOM_CK_FREE: setting it changes nothing and the source says so.
+        ("present", "main", {"ATOM_CK_FREE": "1"}, False, "ATOM_CK_FREE=1 ignored"),
+        ("missing", "main", {"ATOM_CK_FREE": "1"}, True, "ATOM_CK_FREE=1 ignored"),
+        # On the CK-free branch the switch is an override that can only turn CK-free on.
+        ("present", "ck_free_branch", {"ATOM_CK_FREE": "1"}, True, "overrides aiter.jit.core.CK_3RDPARTY_DIR"),
+        ("missing", "ck_free_branch", {"ATOM_CK_FREE": "0"}, True, "not a directory"),
+        # Neither loaded yet: CK_DIR (what AITER will read), else the switch, else the default.
+        (None, None, {"CK_DIR": "/nonexistent/ck"}, True, "CK_DIR=/nonexistent/ck (not a directory"),
+        (None, None, {"ATOM_CK_FREE": "1"}, True, "AITER not loaded, CK_DIR unset"),
+        (None, None, {}, False, "default: not CK-free"),
+    ],
+)
 def test_ck_free_decision_and_its_source(loaded, ck, atom, environ, ck_free, source):
     loaded(ck, atom)
     platform = detect_platform(environ=environ)
@@ -66,8 +69,10 @@ def test_ck_dir_that_exists_is_a_ck_build_before_aiter_loads(loaded, tmp_path):
     assert platform.ck_free is False and "a directory: CK build" in platform.ck_free_source
 
 
-@pytest.mark.parametrize("ck_free, phrase", [(True, "not a directory: modules build with -DAITER_CK_FREE=1"),
-                                             (False, "a directory: CK build")])
+@pytest.mark.parametrize(
+    "ck_free, phrase",
+    [(True, "not a directory: modules build with -DAITER_CK_FREE=1"), (False, "a directory: CK build")],
+)
 def test_info_and_enabled_event_say_where_ck_free_came_from(monkeypatch, ck_free, phrase):
     import quantguard
     import quantguard.sim as sim

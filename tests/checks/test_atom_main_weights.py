@@ -10,8 +10,11 @@ from quantguard.checks.weights import scale_name, scan_tensors
 from quantguard.hardware import Platform
 
 #: Dense linear, and ATOM's MoE gate/up and down experts (3D: experts first).
-WEIGHTS = [("model.q_proj.weight", (256, 256)), ("model.experts.w13_weight", (4, 256, 128)),
-           ("model.experts.w2_weight", (4, 128, 128))]
+WEIGHTS = [
+    ("model.q_proj.weight", (256, 256)),
+    ("model.experts.w13_weight", (4, 256, 128)),
+    ("model.experts.w2_weight", (4, 128, 128)),
+]
 _GEN = torch.Generator().manual_seed(0)
 
 
@@ -47,8 +50,17 @@ def _named(name, tensors):
 
 
 @pytest.mark.parametrize("name, shape", WEIGHTS)
-@pytest.mark.parametrize("kind", ["inverted_scale", "dropped_block_scale", "e8m0_copied_as_zeros",
-                                  "e8m0_numerically_converted", "never_loaded", "nan"])
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "inverted_scale",
+        "dropped_block_scale",
+        "e8m0_copied_as_zeros",
+        "e8m0_numerically_converted",
+        "never_loaded",
+        "nan",
+    ],
+)
 def test_each_incident_is_caught_for_dense_and_moe_weights(name, shape, kind):
     tensors, check = _bad(kind, shape)
     findings = scan_tensors(_named(name, tensors))
@@ -67,18 +79,29 @@ def test_healthy_weights_are_quiet(name, shape):
 
 def test_moe_weight_is_paired_with_its_own_scale_not_the_dense_name():
     weight, scale = _fp8_checkpoint((4, 256, 128))
-    named = [("experts.w13_weight", weight), ("experts.w13_weight_scale", 1 / scale),
-             ("experts.weight_scale", scale)]  # a dense-style name must not be used for w13
+    named = [
+        ("experts.w13_weight", weight),
+        ("experts.w13_weight_scale", 1 / scale),
+        ("experts.weight_scale", scale),
+    ]  # a dense-style name must not be used for w13
     assert [f.check for f in scan_tensors(named)] == ["weight_magnitude"]
 
 
-@pytest.mark.parametrize("weight, scale", [("x.weight", "x.weight_scale"), ("x.w13_weight", "x.w13_weight_scale"),
-                                           ("w2_weight", "w2_weight_scale"), ("x.bias", None)])
+@pytest.mark.parametrize(
+    "weight, scale",
+    [
+        ("x.weight", "x.weight_scale"),
+        ("x.w13_weight", "x.w13_weight_scale"),
+        ("w2_weight", "w2_weight_scale"),
+        ("x.bias", None),
+    ],
+)
 def test_scale_name(weight, scale):
     assert scale_name(weight) == scale
 
 
 # --------------------------------------------------------------------------- MoE per-layer selection
+
 
 class _Method:
     def __init__(self, use_triton):
@@ -105,17 +128,25 @@ def _platform(ck_free):
 def test_moe_selections_read_each_layer():
     model = _model(True, False)
     model.add_module("plain", _Layer("layers.9.mlp", object()))  # no per-instance switch: not a selection
-    assert moe_selections(model) == [("layers.0.mlp.experts", "_Method", True),
-                                     ("layers.1.mlp.experts", "_Method", False)]
+    assert moe_selections(model) == [
+        ("layers.0.mlp.experts", "_Method", True),
+        ("layers.1.mlp.experts", "_Method", False),
+    ]
 
 
-@pytest.mark.parametrize("ck_free, choices, flagged", [
-    (True, (True, False), ["layers.1.mlp.experts"]),  # CK-free: a CK path selected is a violation
-    (True, (True, True), []),                          # Triton selected is clean
-    (False, (False, False), []),                       # a CK build may run CK
-])
+@pytest.mark.parametrize(
+    "ck_free, choices, flagged",
+    [
+        (True, (True, False), ["layers.1.mlp.experts"]),  # CK-free: a CK path selected is a violation
+        (True, (True, True), []),  # Triton selected is clean
+        (False, (False, False), []),  # a CK build may run CK
+    ],
+)
 def test_audit_reads_moe_choices_per_layer(ck_free, choices, flagged):
-    findings = [finding for path, finding in audit_backend_selection(_platform(ck_free), _model(*choices))
-                if path.endswith(".use_triton")]
+    findings = [
+        finding
+        for path, finding in audit_backend_selection(_platform(ck_free), _model(*choices))
+        if path.endswith(".use_triton")
+    ]
     assert [finding.details["layer"] for finding in findings] == flagged
     assert all(f.check == "backend_selection" and "test CK-free source" in f.message for f in findings)

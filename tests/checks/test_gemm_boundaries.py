@@ -59,33 +59,43 @@ def _blocks(a, transpose=False):
 
 def _shuffle(a, w, layout=(16, 16)):
     from aiter.ops.shuffle import shuffle_weight
+
     return shuffle_weight(w, layout=layout)
 
 
 CLEAN = {
     "gemm_a8w8_CK": lambda a: (lambda xq, xs, wq, ws: a.gemm_a8w8_CK(xq, wq, xs, ws))(*_per_token(a)),
     "gemm_a8w8_bpreshuffle": lambda a: (lambda xq, xs, wq, ws: a.gemm_a8w8_bpreshuffle(xq, _shuffle(a, wq), xs, ws))(
-        *_per_token(a)),
+        *_per_token(a)
+    ),
     "gemm_a8w8_blockscale": lambda a: (lambda xq, xs, wq, ws: a.gemm_a8w8_blockscale(xq, wq, xs, ws))(*_blocks(a)),
     "blockscale_bpreshuffle_transposed_bytes": lambda a: (
-        lambda xq, xs, wq, ws: a.gemm_a8w8_blockscale_bpreshuffle(xq, _shuffle(a, wq), xs, ws))(*_blocks(a, True)),
+        lambda xq, xs, wq, ws: a.gemm_a8w8_blockscale_bpreshuffle(xq, _shuffle(a, wq), xs, ws)
+    )(*_blocks(a, True)),
     "blockscale_bpreshuffle_strided_view": lambda a: (
-        lambda xq, xs, wq, ws: a.gemm_a8w8_blockscale_bpreshuffle(xq, _shuffle(a, wq), xs.t().contiguous().t(), ws))(
-        *_blocks(a)),
+        lambda xq, xs, wq, ws: a.gemm_a8w8_blockscale_bpreshuffle(xq, _shuffle(a, wq), xs.t().contiguous().t(), ws)
+    )(*_blocks(a)),
     "triton_gemm_a8w8": lambda a: (lambda xq, xs, wq, ws: _triton("gemm_a8w8.gemm_a8w8")(xq, wq, xs, ws))(
-        *_per_token(a)),
-    "triton_blockscale": lambda a: (lambda xq, xs, wq, ws: _triton("gemm_a8w8_blockscale.gemm_a8w8_blockscale")(
-        xq, wq, xs, ws))(*_blocks(a)),
+        *_per_token(a)
+    ),
+    "triton_blockscale": lambda a: (
+        lambda xq, xs, wq, ws: _triton("gemm_a8w8_blockscale.gemm_a8w8_blockscale")(xq, wq, xs, ws)
+    )(*_blocks(a)),
     "triton_blockscale_preshuffle_transposed": lambda a: (
         lambda xq, xs, wq, ws: _triton("gemm_a8w8_blockscale.gemm_a8w8_blockscale_preshuffle")(
-            xq, _shuffle(a, wq).reshape(N // 16, K * 16), xs, ws, is_x_scale_tranposed=True))(*_blocks(a, True)),
+            xq, _shuffle(a, wq).reshape(N // 16, K * 16), xs, ws, is_x_scale_tranposed=True
+        )
+    )(*_blocks(a, True)),
     "triton_blockscale_preshuffle_view": lambda a: (
         lambda xq, xs, wq, ws: _triton("gemm_a8w8_blockscale.gemm_a8w8_blockscale_preshuffle")(
-            xq, _shuffle(a, wq).reshape(N // 16, K * 16), xs.t().contiguous().t(), ws,
-            is_x_scale_tranposed=False))(*_blocks(a)),
+            xq, _shuffle(a, wq).reshape(N // 16, K * 16), xs.t().contiguous().t(), ws, is_x_scale_tranposed=False
+        )
+    )(*_blocks(a)),
     "hipblaslt_per_tensor": lambda a: __import__("aiter.tuned_gemm", fromlist=["_"]).tgemm.mm(
         *(lambda xq, s, wq, ws: (xq, wq, None, torch.bfloat16, s, ws.max().reshape(1)))(
-            *a.per_tensor_quant_hip(_x(), quant_dtype=a.dtypes.fp8), *_row_weight(a.dtypes.fp8))),
+            *a.per_tensor_quant_hip(_x(), quant_dtype=a.dtypes.fp8), *_row_weight(a.dtypes.fp8)
+        )
+    ),
 }
 
 
@@ -94,6 +104,7 @@ CLEAN = {
 def test_clean_gemms_are_quiet(tmp_path, arch, name):
     sim.install(arch)
     import aiter
+
     with capture_events() as events:
         _enable(tmp_path)
         out = CLEAN[name](aiter)
@@ -104,15 +115,23 @@ def test_clean_gemms_are_quiet(tmp_path, arch, name):
     assert min(e["cosine"] for e in shadows if e["reference"] == "matched") > 0.9999
 
 
-@pytest.mark.parametrize("mutate, check, fragment", [
-    (lambda a, xq, xs, wq, ws: (xq, wq, torch.ones(M, K // 128 + 1), ws), "scale_shape", "expected (M, ceil(K/128))"),
-    (lambda a, xq, xs, wq, ws: (xq, wq, xs.to(torch.bfloat16), ws), "scale_dtype", "reads float32"),
-    (lambda a, xq, xs, wq, ws: (xq, wq, xs.t().contiguous().t(), ws), "scale_layout", "column-major view"),
-    (lambda a, xq, xs, wq, ws: (xq, wq, xs, ws[:1]), "scale_shape", "w_scale is [1, 4]"),
-])
+@pytest.mark.parametrize(
+    "mutate, check, fragment",
+    [
+        (
+            lambda a, xq, xs, wq, ws: (xq, wq, torch.ones(M, K // 128 + 1), ws),
+            "scale_shape",
+            "expected (M, ceil(K/128))",
+        ),
+        (lambda a, xq, xs, wq, ws: (xq, wq, xs.to(torch.bfloat16), ws), "scale_dtype", "reads float32"),
+        (lambda a, xq, xs, wq, ws: (xq, wq, xs.t().contiguous().t(), ws), "scale_layout", "column-major view"),
+        (lambda a, xq, xs, wq, ws: (xq, wq, xs, ws[:1]), "scale_shape", "w_scale is [1, 4]"),
+    ],
+)
 def test_malformed_scales_at_the_gemm_boundary(tmp_path, mutate, check, fragment):
     sim.install("gfx942")
     import aiter
+
     args = mutate(aiter, *_blocks(aiter))
     with capture_events() as events:
         _enable(tmp_path)
@@ -120,18 +139,23 @@ def test_malformed_scales_at_the_gemm_boundary(tmp_path, mutate, check, fragment
             aiter.gemm_a8w8_blockscale(*args)
         except Exception:
             pass  # the kernel may reject it too; the guard reported before the call
-    assert any(fragment in e["message"] for e in events.violations(check=check)), \
-        [(e["check"], e["message"]) for e in events.violations()]
+    assert any(fragment in e["message"] for e in events.violations(check=check)), [
+        (e["check"], e["message"]) for e in events.violations()
+    ]
 
 
-@pytest.mark.parametrize("transpose, consumer, expected", [
-    (True, "gemm_a8w8_blockscale", "reads it row-major (M, G)"),
-    (False, "gemm_a8w8_blockscale_bpreshuffle", "reads it column-major: (G, M) bytes"),
-])
+@pytest.mark.parametrize(
+    "transpose, consumer, expected",
+    [
+        (True, "gemm_a8w8_blockscale", "reads it row-major (M, G)"),
+        (False, "gemm_a8w8_blockscale_bpreshuffle", "reads it column-major: (G, M) bytes"),
+    ],
+)
 def test_producer_layout_against_consumer_expectation(tmp_path, transpose, consumer, expected):
     """Strides look plausible either way; only provenance knows what the producer wrote."""
     sim.install("gfx942")
     import aiter
+
     xq, xs, wq, ws = _blocks(aiter, transpose)
     assert xs.is_contiguous() and xs.shape == (M, K // 128)
     weight = _shuffle(aiter, wq) if consumer.endswith("bpreshuffle") else wq
@@ -148,6 +172,7 @@ def test_producer_layout_against_consumer_expectation(tmp_path, transpose, consu
 def test_wrong_fp8_variant_on_gfx942(tmp_path):
     sim.install("gfx942")
     import aiter
+
     xq, xs, _, ws = _per_token(aiter)
     wq, _ = _row_weight(torch.float8_e4m3fn)
     with capture_events() as events:
@@ -161,11 +186,15 @@ def test_magnitude_error_with_perfect_cosine_is_caught(tmp_path, make_module):
     """A dropped per-tensor scale leaves cosine at 1.0: the norm ratio must catch it."""
     sim.install("gfx942")
     import aiter
-    module = make_module("qgt_double", """
+
+    module = make_module(
+        "qgt_double",
+        """
         import aiter
         def gemm_a8w8_CK(XQ, WQ, x_scale, w_scale, bias=None, dtype=None, splitK=None):
             return aiter.gemm_a8w8_CK(XQ, WQ, x_scale, w_scale) * 2
-    """)
+    """,
+    )
     template = next(c for c in aiter_contracts.CONTRACTS if c.target.endswith(".gemm_a8w8_CK"))
     quantguard.register(dataclasses.replace(template, target="qgt_double.gemm_a8w8_CK"))
     with capture_events() as events:
@@ -179,6 +208,7 @@ def test_magnitude_error_with_perfect_cosine_is_caught(tmp_path, make_module):
 def test_preshuffled_weight_read_as_plain(tmp_path):
     sim.install("gfx942")
     import aiter
+
     xq, xs, wq, ws = _per_token(aiter)
     with capture_events() as events:
         _enable(tmp_path)

@@ -7,30 +7,17 @@ imported, as production does with ``QUANTGUARD_ENABLED=1``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import pytest
 
 import quantguard
 from quantguard.sim import workload
+from quantguard.sim.scenarios import SCENARIOS, Scenario
 from quantguard.testing import CapturedEvents, capture_events
 
 
-@dataclass(frozen=True)
-class Case:
-    fault: str
-    deploy: dict = field(default_factory=dict)
-    expected: tuple[str, ...] = ()           # checks (or "blocked") that must be reported
-    raises: type[BaseException] | None = None
-    options: dict = field(default_factory=dict)
-
-    @property
-    def id(self) -> str:
-        backend = self.deploy.get("backend", "ck")
-        return f"{self.fault}-{self.deploy.get('arch', 'gfx942')}-{backend}" + ("-ckfree" if self.deploy.get("ck_free") else "")
-
-
-def run_workload(deploy: dict, faults: tuple[str, ...] = (), tokens: int = 3, **options) -> tuple[CapturedEvents, BaseException | None]:
+def run_workload(
+    deploy: dict, faults: tuple[str, ...] = (), tokens: int = 3, **options
+) -> tuple[CapturedEvents, BaseException | None]:
     error = None
     with capture_events() as events:
         quantguard.enable(sample_rate=options.pop("sample_rate", 0.0), **options)
@@ -51,39 +38,14 @@ def reported(events: CapturedEvents) -> set[str]:
     return found
 
 
-CASES = [
-    Case("triton_quant_ignores_shuffle_scale", dict(arch="gfx942", backend="triton", ck_free=True),
-         ("kwarg_ignored", "ignored_parameter", "scale_layout", "numerics")),
-    Case("triton_quant_ignores_shuffle_scale", dict(arch="gfx950", backend="triton", ck_free=True),
-         ("kwarg_ignored", "ignored_parameter")),
-    Case("asm_gemm_garbage_gfx950", dict(arch="gfx950", backend="asm", ck_free=True, preshuffle=True),
-         ("blocked", "backend_selection"), raises=quantguard.QuantGuardBlocked),
-    Case("asm_gemm_garbage_gfx950", dict(arch="gfx950", backend="asm", ck_free=True, preshuffle=True),
-         ("blocked", "numerics"), options={"on_block": "log"}),
-    Case("partial_transpose_noop", dict(arch="gfx942", backend="triton", ck_free=True),
-         ("noop_transform", "ignored_parameter")),
-    Case("missing_e4m3fnuz_normalization", dict(arch="gfx942", backend="ck"), ("fp8_variant",),
-         raises=AssertionError),
-    Case("missing_e4m3fnuz_normalization", dict(arch="gfx942", backend="triton"), ("fp8_variant",)),
-    Case("jit_build_systemexit+atom_ignores_ck_free", dict(arch="gfx942", backend="triton", ck_free=True),
-         ("jit_exit", "backend_selection"), raises=RuntimeError),
-    Case("fp8_copy_drops_scale", dict(arch="gfx942", backend="ck"), ("weight_magnitude",)),
-    Case("e8m0_copy_zero_fill", dict(arch="gfx950", backend="ck"), ("scale_values",)),
-    Case("gemm_reads_scale_wrong_major", dict(arch="gfx942", backend="ck"), ("numerics",)),
-    Case("gemm_reads_scale_wrong_major@triton", dict(arch="gfx942", backend="triton"), ("numerics",)),
-    Case("gemm_reads_scale_wrong_major@asm", dict(arch="gfx942", backend="asm"), ("numerics",)),
-    Case("e8m0_ceil_rounding@hip", dict(arch="gfx950", backend="ck"), ("e8m0_rounding",)),
-    Case("moe_missing_routed_scaling", dict(arch="gfx942", backend="ck"), ("kwarg_ignored", "ignored_parameter")),
-    Case("atom_ignores_ck_free", dict(arch="gfx950", backend="triton", ck_free=True), ("backend_selection",),
-         raises=RuntimeError),
-    Case("hipblaslt_drops_scale_b", dict(arch="gfx942", backend="ck"), ("numerics", "ignored_parameter")),
-]
+#: Every incident scenario the demo runs, with the checks it must fire (``quantguard.sim.scenarios``);
+#: a late enable is the demo's own (the model is built before quantguard).
+CASES = [scenario for scenario in SCENARIOS if not scenario.late_enable]
 
 
-@pytest.mark.parametrize("case", CASES, ids=lambda case: case.id)
-def test_fault_is_detected(case: Case, tmp_path):
-    events, error = run_workload(case.deploy, tuple(case.fault.split("+")), log=str(tmp_path / "log.jsonl"),
-                                 **case.options)
+@pytest.mark.parametrize("case", CASES, ids=lambda case: case.name)
+def test_fault_is_detected(case: Scenario, tmp_path):
+    events, error = run_workload(case.deployment, case.faults, log=str(tmp_path / "log.jsonl"), **case.options)
     if case.raises is None:
         assert error is None, repr(error)
     else:
@@ -93,12 +55,20 @@ def test_fault_is_detected(case: Case, tmp_path):
     assert not missing, f"not reported: {missing}; reported: {reported(events)}"
 
 
-@pytest.mark.parametrize("deploy", [
-    dict(arch="gfx942", backend="ck"), dict(arch="gfx950", backend="ck"),
-    dict(arch="gfx942", backend="triton"), dict(arch="gfx950", backend="triton"),
-    dict(arch="gfx942", backend="asm"), dict(arch="gfx950", backend="asm"),
-    dict(arch="gfx942", backend="triton", ck_free=True), dict(arch="gfx950", backend="triton", ck_free=True),
-], ids=lambda d: "-".join(str(v) for v in d.values()))
+@pytest.mark.parametrize(
+    "deploy",
+    [
+        dict(arch="gfx942", backend="ck"),
+        dict(arch="gfx950", backend="ck"),
+        dict(arch="gfx942", backend="triton"),
+        dict(arch="gfx950", backend="triton"),
+        dict(arch="gfx942", backend="asm"),
+        dict(arch="gfx950", backend="asm"),
+        dict(arch="gfx942", backend="triton", ck_free=True),
+        dict(arch="gfx950", backend="triton", ck_free=True),
+    ],
+    ids=lambda d: "-".join(str(v) for v in d.values()),
+)
 def test_clean_workload_is_quiet(deploy, tmp_path):
     events, error = run_workload(deploy, sample_rate=1.0, log=str(tmp_path / "log.jsonl"))
     assert error is None, repr(error)
@@ -108,8 +78,9 @@ def test_clean_workload_is_quiet(deploy, tmp_path):
     assert shadows and all(e["passed"] for e in shadows)
 
 
-@pytest.mark.parametrize("deploy", [dict(backend="triton"), dict(backend="ck", ck_free=True)],
-                         ids=["triton", "ck-free"])
+@pytest.mark.parametrize(
+    "deploy", [dict(backend="triton"), dict(backend="ck", ck_free=True)], ids=["triton", "ck-free"]
+)
 def test_clean_mxfp4_dense_layers_are_quiet(deploy, tmp_path):
     """Every dense linear in MXFP4 on gfx950: correct FP4 quantization moves row norms by up to ~8%."""
     schemes = {family: "mxfp4" for family in workload.DEFAULT_SCHEMES if family != "mlp.experts"}

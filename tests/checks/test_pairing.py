@@ -56,6 +56,7 @@ SAME_CALL = {
 def test_activation_and_scale_of_one_call_are_quiet(tmp_path, name):
     sim.install("gfx942")
     import aiter
+
     wq, ws = _block_weight(aiter.dtypes.fp8)
     with capture_events() as events:
         _enable(tmp_path)
@@ -78,6 +79,7 @@ MIXED = {
 def test_scale_of_another_producer_call_is_caught(tmp_path, name, consumer):
     sim.install("gfx942")
     import aiter
+
     wq, ws = _block_weight(aiter.dtypes.fp8)
     with capture_events() as events:
         _enable(tmp_path)
@@ -106,6 +108,7 @@ def test_a_consumed_scale_is_still_known(tmp_path):
     """The first GEMM spends the records; a second GEMM mixing them up is still caught."""
     sim.install("gfx942")
     import aiter
+
     wq, ws = _block_weight(aiter.dtypes.fp8)
     with capture_events() as events:
         _enable(tmp_path)
@@ -119,6 +122,7 @@ def test_a_consumed_scale_is_still_known(tmp_path):
 def test_unknown_scale_stays_silent(tmp_path):
     sim.install("gfx942")
     import aiter
+
     wq, ws = _block_weight(aiter.dtypes.fp8)
     with capture_events() as events:
         _enable(tmp_path)
@@ -131,6 +135,7 @@ def test_scale_overwritten_in_place_is_unknown(tmp_path):
     """An in-place write ends the record: the scale is no longer that call's, nor anyone's."""
     sim.install("gfx942")
     import aiter
+
     wq, ws = _block_weight(aiter.dtypes.fp8)
     with capture_events() as events:
         _enable(tmp_path)
@@ -142,6 +147,7 @@ def test_scale_overwritten_in_place_is_unknown(tmp_path):
 
 
 # -- weights: plain modules registered by scan_weights ----------------------------------------
+
 
 class _Linear(nn.Module):
     def __init__(self, seed: int, fp8: torch.dtype) -> None:
@@ -175,6 +181,7 @@ PLAIN_CLEAN = {
 def test_registered_pair_is_quiet(tmp_path, name):
     sim.install("gfx942")
     import aiter
+
     model = _Model(aiter.dtypes.fp8)
     with capture_events() as events:
         _enable(tmp_path)
@@ -193,6 +200,7 @@ def _requantize_through_loader(model) -> tuple:
 def test_requantization_through_the_loader_re_registers(tmp_path):
     sim.install("gfx942")
     import aiter
+
     model = _Model(aiter.dtypes.fp8)
     with capture_events() as events:
         _enable(tmp_path)
@@ -204,6 +212,7 @@ def test_requantization_through_the_loader_re_registers(tmp_path):
 def test_unregistered_weights_stay_silent(tmp_path):
     sim.install("gfx942")
     import aiter
+
     model = _Model(aiter.dtypes.fp8)
     with capture_events() as events:
         _enable(tmp_path)
@@ -247,6 +256,7 @@ PLAIN_FAULTS = {
 def test_weight_with_a_scale_not_its_own_is_caught(tmp_path, name):
     sim.install("gfx942")
     import aiter
+
     model = _Model(aiter.dtypes.fp8)
     fault, fragment = PLAIN_FAULTS[name]
     with capture_events() as events:
@@ -260,6 +270,7 @@ def test_weight_with_a_scale_not_its_own_is_caught(tmp_path, name):
 
 
 # -- weights: the ATOM-like workload (registered after process_weights_after_loading) ----------
+
 
 def _swap_scales(model):
     model.get_submodule("layers.0.attn.q_proj").weight_scale = model.get_submodule("layers.1.attn.q_proj").weight_scale
@@ -283,10 +294,16 @@ def _requantize_weight_only(model):
 WORKLOAD_FAULTS = {
     "another_layers_scale": (_swap_scales, "layers.0.attn.q_proj.weight", "layers.1.attn.q_proj.weight_scale"),
     "ones_scale": (_ones_scale, "layers.0.attn.o_proj.weight", "unregistered"),
-    "overwritten_scale": (_overwrite_scale, "layers.0.mlp.shared_expert.gate_up_proj.weight_scale",
-                          "overwritten after loading"),
-    "scale_left_from_before_requantization": (_requantize_weight_only, "layers.1.attn.kv_a_proj.weight",
-                                              "replaced after loading"),
+    "overwritten_scale": (
+        _overwrite_scale,
+        "layers.0.mlp.shared_expert.gate_up_proj.weight_scale",
+        "overwritten after loading",
+    ),
+    "scale_left_from_before_requantization": (
+        _requantize_weight_only,
+        "layers.1.attn.kv_a_proj.weight",
+        "replaced after loading",
+    ),
 }
 
 
@@ -309,6 +326,7 @@ def test_workload_weight_scale_faults_are_caught(tmp_path, name, backend):
 def test_attached_model_pairs_are_registered(tmp_path):
     sim.install("gfx942")
     import aiter
+
     model = _Model(aiter.dtypes.fp8)
     with capture_events() as events:
         _enable(tmp_path)
@@ -331,6 +349,7 @@ class _Experts(nn.Module):
 def test_moe_expert_slices_pair_by_expert(tmp_path, weight_expert, scale_expert):
     sim.install("gfx942")
     import aiter
+
     experts = _Experts(aiter.dtypes.fp8)
     with capture_events() as events:
         _enable(tmp_path)

@@ -20,6 +20,7 @@ def _enable(tmp_path, **options):
 
 def _blockscale_operands(a, fp8):
     from aiter.ops.shuffle import shuffle_weight
+
     x = torch.randn(M, K, generator=torch.Generator().manual_seed(0)).to(torch.bfloat16)
     xq, xs = a.per_group_quant_hip(x, quant_dtype=fp8)
     w = torch.randn(N, K, generator=torch.Generator().manual_seed(1)) * 0.05
@@ -30,6 +31,7 @@ def _blockscale_operands(a, fp8):
 
 def _a8w8_asm_operands(a):
     from aiter.ops.shuffle import shuffle_weight
+
     fp8 = a.dtypes.fp8
     xq, xs = a.per_token_quant_hip(torch.randn(M, K).to(torch.bfloat16), quant_dtype=fp8)
     w = torch.randn(N, K) * 0.05
@@ -40,6 +42,7 @@ def _a8w8_asm_operands(a):
 def test_asm_is_blocked_on_gfx950_ck_free_naming_entry_and_kernel(tmp_path):
     sim.install("gfx950", ck_free=True, faults=("asm_gemm_garbage_gfx950",))
     import aiter
+
     xq, xs, shuffled, ws, _ = _blockscale_operands(aiter, aiter.dtypes.fp8)
     with capture_events() as events:
         _enable(tmp_path)
@@ -56,6 +59,7 @@ def test_asm_is_blocked_on_gfx950_ck_free_naming_entry_and_kernel(tmp_path):
 def test_asm_runs_where_it_is_safe(tmp_path, arch, ck_free):
     sim.install(arch, ck_free=ck_free)
     import aiter
+
     with capture_events() as events:
         _enable(tmp_path)
         aiter.gemm_a8w8_ASM(*_a8w8_asm_operands(aiter))
@@ -66,10 +70,18 @@ def test_reroute_returns_the_triton_result(tmp_path):
     sim.install("gfx950", ck_free=True, faults=("asm_gemm_garbage_gfx950",))
     import aiter
     from aiter.ops.triton.gemm.basic.gemm_a8w8 import gemm_a8w8 as triton_gemm
+
     operands = _a8w8_asm_operands(aiter)
     from quantguard.numerics.layouts import unshuffle_weight
-    expected = triton_gemm(operands[0], unshuffle_weight(operands[1], (32, 16)), operands[2], operands[3],
-                           operands[4], dtype=torch.bfloat16)
+
+    expected = triton_gemm(
+        operands[0],
+        unshuffle_weight(operands[1], (32, 16)),
+        operands[2],
+        operands[3],
+        operands[4],
+        dtype=torch.bfloat16,
+    )
     with capture_events() as events:
         _enable(tmp_path, on_block="reroute")
         result = aiter.gemm_a8w8_ASM(*operands)
@@ -82,6 +94,7 @@ def test_reroute_returns_the_triton_result(tmp_path):
 def test_log_only_lets_garbage_through_and_numerics_sees_it(tmp_path):
     sim.install("gfx950", ck_free=True, faults=("asm_gemm_garbage_gfx950",))
     import aiter
+
     with capture_events() as events:
         _enable(tmp_path, on_block="log")
         aiter.gemm_a8w8_ASM(*_a8w8_asm_operands(aiter))
@@ -93,6 +106,7 @@ def test_log_only_lets_garbage_through_and_numerics_sees_it(tmp_path):
 def test_ck_kernel_in_ck_free_build_is_a_backend_selection_violation(tmp_path):
     sim.install("gfx942", ck_free=True)
     import aiter
+
     xq, xs, shuffled, ws, _ = _blockscale_operands(aiter, aiter.dtypes.fp8)
     with capture_events() as events:
         _enable(tmp_path)
@@ -106,6 +120,7 @@ def test_blockscale_dispatching_to_asm_is_not_called_ck(tmp_path, preshuffled, c
     """gemm_a8w8_blockscale(isBpreshuffled=True) on gfx950 runs the ASM kernel: a block, not a CK call."""
     sim.install("gfx950", ck_free=True)
     import aiter
+
     xq, xs, shuffled, ws, plain = _blockscale_operands(aiter, aiter.dtypes.fp8)
     with capture_events() as events:
         _enable(tmp_path, on_block="log")
@@ -120,6 +135,7 @@ def test_blockscale_dispatching_to_asm_is_not_called_ck(tmp_path, preshuffled, c
 def test_jit_systemexit_becomes_runtime_error(tmp_path):
     sim.install("gfx942", ck_free=True, faults=("jit_build_systemexit",))
     import aiter
+
     xq, xs, shuffled, ws, _ = _blockscale_operands(aiter, aiter.dtypes.fp8)
     with capture_events() as events:
         _enable(tmp_path)
@@ -131,6 +147,7 @@ def test_jit_systemexit_becomes_runtime_error(tmp_path):
 def test_jit_failure_without_the_fault_stays_a_plain_runtime_error(tmp_path):
     sim.install("gfx942", ck_free=True)
     import aiter
+
     xq, xs, shuffled, ws, _ = _blockscale_operands(aiter, aiter.dtypes.fp8)
     with capture_events() as events:
         _enable(tmp_path)
@@ -143,6 +160,7 @@ def test_jit_failure_without_the_fault_stays_a_plain_runtime_error(tmp_path):
 def test_partial_transpose_must_transpose(tmp_path, faults, noop):
     sim.install("gfx942", ck_free=True, faults=faults)
     import aiter
+
     source = torch.randn(12, 4)
     out = torch.zeros(12, 4)
     with capture_events() as events:
@@ -158,6 +176,7 @@ def test_partial_transpose_must_transpose(tmp_path, faults, noop):
 def test_routing_must_apply_routed_scaling_factor(tmp_path, faults, flagged):
     sim.install("gfx942", faults=faults)
     import aiter
+
     tokens, experts = 16, 16
     logits = torch.randn(tokens, experts, generator=torch.Generator().manual_seed(3))
     weights = torch.empty(tokens, 4)
@@ -173,14 +192,18 @@ def test_routing_must_apply_routed_scaling_factor(tmp_path, faults, flagged):
 
 def test_normalization_that_does_not_normalize_is_caught(tmp_path, make_module):
     sim.install("gfx942", atom=True)
-    module = make_module("qgt_norm", """
+    module = make_module(
+        "qgt_norm",
+        """
         import torch
         def normalize_e4m3fn_to_e4m3fnuz(weight, weight_scale, input_scale=None):
             return weight.view(torch.float8_e4m3fnuz), weight_scale, input_scale  # forgot the 2x and 0x80
-    """)
+    """,
+    )
     import dataclasses
 
     from quantguard.contracts.atom import CONTRACTS
+
     template = next(c for c in CONTRACTS if c.target.endswith("normalize_e4m3fn_to_e4m3fnuz"))
     quantguard.register(dataclasses.replace(template, target="qgt_norm.normalize_e4m3fn_to_e4m3fnuz"))
     weight = torch.tensor([0x80, 0x38, 0x40, 0x00], dtype=torch.uint8).view(torch.float8_e4m3fn).reshape(2, 2)
@@ -188,13 +211,15 @@ def test_normalization_that_does_not_normalize_is_caught(tmp_path, make_module):
         _enable(tmp_path, targets="qgt_norm.*")
         module.normalize_e4m3fn_to_e4m3fnuz(weight, torch.tensor([0.5]))
     messages = [e["message"] for e in events.violations(check="fp8_variant")]
-    assert any("weight bytes differ" in m for m in messages) and any("weight_scale was not exactly doubled" in m
-                                                                      for m in messages)
+    assert any("weight bytes differ" in m for m in messages) and any(
+        "weight_scale was not exactly doubled" in m for m in messages
+    )
 
 
 def test_real_normalization_is_quiet(tmp_path):
     sim.install("gfx942", atom=True)
     from atom.model_ops.utils import normalize_e4m3fn_to_e4m3fnuz
+
     weight = torch.tensor([0x80, 0x38, 0x40, 0x00], dtype=torch.uint8).view(torch.float8_e4m3fn).reshape(2, 2)
     with capture_events() as events:
         _enable(tmp_path)
@@ -203,6 +228,7 @@ def test_real_normalization_is_quiet(tmp_path):
 
 
 # -- static: parameters accepted but never read ------------------------------------------------
+
 
 def _reads_all(x, scale, shuffle_scale=False):
     return x * scale if shuffle_scale else x / scale
@@ -224,14 +250,22 @@ def _introspects(x, shuffle_scale=False):
     return locals()
 
 
-@pytest.mark.parametrize("function, unread", [
-    (_reads_all, []), (_ignores, ["shuffle_scale"]), (_forwards, []), (_captured, []), (_introspects, []),
-])
+@pytest.mark.parametrize(
+    "function, unread",
+    [
+        (_reads_all, []),
+        (_ignores, ["shuffle_scale"]),
+        (_forwards, []),
+        (_captured, []),
+        (_introspects, []),
+    ],
+)
 def test_unread_parameters(function, unread):
     assert unread_parameters(function) == unread
 
 
 # -- weight-load scan --------------------------------------------------------------------------
+
 
 def _scan(**tensors):
     return {finding.check for finding in scan_tensors(tensors.items())}
@@ -239,8 +273,9 @@ def _scan(**tensors):
 
 def test_weight_scan_catches_loading_bugs():
     fp8 = torch.randn(64, 64).clamp(-3, 3).to(torch.float8_e4m3fn)
-    assert _scan(**{"dense.weight": (fp8.to(torch.float32) * 100).clamp(-448, 448).to(torch.float8_e4m3fn)
-                    .to(torch.bfloat16)}) == {"weight_magnitude"}
+    assert _scan(
+        **{"dense.weight": (fp8.to(torch.float32) * 100).clamp(-448, 448).to(torch.float8_e4m3fn).to(torch.bfloat16)}
+    ) == {"weight_magnitude"}
     assert _scan(**{"mx.weight_scale": torch.zeros(64, 2, dtype=torch.uint8)}) == {"scale_values"}
     assert _scan(**{"mx.weight_scale": torch.full((64, 2), 3, dtype=torch.uint8)}) == {"scale_values"}
     assert _scan(**{"lin.weight": torch.zeros(8, 8)}) == {"unloaded_parameter"}
@@ -250,10 +285,18 @@ def test_weight_scan_catches_loading_bugs():
 
 def test_weight_scan_is_quiet_on_healthy_weights():
     fp8 = (torch.randn(64, 64) * 50).clamp(-448, 448).to(torch.float8_e4m3fn)
-    assert _scan(**{"dense.weight": (torch.randn(64, 64) * 0.02).to(torch.bfloat16),
-                    "q.weight": fp8, "q.weight_scale": torch.full((1,), 1e-3),
-                    "mx.weight_scale": torch.randint(110, 130, (64, 2), dtype=torch.uint8),
-                    "norm.weight": torch.ones(64)}) == set()
+    assert (
+        _scan(
+            **{
+                "dense.weight": (torch.randn(64, 64) * 0.02).to(torch.bfloat16),
+                "q.weight": fp8,
+                "q.weight_scale": torch.full((1,), 1e-3),
+                "mx.weight_scale": torch.randint(110, 130, (64, 2), dtype=torch.uint8),
+                "norm.weight": torch.ones(64),
+            }
+        )
+        == set()
+    )
 
 
 def test_scan_weights_reports_violations_when_enabled(tmp_path):
@@ -275,6 +318,7 @@ def test_asm_looking_functions_no_contract_names_are_reported_and_covered(tmp_pa
     [uncovered] = events.named("uncovered_kernels")
     assert "aiter.ops.gemm_op_a8w8.gemm_a8w8_asm" in uncovered["kernels"] and uncovered["policy"] is blocked
     import aiter.ops.gemm_op_a8w8 as module
+
     operands = _a8w8_asm_operands(__import__("aiter"))
     out = torch.empty(M, N, dtype=torch.bfloat16)
     if blocked:
@@ -307,8 +351,13 @@ def test_swizzled_scale_padding_is_not_read_as_nan(tmp_path, poison, flagged):
     with capture_events() as events:
         _enable(tmp_path)
         from aiter.ops.triton.gemm.basic.gemm_afp4wfp4 import gemm_afp4wfp4_preshuffle  # the guarded one
-        gemm_afp4wfp4_preshuffle(xq.view(torch.uint8), shuffle_weight(wq).view(torch.uint8).view(n // 16, -1),
-                                 raw.view(raw.shape[0] // 32, -1), ws_bytes.view(ws_bytes.shape[0] // 32, -1))
+
+        gemm_afp4wfp4_preshuffle(
+            xq.view(torch.uint8),
+            shuffle_weight(wq).view(torch.uint8).view(n // 16, -1),
+            raw.view(raw.shape[0] // 32, -1),
+            ws_bytes.view(ws_bytes.shape[0] // 32, -1),
+        )
     nan_events = [e for e in events.violations(check="scale_values") if "NaN" in e["message"]]
     assert bool(nan_events) is flagged
 
@@ -316,6 +365,7 @@ def test_swizzled_scale_padding_is_not_read_as_nan(tmp_path, poison, flagged):
 def _flatmm_operands(aiter):
     """flatmm's own layout: weight shuffled (16, 32), x_scale (K/128, M), w_scale (K/128, N/128)."""
     from aiter.ops.shuffle import shuffle_weight
+
     xq, xs, _, ws, wq = _blockscale_operands(aiter, aiter.dtypes.fp8)
     return xq, shuffle_weight(wq, layout=(16, 32)), xs.t().contiguous(), ws.t().contiguous()
 
@@ -324,6 +374,7 @@ def _flatmm_operands(aiter):
 def test_flatmm_scales_follow_the_kernels_flat_layout(tmp_path, scales, flagged):
     sim.install("gfx942")
     import aiter
+
     xq, weight, xs_t, ws_t = _flatmm_operands(aiter)
     if scales != "kernel layout":
         xs_t = xs_t.t().contiguous()  # the (M, G) tensor other blockscale GEMMs take
@@ -336,6 +387,7 @@ def test_flatmm_scales_follow_the_kernels_flat_layout(tmp_path, scales, flagged)
 def test_flatmm_reroute_matches_the_kernel(tmp_path):
     sim.install("gfx950", ck_free=True)
     import aiter
+
     operands = _flatmm_operands(aiter)
     expected = aiter.flatmm_a8w8_blockscale_ASM(*operands)
     with capture_events() as events:

@@ -48,6 +48,7 @@ def _weights():
 
 def _gemms():
     from aiter.ops.triton.gemm.basic import gemm_a8w8, gemm_a8w8_blockscale
+
     return gemm_a8w8.gemm_a8w8, gemm_a8w8_blockscale.gemm_a8w8_blockscale
 
 
@@ -109,6 +110,7 @@ def test_dynamic_scale_for_bytes_it_did_not_quantize(guarded, m):
 def test_scale_written_for_another_activation(guarded):
     """A guarded producer wrote the scale, alongside other bytes; the activation itself has no producer."""
     import aiter
+
     xq, _ = _per_group(_activation(40))
     _, other_scale = aiter.per_group_quant_hip(_activation(40, seed=4).bfloat16(), quant_dtype=aiter.dtypes.fp8)
     with capture_events() as events:
@@ -121,6 +123,7 @@ def test_scale_written_for_another_activation(guarded):
 def test_an_observed_producer_leaves_it_to_the_chain_reference(guarded):
     """With a producer the chain reference judges the scale; no weaker verdict is added."""
     import aiter
+
     with capture_events() as events:
         xq, xs = aiter.per_group_quant_hip(_activation(40).bfloat16(), quant_dtype=aiter.dtypes.fp8)
         _run(guarded, "block", xq, torch.ones_like(xs), _weights())

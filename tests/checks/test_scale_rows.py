@@ -26,7 +26,7 @@ M, N, K = 300, 320, 384
 def _inputs(aiter):
     gen = torch.Generator().manual_seed(3)
     x = torch.randn(M, K, generator=gen)
-    x[:, 9] *= 40.0                                        # an outlier channel
+    x[:, 9] *= 40.0  # an outlier channel
     w = torch.randn(N, K, generator=gen) * 0.05
     fp8 = aiter.dtypes.fp8
     padded = torch.nn.functional.pad(w, (0, 0, 0, -N % 128))
@@ -47,17 +47,36 @@ def _set(tensor, index, value):
 
 
 GEMM_FAULTS = {
-    "x_scale_last_row_zero": (lambda xq, xs, wq, ws: (xq, _set(xs, (-1, 1), 0.0), wq, ws), "x_scale", "row 299, K group 1"),
-    "x_scale_last_row_nan": (lambda xq, xs, wq, ws: (xq, _set(xs, (-1, 0), float("nan")), wq, ws), "x_scale",
-                             "row 299, K group 0"),
-    "x_scale_last_row_negative": (lambda xq, xs, wq, ws: (xq, _set(xs, (-1, 2), -xs[-1, 2]), wq, ws), "x_scale",
-                                  "row 299, K group 2"),
-    "x_scale_last_k_group_zero": (lambda xq, xs, wq, ws: (xq, _set(xs, (slice(None), -1), 0.0), wq, ws), "x_scale",
-                                  "row 0, K group 2"),
-    "w_scale_last_k_group_zero": (lambda xq, xs, wq, ws: (xq, xs, wq, _set(ws, (-1, -1), 0.0)), "w_scale",
-                                  "row 2, K group 2"),
-    "w_scale_last_k_group_inf": (lambda xq, xs, wq, ws: (xq, xs, wq, _set(ws, (0, -1), float("inf"))), "w_scale",
-                                 "row 0, K group 2"),
+    "x_scale_last_row_zero": (
+        lambda xq, xs, wq, ws: (xq, _set(xs, (-1, 1), 0.0), wq, ws),
+        "x_scale",
+        "row 299, K group 1",
+    ),
+    "x_scale_last_row_nan": (
+        lambda xq, xs, wq, ws: (xq, _set(xs, (-1, 0), float("nan")), wq, ws),
+        "x_scale",
+        "row 299, K group 0",
+    ),
+    "x_scale_last_row_negative": (
+        lambda xq, xs, wq, ws: (xq, _set(xs, (-1, 2), -xs[-1, 2]), wq, ws),
+        "x_scale",
+        "row 299, K group 2",
+    ),
+    "x_scale_last_k_group_zero": (
+        lambda xq, xs, wq, ws: (xq, _set(xs, (slice(None), -1), 0.0), wq, ws),
+        "x_scale",
+        "row 0, K group 2",
+    ),
+    "w_scale_last_k_group_zero": (
+        lambda xq, xs, wq, ws: (xq, xs, wq, _set(ws, (-1, -1), 0.0)),
+        "w_scale",
+        "row 2, K group 2",
+    ),
+    "w_scale_last_k_group_inf": (
+        lambda xq, xs, wq, ws: (xq, xs, wq, _set(ws, (0, -1), float("inf"))),
+        "w_scale",
+        "row 0, K group 2",
+    ),
 }
 
 
@@ -65,6 +84,7 @@ GEMM_FAULTS = {
 def test_gemm_scale_wrong_only_in_the_last_row_or_k_group(tmp_path, fault):
     sim.install("gfx942")
     import aiter
+
     mutate, scale, where = GEMM_FAULTS[fault]
     args = mutate(*_inputs(aiter))
     with capture_events() as events:
@@ -77,8 +97,9 @@ def test_gemm_scale_wrong_only_in_the_last_row_or_k_group(tmp_path, fault):
 def test_zero_scale_of_an_all_zero_group_is_quiet(tmp_path):
     sim.install("gfx942")
     import aiter
+
     xq, xs, wq, ws = _inputs(aiter)
-    xq = _set(xq.view(torch.uint8), (-1, slice(256, None)), 0).view(xq.dtype)   # last row, last K group: all zero
+    xq = _set(xq.view(torch.uint8), (-1, slice(256, None)), 0).view(xq.dtype)  # last row, last K group: all zero
     xs = _set(xs, (-1, -1), 0.0)
     with capture_events() as events:
         _enable(tmp_path)
@@ -89,9 +110,11 @@ def test_zero_scale_of_an_all_zero_group_is_quiet(tmp_path):
 def test_per_token_scale_of_the_last_row(tmp_path):
     sim.install("gfx942")
     import aiter
+
     gen = torch.Generator().manual_seed(5)
-    xq, xs = aiter.per_token_quant_hip(torch.randn(M, K, generator=gen).to(torch.bfloat16),
-                                       quant_dtype=aiter.dtypes.fp8)
+    xq, xs = aiter.per_token_quant_hip(
+        torch.randn(M, K, generator=gen).to(torch.bfloat16), quant_dtype=aiter.dtypes.fp8
+    )
     w = torch.randn(N, K, generator=gen) * 0.05
     ws = w.abs().amax(1, keepdim=True) / torch.finfo(aiter.dtypes.fp8).max
     wq = (w / ws).to(aiter.dtypes.fp8)
@@ -104,12 +127,14 @@ def test_per_token_scale_of_the_last_row(tmp_path):
     assert "row 299, K group 0" in zero["message"]
 
 
-@pytest.mark.parametrize("corrupt, expected", [("padding", None), ("last_row", "row 299"),
-                                               ("last_k_group", "K group 11")])
+@pytest.mark.parametrize(
+    "corrupt, expected", [("padding", None), ("last_row", "row 299"), ("last_k_group", "K group 11")]
+)
 def test_mx_swizzled_scales_every_group_but_not_the_padding(tmp_path, corrupt, expected):
     sim.install("gfx950")
     import aiter
     from aiter.ops.shuffle import shuffle_weight
+
     gen = torch.Generator().manual_seed(11)
     x = (torch.randn(M, K, generator=gen) * 4).to(torch.bfloat16)
     w = (torch.randn(N, K, generator=gen) * 0.05).to(torch.bfloat16)
@@ -161,6 +186,7 @@ def per_group_quant_hip(x, scale=None, quant_dtype=None, group_size=128, transpo
 def test_producer_scale_wrong_only_in_the_last_row_or_k_group(tmp_path, make_module, fault, where):
     sim.install("gfx942")
     import aiter
+
     module = make_module("qgt_producer", _PRODUCER)
     module.FAULT = fault
     template = next(c for c in aiter_contracts.CONTRACTS if c.target.endswith(".per_group_quant_hip"))

@@ -10,18 +10,28 @@ import quantguard.sim as sim
 from quantguard.testing import capture_events
 
 
-@pytest.mark.parametrize(("shape", "dtype"), [
-    ((64, 256), torch.float8_e4m3fnuz), ((64, 256), torch.bfloat16), ((64, 256), torch.int32),
-    ((4, 32, 256), torch.float8_e4m3fnuz), ((4, 32, 128), torch.bfloat16),
-], ids=lambda v: str(v).replace("torch.", "").replace(" ", ""))
+@pytest.mark.parametrize(
+    ("shape", "dtype"),
+    [
+        ((64, 256), torch.float8_e4m3fnuz),
+        ((64, 256), torch.bfloat16),
+        ((64, 256), torch.int32),
+        ((4, 32, 256), torch.float8_e4m3fnuz),
+        ((4, 32, 128), torch.bfloat16),
+    ],
+    ids=lambda v: str(v).replace("torch.", "").replace(" ", ""),
+)
 def test_a_correct_preshuffle_is_quiet_and_a_skipped_one_is_caught(shape, dtype, quiet_log):
     sim.install("gfx942")
     with capture_events() as events:
         quantguard.enable(log=quiet_log, sample_rate=1.0)
         from aiter.ops.shuffle import shuffle_weight
 
-        weight = (torch.randn(*shape) * 8).to(dtype) if dtype.is_floating_point else \
-            torch.randint(0, 1000, shape, dtype=dtype)
+        weight = (
+            (torch.randn(*shape) * 8).to(dtype)
+            if dtype.is_floating_point
+            else torch.randint(0, 1000, shape, dtype=dtype)
+        )
         shuffle_weight(weight, layout=(16, 16))
         assert not events.violations(check="noop_transform"), events.violations()
         assert not events.named("internal_error")

@@ -84,13 +84,16 @@ def _fault(kind: str, q: torch.Tensor, scale: torch.Tensor, n: int, k: int):
 
 
 @pytest.mark.parametrize("n, k", [(256, 512), (300, 257)])
-@pytest.mark.parametrize("kind, diagnosis, fragment", [
-    ("dropped", "ones", "the weight scale was dropped"),
-    ("swapped", "not_the_checkpoint_scale", "not the scale the loader was given"),
-    ("stale", "stale", "stale scale from before the requantization"),
-    ("constant", "constant", "broadcast placeholder"),
-    ("inverted", "too_large", "larger than any plausible weight"),
-])
+@pytest.mark.parametrize(
+    "kind, diagnosis, fragment",
+    [
+        ("dropped", "ones", "the weight scale was dropped"),
+        ("swapped", "not_the_checkpoint_scale", "not the scale the loader was given"),
+        ("stale", "stale", "stale scale from before the requantization"),
+        ("constant", "constant", "broadcast placeholder"),
+        ("inverted", "too_large", "larger than any plausible weight"),
+    ],
+)
 def test_each_weight_scale_fault_is_named(n, k, kind, diagnosis, fragment):
     q, scale = _block_quant(_master(n, k))
     weight, bad_scale, checkpoint = _fault(kind, q, scale, n, k)
@@ -122,8 +125,7 @@ def test_mxfp4_weights():
     packed = codes[:, 0::2] | (codes[:, 1::2] << 4)
     assert judge_weight_scale("e.weight", packed, scale_bytes) == []
     assert judge_weight_scale("e.weight", packed, torch.full_like(scale_bytes, 127))[0].details["diagnosis"] == "ones"
-    assert judge_weight_scale("e.weight", packed, torch.zeros_like(scale_bytes))[0].details["diagnosis"] == \
-        "e8m0_zeros"
+    assert judge_weight_scale("e.weight", packed, torch.zeros_like(scale_bytes))[0].details["diagnosis"] == "e8m0_zeros"
 
 
 def test_moe_expert_weights_are_read_per_expert():
@@ -135,15 +137,18 @@ def test_moe_expert_weights_are_read_per_expert():
 
 # -- through the simulated ATOM loader and at the first GEMM ----------------------------------------
 
+
 def _layer(arch: str):
     sim.install(arch, atom=True)
     from aiter import QuantType, dtypes
     from atom.model_ops.linear import LinearBase
+
     return LinearBase(512, 256, quant_type=QuantType.per_1x128, params_dtype=dtypes.fp8, prefix="model.layers.0.o_proj")
 
 
 def _load(layer, tensors):
     from atom.model_loader.loader import process_weights_after_loading
+
     for name, tensor in tensors.items():
         layer.weight_loader(getattr(layer, name), tensor)
     process_weights_after_loading(layer)
@@ -159,13 +164,15 @@ def test_clean_load_is_quiet(tmp_path, arch):
     assert not events.violations(), [e["message"] for e in events.violations()]
 
 
-@pytest.mark.parametrize("fault, diagnosis", [("swapped", "not_the_checkpoint_scale"), ("stale", "stale"),
-                                              ("dropped", "ones")])
+@pytest.mark.parametrize(
+    "fault, diagnosis", [("swapped", "not_the_checkpoint_scale"), ("stale", "stale"), ("dropped", "ones")]
+)
 def test_loader_faults_after_process_weights_after_loading(tmp_path, monkeypatch, fault, diagnosis):
     """The loader passed the checkpoint through weight_loader; a later step broke the pair."""
     q, scale = _block_quant(_master(256, 512))
     layer = _layer("gfx950")
     from atom.model_ops.linear import LinearBase
+
     original = LinearBase.process_weights_after_loading
 
     def broken(self):
@@ -190,6 +197,7 @@ def test_first_gemm_of_a_weight_judges_its_scale(tmp_path):
     """At the GEMM: a w_scale of ones is named once per weight, even though the activation chain is clean."""
     sim.install("gfx950")
     import aiter
+
     for contract in aiter_contracts.CONTRACTS:
         if contract.target.endswith("gemm_op_a8w8.gemm_a8w8_blockscale"):
             quantguard.register(dataclasses.replace(contract, checks=contract.checks + ("weight_scales",)))

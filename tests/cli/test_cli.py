@@ -14,8 +14,10 @@ def test_info_lists_contracts_and_platform_sources(capsys):
     assert "fp8 dtype float8_e4m3fn  (from aiter.utility.dtypes.fp8)" in out
     assert "CK-free   True  (from aiter.jit.core.CK_3RDPARTY_DIR=" in out
     assert "ASM kernels blocked: True" in out
-    assert ("patched    hip       aiter.ops.quant.per_group_quant_hip  at torch.ops.aiter.per_group_quant_hip "
-            "(BackendSelect), parameters from op schema") in out
+    assert (
+        "patched    hip       aiter.ops.quant.per_group_quant_hip  at torch.ops.aiter.per_group_quant_hip "
+        "(BackendSelect), parameters from op schema"
+    ) in out
     assert "patched    asm       aiter.ops.gemm_op_a8w8.gemm_a8w8_ASM  aliases=" in out
     assert "mismatched" not in out
 
@@ -24,6 +26,7 @@ def test_demo_detects_every_fault_and_keeps_clean_runs_quiet(capsys, tmp_path):
     assert main(["demo", "--tokens", "4", "--log-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     from quantguard.sim.scenarios import SCENARIOS
+
     assert f"{len(SCENARIOS)}/{len(SCENARIOS)} faults detected; clean runs: quiet" in out
     assert "(identical with quantguard on/off)" in out
     assert len(list(tmp_path.glob("*.jsonl"))) == len(SCENARIOS) + 2  # every scenario and both clean runs
@@ -31,6 +34,7 @@ def test_demo_detects_every_fault_and_keeps_clean_runs_quiet(capsys, tmp_path):
 
 def test_demo_reports_a_miss_with_a_nonzero_exit(capsys, monkeypatch):
     from quantguard.cli import demo_cmd
+
     real = demo_cmd._run_once
 
     def silenced(scenario, tokens, log, enabled=True):
@@ -39,6 +43,20 @@ def test_demo_reports_a_miss_with_a_nonzero_exit(capsys, monkeypatch):
     monkeypatch.setattr(demo_cmd, "_run_once", silenced)
     assert main(["demo", "--tokens", "2", "--only", "moe_missing_routed_scaling"]) == 1
     assert "missed: moe_missing_routed_scaling" in capsys.readouterr().out
+
+
+def test_demo_counts_a_fault_caught_by_other_checks_than_expected_as_missed(capsys, monkeypatch):
+    """A violation from some check is not a detection: the scenario's expected checks must fire."""
+    import dataclasses
+
+    from quantguard.sim import scenarios
+
+    original = scenarios.scenario("moe_missing_routed_scaling")
+    stricter = dataclasses.replace(original, expected=(*original.expected, "fp8_variant"))
+    monkeypatch.setattr(scenarios, "SCENARIOS", (stricter,))
+    assert main(["demo", "--tokens", "2"]) == 1
+    out = capsys.readouterr().out
+    assert "NO: fp8_variant silent" in out and "missed: moe_missing_routed_scaling" in out
 
 
 @pytest.mark.parametrize("argv", [[], ["run"], ["nonsense"]])

@@ -59,10 +59,10 @@ def test_descriptions_and_asm_flags(contract):
 
 # -- stand-in producers (torch) ----------------------------------------------------------------
 
-FP8 = torch.float8_e4m3fn        # gfx950's fp8
+FP8 = torch.float8_e4m3fn  # gfx950's fp8
 
 
-SUPPORT = '''
+SUPPORT = """
 import torch
 from quantguard.contracts.aiter_fused import rms_norm, silu_mul
 
@@ -74,9 +74,9 @@ def groups_fp8(x, group):
     top = torch.finfo(FP8).max
     scale = blocks.abs().amax(-1).clamp(min=1e-10) / top
     return (blocks / scale.unsqueeze(-1)).clamp(-top, top).reshape(rows, cols).to(FP8), scale
-'''
+"""
 
-STAND_INS = '''
+STAND_INS = """
 import torch
 from tests_support_fused import rms_norm, silu_mul, groups_fp8, FP8
 
@@ -120,7 +120,7 @@ def mxfp4_quant(x, block_size_m=16, block_size_n=256):
 
 def downcast_to_static_fp8(x, scale):
     return (x.float() / (scale * (0.5 if WRONG else 1.0))).clamp(-448, 448).to(FP8)
-'''
+"""
 
 
 @pytest.fixture
@@ -149,29 +149,33 @@ def _weight(cols: int = 256) -> torch.Tensor:
 
 
 CALLS = {
-    "rmsnorm_quant_per_token": lambda m: m.rmsnorm_quant(torch.empty(32, 256, dtype=FP8), _x(), torch.empty(32, 1),
-                                                         _weight(), 1e-6),
+    "rmsnorm_quant_per_token": lambda m: m.rmsnorm_quant(
+        torch.empty(32, 256, dtype=FP8), _x(), torch.empty(32, 1), _weight(), 1e-6
+    ),
     "rmsnorm_quant_group_transposed": lambda m: m.rmsnorm_quant(
-        torch.empty(32, 256, dtype=FP8), _x(), torch.empty(2, 32).view(32, 2), _weight(), 1e-6, 128, True),
+        torch.empty(32, 256, dtype=FP8), _x(), torch.empty(2, 32).view(32, 2), _weight(), 1e-6, 128, True
+    ),
     "rms_fp8_static": lambda m: m.fused_rms_fp8_per_tensor_static_quant(
-        _x(), _weight(), 1e-6, torch.tensor([0.01]), res1=_x(seed=1)),
+        _x(), _weight(), 1e-6, torch.tensor([0.01]), res1=_x(seed=1)
+    ),
     "silu_mul_fp8_static": lambda m: m.fused_silu_mul_fp8_per_tensor_static_quant(_x(cols=512), torch.tensor([0.2])),
     "reduce_rms_fp8_group_transposed": lambda m: m.fused_reduce_rms_fp8_group_quant(
-        torch.stack([_x(), _x(seed=2)]).float(), _weight(), 1e-6, group_size=128, transpose_scale=True),
+        torch.stack([_x(), _x(seed=2)]).float(), _weight(), 1e-6, group_size=128, transpose_scale=True
+    ),
     "rms_mxfp4": lambda m: m.fused_rms_mxfp4_quant(_x(), _weight(), 1e-6),
     "downcast_static_fp8": lambda m: m.downcast_to_static_fp8(_x(), torch.tensor([0.05])),
     "moe_mxfp4_quant": lambda m: m.mxfp4_quant(_x()),
 }
 #: What the faulty stand-in of each call does wrong, and the check that must see it.
 FLAGGED = {
-    "rmsnorm_quant_per_token": None,                       # the fault is in the shuffled layout only
-    "rmsnorm_quant_group_transposed": "numerics",          # (M, G) bytes written though (G, M) requested
-    "rms_fp8_static": "numerics",                          # divided by twice the scale
-    "silu_mul_fp8_static": "numerics",                     # gate and up swapped
+    "rmsnorm_quant_per_token": None,  # the fault is in the shuffled layout only
+    "rmsnorm_quant_group_transposed": "numerics",  # (M, G) bytes written though (G, M) requested
+    "rms_fp8_static": "numerics",  # divided by twice the scale
+    "silu_mul_fp8_static": "numerics",  # gate and up swapped
     "reduce_rms_fp8_group_transposed": "numerics",
-    "rms_mxfp4": "numerics",                               # quantized 4x the normalized values
+    "rms_mxfp4": "numerics",  # quantized 4x the normalized values
     "downcast_static_fp8": "numerics",
-    "moe_mxfp4_quant": "scale_values",                     # bytes match no rounding of the group amax
+    "moe_mxfp4_quant": "scale_values",  # bytes match no rounding of the group amax
 }
 
 
@@ -191,6 +195,7 @@ def test_fused_producer_records_the_layout_it_was_asked_for(stand_ins):
     with capture_events():
         (q, scale), *_ = CALLS["reduce_rms_fp8_group_transposed"](stand_ins[False])
     from quantguard.engine.lifecycle import current_runtime
+
     produced = current_runtime().provenance.lookup(scale)
     assert produced is not None
     assert (produced.requested_layout, produced.request) == ("transposed", "transpose_scale=True")
@@ -198,14 +203,15 @@ def test_fused_producer_records_the_layout_it_was_asked_for(stand_ins):
 
 def test_fp8_variant_of_a_static_producer_is_checked(stand_ins):
     with capture_events() as events:
-        stand_ins[False].fused_silu_mul_fp8_per_tensor_static_quant(_x(cols=512), torch.tensor([0.05]),
-                                                                    dtype_quant=torch.float8_e4m3fnuz)
+        stand_ins[False].fused_silu_mul_fp8_per_tensor_static_quant(
+            _x(cols=512), torch.tensor([0.05]), dtype_quant=torch.float8_e4m3fnuz
+        )
     assert "fp8_variant" in events.checks()
 
 
 # -- metadata-only kernels ---------------------------------------------------------------------
 
-SPLIT_CAT = '''
+SPLIT_CAT = """
 import torch
 def fused_gemm_a8w8_blockscale_preshuffle_split_cat(x, w, y, x_scale, w_scale, S1, S2, dtype=torch.bfloat16,
                                                     config=None, is_x_scale_transposed=True):
@@ -219,7 +225,7 @@ def moe_gemm_a8w4(x, w, x_scales, w_scales, x_static_scale=None, quant_static_sc
     out = torch.zeros(x.shape[0], 16, dtype=out_dtype)
     out[0, 0] = float("nan") if NAN else 0.0
     return out
-'''
+"""
 
 
 @pytest.fixture
@@ -237,18 +243,22 @@ def kernels(make_module, tmp_path):
 M, N, K = 32, 256, 512
 
 
-@pytest.mark.parametrize("x_scale, flagged", [
-    (torch.empty(K // 128, M).view(M, K // 128), None),   # (G, M) bytes, the default transposed layout
-    (torch.empty(M, K // 128 - 1), "scale_shape"),
-    (torch.empty(M, K // 128, dtype=torch.bfloat16), "scale_dtype"),
-])
+@pytest.mark.parametrize(
+    "x_scale, flagged",
+    [
+        (torch.empty(K // 128, M).view(M, K // 128), None),  # (G, M) bytes, the default transposed layout
+        (torch.empty(M, K // 128 - 1), "scale_shape"),
+        (torch.empty(M, K // 128, dtype=torch.bfloat16), "scale_dtype"),
+    ],
+)
 def test_blockscale_split_cat_scale_shapes(kernels, x_scale, flagged):
     x = torch.zeros(M, K, dtype=FP8)
     w = torch.zeros(N // 16, K * 16, dtype=FP8)
     x_scale.fill_(1.0)
     with capture_events() as events:
-        kernels.fused_gemm_a8w8_blockscale_preshuffle_split_cat(x, w, None, x_scale, torch.ones(N // 128, K // 128),
-                                                                128, 128)
+        kernels.fused_gemm_a8w8_blockscale_preshuffle_split_cat(
+            x, w, None, x_scale, torch.ones(N // 128, K // 128), 128, 128
+        )
     checks = events.checks()
     assert (flagged in checks) if flagged else not checks, checks
 
@@ -260,13 +270,14 @@ def test_metadata_kernel_flags_fp8_variant_and_nan(kernels, monkeypatch):
     assert events.checks() == {"fp8_variant"}
     monkeypatch.setattr(kernels, "NAN", True)
     with capture_events() as events:
-        kernels.moe_gemm_a8w4(torch.zeros(8, 64, dtype=FP8), torch.zeros(4, 32, 64, dtype=torch.uint8),
-                              torch.ones(1), None)
+        kernels.moe_gemm_a8w4(
+            torch.zeros(8, 64, dtype=FP8), torch.zeros(4, 32, 64, dtype=torch.uint8), torch.ones(1), None
+        )
     assert events.checks() == {"nonfinite"}
 
 
 def test_reference_helpers():
     x = torch.tensor([[3.0, 4.0]])
-    assert torch.allclose(rms_norm(x, torch.ones(2), 0.0), x / (12.5 ** 0.5))
-    assert torch.allclose(rms_norm(x, torch.zeros(2), 0.0, gemma=True), x / (12.5 ** 0.5))
+    assert torch.allclose(rms_norm(x, torch.ones(2), 0.0), x / (12.5**0.5))
+    assert torch.allclose(rms_norm(x, torch.zeros(2), 0.0, gemma=True), x / (12.5**0.5))
     assert torch.allclose(silu_mul(torch.tensor([[0.0, 2.0]])), torch.tensor([[0.0]]))

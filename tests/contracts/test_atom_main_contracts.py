@@ -18,6 +18,7 @@ _SWITCHES = ("ATOM_USE_TRITON_GEMM", "ATOM_USE_TRITON_MOE", "ATOM_CK_FREE")
 
 # --------------------------------------------------------------------------- the lazy-wrapper resolver
 
+
 def _lazy(original):
     """A decorator shaped like ATOM main's ``FusedMoEDecoratorForPluginMode``."""
     cache = {}
@@ -55,14 +56,17 @@ def _new_closing_over_an_unrelated_class():
 _NewWithUnrelatedClosure = _new_closing_over_an_unrelated_class()
 
 
-@pytest.mark.parametrize("cls, expected", [
-    (_lazy(_Plain), _Plain),
-    (_Plain, _Plain),
-    (_OwnNew, _OwnNew),
-    (_NewWithUnrelatedClosure, _NewWithUnrelatedClosure),
-    (torch.nn.Module, torch.nn.Module),
-    ("not a class", "not a class"),
-])
+@pytest.mark.parametrize(
+    "cls, expected",
+    [
+        (_lazy(_Plain), _Plain),
+        (_Plain, _Plain),
+        (_OwnNew, _OwnNew),
+        (_NewWithUnrelatedClosure, _NewWithUnrelatedClosure),
+        (torch.nn.Module, torch.nn.Module),
+        ("not a class", "not a class"),
+    ],
+)
 def test_class_behind_lazy_wrapper(cls, expected):
     assert class_behind_lazy_wrapper(cls) is expected
 
@@ -75,6 +79,7 @@ def test_fused_moe_contract_declares_the_resolver():
 
 
 # --------------------------------------------------------------------------- end to end on the simulator
+
 
 @pytest.fixture
 def main_atom(monkeypatch):
@@ -123,22 +128,35 @@ def _checkpoint(quant_type, incident):
 def _model(aiter, moe, quant_type):
     model = torch.nn.Module()
     dtype = None if quant_type == "No" else aiter.dtypes.fp8
-    model.experts = moe.FusedMoE(8, 2, 256, 256, 4, 2, quant_type=getattr(aiter.QuantType, quant_type),
-                                 params_dtype=dtype, prefix="layers.0.mlp.experts")
+    model.experts = moe.FusedMoE(
+        8,
+        2,
+        256,
+        256,
+        4,
+        2,
+        quant_type=getattr(aiter.QuantType, quant_type),
+        params_dtype=dtype,
+        prefix="layers.0.mlp.experts",
+    )
     model.experts.w2_weight.data.zero_()  # what a parameter the checkpoint lacks holds ("never_loaded")
     return model
 
 
 def _own(events):
-    return [(e["check"], e["target"].rsplit(":", 1)[-1], e["message"]) for e in events.violations()
-            if e["check"] in _OWN]
+    return [
+        (e["check"], e["target"].rsplit(":", 1)[-1], e["message"]) for e in events.violations() if e["check"] in _OWN
+    ]
 
 
-@pytest.mark.parametrize("quant_type, incident, method, parameter", [
-    ("per_1x128", "inverted_scale", "Mxfp4MoEMethod", "w2_weight"),
-    ("No", "dropped_block_scale", "UnquantizedFusedMoEMethod", "w13_weight"),
-    ("per_Token", "never_loaded", "Fp8MoEMethod", "w2_weight"),
-])
+@pytest.mark.parametrize(
+    "quant_type, incident, method, parameter",
+    [
+        ("per_1x128", "inverted_scale", "Mxfp4MoEMethod", "w2_weight"),
+        ("No", "dropped_block_scale", "UnquantizedFusedMoEMethod", "w13_weight"),
+        ("per_Token", "never_loaded", "Fp8MoEMethod", "w2_weight"),
+    ],
+)
 def test_moe_weight_incidents_are_found_after_the_quant_method(main_atom, quant_type, incident, method, parameter):
     aiter, moe, load_model = main_atom()
     with capture_events() as events:
@@ -160,8 +178,14 @@ def test_clean_moe_load_is_quiet(main_atom, quant_type):
     assert _own(events) == []
 
 
-@pytest.mark.parametrize("env, flagged", [({}, True), ({"ATOM_USE_TRITON_GEMM": "1"}, False),
-                                          ({"ATOM_USE_TRITON_MOE": "1", "ATOM_USE_TRITON_GEMM": "1"}, False)])
+@pytest.mark.parametrize(
+    "env, flagged",
+    [
+        ({}, True),
+        ({"ATOM_USE_TRITON_GEMM": "1"}, False),
+        ({"ATOM_USE_TRITON_MOE": "1", "ATOM_USE_TRITON_GEMM": "1"}, False),
+    ],
+)
 def test_ck_free_moe_layer_must_pick_triton(main_atom, env, flagged):
     aiter, moe, load_model = main_atom("gfx950", env, ck_free=True)
     with capture_events() as events:

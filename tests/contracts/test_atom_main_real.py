@@ -20,7 +20,7 @@ import pytest
 _REPO = Path(__file__).resolve().parents[2]
 _CANDIDATES = (Path("/work/shared/third_party"), _REPO.parent / "shared" / "third_party")
 
-_PROBE = textwrap.dedent('''
+_PROBE = textwrap.dedent("""
     import json, os, sys
     sys.path.insert(0, sys.argv[1])
     import real_aiter
@@ -97,7 +97,7 @@ _PROBE = textwrap.dedent('''
     result["ck_free_triton"] = {"ck_free": platform.ck_free, "source": platform.ck_free_source,
                                 "audit": audit(platform, True)}
     print("PROBE" + json.dumps(result))
-''')
+""")
 
 _OWN = ("weight_magnitude", "scale_values", "unloaded_parameter", "nonfinite", "backend_selection")
 
@@ -117,18 +117,25 @@ def probe(tmp_path_factory) -> dict:
     ck_dir.mkdir()
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("ATOM_", "QUANTGUARD_", "CK_DIR"))}
     environ["CK_DIR"] = str(scratch / "no-composable-kernel")
-    done = subprocess.run([sys.executable, "-c", _PROBE, str(folder), str(ck_dir)], capture_output=True, text=True,
-                          env=environ, cwd=scratch, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", _PROBE, str(folder), str(ck_dir)],
+        capture_output=True,
+        text=True,
+        env=environ,
+        cwd=scratch,
+        timeout=300,
+    )
     if done.returncode and "ModuleNotFoundError" in done.stderr:
         pytest.skip("the real trees' pip requirements are missing: " + done.stderr.strip().splitlines()[-1])
     assert done.returncode == 0, done.stderr[-3000:]
     [line] = [line for line in done.stdout.splitlines() if line.startswith("PROBE")]
-    return json.loads(line[len("PROBE"):])
+    return json.loads(line[len("PROBE") :])
 
 
 def test_contracts_land_on_real_atom_main(probe):
     assert probe["wrapper_is_lazy"] and probe["real_class_has_method"]
     from quantguard.contracts.atom import CONTRACTS
+
     assert set(probe["statuses"]) == {c.target for c in CONTRACTS}, probe["statuses"]
     assert set(probe["statuses"].values()) == {"patched"}, probe["statuses"]
 
@@ -144,8 +151,11 @@ def test_ck_free_build_is_detected_from_aiter_and_ck_selections_flagged(probe):
 
 
 def test_weight_scan_runs_after_the_real_quant_method(probe):
-    own = [(check, message) for check, target, message in probe["ck_free"]["violations"]
-           if check in _OWN and target == "atom.model_ops.moe:UnquantizedFusedMoEMethod.process_weights_after_loading"]
+    own = [
+        (check, message)
+        for check, target, message in probe["ck_free"]["violations"]
+        if check in _OWN and target == "atom.model_ops.moe:UnquantizedFusedMoEMethod.process_weights_after_loading"
+    ]
     # The healthy layer is quiet; the one with a dropped block scale is caught, by its MoE parameter name.
     assert len(own) == 1 and own[0][0] == "weight_magnitude"
     assert own[0][1].startswith("model.layers.3.mlp.experts.w13_weight: bfloat16 weight holds raw float8_e4m3fn")

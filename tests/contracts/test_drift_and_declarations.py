@@ -19,18 +19,24 @@ def test_declared_params_match_the_simulated_aiter_everywhere():
     sim.install("gfx950", atom=True)
     with capture_events() as events:
         quantguard.enable(log="/dev/null")
-    assert not events.named("target_mismatch"), [(e["target"], e["differences"]) for e in events.named("target_mismatch")]
+    assert not events.named("target_mismatch"), [
+        (e["target"], e["differences"]) for e in events.named("target_mismatch")
+    ]
     assert not [e for e in events.named("target_missing") if e["level"] == "warning"]
 
 
 def test_drift_disables_only_dependent_checks(make_module, tmp_path):
-    make_module("qgt_drift", """
+    make_module(
+        "qgt_drift",
+        """
         def per_group_quant_hip(x, scale=None, quant_dtype=None, group_size=128, transpose=False,
                                 num_rows=None, num_rows_factor=1, scale_type=None):
             return x, scale
-    """)
+    """,
+    )
     template = next(c for c in AITER if c.target.endswith(".per_group_quant_hip"))
     import dataclasses
+
     quantguard.register(dataclasses.replace(template, target="qgt_drift.per_group_quant_hip"))
     with capture_events() as events:
         quantguard.enable(targets="qgt_drift.*", log=str(tmp_path / "l.jsonl"))
@@ -43,26 +49,37 @@ def test_drift_disables_only_dependent_checks(make_module, tmp_path):
 
 
 def test_changed_default_is_a_difference():
-    def dynamic_per_group_scaled_quant(out, input, scales, group_size=32, shuffle_scale=False, num_rows=None,
-                                       num_rows_factor=1):
+    def dynamic_per_group_scaled_quant(
+        out, input, scales, group_size=32, shuffle_scale=False, num_rows=None, num_rows_factor=1
+    ):
         return out
+
     template = next(c for c in AITER if c.target.endswith(".dynamic_per_group_scaled_quant"))
     differences, disabled = compare_signature(template, dynamic_per_group_scaled_quant)
     assert differences == ["default of 'shuffle_scale' is False (contract relies on True)"]
     assert disabled == {"kwarg_honored", "provenance_record"}
 
 
-@pytest.mark.parametrize("name, asm", [
-    ("gemm_a8w8_ASM", True), ("gemm_a4w4_asm", True), ("gfx950_a8w8_blockscale_ASM", True),
-    ("fmoe_g1u1_asm", True), ("gemm_a8w8_blockscale", False), ("gemm_a4w4", False),
-    ("aiter.fused_moe_bf16_asm.asm_moe", True), ("aiter.ops.gemm_op_common.asm_weight_reader", False),
-])
+@pytest.mark.parametrize(
+    "name, asm",
+    [
+        ("gemm_a8w8_ASM", True),
+        ("gemm_a4w4_asm", True),
+        ("gfx950_a8w8_blockscale_ASM", True),
+        ("fmoe_g1u1_asm", True),
+        ("gemm_a8w8_blockscale", False),
+        ("gemm_a4w4", False),
+        ("aiter.fused_moe_bf16_asm.asm_moe", True),
+        ("aiter.ops.gemm_op_common.asm_weight_reader", False),
+    ],
+)
 def test_asm_naming_rule(name, asm):
     assert is_asm_name(name) is asm
 
 
 def test_every_builtin_contract_is_well_formed():
     from quantguard.checks import registered_checks
+
     known = registered_checks()
     targets = [c.target for c in builtin_contracts()]
     assert len(targets) == len(set(targets))

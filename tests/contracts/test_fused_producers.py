@@ -50,6 +50,7 @@ def _static_scale(x: torch.Tensor, fp8) -> torch.Tensor:
 def _rms_static(a, m, wrong):
     from aiter.ops.triton.quant import fused_fp8_quant as ff
     from aiter.tuned_gemm import tgemm
+
     wq, _, _, _ = _weights(a.dtypes.fp8)
     w_scale = _weights(a.dtypes.fp8)[1].max().reshape(1)
     x = _x(m)
@@ -61,6 +62,7 @@ def _rms_static(a, m, wrong):
 def _silu_static(a, m, wrong):
     from aiter.ops.triton.quant import fused_fp8_quant as ff
     from aiter.tuned_gemm import tgemm
+
     wq, _, _, _ = _weights(a.dtypes.fp8)
     w_scale = _weights(a.dtypes.fp8)[1].max().reshape(1)
     inp = _x(m, 2 * K)
@@ -72,10 +74,12 @@ def _silu_static(a, m, wrong):
 def _reduce_rms_group(a, m, wrong):
     from aiter.ops.triton.gemm.basic.gemm_a8w8_blockscale import gemm_a8w8_blockscale
     from aiter.ops.triton.quant import fused_fp8_quant as ff
+
     _, _, wq, w_scale = _weights(a.dtypes.fp8)
     partials = torch.stack([_x(m, seed=s) for s in (0, 1)])  # split-K partial sums
-    (q, scale), *_ = ff.fused_reduce_rms_fp8_group_quant(partials, _norm_weight(), 1e-6, group_size=128,
-                                                          dtype_quant=a.dtypes.fp8)
+    (q, scale), *_ = ff.fused_reduce_rms_fp8_group_quant(
+        partials, _norm_weight(), 1e-6, group_size=128, dtype_quant=a.dtypes.fp8
+    )
     return gemm_a8w8_blockscale(q, wq, wrong(scale), w_scale)
 
 
@@ -83,26 +87,31 @@ def _reduce_rms_group_transposed(a, m, wrong):
     """transpose_scale=True: (G, M) bytes in an (M, G) tensor, read by the bpreshuffle GEMM."""
     from aiter.ops.shuffle import shuffle_weight
     from aiter.ops.triton.quant import fused_fp8_quant as ff
+
     _, _, wq, w_scale = _weights(a.dtypes.fp8)
-    (q, scale), *_ = ff.fused_reduce_rms_fp8_group_quant(_x(m), _norm_weight(), 1e-6, group_size=128,
-                                                          dtype_quant=a.dtypes.fp8, transpose_scale=True)
+    (q, scale), *_ = ff.fused_reduce_rms_fp8_group_quant(
+        _x(m), _norm_weight(), 1e-6, group_size=128, dtype_quant=a.dtypes.fp8, transpose_scale=True
+    )
     return a.gemm_a8w8_blockscale_bpreshuffle(q, shuffle_weight(wq, layout=(16, 16)), wrong(scale), w_scale)
 
 
 def _flatten_group(a, m, wrong):
     from aiter.ops.triton.gemm.basic.gemm_a8w8_blockscale import gemm_a8w8_blockscale
     from aiter.ops.triton.quant import fused_fp8_quant as ff
+
     _, _, wq, w_scale = _weights(a.dtypes.fp8)
     x = _x(m).reshape(m, 4, K // 4)  # (M, heads, head_dim) flattened to (M, K)
     q, scale = ff.fused_flatten_fp8_group_quant(x, group_size=128, dtype_quant=a.dtypes.fp8)
     return gemm_a8w8_blockscale(q, wq, wrong(scale), w_scale)
 
 
-CHAINS = {"fused_rms_fp8_per_tensor_static_quant": _rms_static,
-          "fused_silu_mul_fp8_per_tensor_static_quant": _silu_static,
-          "fused_reduce_rms_fp8_group_quant": _reduce_rms_group,
-          "fused_reduce_rms_fp8_group_quant(transpose_scale=True)": _reduce_rms_group_transposed,
-          "fused_flatten_fp8_group_quant": _flatten_group}
+CHAINS = {
+    "fused_rms_fp8_per_tensor_static_quant": _rms_static,
+    "fused_silu_mul_fp8_per_tensor_static_quant": _silu_static,
+    "fused_reduce_rms_fp8_group_quant": _reduce_rms_group,
+    "fused_reduce_rms_fp8_group_quant(transpose_scale=True)": _reduce_rms_group_transposed,
+    "fused_flatten_fp8_group_quant": _flatten_group,
+}
 
 
 def _another_activations(scale: torch.Tensor) -> torch.Tensor:
@@ -111,8 +120,10 @@ def _another_activations(scale: torch.Tensor) -> torch.Tensor:
     return (scale * factors).as_strided(scale.shape, scale.stride()) if scale.numel() > 1 else scale * 3.0
 
 
-WRONG = {"ones": lambda s: torch.ones_like(s).as_strided(s.shape, s.stride()),
-         "another_activation": _another_activations}
+WRONG = {
+    "ones": lambda s: torch.ones_like(s).as_strided(s.shape, s.stride()),
+    "another_activation": _another_activations,
+}
 
 
 def test_every_fused_producer_is_observed():
@@ -129,6 +140,7 @@ def test_every_fused_producer_is_observed():
 def test_clean_fused_chains_are_quiet(tmp_path, arch, m, chain):
     sim.install(arch)
     import aiter
+
     with capture_events() as events:
         quantguard.enable(log=str(tmp_path / "log.jsonl"), sample_rate=1.0)
         out = CHAINS[chain](aiter, m, lambda s: s)
@@ -142,6 +154,7 @@ def test_clean_fused_chains_are_quiet(tmp_path, arch, m, chain):
 def test_wrong_x_scale_downstream_of_a_fused_producer(tmp_path, arch, wrong, chain):
     sim.install(arch)
     import aiter
+
     with capture_events() as events:
         quantguard.enable(log=str(tmp_path / "log.jsonl"), sample_rate=1.0)
         CHAINS[chain](aiter, 40, WRONG[wrong])

@@ -34,29 +34,44 @@ def main(scenario: str) -> dict:
     module = sys.modules[__name__]
     interval = 0.0 if scenario == "thorough_only" else 3600.0
     with capture_events() as events:
-        runtime = quantguard.enable(log="/dev/null", rate_limit_interval=1e-6, sample_rate=1.0, sample_first=1,
-                                    thorough_interval=interval, summary_at_exit=False)
+        runtime = quantguard.enable(
+            log="/dev/null",
+            rate_limit_interval=1e-6,
+            sample_rate=1.0,
+            sample_first=1,
+            thorough_interval=interval,
+            summary_at_exit=False,
+        )
         runtime.snapshots.allow_cpu = True
-        for step in range(6):
-            if scenario == "output" and step == 3:
+        for step in range(4):
+            if scenario == "output" and step == 2:
                 Faults.output_factor = 1.5
             for layer in layers:
                 module.gemm(*layer)
         summary = quantguard.disable()
     shadow = events.named("shadow")
-    return {"light": [e for e in shadow if e.get("snapshot")].__len__(),
-            "thorough": [e for e in shadow if not e.get("snapshot")].__len__(),
-            "light_passed": {e["snapshot_sample"]: e["passed"] for e in shadow if e.get("snapshot")},
-            "light_kernels": sorted({e.get("reference_kernels") for e in shadow if e.get("snapshot")}),
-            "samples": [e["snapshot_sample"] for e in shadow if e.get("snapshot")],
-            "rows_compared": sorted({e["rows_compared"] for e in shadow if e.get("snapshot")}),
-            "violations": sorted({e["check"] for e in events.violations()}),
-            "internal_errors": [e["error"] for e in events.named("internal_error")],
-            "stats": summary["eager_snapshots"]}
+    return {
+        "light": [e for e in shadow if e.get("snapshot")].__len__(),
+        "thorough": [e for e in shadow if not e.get("snapshot")].__len__(),
+        "light_passed": {e["snapshot_sample"]: e["passed"] for e in shadow if e.get("snapshot")},
+        "light_kernels": sorted({e.get("reference_kernels") for e in shadow if e.get("snapshot")}),
+        "samples": [e["snapshot_sample"] for e in shadow if e.get("snapshot")],
+        "rows_compared": sorted({e["rows_compared"] for e in shadow if e.get("snapshot")}),
+        "violations": sorted({e["check"] for e in events.violations()}),
+        "internal_errors": [e["error"] for e in events.named("internal_error")],
+        "stats": summary["eager_snapshots"],
+    }
 
 
 if __name__ == "__main__":
-    quantguard.register(Contract(target=f"{__name__}.gemm", kind="gemm", backend="test",
-                                 checks=("gemm_numerics",), interpret=view,
-                                 params=("x", "w", "x_scale", "w_scale")))
+    quantguard.register(
+        Contract(
+            target=f"{__name__}.gemm",
+            kind="gemm",
+            backend="test",
+            checks=("gemm_numerics",),
+            interpret=view,
+            params=("x", "w", "x_scale", "w_scale"),
+        )
+    )
     print(json.dumps({scenario: main(scenario) for scenario in sys.argv[1:]}, default=str))

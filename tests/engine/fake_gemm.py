@@ -27,9 +27,20 @@ def product(x, w, x_scale, w_scale):
 
 def view(call):
     x, w = call["x"], call["w"]
-    return GemmView(call.target, x, w, call["x_scale"], call["w_scale"], out=call.result, scheme="per_token",
-                    fp8_read_as=torch.float8_e4m3fn, m=int(x.shape[0]), n=int(w.shape[0]), k=int(x.shape[1]),
-                    bias=BIAS.get(id(w)))
+    return GemmView(
+        call.target,
+        x,
+        w,
+        call["x_scale"],
+        call["w_scale"],
+        out=call.result,
+        scheme="per_token",
+        fp8_read_as=torch.float8_e4m3fn,
+        m=int(x.shape[0]),
+        n=int(w.shape[0]),
+        k=int(x.shape[1]),
+        bias=BIAS.get(id(w)),
+    )
 
 
 def layers(shapes: list[tuple[int, int]], rows: int = 8) -> list[tuple[torch.Tensor, ...]]:

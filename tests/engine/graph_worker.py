@@ -22,7 +22,7 @@ from fake_gemm import layers as make_layers
 import quantguard
 import quantguard.shadow.graph_snapshot as graph_snapshot
 from quantguard.contracts.base import Contract
-from quantguard.engine.reentrancy import suppressed
+from quantguard.reentrancy import suppressed
 from quantguard.testing import capture_events
 
 SHAPES = [(256, 512), (128, 256), (512, 128), (256, 512)]  # (N, K); sites 0 and 3 are judged in one batch
@@ -60,9 +60,16 @@ def gemm(x, w, x_scale, w_scale):
 
 
 def main(scenario: str) -> dict:
-    quantguard.register(Contract(target=f"{__name__}.gemm", kind="gemm", backend="test",
-                                 checks=("gemm_numerics",), interpret=view,
-                                 params=("x", "w", "x_scale", "w_scale")))
+    quantguard.register(
+        Contract(
+            target=f"{__name__}.gemm",
+            kind="gemm",
+            backend="test",
+            checks=("gemm_numerics",),
+            interpret=view,
+            params=("x", "w", "x_scale", "w_scale"),
+        )
+    )
     layers = make_layers(SHAPES)
     module = sys.modules[__name__]
     if scenario == "bias":  # a layout the snapshot does not cover: reported unmonitored, never an error
@@ -78,12 +85,19 @@ def main(scenario: str) -> dict:
 
     if scenario == "no_triton":
         import quantguard.shadow.triton_kernels as kernels
+
         kernels.available = lambda device: False  # type: ignore[assignment]
 
     graph_snapshot.launch_snapshot = recording_launch
     with capture_events() as events:
-        runtime = quantguard.enable(log="/dev/null", rate_limit_interval=1e-6, graph_period=4,
-                                    graph_snapshot_mib=1, summary_at_exit=False, sample_first=0)
+        runtime = quantguard.enable(
+            log="/dev/null",
+            rate_limit_interval=1e-6,
+            graph_period=4,
+            graph_snapshot_mib=1,
+            summary_at_exit=False,
+            sample_first=0,
+        )
         runtime.graphs.device = "cpu"
         runtime.graphs.install(FakeGraph)
 
@@ -95,6 +109,7 @@ def main(scenario: str) -> dict:
         graph.capture_begin()
         if scenario == "thread":  # another thread's eager call during the capture must not reopen the fast path
             import threading
+
             module.gemm(*layers[0])
             worker = threading.Thread(target=module.gemm, args=layers[1])
             worker.start()
@@ -121,10 +136,18 @@ def main(scenario: str) -> dict:
         runtime.executor.flush()
         summary = quantguard.disable()
         if scenario == "reenable":  # the first graph keeps replaying into its slots after disable()
-            first_slots = [(probe.chunk, probe.offset, probe.layout.size) for probe in
-                           next(iter(runtime.graphs._graphs.values())).probes]
-            runtime = quantguard.enable(log="/dev/null", rate_limit_interval=1e-6, graph_period=4,
-                                        graph_snapshot_mib=1, summary_at_exit=False, sample_first=0)
+            first_slots = [
+                (probe.chunk, probe.offset, probe.layout.size)
+                for probe in next(iter(runtime.graphs._graphs.values())).probes
+            ]
+            runtime = quantguard.enable(
+                log="/dev/null",
+                rate_limit_interval=1e-6,
+                graph_period=4,
+                graph_snapshot_mib=1,
+                summary_at_exit=False,
+                sample_first=0,
+            )
             runtime.graphs.device = "cpu"
             runtime.graphs.install(FakeGraph)
             second = FakeGraph()
@@ -136,22 +159,29 @@ def main(scenario: str) -> dict:
                 graph.replay()
                 second.replay()
             runtime.executor.flush()
-            second_slots = [(probe.chunk, probe.offset, probe.layout.size) for probe in
-                            next(iter(runtime.graphs._graphs.values())).probes]
+            second_slots = [
+                (probe.chunk, probe.offset, probe.layout.size)
+                for probe in next(iter(runtime.graphs._graphs.values())).probes
+            ]
             summary = quantguard.disable()
-            return {"first": first_slots, "second": second_slots, "graphs": summary["graphs"],
-                    "violations": [e["message"] for e in events.violations()],
-                    "internal_errors": [e["error"] for e in events.named("internal_error")]}
+            return {
+                "first": first_slots,
+                "second": second_slots,
+                "graphs": summary["graphs"],
+                "violations": [e["message"] for e in events.violations()],
+                "internal_errors": [e["error"] for e in events.named("internal_error")],
+            }
     graph_events = [e for e in events.named("shadow") if e.get("graph")]
-    return {"clean_violations": clean,
-            "captured_outputs_correct": all(torch.equal(a, b) for a, b in zip(captured_outputs, expected)),
-            "graph_event": events.named("graph")[0] if events.named("graph") else None,
-            "checks_per_site": {site: sum(e["graph_site"] == site for e in graph_events)
-                                for site in range(len(SHAPES))},
-            "passed": [e["passed"] for e in graph_events],
-            "violations": sorted({(e["check"], e["details"].get("graph_site")) for e in events.violations()}),
-            "internal_errors": [e["error"] for e in events.named("internal_error")],
-            "graphs": summary["graphs"] if summary else None}
+    return {
+        "clean_violations": clean,
+        "captured_outputs_correct": all(torch.equal(a, b) for a, b in zip(captured_outputs, expected)),
+        "graph_event": events.named("graph")[0] if events.named("graph") else None,
+        "checks_per_site": {site: sum(e["graph_site"] == site for e in graph_events) for site in range(len(SHAPES))},
+        "passed": [e["passed"] for e in graph_events],
+        "violations": sorted({(e["check"], e["details"].get("graph_site")) for e in events.violations()}),
+        "internal_errors": [e["error"] for e in events.named("internal_error")],
+        "graphs": summary["graphs"] if summary else None,
+    }
 
 
 if __name__ == "__main__":

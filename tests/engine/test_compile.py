@@ -78,14 +78,31 @@ class _ScaleRows(PlanCheck):
 def _contracts() -> list[Contract]:
     check = ("test_compile_scale_rows",)
     return [
-        Contract(target="qgtoy_lib.scaled_gemm", kind="gemm", backend="ck", checks=check, op="qgtoy::scaled_gemm",
-                 key=("XQ", "WQ@", "x_scale+", "w_scale@", "dtype="),
-                 params=("XQ", "WQ", "x_scale", "w_scale", "dtype")),
-        Contract(target="qgtoy_lib.group_quant", kind="quant", backend="hip", op="qgtoy::group_quant",
-                 key=("x", "group_size="), params=("group_size", "x")),
-        Contract(target="qgtoy_lib.python_gemm", kind="gemm", backend="triton", checks=check,
-                 key=("x", "w@", "x_scale+", "w_scale@", "dtype=", "y?"),
-                 params=("x", "w", "x_scale", "w_scale", "dtype", "y")),
+        Contract(
+            target="qgtoy_lib.scaled_gemm",
+            kind="gemm",
+            backend="ck",
+            checks=check,
+            op="qgtoy::scaled_gemm",
+            key=("XQ", "WQ@", "x_scale+", "w_scale@", "dtype="),
+            params=("XQ", "WQ", "x_scale", "w_scale", "dtype"),
+        ),
+        Contract(
+            target="qgtoy_lib.group_quant",
+            kind="quant",
+            backend="hip",
+            op="qgtoy::group_quant",
+            key=("x", "group_size="),
+            params=("group_size", "x"),
+        ),
+        Contract(
+            target="qgtoy_lib.python_gemm",
+            kind="gemm",
+            backend="triton",
+            checks=check,
+            key=("x", "w@", "x_scale+", "w_scale@", "dtype=", "y?"),
+            params=("x", "w", "x_scale", "w_scale", "dtype", "y"),
+        ),
     ]
 
 
@@ -102,6 +119,7 @@ def _model(lib):
         q, x_scale = lib.group_quant(32, x)
         y = lib.scaled_gemm(q, w, x_scale, w_scale, dtype=torch.float32)
         return lib.python_gemm(y, w, x_scale, w_scale, dtype=torch.float32) + 1
+
     return forward
 
 
@@ -123,8 +141,10 @@ def test_opaque_wrappers_bind_by_op_schema(toy):
 
 
 # every backend, static and dynamic shapes (one inductor case: it compiles C++ on a 2-core CI machine)
-@pytest.mark.parametrize(("backend", "dynamic"), [("eager", False), ("eager", True), ("aot_eager", False),
-                                                  ("aot_eager", True), ("inductor", False)])
+@pytest.mark.parametrize(
+    ("backend", "dynamic"),
+    [("eager", False), ("eager", True), ("aot_eager", False), ("aot_eager", True), ("inductor", False)],
+)
 def test_fullgraph_compiles_with_identical_outputs_and_the_same_observed_calls(toy, backend, dynamic):
     forward = _model(toy)
     x, w, w_scale = _operands()
@@ -135,6 +155,7 @@ def test_fullgraph_compiles_with_identical_outputs_and_the_same_observed_calls(t
 
     torch._dynamo.reset()
     from torch._dynamo.utils import counters
+
     counters.clear()
     compiled = torch.compile(forward, backend=backend, fullgraph=True, dynamic=dynamic)
     compiled(x, w, w_scale)  # compile (tracing is not a call)
@@ -153,14 +174,15 @@ def test_compiled_calls_are_judged_like_eager_ones(toy):
 
     def bad(x, x_scale):
         return toy.scaled_gemm(x, w, x_scale, w_scale, dtype=torch.float32) + toy.python_gemm(
-            x, w, x_scale, w_scale, dtype=torch.float32)
+            x, w, x_scale, w_scale, dtype=torch.float32
+        )
 
     torch._dynamo.reset()
     compiled = torch.compile(bad, backend="aot_eager", fullgraph=True)
     with capture_events() as events:
-        compiled(torch.randn(8, 64), torch.rand(8, 1))     # clean
+        compiled(torch.randn(8, 64), torch.rand(8, 1))  # clean
         assert not events.violations()
-        compiled(torch.randn(8, 64), torch.rand(4, 1))     # one scale row short: recompiles, still guarded
+        compiled(torch.randn(8, 64), torch.rand(4, 1))  # one scale row short: recompiles, still guarded
     targets = sorted(e["target"] for e in events.violations(check="scale_shape"))
     assert targets == ["qgtoy_lib.python_gemm", "qgtoy_lib.scaled_gemm"]
 

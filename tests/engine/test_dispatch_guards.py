@@ -25,21 +25,21 @@ if not hasattr(torch.ops.qgcustom, "{name}"):
 
 # three ways an opaque wrapper can lead to its op
 WRAPPERS = {
-    "aiter_loadName": '''
+    "aiter_loadName": """
 def _make(loadName):
     def wrapper_custom(*args, **kwargs):
         return getattr(torch.ops.qgcustom, loadName)({dummy}*args, **kwargs)
     return wrapper_custom
-{name} = _make("{name}")''',
-    "other_closure_name": '''
+{name} = _make("{name}")""",
+    "other_closure_name": """
 def _make(op_name):
     def opaque(*args, **kwargs):
         return getattr(torch.ops.qgcustom, op_name)({dummy}*args, **kwargs)
     return opaque
-{name} = _make("{name}")''',
-    "public_name_only": '''
+{name} = _make("{name}")""",
+    "public_name_only": """
 def {name}(*args, **kwargs):
-    return torch.ops.qgcustom.{name}({dummy}*args, **kwargs)''',
+    return torch.ops.qgcustom.{name}({dummy}*args, **kwargs)""",
 }
 
 
@@ -60,11 +60,21 @@ class _GroupedScale(PlanCheck):
 def test_opaque_wrappers_are_guarded_at_the_op_and_bound_by_its_schema(make_module, quiet_log, style, placeholder):
     name = f"scaled_{style}_{placeholder or 'none'}"
     dummy = "torch.empty(1), " if placeholder else ""
-    source = LIBRARY.format(name=name, placeholder=f"Tensor {placeholder}, " if placeholder else "",
-                            wrapper=WRAPPERS[style].format(name=name, dummy=dummy))
-    quantguard.register(Contract(target=f"qgcustom_{name}.{name}", kind="quant", backend="hip",
-                                 checks=("test_custom_op_groups",), key=("group_size=", "x", "scale"),
-                                 params=("group_size", "x", "scale", "dtype")))
+    source = LIBRARY.format(
+        name=name,
+        placeholder=f"Tensor {placeholder}, " if placeholder else "",
+        wrapper=WRAPPERS[style].format(name=name, dummy=dummy),
+    )
+    quantguard.register(
+        Contract(
+            target=f"qgcustom_{name}.{name}",
+            kind="quant",
+            backend="hip",
+            checks=("test_custom_op_groups",),
+            key=("group_size=", "x", "scale"),
+            params=("group_size", "x", "scale", "dtype"),
+        )
+    )
     with capture_events() as events:
         quantguard.enable(targets="qgcustom_*", log=quiet_log)
         module = make_module(f"qgcustom_{name}", source)
@@ -73,9 +83,9 @@ def test_opaque_wrappers_are_guarded_at_the_op_and_bound_by_its_schema(make_modu
         assert applied.state.binder.names == ("group_size", "x", "scale", "dtype")
         assert applied.state.binder.defaults["dtype"] is torch.bfloat16
         x = torch.randn(4, 256)
-        getattr(module, name)(128, x, torch.ones(4, 2))          # clean
+        getattr(module, name)(128, x, torch.ones(4, 2))  # clean
         assert not events.violations()
-        getattr(module, name)(128, x, torch.ones(4, 1))          # one group short
+        getattr(module, name)(128, x, torch.ones(4, 1))  # one group short
     assert [e["check"] for e in events.violations()] == ["scale_shape"]
     assert not events.named("target_mismatch") and not events.named("internal_error")
 

@@ -22,8 +22,9 @@ WORKER = Path(__file__).with_name("graph_worker.py")
 
 def _run(scenario: str) -> dict:
     env = {**os.environ, "TRITON_INTERPRET": "1"}
-    done = subprocess.run([sys.executable, str(WORKER), scenario], capture_output=True, text=True, env=env,
-                          timeout=600, cwd=WORKER.parent)
+    done = subprocess.run(
+        [sys.executable, str(WORKER), scenario], capture_output=True, text=True, env=env, timeout=600, cwd=WORKER.parent
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -41,10 +42,14 @@ def test_every_captured_site_is_snapshotted_and_judged_quietly(results):
     assert all(clean["passed"]) and clean["violations"] == [] and clean["internal_errors"] == []
 
 
-@pytest.mark.parametrize("scenario, expected", [
-    ("scale", {("weight_scale", 1), ("numerics", 1)}),   # site 1's weight scales overwritten after capture
-    ("output", {("numerics", site) for site in range(4)}),  # every site's output corrupted in replays
-], ids=["weight-scale-overwritten", "output-corrupted"])
+@pytest.mark.parametrize(
+    "scenario, expected",
+    [
+        ("scale", {("weight_scale", 1), ("numerics", 1)}),  # site 1's weight scales overwritten after capture
+        ("output", {("numerics", site) for site in range(4)}),  # every site's output corrupted in replays
+    ],
+    ids=["weight-scale-overwritten", "output-corrupted"],
+)
 def test_a_fault_after_capture_is_caught_from_replays(results, scenario, expected):
     got = results[scenario]
     assert got["clean_violations"] == 0  # quiet before the fault
@@ -55,7 +60,7 @@ def test_a_fault_after_capture_is_caught_from_replays(results, scenario, expecte
 def test_a_captured_call_the_snapshot_cannot_cover_is_reported_unmonitored(results):
     bias = results["bias"]
     assert bias["graph_event"]["monitored"] == 0 and bias["graph_event"]["level"] == "warning"
-    (reason, count), = bias["graph_event"]["unmonitored"].items()
+    ((reason, count),) = bias["graph_event"]["unmonitored"].items()
     assert reason.endswith(".gemm: GEMMs with a bias are not snapshotted") and count == 4
     assert bias["checks_per_site"] == {"0": 0, "1": 0, "2": 0, "3": 0}
     assert bias["violations"] == [] and bias["internal_errors"] == []
@@ -89,8 +94,10 @@ def test_snapshot_memory_outlives_disable_and_is_never_handed_out_twice():
     spans = {(chunk, offset, offset + size) for chunk, offset, size in got["first"] + got["second"]}
     assert len(spans) == 8
     for chunk, start, end in spans:
-        assert not any(other != (chunk, start, end) and other[0] == chunk and other[1] < end and start < other[2]
-                       for other in spans)
+        assert not any(
+            other != (chunk, start, end) and other[0] == chunk and other[1] < end and start < other[2]
+            for other in spans
+        )
 
 
 def test_an_eager_call_on_another_thread_during_a_capture_does_not_hide_captured_calls():
@@ -101,10 +108,14 @@ def test_an_eager_call_on_another_thread_during_a_capture_does_not_hide_captured
     assert got["violations"] == [] and got["internal_errors"] == []
 
 
-@pytest.mark.parametrize("scenario, reason, errors", [
-    ("no_triton", "Triton unavailable", 0),
-    ("launch_error", "internal error (RuntimeError)", 1),  # logged once per (target, check), counted always
-], ids=["triton-unavailable", "snapshot-launch-fails"])
+@pytest.mark.parametrize(
+    "scenario, reason, errors",
+    [
+        ("no_triton", "Triton unavailable", 0),
+        ("launch_error", "internal error (RuntimeError)", 1),  # logged once per (target, check), counted always
+    ],
+    ids=["triton-unavailable", "snapshot-launch-fails"],
+)
 def test_a_capture_goes_on_when_its_snapshot_cannot_be_recorded(scenario, reason, errors):
     got = _run(scenario)
     assert got["captured_outputs_correct"]  # the captured calls returned their own results

@@ -41,8 +41,15 @@ class _BrokenAround(AroundCheck):
 
 @pytest.fixture
 def kernel(make_module, quiet_log):
-    quantguard.register(Contract(target="qgt_safety.kernel", kind="kernel", backend="torch",
-                                 checks=("test_broken_around",), key=("x", "fail=")))
+    quantguard.register(
+        Contract(
+            target="qgt_safety.kernel",
+            kind="kernel",
+            backend="torch",
+            checks=("test_broken_around",),
+            key=("x", "fail="),
+        )
+    )
     quantguard.enable(targets="qgt_safety.*", log=quiet_log)
     return make_module("qgt_safety", KERNEL)
 
@@ -65,21 +72,26 @@ def test_the_calls_own_error_still_reaches_the_host(kernel, monkeypatch, mode):
 
 def test_guards_partials_and_models_holding_them_pickle_and_copy(kernel):
     guard = kernel.kernel
-    assert pickle.loads(pickle.dumps(guard)) is guard                   # a guard while enabled
+    assert pickle.loads(pickle.dumps(guard)) is guard  # a guard while enabled
     stored = functools.partial(guard, fail=False)
     model = torch.nn.Linear(2, 2)
-    model.quant_func = stored                                           # as ATOM layers hold get_hip_quant partials
+    model.quant_func = stored  # as ATOM layers hold get_hip_quant partials
     assert copy.deepcopy(model).quant_func.func is guard
     restored = pickle.loads(pickle.dumps(model))
     assert restored.quant_func(1) == 2
     quantguard.disable()
     plain = pickle.loads(pickle.dumps(stored)).func
-    assert plain is kernel.kernel and plain(1) == 2                     # the plain function once disabled
+    assert plain is kernel.kernel and plain(1) == 2  # the plain function once disabled
 
 
-@pytest.mark.parametrize("error", [QuantGuardViolation("aiter.x", "scale_shape", "x_scale is [4, 1]", {"m": 4}),
-                                   QuantGuardBlocked("aiter.asm", "ASM on gfx950", "aiter.triton", "aiter.gemm")],
-                         ids=["violation", "blocked"])
+@pytest.mark.parametrize(
+    "error",
+    [
+        QuantGuardViolation("aiter.x", "scale_shape", "x_scale is [4, 1]", {"m": 4}),
+        QuantGuardBlocked("aiter.asm", "ASM on gfx950", "aiter.triton", "aiter.gemm"),
+    ],
+    ids=["violation", "blocked"],
+)
 def test_errors_survive_pickling(error):
     again = pickle.loads(pickle.dumps(error))
     assert type(again) is type(error) and str(again) == str(error) and vars(again) == vars(error)

@@ -21,6 +21,7 @@ def test_attach_names_events_and_summary_by_layer(tmp_path):
     flagged = [e for e in events.violations(check="numerics") if e.get("layer")]
     assert flagged and all("." in e["layer"] for e in flagged)
     per_layer = summary["layers"]
-    assert per_layer and all(set(stats) == {"samples", "failed", "min_cosine", "mean_cosine"}
-                             for stats in per_layer.values())
+    assert per_layer and all(
+        set(stats) == {"samples", "failed", "min_cosine", "mean_cosine"} for stats in per_layer.values()
+    )
     assert any(stats["failed"] for stats in per_layer.values())

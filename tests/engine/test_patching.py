@@ -36,8 +36,13 @@ class _RowsMatch(PlanCheck):
 
 
 def _contract(target: str) -> Contract:
-    return Contract(target=target, kind="gemm", backend="torch", checks=("test_rows_match",),
-                    key=("x", "w@", "x_scale+", "w_scale@", "dtype="))
+    return Contract(
+        target=target,
+        kind="gemm",
+        backend="torch",
+        checks=("test_rows_match",),
+        key=("x", "w@", "x_scale+", "w_scale@", "dtype="),
+    )
 
 
 def _operands(rows: int = 4, scale_rows: int | None = None):
@@ -61,8 +66,10 @@ def test_disable_unbinds_guards_that_imports_after_enable_took(make_module, quie
     quantguard.register(_contract("qgt_after.ops.kernel"))
     quantguard.enable(targets="qgt_after.*", log=quiet_log)
     ops = make_module("qgt_after.ops", KERNEL)
-    package = make_module("qgt_after", "from qgt_after.ops import kernel\n")   # a package re-export
-    user = make_module("qgt_after_user", "from qgt_after import kernel\n\nclass Layer:\n    fn = staticmethod(kernel)\n")
+    package = make_module("qgt_after", "from qgt_after.ops import kernel\n")  # a package re-export
+    user = make_module(
+        "qgt_after_user", "from qgt_after import kernel\n\nclass Layer:\n    fn = staticmethod(kernel)\n"
+    )
     held = user.kernel
     assert isinstance(held, Guard) and package.kernel is held
     quantguard.disable()
@@ -77,7 +84,9 @@ def test_disable_unbinds_guards_that_imports_after_enable_took(make_module, quie
 def test_enable_after_import_rebinds_every_alias(make_module, quiet_log):
     ops = make_module("qgt_pkg.ops", KERNEL)
     package = make_module("qgt_pkg", "from qgt_pkg.ops import kernel, other\n")
-    user = make_module("qgt_user", """
+    user = make_module(
+        "qgt_user",
+        """
         from qgt_pkg import kernel
         from qgt_pkg.ops import kernel as renamed
 
@@ -87,7 +96,8 @@ def test_enable_after_import_rebinds_every_alias(make_module, quiet_log):
 
             def run(self, *args):
                 return self.impl(*args)
-    """)
+    """,
+    )
     original = ops.kernel
     quantguard.register(_contract("qgt_pkg.ops.kernel"))
     with capture_events() as events:
@@ -106,19 +116,29 @@ def test_enable_after_import_rebinds_every_alias(make_module, quiet_log):
     summary = events.named("summary")[0]
     assert summary["calls"]["qgt_pkg.ops.kernel"] == 4
     assert summary["violations"]["qgt_pkg.ops.kernel"]["scale_shape"] == 4
-    for place in (ops.kernel, package.kernel, user.kernel, user.renamed, user.Layer.__dict__["plain"],
-                  user.Layer.__dict__["impl"].__func__):
+    for place in (
+        ops.kernel,
+        package.kernel,
+        user.kernel,
+        user.renamed,
+        user.Layer.__dict__["plain"],
+        user.Layer.__dict__["impl"].__func__,
+    ):
         assert place is original
 
 
 def test_function_stored_on_a_class_still_binds_self(make_module, quiet_log):
-    module = make_module("qgt_method", """
+    module = make_module(
+        "qgt_method",
+        """
         class Holder:
             def scale(self, x, factor=2.0):
                 return x * factor
-    """)
-    quantguard.register(Contract(target="qgt_method:Holder.scale", kind="kernel", backend="torch",
-                                 key=("x", "factor=")))
+    """,
+    )
+    quantguard.register(
+        Contract(target="qgt_method:Holder.scale", kind="kernel", backend="torch", key=("x", "factor="))
+    )
     quantguard.enable(targets="qgt_method*", log=quiet_log)
     assert isinstance(module.Holder.__dict__["scale"], Guard)
     assert torch.equal(module.Holder().scale(torch.ones(2)), torch.full((2,), 2.0))
@@ -127,12 +147,15 @@ def test_function_stored_on_a_class_still_binds_self(make_module, quiet_log):
 
 
 def test_instance_attribute_target_is_restored_by_deleting_it(make_module, quiet_log):
-    module = make_module("qgt_inst", """
+    module = make_module(
+        "qgt_inst",
+        """
         class Gemm:
             def mm(self, x, w):
                 return x @ w.t()
         tgemm = Gemm()
-    """)
+    """,
+    )
     quantguard.register(Contract(target="qgt_inst:tgemm.mm", kind="gemm", backend="torch", key=("x", "w")))
     quantguard.enable(targets="qgt_inst*", log=quiet_log)
     assert "mm" in vars(module.tgemm)
@@ -171,10 +194,13 @@ def test_targets_and_disabled_targets_filter(make_module, quiet_log):
     assert isinstance(module.kernel, Guard) and not isinstance(module.other, Guard)
 
 
-@pytest.mark.parametrize("target, level, reason", [
-    ("qgt_missing_attr.no_such_function", "warning", "has no attribute"),
-    ("qgt_absent_pkg.ops.kernel", "info", "not installed"),
-])
+@pytest.mark.parametrize(
+    "target, level, reason",
+    [
+        ("qgt_missing_attr.no_such_function", "warning", "has no attribute"),
+        ("qgt_absent_pkg.ops.kernel", "info", "not installed"),
+    ],
+)
 def test_missing_target_is_one_event_not_an_exception(make_module, quiet_log, target, level, reason):
     make_module("qgt_missing_attr", KERNEL)
     quantguard.register(Contract(target=target, kind="kernel", backend="torch"))
@@ -211,4 +237,5 @@ def test_guard_keeps_introspection(make_module, quiet_log):
     assert module.kernel.__wrapped__ is original
     assert module.kernel.__name__ == "kernel" and module.kernel.__module__ == "qgt_intro"
     import inspect
+
     assert list(inspect.signature(module.kernel).parameters) == ["x", "w", "x_scale", "w_scale", "dtype"]

@@ -7,7 +7,8 @@ import gc
 import pytest
 import torch
 
-from quantguard.engine.provenance import Produced, ProvenanceStore, WeightPairs, byte_range
+from quantguard.engine.provenance import ProvenanceStore, WeightPairs, byte_range
+from quantguard.records import Produced
 
 
 def _produced(role: str = "scales") -> Produced:
@@ -39,15 +40,20 @@ def test_sub_ranges_match_only_when_asked():
     store = ProvenanceStore()
     tensor = torch.rand(8, 4)
     store.record(tensor, _produced())
-    assert store.lookup(tensor[:3]) is not None            # starts where the record starts
+    assert store.lookup(tensor[:3]) is not None  # starts where the record starts
     assert store.lookup(tensor[2:5]) is None
     assert store.lookup(tensor[2:5], within=True) is not None
-    assert store.lookup(torch.rand(8, 4)) is None           # other storage
+    assert store.lookup(torch.rand(8, 4)) is None  # other storage
 
 
-@pytest.mark.parametrize("write", [
-    lambda t: t.add_(1), lambda t: t.view(-1)[3].fill_(0), lambda t: t.t().mul_(2),
-])
+@pytest.mark.parametrize(
+    "write",
+    [
+        lambda t: t.add_(1),
+        lambda t: t.view(-1)[3].fill_(0),
+        lambda t: t.t().mul_(2),
+    ],
+)
 def test_in_place_write_ends_the_record(write):
     store = ProvenanceStore()
     tensor = torch.rand(8, 4)

@@ -11,10 +11,12 @@ from quantguard.testing import capture_events
 
 
 def test_late_enable_guards_the_layers_stored_quant_functions(tmp_path):
-    with workload.deploy(arch="gfx942", backend="triton", ck_free=True,
-                         faults=("triton_quant_ignores_shuffle_scale",)) as deployment:
+    with workload.deploy(
+        arch="gfx942", backend="triton", ck_free=True, faults=("triton_quant_ignores_shuffle_scale",)
+    ) as deployment:
         model = workload.build_model(deployment)  # layers capture get_hip_quant(...) now
         from atom.model_ops.linear import LinearBase
+
         layers = [m for m in model.modules() if isinstance(m, LinearBase)]
         before = {id(layer): layer.quant_func for layer in layers}
         assert any(isinstance(f, functools.partial) for f in before.values())
@@ -42,7 +44,9 @@ def test_late_enable_guards_the_layers_stored_quant_functions(tmp_path):
 
 
 def test_references_that_cannot_be_rebound_are_reported(make_module, tmp_path):
-    make_module("qgt_stale", """
+    make_module(
+        "qgt_stale",
+        """
         def kernel(x):
             return x
 
@@ -52,7 +56,8 @@ def test_references_that_cannot_be_rebound_are_reported(make_module, tmp_path):
 
         REGISTRY = (kernel,)
         through_closure = _make()
-    """)
+    """,
+    )
     quantguard.register(quantguard.Contract(target="qgt_stale.kernel", kind="kernel", backend="torch", key=("x",)))
     with capture_events() as events:
         quantguard.enable(targets="qgt_stale.*", log=str(tmp_path / "log.jsonl"))

@@ -11,7 +11,7 @@ import torch
 import quantguard
 from quantguard import Contract
 from quantguard.checks.base import DataCheck, Finding, Measurement, PlanCheck, register_check
-from quantguard.engine.reentrancy import suppressed
+from quantguard.reentrancy import suppressed
 from quantguard.testing import capture_events
 
 KERNEL = """
@@ -65,8 +65,9 @@ class _CountsInspections(DataCheck):
 
 def _use(make_module, quiet_log, checks, **options):
     module = make_module("qgt_rt", KERNEL)
-    quantguard.register(Contract(target="qgt_rt.kernel", kind="kernel", backend="torch", checks=checks,
-                                 key=("x", "scale=", "tag=")))
+    quantguard.register(
+        Contract(target="qgt_rt.kernel", kind="kernel", backend="torch", checks=checks, key=("x", "scale=", "tag="))
+    )
     quantguard.enable(targets="qgt_rt.*", log=quiet_log, **options)
     return module
 
@@ -133,8 +134,8 @@ def test_sampling_first_n_then_rate_deterministic(make_module, quiet_log):
     for _ in range(300):
         module.kernel(torch.ones(2), 1.0)
     assert first_run[:3] == [1, 2, 3]
-    assert 10 <= len(first_run) - 3 <= 60          # about 1 in 10 of the remaining 297
-    assert _CountsInspections.seen == first_run    # same seed, same calls inspected
+    assert 10 <= len(first_run) - 3 <= 60  # about 1 in 10 of the remaining 297
+    assert _CountsInspections.seen == first_run  # same seed, same calls inspected
 
 
 def test_new_signature_gets_its_own_first_n(make_module, quiet_log):
@@ -149,8 +150,9 @@ def test_new_signature_gets_its_own_first_n(make_module, quiet_log):
 
 def test_per_second_cap_limits_sampled_inspections(make_module, quiet_log):
     _CountsInspections.seen = []
-    module = _use(make_module, quiet_log, ("test_counts_inspections",), sample_rate=1.0, sample_first=0,
-                  max_samples_per_second=5)
+    module = _use(
+        make_module, quiet_log, ("test_counts_inspections",), sample_rate=1.0, sample_first=0, max_samples_per_second=5
+    )
     for _ in range(100):
         module.kernel(torch.ones(2), 1.0)
     assert 5 <= len(_CountsInspections.seen) <= 10

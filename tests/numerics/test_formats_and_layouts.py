@@ -13,19 +13,36 @@ from quantguard.numerics.layouts import mx_swizzle_index, read_scales, shuffle_w
 from quantguard.numerics.metrics import comparison_tensors, summarize
 
 
-@pytest.mark.parametrize("amax, fmt, mode, exponent", [
-    # RoundUp: ceil_pow2(amax / max_pos)
-    (6.0, FP4_E2M1, "up", 0), (6.1, FP4_E2M1, "up", 1), (3.0, FP4_E2M1, "up", -1), (448.0, FP8_E4M3FN, "up", 0),
-    (240.0, FP8_E4M3FNUZ, "up", 0), (241.0, FP8_E4M3FNUZ, "up", 1),
-    # RoundDown: floor_pow2(amax) / 2^t
-    (6.0, FP4_E2M1, "down", 0), (7.9, FP4_E2M1, "down", 0), (8.0, FP4_E2M1, "down", 1), (448.0, FP8_E4M3FN, "down", 0),
-    (240.0, FP8_E4M3FNUZ, "down", 0),
-    # Even: round the mantissa at mbits+1, floor, / 2^t
-    (6.0, FP4_E2M1, "even", 0), (7.0, FP4_E2M1, "even", 1), (5.9, FP4_E2M1, "even", 0),
-    (496.0, FP8_E4M3FN, "even", 1), (495.0, FP8_E4M3FN, "even", 0), (480.0, FP8_E4M3FN, "even", 0),
-    # Ceil: ceil_pow2(amax) / 2^t
-    (4.0, FP4_E2M1, "ceil", 0), (4.5, FP4_E2M1, "ceil", 1), (256.0, FP8_E4M3FN, "ceil", 0), (300.0, FP8_E4M3FN, "ceil", 1),
-])
+@pytest.mark.parametrize(
+    "amax, fmt, mode, exponent",
+    [
+        # RoundUp: ceil_pow2(amax / max_pos)
+        (6.0, FP4_E2M1, "up", 0),
+        (6.1, FP4_E2M1, "up", 1),
+        (3.0, FP4_E2M1, "up", -1),
+        (448.0, FP8_E4M3FN, "up", 0),
+        (240.0, FP8_E4M3FNUZ, "up", 0),
+        (241.0, FP8_E4M3FNUZ, "up", 1),
+        # RoundDown: floor_pow2(amax) / 2^t
+        (6.0, FP4_E2M1, "down", 0),
+        (7.9, FP4_E2M1, "down", 0),
+        (8.0, FP4_E2M1, "down", 1),
+        (448.0, FP8_E4M3FN, "down", 0),
+        (240.0, FP8_E4M3FNUZ, "down", 0),
+        # Even: round the mantissa at mbits+1, floor, / 2^t
+        (6.0, FP4_E2M1, "even", 0),
+        (7.0, FP4_E2M1, "even", 1),
+        (5.9, FP4_E2M1, "even", 0),
+        (496.0, FP8_E4M3FN, "even", 1),
+        (495.0, FP8_E4M3FN, "even", 0),
+        (480.0, FP8_E4M3FN, "even", 0),
+        # Ceil: ceil_pow2(amax) / 2^t
+        (4.0, FP4_E2M1, "ceil", 0),
+        (4.5, FP4_E2M1, "ceil", 1),
+        (256.0, FP8_E4M3FN, "ceil", 0),
+        (300.0, FP8_E4M3FN, "ceil", 1),
+    ],
+)
 def test_e8m0_modes_match_aiter_definitions(amax, fmt, mode, exponent):
     byte = int(e8m0_encode(torch.tensor([amax]), mode, fmt)[0])
     assert byte - 127 == exponent
@@ -33,7 +50,7 @@ def test_e8m0_modes_match_aiter_definitions(amax, fmt, mode, exponent):
 
 def test_e8m0_decode_and_nan():
     decoded = e8m0_decode(torch.tensor([127, 128, 0, 255]))
-    assert decoded[:2].tolist() == [1.0, 2.0] and decoded[2] == 2.0 ** -127 and math.isnan(decoded[3])
+    assert decoded[:2].tolist() == [1.0, 2.0] and decoded[2] == 2.0**-127 and math.isnan(decoded[3])
 
 
 def test_fp4_unpack_low_nibble_first_with_sign():
@@ -46,8 +63,14 @@ def test_mx_swizzle_index_is_the_documented_formula_and_a_bijection():
     index = mx_swizzle_index(rows, groups)
     padded_groups = 16
     for x, y in [(0, 0), (17, 5), (255, 12), (299, 9), (33, 7)]:
-        expected = (x // 32 * padded_groups) * 32 + (y // 8) * 256 + (y % 4) * 64 + (x % 16) * 4 \
-            + ((y % 8) // 4) * 2 + (x % 32) // 16
+        expected = (
+            (x // 32 * padded_groups) * 32
+            + (y // 8) * 256
+            + (y % 4) * 64
+            + (x % 16) * 4
+            + ((y % 8) // 4) * 2
+            + (x % 32) // 16
+        )
         assert int(index[x, y]) == expected
     assert index.unique().numel() == rows * groups
     assert int(index.max()) < 512 * padded_groups
@@ -96,18 +119,27 @@ def test_metrics_catch_magnitude_and_nonfinite():
     assert metrics.nan == 3 and metrics.count == 100
 
 
-@pytest.mark.parametrize(("shape", "dtype"), [
-    ((64, 256), torch.float8_e4m3fn), ((64, 256), torch.bfloat16), ((64, 256), torch.int32),
-    ((3, 32, 128), torch.bfloat16), ((3, 32, 256), torch.float8_e4m3fnuz), ((32, 128), torch.uint8),
-], ids=lambda v: str(v).replace("torch.", "").replace(" ", ""))
+@pytest.mark.parametrize(
+    ("shape", "dtype"),
+    [
+        ((64, 256), torch.float8_e4m3fn),
+        ((64, 256), torch.bfloat16),
+        ((64, 256), torch.int32),
+        ((3, 32, 128), torch.bfloat16),
+        ((3, 32, 256), torch.float8_e4m3fnuz),
+        ((32, 128), torch.uint8),
+    ],
+    ids=lambda v: str(v).replace("torch.", "").replace(" ", ""),
+)
 @pytest.mark.parametrize("layout", [(16, 16), (32, 16)])
 def test_weight_preshuffle_packs_16_bytes_of_elements_like_aiter(shape, dtype, layout):
     """AITER packs 16 bytes of K (8 bf16, 4 int32 values); the simulator's kernel is independent."""
     from quantguard.numerics.layouts import shuffle_weight, unshuffle_weight
     from quantguard.sim._kernels.layout import shuffle_weight as simulated
 
-    weight = (torch.randn(*shape) * 8).to(dtype) if dtype.is_floating_point else \
-        torch.randint(0, 100, shape, dtype=dtype)
+    weight = (
+        (torch.randn(*shape) * 8).to(dtype) if dtype.is_floating_point else torch.randint(0, 100, shape, dtype=dtype)
+    )
     shuffled = shuffle_weight(weight, layout)
     assert torch.equal(shuffled.view(torch.uint8), simulated(weight, layout).view(torch.uint8))
     assert torch.equal(unshuffle_weight(shuffled, layout).view(torch.uint8), weight.view(torch.uint8))

@@ -23,6 +23,7 @@ def test_batched_statistics_equal_the_single_ones(fault):
         ref[1, 2] = 0
     batched = batched_statistics(out, ref)
     for index in range(5):
-        single = torch.cat([comparison_tensors(out[index], ref[index])["stats"],
-                            slice_tensors(out[index], ref[index])["slices"]])
+        single = torch.cat(
+            [comparison_tensors(out[index], ref[index])["stats"], slice_tensors(out[index], ref[index])["slices"]]
+        )
         torch.testing.assert_close(batched[index], single, rtol=1e-12, atol=1e-12, equal_nan=True)

@@ -22,17 +22,40 @@ from typing import Any, NoReturn
 
 from quantguard.testing import CapturedEvents
 
-__all__ = ["ARCHS", "ORDERS", "WORKERS", "Reply", "Worker", "WorkerError", "WorkerPool", "brief",
-           "locate_third_party", "missing_requirements"]
+__all__ = [
+    "ARCHS",
+    "ORDERS",
+    "WORKERS",
+    "Reply",
+    "Worker",
+    "WorkerError",
+    "WorkerPool",
+    "brief",
+    "locate_third_party",
+    "missing_requirements",
+]
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 #: Pip packages the real import needs (``third_party/README.md``), as import names.
-REQUIREMENTS = {"triton": "triton", "numpy": "numpy", "pandas": "pandas", "einops": "einops",
-                "psutil": "psutil", "pyyaml": "yaml", "pyzmq": "zmq", "msgspec": "msgspec",
-                "xxhash": "xxhash", "setproctitle": "setproctitle", "tokenizers": "tokenizers",
-                "safetensors": "safetensors", "regex": "regex", "requests": "requests",
-                "tqdm": "tqdm", "packaging": "packaging"}
+REQUIREMENTS = {
+    "triton": "triton",
+    "numpy": "numpy",
+    "pandas": "pandas",
+    "einops": "einops",
+    "psutil": "psutil",
+    "pyyaml": "yaml",
+    "pyzmq": "zmq",
+    "msgspec": "msgspec",
+    "xxhash": "xxhash",
+    "setproctitle": "setproctitle",
+    "tokenizers": "tokenizers",
+    "safetensors": "safetensors",
+    "regex": "regex",
+    "requests": "requests",
+    "tqdm": "tqdm",
+    "packaging": "packaging",
+}
 
 ARCHS = ("gfx942", "gfx950")
 #: When quantguard is enabled, per arch: both orders are covered without a third real worker.
@@ -56,8 +79,10 @@ def locate_third_party() -> tuple[Path | None, str]:
     folder = Path(configured) if configured else REPO.parent / "shared" / "third_party"
     source = "$QUANTGUARD_THIRD_PARTY" if configured else "<repo>/../shared/third_party"
     if not (folder / "real_aiter.py").is_file():
-        return None, (f"the real AITER/ATOM trees are not available: no real_aiter.py in {folder} ({source}); "
-                      "set QUANTGUARD_THIRD_PARTY to the third_party folder to run these tests")
+        return None, (
+            f"the real AITER/ATOM trees are not available: no real_aiter.py in {folder} ({source}); "
+            "set QUANTGUARD_THIRD_PARTY to the third_party folder to run these tests"
+        )
     return folder, ""
 
 
@@ -109,8 +134,11 @@ class Worker:
         self.settings = settings
         self.name = "-".join(str(settings[key]) for key in ("mode", "gfx", "order"))
         self._process: subprocess.Popen[bytes] | None = None
-        self._stderr = tempfile.NamedTemporaryFile(prefix=f"quantguard-{self.name}-", suffix=".stderr",  # noqa: SIM115
-                                                   delete=False)
+        self._stderr = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed in stop()
+            prefix=f"quantguard-{self.name}-",
+            suffix=".stderr",
+            delete=False,
+        )
         self._buffer = b""
         self._failure: str | None = None
         self.startup: Reply | None = None
@@ -121,12 +149,20 @@ class Worker:
         """Launch the process without waiting for it (see :meth:`wait_ready`)."""
         if self._process is not None or self._failure is not None:
             return
-        env = {name: value for name, value in os.environ.items()
-               if not name.startswith(_SCRUBBED_PREFIXES) and name not in _SCRUBBED}
+        env = {
+            name: value
+            for name, value in os.environ.items()
+            if not name.startswith(_SCRUBBED_PREFIXES) and name not in _SCRUBBED
+        }
         env.setdefault("OMP_NUM_THREADS", "1")
         self._process = subprocess.Popen(
             [sys.executable, str(HERE / "real_worker.py"), json.dumps(self.settings)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, cwd=str(HERE), env=env)
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            cwd=str(HERE),
+            env=env,
+        )
 
     def wait_ready(self) -> Reply:
         """The start-up events (AITER/ATOM imported, quantguard enabled); ``ready`` holds the facts."""
@@ -153,8 +189,10 @@ class Worker:
             self._fail(f"could not send {scenario!r}: {exc!r}")
         message = self._receive(CALL_TIMEOUT_S, f"scenario {scenario!r}")
         if not message.get("ok"):
-            raise WorkerError(f"[{self.name}] scenario {scenario!r} raised in the worker:\n{message.get('error')}"
-                              f"\nquantguard events:\n" + "\n".join(brief(message.get("events", []))))
+            raise WorkerError(
+                f"[{self.name}] scenario {scenario!r} raised in the worker:\n{message.get('error')}"
+                f"\nquantguard events:\n" + "\n".join(brief(message.get("events", [])))
+            )
         return Reply(message)
 
     def close(self) -> None:

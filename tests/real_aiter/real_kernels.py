@@ -36,11 +36,13 @@ def _kernel(module: str, *names: str) -> Callable[[Callable[..., Any]], Callable
         for name in names or (function.__name__,):
             PLUGGED[(module, name)] = function
         return function
+
     return register
 
 
 def _arch_fp8() -> torch.dtype:
     from aiter.utility import dtypes
+
     return dtypes.fp8
 
 
@@ -50,20 +52,27 @@ def _is_fp4(tensor: torch.Tensor) -> bool:
 
 # -- module_quant ------------------------------------------------------------------------------
 
+
 def _valid_rows(rows: int, num_rows: Any, num_rows_factor: int) -> int:
     return rows if num_rows is None else min(rows, int(num_rows.reshape(-1)[0]) * num_rows_factor)
 
 
-def _quantize_into(out: torch.Tensor, rows: torch.Tensor, scales: torch.Tensor, group_size: int,
-                   shuffle: bool, e8m0: bool, amax_cap: Any = None) -> None:
+def _quantize_into(
+    out: torch.Tensor,
+    rows: torch.Tensor,
+    scales: torch.Tensor,
+    group_size: int,
+    shuffle: bool,
+    e8m0: bool,
+    amax_cap: Any = None,
+) -> None:
     """Quantize ``rows`` (R, K) into ``out`` and store group (m, g)'s scale where AITER does.
 
     Unshuffled: ``m*G + g``.  Shuffled: the MX swizzle for e8m0 scales of group 32, else ``g*R + m``
     (the (G, R) bytes ``per_group_quant_hip(transpose_scale=True)`` hands out as an (R, G) tensor).
     """
     element = torch.float4_e2m1fn_x2 if (_is_fp4(out) or out.dtype == torch.uint8) else out.dtype
-    values, scale = quant_math.quantize(rows, group_size, element, ROUND_UP if e8m0 else None,
-                                        _arch_fp8(), amax_cap)
+    values, scale = quant_math.quantize(rows, group_size, element, ROUND_UP if e8m0 else None, _arch_fp8(), amax_cap)
     count, groups = scale.shape
     out.view(torch.uint8).reshape(-1, values.shape[-1])[:count] = values.view(torch.uint8)
     flat = scales.view(torch.uint8).view(-1) if e8m0 else scales.view(-1)
@@ -79,8 +88,9 @@ def _quantize_into(out: torch.Tensor, rows: torch.Tensor, scales: torch.Tensor, 
 
 
 @_kernel("module_quant")
-def dynamic_per_token_scaled_quant(out, input, scales, scale_ub=None, shuffle_scale=False, num_rows=None,
-                                   num_rows_factor=1):
+def dynamic_per_token_scaled_quant(
+    out, input, scales, scale_ub=None, shuffle_scale=False, num_rows=None, num_rows_factor=1
+):
     cols = input.shape[-1]
     rows = input.numel() // cols
     fp4 = _is_fp4(out)
@@ -96,8 +106,9 @@ def dynamic_per_token_scaled_quant(out, input, scales, scale_ub=None, shuffle_sc
 
 
 @_kernel("module_quant")
-def dynamic_per_group_scaled_quant(out, input, scales, group_size=32, shuffle_scale=True, num_rows=None,
-                                   num_rows_factor=1):
+def dynamic_per_group_scaled_quant(
+    out, input, scales, group_size=32, shuffle_scale=True, num_rows=None, num_rows_factor=1
+):
     cols = input.shape[-1]
     rows = input.numel() // cols
     e8m0 = scales.dtype != torch.float32 or _is_fp4(out) or out.dtype == torch.uint8
@@ -107,8 +118,11 @@ def dynamic_per_group_scaled_quant(out, input, scales, group_size=32, shuffle_sc
 
 @_kernel("module_quant")
 def dynamic_per_tensor_quant(out, input, scale):
-    scale.copy_((input.float().abs().max().clamp_min(quant_math.AMAX_FLOOR)
-                 / fp8_math.dtype_max(out.dtype)).reshape(scale.shape))
+    scale.copy_(
+        (input.float().abs().max().clamp_min(quant_math.AMAX_FLOOR) / fp8_math.dtype_max(out.dtype)).reshape(
+            scale.shape
+        )
+    )
     out.copy_(fp8_math.saturate(input.float() / scale.reshape(-1)[0], out.dtype))
 
 
@@ -126,6 +140,7 @@ def partial_transpose(out, input, num_rows):
 
 # -- GEMMs ---------------------------------------------------------------------------------------
 
+
 def _store(out: torch.Tensor, acc: torch.Tensor, bias: Any = None) -> torch.Tensor:
     out[: acc.shape[0]].copy_(gemm_math.finish(acc, bias, out.dtype))
     return out
@@ -140,8 +155,10 @@ def _read_scale(scale: torch.Tensor, rows: int, cols: int, column_major: bool) -
     """The (rows, cols) grid a kernel reads from the raw memory at ``scale.data_ptr()``."""
     needed = scale.storage_offset() + rows * cols
     if scale.untyped_storage().nbytes() < needed * scale.element_size():
-        raise RuntimeError(f"x_scale {tuple(scale.shape)} holds fewer than the {rows * cols} values the "
-                           f"kernel reads (a GPU kernel would read past the buffer)")
+        raise RuntimeError(
+            f"x_scale {tuple(scale.shape)} holds fewer than the {rows * cols} values the "
+            f"kernel reads (a GPU kernel would read past the buffer)"
+        )
     reader = layout.read_col_major if column_major else layout.read_row_major
     return reader(scale, rows, cols)
 
@@ -187,8 +204,9 @@ def gemm_a8w8_blockscale_bpreshuffle_cktile(XQ, WQ, x_scale, w_scale, Out, isBpr
 
 
 @_kernel("module_gemm_a8w8_blockscale_bpreshuffle_asm", "gemm_a8w8_blockscale_bpreshuffle_asm")
-def gemm_a8w8_blockscale_bpreshuffle_asm(A, B, out, A_scale, B_scale, bias=None, splitK=-1, kernelName=None,
-                                         bpreshuffle=1, zero_bias_buf=None):
+def gemm_a8w8_blockscale_bpreshuffle_asm(
+    A, B, out, A_scale, B_scale, bias=None, splitK=-1, kernelName=None, bpreshuffle=1, zero_bias_buf=None
+):
     weight = layout.unshuffle_weight(B, (16, 16)) if bpreshuffle else B
     return _store(out, _blockscale(A, weight, A_scale, B_scale, column_major=True), bias)
 
@@ -221,8 +239,12 @@ def plug(real_aiter: Any) -> None:
     for module in {module for module, _ in PLUGGED}:
         real_aiter.fake_get_module(module)._set_current_hip_stream = _no_stream
     core._pybind_develop_hooks_cache = (lambda tensor: tensor, torch.Tensor, lambda device: 0, lambda: 0)
-    for name in ("aiter.ops.gemm_op_common", "aiter.ops.gemm_op_a8w8", "aiter.ops.gemm_op_a4w4",
-                 "aiter.ops.batched_gemm_op_a8w8"):
+    for name in (
+        "aiter.ops.gemm_op_common",
+        "aiter.ops.gemm_op_a8w8",
+        "aiter.ops.gemm_op_a4w4",
+        "aiter.ops.batched_gemm_op_a8w8",
+    ):
         module = sys.modules.get(name)
         if module is not None and hasattr(module, "get_padded_m"):
             module.get_padded_m = padded_m

@@ -35,6 +35,7 @@ def main(third_party: str) -> None:
         @property
         def aiter(self):
             import aiter
+
             return aiter
 
         @property
@@ -44,10 +45,12 @@ def main(third_party: str) -> None:
     quantguard.enable(sample_rate=1.0, gfx="gfx950", log=os.devnull, summary_at_exit=False)
     # imported (and patched, with their static scans) before the cases: patch-time events are not a case's
     import importlib
+
     for module in ("aiter.ops.triton.quant", "aiter.ops.triton.gemm.basic.gemm_a8w8_blockscale"):
         importlib.import_module(module)
-    cases = [("scales.clean", tuple(params.items()), None) for params in CLEAN] + \
-            [(name, params, FAULTS[(name, params)]) for name, params in sorted(FAULTS)]
+    cases = [("scales.clean", tuple(params.items()), None) for params in CLEAN] + [
+        (name, params, FAULTS[(name, params)]) for name, params in sorted(FAULTS)
+    ]
     for name, params, expected in cases:
         with capture_events() as events:
             try:
@@ -58,11 +61,24 @@ def main(third_party: str) -> None:
             except Exception as exc:  # a case that breaks is a result, reported as such
                 value, error = {}, f"{type(exc).__name__}: {exc}"[:300]
         violations = sorted({(e["target"], e["check"]) for e in events.violations()})
-        problems = [e["event"] for e in events if e["event"] in ("quantguard.internal_error",
-                                                                   "quantguard.target_mismatch")]
-        print(json.dumps({"scenario": name, "params": dict(params), "expected": sorted(expected[1]) if expected
-                          else [], "consumer": expected[0] if expected else None, "violations": violations,
-                          "problems": problems, "error": error, "finite": value.get("finite")}), flush=True)
+        problems = [
+            e["event"] for e in events if e["event"] in ("quantguard.internal_error", "quantguard.target_mismatch")
+        ]
+        print(
+            json.dumps(
+                {
+                    "scenario": name,
+                    "params": dict(params),
+                    "expected": sorted(expected[1]) if expected else [],
+                    "consumer": expected[0] if expected else None,
+                    "violations": violations,
+                    "problems": problems,
+                    "error": error,
+                    "finite": value.get("finite"),
+                }
+            ),
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -34,8 +34,9 @@ class Scenario:
         before = _call_counts(context)
         result = self.function(context, **params)
         after = _call_counts(context)
-        result["calls"] = {target: count - before.get(target, 0) for target, count in after.items()
-                           if count != before.get(target, 0)}
+        result["calls"] = {
+            target: count - before.get(target, 0) for target, count in after.items() if count != before.get(target, 0)
+        }
         return result
 
 
@@ -46,6 +47,7 @@ def scenario(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     def register(function: Callable[..., Any]) -> Callable[..., Any]:
         SCENARIOS[name] = Scenario(name, function)
         return function
+
     return register
 
 
@@ -56,8 +58,10 @@ def _call_counts(context: Any) -> dict[str, int]:
 
 # -- operands ----------------------------------------------------------------------------------
 
+
 def _torch() -> Any:
     import torch
+
     return torch
 
 
@@ -89,6 +93,7 @@ def _row_weight(fp8: Any) -> tuple[Any, Any]:
 
 def _shuffle(w: Any) -> Any:
     from aiter.ops.shuffle import shuffle_weight
+
     return shuffle_weight(w, layout=(16, 16))
 
 
@@ -123,6 +128,7 @@ def _finite_output(out: Any) -> dict[str, Any]:
 
 
 # -- clean calls: each must be quiet -----------------------------------------------------------
+
 
 @scenario("clean.gemm_a8w8")
 def clean_gemm_a8w8(context: Any) -> dict[str, Any]:
@@ -203,6 +209,7 @@ def clean_triton_flatten_group_quant(context: Any) -> dict[str, Any]:
 
 # -- malformed calls: each must get the simulator's verdict ----------------------------------
 
+
 @scenario("malformed.blockscale_x_scale_m1")
 def malformed_blockscale_x_scale_m1(context: Any) -> dict[str, Any]:
     """A per-token (M, 1) x_scale handed to the blockscale GEMM, which reads (M, K/128)."""
@@ -254,6 +261,7 @@ def malformed_e4m3fn_weight(context: Any) -> dict[str, Any]:
 
 # -- torch.compile: calls that reach torch.ops.aiter.* without the Python wrapper ----------------
 
+
 @scenario("compiled.quant_then_blockscale")
 def compiled_quant_then_blockscale(context: Any) -> dict[str, Any]:
     """A clean quant -> blockscale GEMM step compiled whole (``fullgraph=True``, eager backend)."""
@@ -301,6 +309,7 @@ def compiled_blockscale_x_scale_m1(context: Any) -> dict[str, Any]:
 
 # -- ATOM's real linear layer --------------------------------------------------------------------
 
+
 def _atom_linear(context: Any, preshuffle: bool) -> dict[str, Any]:
     """An FP8 blockscale (per_1x128) ReplicatedLinear: load an e4m3fn checkpoint, post-process, forward.
 
@@ -331,8 +340,9 @@ def _run_atom_linear(context: Any) -> dict[str, Any]:
     if parallel_state._TP is None:  # a one-rank tensor-parallel group, without torch.distributed
         parallel_state._TP = SimpleNamespace(rank_in_group=0, world_size=1)
     layer_config = LayerQuantConfig(quant_type=a.QuantType.per_1x128, quant_dtype=a.dtypes.fp8)
-    quant_config = SimpleNamespace(get_layer_quant_config=lambda prefix, use_online_quant=False: layer_config,
-                                   online_quant=False)
+    quant_config = SimpleNamespace(
+        get_layer_quant_config=lambda prefix, use_online_quant=False: layer_config, online_quant=False
+    )
     layer = ReplicatedLinear(K, N, bias=False, quant_config=quant_config, prefix="model.layers.0.mlp.down_proj")
     weight, scale = _block_weight(torch.float8_e4m3fn)  # checkpoints hold e4m3fn, whatever the arch
     layer.weight_loader(layer.weight, weight)
@@ -342,8 +352,12 @@ def _run_atom_linear(context: Any) -> dict[str, Any]:
     out = layer(x)
     reference = x.float() @ (weight.float() * scale.repeat_interleave(128, 0).repeat_interleave(128, 1)).T
     cosine = torch.nn.functional.cosine_similarity(out.float().flatten(), reference.flatten(), dim=0)
-    return {"raised": None, "out_shape": list(out.shape), "cosine": float(cosine),
-            "weight_dtype": str(layer.weight.dtype)}
+    return {
+        "raised": None,
+        "out_shape": list(out.shape),
+        "cosine": float(cosine),
+        "weight_dtype": str(layer.weight.dtype),
+    }
 
 
 @scenario("atom.linear_fp8_blockscale")
@@ -383,8 +397,9 @@ def _produce(a: Any, x: Any, fused: bool = False) -> tuple[Any, Any]:
     quant = importlib.import_module("aiter.ops.triton.quant")
     if fused:  # RMSNorm + per-group fp8 quant in one kernel: ((q, scales), ...)
         weight = _torch().ones(x.shape[-1], dtype=x.dtype, device=x.device)
-        (q, scales), *_ = quant.fused_reduce_rms_fp8_group_quant(x, weight, 1e-6, group_size=128,
-                                                                   dtype_quant=a.dtypes.fp8)
+        (q, scales), *_ = quant.fused_reduce_rms_fp8_group_quant(
+            x, weight, 1e-6, group_size=128, dtype_quant=a.dtypes.fp8
+        )
         return q, scales
     return quant.fused_flatten_fp8_group_quant(x.unsqueeze(1), group_size=128, dtype_quant=a.dtypes.fp8)
 
@@ -497,17 +512,27 @@ def _faulty_gemm_module(a: Any) -> Any:
     module = types.ModuleType(_TILE_FAULTS)
     module.fault = "rows"
 
-    def gemm_a8w8_blockscale(x, w, x_scale, w_scale, dtype=torch.bfloat16, y=None, config=None,
-                             skip_reduce=False, kernel_type=None, backend=None):
+    def gemm_a8w8_blockscale(
+        x,
+        w,
+        x_scale,
+        w_scale,
+        dtype=torch.bfloat16,
+        y=None,
+        config=None,
+        skip_reduce=False,
+        kernel_type=None,
+        backend=None,
+    ):
         if module.fault == "k_group":
             x_scale = x_scale.clone()
             x_scale[:, -1] = 1.0
         out = real(x, w, x_scale, w_scale, dtype=dtype)
         m, n = out.shape
         if module.fault == "rows":
-            out[(m - 1) // 32 * 32:] *= 1.5
+            out[(m - 1) // 32 * 32 :] *= 1.5
         elif module.fault == "columns":
-            out[:, n - 16:] *= 1.5
+            out[:, n - 16 :] *= 1.5
         return out
 
     module.gemm_a8w8_blockscale = gemm_a8w8_blockscale

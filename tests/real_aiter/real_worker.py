@@ -68,6 +68,7 @@ class Context:
     @property
     def runtime(self) -> Any:
         from quantguard.engine.lifecycle import current_runtime
+
         return current_runtime()
 
 
@@ -81,6 +82,7 @@ def _protocol_stream() -> TextIO:
 
 def _send(stream: TextIO, message: dict[str, Any]) -> None:
     from quantguard.events import to_jsonable
+
     stream.write(json.dumps(to_jsonable(message)) + "\n")
     stream.flush()
 
@@ -119,6 +121,7 @@ def _prepare(settings: dict[str, Any], scratch: str) -> Context:
         os.environ["CK_DIR"] = _fake_ck_dir(scratch)  # a CK build: without it AITER counts as CK-free
         sys.path.insert(0, settings["third_party"])
         import real_aiter_triton
+
         real_aiter_triton.interpret_on_cpu()  # before anything imports AITER's Triton modules
         import real_aiter  # noqa: F401  (the import installs the shim)
     return context
@@ -127,16 +130,19 @@ def _prepare(settings: dict[str, Any], scratch: str) -> Context:
 def _install(context: Context) -> None:
     if context.mode == "sim":
         import quantguard.sim
+
         quantguard.sim.install(context.gfx, atom=True)
     _import_packages(context)
     if context.mode == "real":
         import real_aiter
         import real_kernels
+
         real_kernels.plug(real_aiter)
 
 
 def _enable(context: Context) -> None:
     import quantguard
+
     quantguard.enable(sample_rate=1.0, log=os.path.join(context.scratch, "events.jsonl"))
 
 
@@ -144,8 +150,10 @@ def _statuses(context: Context) -> dict[str, dict[str, Any]]:
     runtime = context.runtime
     if runtime is None:
         return {}
-    return {target: {"status": applied.status, "reason": applied.reason, "mismatch": list(applied.mismatch)}
-            for target, applied in runtime.applied.items()}
+    return {
+        target: {"status": applied.status, "reason": applied.reason, "mismatch": list(applied.mismatch)}
+        for target, applied in runtime.applied.items()
+    }
 
 
 def main(argv: list[str]) -> int:
@@ -153,9 +161,11 @@ def main(argv: list[str]) -> int:
     stream = _protocol_stream()
     scratch = tempfile.mkdtemp(prefix="quantguard-real-worker-")
     import torch
+
     torch.set_num_threads(1)
 
     from quantguard import events
+
     buffer = EventBuffer()
     events.add_listener(buffer)
 
@@ -168,9 +178,18 @@ def main(argv: list[str]) -> int:
         _enable(context)
     import real_scenarios
 
-    _send(stream, {"ready": {"pid": os.getpid(), "statuses": _statuses(context),
-                             "import_errors": context.import_errors, "scratch": scratch},
-                   "events": buffer.take()})
+    _send(
+        stream,
+        {
+            "ready": {
+                "pid": os.getpid(),
+                "statuses": _statuses(context),
+                "import_errors": context.import_errors,
+                "scratch": scratch,
+            },
+            "events": buffer.take(),
+        },
+    )
     for line in sys.stdin:
         if not line.strip():
             continue

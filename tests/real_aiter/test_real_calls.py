@@ -15,8 +15,10 @@ from real_scenarios import SCENARIOS
 _G8 = "aiter.ops.gemm_op_a8w8."
 _Q = "aiter.ops.quant."
 _TG = "aiter.ops.triton.gemm.basic."
-_TRITON_NO_FNUZ = ("Triton's CPU interpreter cannot represent e4m3fnuz (fp8e4b8), gfx942's FP8: "
-                   "AITER's Triton kernels run on the CPU for gfx950 only")
+_TRITON_NO_FNUZ = (
+    "Triton's CPU interpreter cannot represent e4m3fnuz (fp8e4b8), gfx942's FP8: "
+    "AITER's Triton kernels run on the CPU for gfx950 only"
+)
 
 _BLOCKSCALE = _G8 + "gemm_a8w8_blockscale"
 _BPRESHUFFLE = _G8 + "gemm_a8w8_blockscale_bpreshuffle"
@@ -34,7 +36,9 @@ CLEAN = {
     "clean.triton_gemm_a8w8": (_TG + "gemm_a8w8.gemm_a8w8",),
     "clean.triton_blockscale": (_TRITON_BLOCKSCALE,),
     "clean.triton_flatten_group_quant_blockscale": (
-        "aiter.ops.triton.quant.fused_fp8_quant.fused_flatten_fp8_group_quant", _TRITON_BLOCKSCALE),
+        "aiter.ops.triton.quant.fused_fp8_quant.fused_flatten_fp8_group_quant",
+        _TRITON_BLOCKSCALE,
+    ),
     "compiled.quant_then_blockscale": (_Q + "per_group_quant_hip", _BLOCKSCALE),
 }
 #: Malformed scenario -> (consumer target, the check it must fail, the archs where the call is wrong).
@@ -94,8 +98,10 @@ def test_malformed_call_gets_the_simulators_verdict(real: Worker, sim: Worker, g
         assert check in checks, brief(reply.violations())
     else:
         assert not checks, brief(reply.violations())
-    assert reply.findings() == simulated.findings(), \
-        {"real": brief(reply.violations()), "simulator": brief(simulated.violations())}
+    assert reply.findings() == simulated.findings(), {
+        "real": brief(reply.violations()),
+        "simulator": brief(simulated.violations()),
+    }
 
 
 @pytest.mark.parametrize("gfx", ARCHS)

@@ -30,8 +30,9 @@ FAULTS = {
     ("scales.fault_confined_to_one_tile", (("fault", "columns"),)): (_FAULTY, {"numerics"}),
     ("scales.fault_confined_to_one_tile", (("fault", "k_group"),)): (_FAULTY, {"numerics"}),
 }
-CLEAN = [{"m": m, "outliers": outliers} for m in (1, 7, 257, 300) for outliers in (False, True)] + \
-        [{"m": m, "fused": True} for m in (7, 300)]
+CLEAN = [{"m": m, "outliers": outliers} for m in (1, 7, 257, 300) for outliers in (False, True)] + [
+    {"m": m, "fused": True} for m in (7, 300)
+]
 
 
 def _id(value: object) -> str:
@@ -55,8 +56,9 @@ def test_clean_chain_is_quiet(request: pytest.FixtureRequest, gfx: str, params: 
 @pytest.mark.parametrize("gfx", [_GFX])
 @pytest.mark.parametrize("case", sorted(FAULTS), ids=_id)
 @pytest.mark.parametrize("bed", ["real", "sim"])
-def test_scale_mistake_is_reported_at_the_consumer(request: pytest.FixtureRequest, gfx: str, case: tuple,
-                                                   bed: str) -> None:
+def test_scale_mistake_is_reported_at_the_consumer(
+    request: pytest.FixtureRequest, gfx: str, case: tuple, bed: str
+) -> None:
     worker: Worker = request.getfixturevalue(bed)
     name, params = case
     consumer, expected = FAULTS[case]

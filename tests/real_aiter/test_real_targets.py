@@ -31,8 +31,14 @@ def test_target_is_guarded(started: Worker, target: str) -> None:
     status = started.ready["statuses"].get(target)
     assert status is not None, f"{target}: no contract applied in the worker (contract list differs?)"
     module = split_target(target)[0]
-    import_error = next((error for name, error in started.ready["import_errors"].items()
-                         if module == name or module.startswith(name + ".")), None)
+    import_error = next(
+        (
+            error
+            for name, error in started.ready["import_errors"].items()
+            if module == name or module.startswith(name + ".")
+        ),
+        None,
+    )
     if status["status"] == "missing" or (status["status"] == "pending" and import_error):
         pytest.skip(f"{target} does not exist in the real tree: {import_error or status['reason']}")
     mismatches = [event for event in started.startup.events.named("target_mismatch") if event["target"] == target]

@@ -15,11 +15,20 @@ from quantguard.report import build_report, heatmap_matrix, write_heatmap_csv, w
 
 @pytest.fixture
 def two_configurations(write_log):
-    return build_report([
-        write_log("a.jsonl", [enabled("ck"), shadow(0.9999, layer="layers.10.mlp"), shadow(0.98, layer="layers.2.mlp"),
-                              shadow(0.9997, layer="layers.2.mlp")]),
-        write_log("b.jsonl", [enabled("triton"), shadow(0.5, layer="layers.2.mlp")]),
-    ])
+    return build_report(
+        [
+            write_log(
+                "a.jsonl",
+                [
+                    enabled("ck"),
+                    shadow(0.9999, layer="layers.10.mlp"),
+                    shadow(0.98, layer="layers.2.mlp"),
+                    shadow(0.9997, layer="layers.2.mlp"),
+                ],
+            ),
+            write_log("b.jsonl", [enabled("triton"), shadow(0.5, layer="layers.2.mlp")]),
+        ]
+    )
 
 
 def test_matrix_is_layers_by_configurations_of_min_cosine(two_configurations):
@@ -33,8 +42,11 @@ def test_csv(two_configurations, tmp_path):
     path = tmp_path / "report.heatmap.csv"
     write_heatmap_csv(two_configurations, path)
     with open(path, newline="") as stream:
-        assert list(csv.reader(stream)) == [["layer", "ck", "triton"], ["layers.2.mlp", "0.98", "0.5"],
-                                            ["layers.10.mlp", "0.9999", ""]]
+        assert list(csv.reader(stream)) == [
+            ["layer", "ck", "triton"],
+            ["layers.2.mlp", "0.98", "0.5"],
+            ["layers.10.mlp", "0.9999", ""],
+        ]
 
 
 def test_png_without_matplotlib_raises_with_the_install_hint(two_configurations, tmp_path, monkeypatch):
@@ -57,6 +69,7 @@ class _Recorder:
                 with open(args[0], "wb") as stream:
                     stream.write(b"fake png")
             return self
+
         return record
 
 

@@ -7,10 +7,23 @@ from report_events import enabled, event, violation
 
 from quantguard.report import build_report, render_markdown
 
-SECTIONS = ["# quantguard report", "## 1. Summary", "### Configurations", "### Targets", "## 2. Per-layer cosine",
-            "### Flagged layers", "## 3. Violations by check", "## 4. Backends", "## 5. Recommendations",
-            "## 6. Blocked kernels, internal errors, run totals, inputs", "### Blocked kernels", "### Internal errors",
-            "### Run totals (`quantguard.summary`)", "### Coverage notes", "### Input files"]
+SECTIONS = [
+    "# quantguard report",
+    "## 1. Summary",
+    "### Configurations",
+    "### Targets",
+    "## 2. Per-layer cosine",
+    "### Flagged layers",
+    "## 3. Violations by check",
+    "## 4. Backends",
+    "## 5. Recommendations",
+    "## 6. Blocked kernels, internal errors, run totals, inputs",
+    "### Blocked kernels",
+    "### Internal errors",
+    "### Run totals (`quantguard.summary`)",
+    "### Coverage notes",
+    "### Input files",
+]
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +53,7 @@ def test_faulty_run(rendered):
     assert "| `aiter.ops.quant.per_group_quant_hip` | **FAIL** |" in summary
 
     layers = _section(markdown, "## 2. Per-layer cosine")
-    flagged = layers[layers.index("### Flagged layers"):layers.index("### All layers")]
+    flagged = layers[layers.index("### Flagged layers") : layers.index("### All layers")]
     assert "| faulty | `layers.0.mlp.experts` |" in flagged and "| faulty | `layers.1.mlp.experts` |" in flagged
     assert "nearest-rank 1st percentile" in layers
 
@@ -74,16 +87,42 @@ def test_clean_run(rendered):
 
 
 def test_blocked_internal_errors_and_input_problems(write_log):
-    block = event("blocked", level="error", target="aiter.asm", entry_point="aiter.gemm", reason="ASM | gfx950",
-                  action="reroute", rerouted_to="aiter.triton_gemm", callsite="m.py:1", count=2, details={})
-    error = event("internal_error", level="error", target="aiter.x", check="scale_values",
-                  error="KeyError: 'w'", traceback="Traceback\n```\nKeyError: 'w'", rank=2)
-    path = write_log("r.jsonl.gz", [enabled("a", rank=0), block, error, "{bad", violation(rank=5),
-                                    violation(rank=1, count=2), violation(rank=None, count=3)])
+    block = event(
+        "blocked",
+        level="error",
+        target="aiter.asm",
+        entry_point="aiter.gemm",
+        reason="ASM | gfx950",
+        action="reroute",
+        rerouted_to="aiter.triton_gemm",
+        callsite="m.py:1",
+        count=2,
+        details={},
+    )
+    error = event(
+        "internal_error",
+        level="error",
+        target="aiter.x",
+        check="scale_values",
+        error="KeyError: 'w'",
+        traceback="Traceback\n```\nKeyError: 'w'",
+        rank=2,
+    )
+    path = write_log(
+        "r.jsonl.gz",
+        [
+            enabled("a", rank=0),
+            block,
+            error,
+            "{bad",
+            violation(rank=5),
+            violation(rank=1, count=2),
+            violation(rank=None, count=3),
+        ],
+    )
     markdown = render_markdown(build_report([path]))
     blocked = _section(markdown, "## 6.")
-    assert ("| `aiter.asm` | `aiter.gemm` | reroute | `aiter.triton_gemm` | 2 | a | n/a | ASM \\| gfx950 |"
-            in blocked)
+    assert "| `aiter.asm` | `aiter.gemm` | reroute | `aiter.triton_gemm` | 2 | a | n/a | ASM \\| gfx950 |" in blocked
     assert "````text\nTraceback\n```\nKeyError: 'w'\n````" in blocked  # a fence longer than the traceback's
     assert "| r.jsonl.gz | 7 | 6 | bad_json 1 (line 4) |" in blocked
     assert "Input problems: 1 malformed line(s)" in markdown

@@ -18,15 +18,19 @@ def _write_long_log(path):
             if i % 50 == 0:
                 callsite = i % CALLSITES
                 counts[callsite] += 1
-                log.write('{"event":"quantguard.violation","pid":1,"target":"t","check":"numerics",'
-                          '"severity":"error","callsite":"m.py:%d","count":%d,"backend":"ck"}\n'
-                          % (callsite, counts[callsite]))
+                log.write(
+                    '{"event":"quantguard.violation","pid":1,"target":"t","check":"numerics",'
+                    '"severity":"error","callsite":"m.py:%d","count":%d,"backend":"ck"}\n'
+                    % (callsite, counts[callsite])
+                )
             elif i % 10_007 == 0:
                 log.write("{truncated by a crash\n")
             else:
                 cosine = 1 - (i * 7919 % 100_003) / 1e7
-                log.write('{"event":"quantguard.shadow","pid":1,"target":"t","backend":"ck","layer":"layers.%d",'
-                          '"cosine":%r,"threshold":0.99,"passed":true,"count":%d}\n' % (i % LAYERS, cosine, i))
+                log.write(
+                    '{"event":"quantguard.shadow","pid":1,"target":"t","backend":"ck","layer":"layers.%d",'
+                    '"cosine":%r,"threshold":0.99,"passed":true,"count":%d}\n' % (i % LAYERS, cosine, i)
+                )
     return sum(counts)
 
 

@@ -30,8 +30,7 @@ def test_gzip_is_recognised_by_content_not_name(tmp_path):
 
 @pytest.mark.parametrize("name", ["run.jsonl", "run.jsonl.gz"])
 def test_malformed_lines_are_counted_with_line_numbers(write_log, name):
-    lines = [GOOD[0], "{not json", "[1, 2]", '"text"', '{"level": "info"}', '{"event": 3}', "",
-             "\xff garbage", GOOD[1]]
+    lines = [GOOD[0], "{not json", "[1, 2]", '"text"', '{"level": "info"}', '{"event": 3}', "", "\xff garbage", GOOD[1]]
     path = write_log(name, lines)
     stats = FileStats(str(path), path.name)
     events = list(read_events(path, stats))
@@ -65,7 +64,9 @@ def test_overlong_line_is_skipped_without_reading_it_whole(write_log, monkeypatc
 
 
 def test_truncated_gzip_keeps_the_events_before_the_cut(tmp_path):
-    data = gzip.compress(("\n".join('{"event": "quantguard.shadow", "i": %d}' % i for i in range(2000)) + "\n").encode())
+    data = gzip.compress(
+        ("\n".join('{"event": "quantguard.shadow", "i": %d}' % i for i in range(2000)) + "\n").encode()
+    )
     path = tmp_path / "crashed.jsonl.gz"
     path.write_bytes(data[: len(data) // 2])
     stats = FileStats(str(path), path.name)
@@ -74,12 +75,15 @@ def test_truncated_gzip_keeps_the_events_before_the_cut(tmp_path):
     assert stats.truncated and "stopped after line" in stats.truncated
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda d: d / "missing.jsonl", "cannot open"),
-    (lambda d: d, "cannot"),
-    (lambda d: (d / "fake.jsonl.gz").write_text("{}\n") and d / "fake.jsonl.gz", "not gzip"),
-    (lambda d: (d / "broken.jsonl").write_bytes(b"\x1f\x8bnot really gzip") and d / "broken.jsonl", "cannot read"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda d: d / "missing.jsonl", "cannot open"),
+        (lambda d: d, "cannot"),
+        (lambda d: (d / "fake.jsonl.gz").write_text("{}\n") and d / "fake.jsonl.gz", "not gzip"),
+        (lambda d: (d / "broken.jsonl").write_bytes(b"\x1f\x8bnot really gzip") and d / "broken.jsonl", "cannot read"),
+    ],
+)
 def test_unreadable_files_raise(tmp_path, make, message):
     with pytest.raises(LogReadError, match=message):
         list(read_events(make(tmp_path)))

@@ -15,11 +15,14 @@ def test_exit_codes_of_simulated_runs(sim_logs, tmp_path, log, code):
     assert main(["report", str(sim_logs[log]), "-o", str(tmp_path / "report.md")]) == code
 
 
-@pytest.mark.parametrize("make", [
-    lambda d: d / "missing.jsonl",
-    lambda d: d,
-    lambda d: (d / "x.jsonl.gz").write_text("{}") and d / "x.jsonl.gz",
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda d: d / "missing.jsonl",
+        lambda d: d,
+        lambda d: (d / "x.jsonl.gz").write_text("{}") and d / "x.jsonl.gz",
+    ],
+)
 def test_unreadable_logs_exit_2_and_write_nothing(sim_logs, tmp_path, capsys, make):
     output = tmp_path / "report.md"
     assert main(["report", str(sim_logs["clean"]), str(make(tmp_path)), "-o", str(output)]) == EXIT_USAGE

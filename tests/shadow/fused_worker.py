@@ -63,20 +63,35 @@ def _operands(case: str):
 def main(case: str) -> dict:
     view = _operands(case)
     full_rows, full_columns = Selection.everything(M), select_columns(N, True, 0.0, None)
-    out = matched_reference(view, dequantize_x_rows(view, view.x, view.x_scale, full_rows),
-                            dequantize_w_columns(view, full_columns), full_columns, torch.bfloat16)
+    out = matched_reference(
+        view,
+        dequantize_x_rows(view, view.x, view.x_scale, full_rows),
+        dequantize_w_columns(view, full_columns),
+        full_columns,
+        torch.bfloat16,
+    )
     out[M - 1, 7::16] *= 1.25  # a fault confined to the last row: the selection always includes it
     rows, columns = select_rows(M, False, 0.4, 0, 16), select_columns(N, False, 0.6, None, 0)
-    reference = matched_reference(view, dequantize_x_rows(view, rows.take(view.x), view.x_scale, rows),
-                                  dequantize_w_columns(view, columns), columns, torch.bfloat16)
+    reference = matched_reference(
+        view,
+        dequantize_x_rows(view, rows.take(view.x), view.x_scale, rows),
+        dequantize_w_columns(view, columns),
+        columns,
+        torch.bfloat16,
+    )
     compared = output_columns(rows.take(out), columns)
-    torch_stats = torch.cat([comparison_tensors(compared, reference)["stats"],
-                             slice_tensors(compared, reference)["slices"]])
+    torch_stats = torch.cat(
+        [comparison_tensors(compared, reference)["stats"], slice_tensors(compared, reference)["slices"]]
+    )
     described = fused_operands(view, out, torch.float32)
     reason = described if isinstance(described, str) else None
     fused = fused_stats(view, out, rows, columns)
-    return {"case": case, "reason": reason, "torch": torch_stats.tolist(),
-            "fused": fused.tolist() if fused is not None else None}
+    return {
+        "case": case,
+        "reason": reason,
+        "torch": torch_stats.tolist(),
+        "fused": fused.tolist() if fused is not None else None,
+    }
 
 
 def gemm(x, w, x_scale, w_scale):
@@ -97,11 +112,30 @@ def engine(fault: str) -> dict:
 
     def interpret(call):
         x, w = call["x"], call["w"]
-        return GemmView(call.target, x, w, call["x_scale"], call["w_scale"], out=call.result, scheme="per_token",
-                        fp8_read_as=torch.float8_e4m3fn, m=int(x.shape[0]), n=int(w.shape[0]), k=int(x.shape[1]))
+        return GemmView(
+            call.target,
+            x,
+            w,
+            call["x_scale"],
+            call["w_scale"],
+            out=call.result,
+            scheme="per_token",
+            fp8_read_as=torch.float8_e4m3fn,
+            m=int(x.shape[0]),
+            n=int(w.shape[0]),
+            k=int(x.shape[1]),
+        )
 
-    quantguard.register(Contract(target=f"{__name__}.gemm", kind="gemm", backend="test", checks=("gemm_numerics",),
-                                 interpret=interpret, params=("x", "w", "x_scale", "w_scale")))
+    quantguard.register(
+        Contract(
+            target=f"{__name__}.gemm",
+            kind="gemm",
+            backend="test",
+            checks=("gemm_numerics",),
+            interpret=interpret,
+            params=("x", "w", "x_scale", "w_scale"),
+        )
+    )
     torch.manual_seed(0)
     w = torch.randn(N, K) * 0.05
     w_scale = w.abs().amax(1, keepdim=True) / 448
@@ -110,13 +144,17 @@ def engine(fault: str) -> dict:
     DROP = fault == "dropped_scale"
     with capture_events() as events:
         quantguard.enable(log="/dev/null", sample_rate=1.0, summary_at_exit=False)
-        sys.modules[__name__].gemm((x / x_scale).to(torch.float8_e4m3fn), (w / w_scale).to(torch.float8_e4m3fn),
-                                   x_scale, w_scale)
+        sys.modules[__name__].gemm(
+            (x / x_scale).to(torch.float8_e4m3fn), (w / w_scale).to(torch.float8_e4m3fn), x_scale, w_scale
+        )
         quantguard.disable()
     shadows = [e for e in events.named("shadow") if e.get("reference") == "matched"]
-    return {"kernels": [e.get("reference_kernels") for e in shadows], "passed": [e["passed"] for e in shadows],
-            "violations": [e["message"] for e in events.violations()],
-            "internal_errors": [e["error"] for e in events.named("internal_error")]}
+    return {
+        "kernels": [e.get("reference_kernels") for e in shadows],
+        "passed": [e["passed"] for e in shadows],
+        "violations": [e["message"] for e in events.violations()],
+        "internal_errors": [e["error"] for e in events.named("internal_error")],
+    }
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from quantguard.contracts import aiter as aiter_contracts
 from quantguard.shadow.references import M_TILE, MAX_COLUMNS, MAX_ROWS, N_TILE, select_columns, select_rows
 from quantguard.testing import capture_events
 
-N, K = 320, 384          # N: a partial last 128-column tile (64 columns); K: three 128-wide groups
+N, K = 320, 384  # N: a partial last 128-column tile (64 columns); K: three 128-wide groups
 CLEAN_M = (1, 7, 257, 300)
 
 
@@ -42,8 +42,9 @@ def test_rows_touch_every_tile_and_the_last_row(m):
         assert len({tuple(s.indices()) for s in selections}) > 1, "the rows must change between sampled calls"
 
 
-@pytest.mark.parametrize("n, block", [(16, None), (300, None), (320, None), (4096, 16), (7168, None),
-                                      (32768, 16), (200000, None)])
+@pytest.mark.parametrize(
+    "n, block", [(16, None), (300, None), (320, None), (4096, 16), (7168, None), (32768, 16), (200000, None)]
+)
 def test_columns_touch_every_tile_and_the_last_column(n, block):
     draws = random.Random(n)
     selections = [select_columns(n, False, draws.random(), block, turn) for turn in range(64)]
@@ -62,6 +63,7 @@ def test_full_shadow_is_everything():
 
 
 # -- end to end on the simulator: a kernel wrapped with a fault confined to one tile -------------
+
 
 def _data(aiter, m: int, outliers: bool = True):
     gen = torch.Generator().manual_seed(m)
@@ -119,14 +121,21 @@ def gemm_a8w8_CK(XQ, WQ, x_scale, w_scale, bias=None, dtype=torch.bfloat16, spli
     return _faulty(aiter.gemm_a8w8_CK, XQ, WQ, x_scale, w_scale)
 """
 
-BLOCK_FAULTS = ("m_tail_zero", "m_tail_scale_of_other_row", "n_tail_zero", "n_tail_scale_of_other_block",
-                "k_tail_scale_ignored", "k_tail_dropped")
+BLOCK_FAULTS = (
+    "m_tail_zero",
+    "m_tail_scale_of_other_row",
+    "n_tail_zero",
+    "n_tail_scale_of_other_block",
+    "k_tail_scale_ignored",
+    "k_tail_dropped",
+)
 TOKEN_FAULTS = ("m_tail_zero", "m_tail_scale_of_other_row", "n_tail_zero", "k_tail_dropped")
 
 
 def _run(tmp_path, make_module, kernel: str, m: int, fault: str | None, calls: int = 4, seed: int = 0):
     sim.install("gfx942")
     import aiter
+
     module = make_module("qgt_tiles", _WRAPPER)
     module.FAULT = fault
     template = next(c for c in aiter_contracts.CONTRACTS if c.target.endswith("." + kernel))
@@ -158,8 +167,9 @@ def test_clean_runs_are_quiet(tmp_path, make_module, kernel, m):
 
 
 @pytest.mark.parametrize("m", (257, 300))
-@pytest.mark.parametrize("kernel, fault", [(k, f) for k in KERNELS
-                                           for f in (BLOCK_FAULTS if k.endswith("blockscale") else TOKEN_FAULTS)])
+@pytest.mark.parametrize(
+    "kernel, fault", [(k, f) for k in KERNELS for f in (BLOCK_FAULTS if k.endswith("blockscale") else TOKEN_FAULTS)]
+)
 def test_fault_confined_to_the_last_tile_is_caught(tmp_path, make_module, kernel, fault, m):
     events = _run(tmp_path, make_module, kernel, m, fault)
     matched = [e for e in events.violations(check="numerics") if e["details"].get("reference") == "matched"]
@@ -180,8 +190,10 @@ def test_every_call_of_a_short_run_catches_the_last_partial_tile(tmp_path, make_
 
 # -- plain tensors: a fault diluted in the pooled metrics still fails its row or column ---------
 
+
 def _blockscale_view(m: int, n: int, k: int):
     from quantguard.contracts.views import GemmView
+
     gen = torch.Generator().manual_seed(m + n + k)
     x = torch.randn(m, k, generator=gen)
     w = torch.randn(n, k, generator=gen) * 0.05
@@ -193,8 +205,9 @@ def _blockscale_view(m: int, n: int, k: int):
     xq = (x / x_scale.repeat_interleave(128, 1)[:, :k]).to(torch.float8_e4m3fn)
     wq = (w / w_scale.repeat_interleave(128, 0)[:n].repeat_interleave(128, 1)[:, :k]).to(torch.float8_e4m3fn)
     view = GemmView("k", xq, wq, x_scale, w_scale, scheme="block", fp8_read_as=torch.float8_e4m3fn, m=m, n=n, k=k)
-    dense = (xq.float() * x_scale.repeat_interleave(128, 1)[:, :k]) @ \
-        (wq.float() * w_scale.repeat_interleave(128, 0)[:n].repeat_interleave(128, 1)[:, :k]).t()
+    dense = (xq.float() * x_scale.repeat_interleave(128, 1)[:, :k]) @ (
+        wq.float() * w_scale.repeat_interleave(128, 0)[:n].repeat_interleave(128, 1)[:, :k]
+    ).t()
     return view, dense
 
 
@@ -203,13 +216,21 @@ def _verdict(view, out, turn: int, draw: float):
     from quantguard.numerics.metrics import comparison_tensors, slice_tensors, summarize
     from quantguard.shadow.references import dequantize_w_columns, dequantize_x_rows, matched_reference, output_columns
     from quantguard.shadow.thresholds import tolerance_for
+
     rows = select_rows(view.m, False, draw, turn)
     columns = select_columns(view.n, False, 1.0 - draw, None, turn)
-    reference = matched_reference(view, dequantize_x_rows(view, rows.take(view.x), view.x_scale, rows),
-                                  dequantize_w_columns(view, columns), columns, torch.float32)
+    reference = matched_reference(
+        view,
+        dequantize_x_rows(view, rows.take(view.x), view.x_scale, rows),
+        dequantize_w_columns(view, columns),
+        columns,
+        torch.float32,
+    )
     compared = output_columns(rows.take(out), columns)
-    values = {name: tensor.tolist() for name, tensor in {**comparison_tensors(compared, reference),
-                                                         **slice_tensors(compared, reference)}.items()}
+    values = {
+        name: tensor.tolist()
+        for name, tensor in {**comparison_tensors(compared, reference), **slice_tensors(compared, reference)}.items()
+    }
     metrics = summarize(values)
     tolerance = tolerance_for("matched", "fp8", "k", None, {})
     pooled = tolerance.failures(metrics.cosine, metrics.norm_ratio, metrics.sqnr_db, metrics.nonfinite)
@@ -219,27 +240,27 @@ def _verdict(view, out, turn: int, draw: float):
 
 PLAIN_FAULTS = {
     # M = 4001: the last partial M tile is the single row 4000; N = 2100: the last N tile holds 52 columns
-    "last_row_20_percent": lambda out, view: out.index_put_((torch.tensor([view.m - 1]),),
-                                                          out[view.m - 1:] * 1.2),
-    "last_column_tile_10_percent": lambda out, view: torch.cat((out[:, :view.n // 128 * 128],
-                                                               out[:, view.n // 128 * 128:] * 1.1), 1),
+    "last_row_20_percent": lambda out, view: out.index_put_((torch.tensor([view.m - 1]),), out[view.m - 1 :] * 1.2),
+    "last_column_tile_10_percent": lambda out, view: torch.cat(
+        (out[:, : view.n // 128 * 128], out[:, view.n // 128 * 128 :] * 1.1), 1
+    ),
     "last_k_group_scale_ignored": None,
 }
 
 
 @pytest.mark.parametrize("fault", sorted(PLAIN_FAULTS))
 def test_tile_fault_diluted_in_pooled_metrics_fails_its_row_or_column(fault):
-    view, dense = _blockscale_view(4001, 2100, 320)      # K = 320: the last K group is partial (64 wide)
+    view, dense = _blockscale_view(4001, 2100, 320)  # K = 320: the last K group is partial (64 wide)
     out = dense.to(torch.bfloat16)
     if fault == "last_k_group_scale_ignored":
         ignored = view.x_scale.clone()
         ignored[:, -1] = 1.0
         faulty_view = dataclasses.replace(view, x_scale=ignored)
         from quantguard.shadow.references import dequantize_x_rows
+
         everything = select_rows(view.m, True, 0.0)
         x_deq = dequantize_x_rows(faulty_view, view.x, ignored, everything)
-        w_deq = (view.w.float() * view.w_scale.repeat_interleave(128, 0)[:view.n]
-                 .repeat_interleave(128, 1)[:, :view.k])
+        w_deq = view.w.float() * view.w_scale.repeat_interleave(128, 0)[: view.n].repeat_interleave(128, 1)[:, : view.k]
         out = (x_deq @ w_deq.t()).to(torch.bfloat16)
     else:
         out = PLAIN_FAULTS[fault](out.clone(), view)
@@ -259,6 +280,7 @@ def test_clean_plain_tensors_pass_row_and_column_checks():
 
 def test_selection_is_deterministic_under_a_seed():
     from quantguard.engine.sampling import Sampler
+
     first, second = Sampler(1.0, 1, seed=7), Sampler(1.0, 1, seed=7)
     picks = [[select_rows(300, False, s.draw(), turn).indices() for turn in range(5)] for s in (first, second)]
     assert picks[0] == picks[1] and len({tuple(p) for p in picks[0]}) > 1

@@ -23,7 +23,9 @@ from quantguard.testing import capture_events
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
-_spec = importlib.util.spec_from_file_location("incident_cases", Path(__file__).parent.parent / "checks" / "test_incidents.py")
+_spec = importlib.util.spec_from_file_location(
+    "incident_cases", Path(__file__).parent.parent / "checks" / "test_incidents.py"
+)
 incidents = importlib.util.module_from_spec(_spec)
 sys.modules["incident_cases"] = incidents
 _spec.loader.exec_module(incidents)
@@ -44,22 +46,30 @@ def _scaled_mm(a, b, scale_a, scale_b):
     return torch._scaled_mm(a, b, scale_a=scale_a, scale_b=scale_b, out_dtype=torch.bfloat16)
 
 
-@pytest.mark.parametrize("deploy", [dict(arch="gfx942", backend="ck"), dict(arch="gfx950", backend="ck"),
-                                    dict(arch="gfx950", backend="triton", ck_free=True)],
-                         ids=lambda d: "-".join(str(v) for v in d.values()))
+@pytest.mark.parametrize(
+    "deploy",
+    [
+        dict(arch="gfx942", backend="ck"),
+        dict(arch="gfx950", backend="ck"),
+        dict(arch="gfx950", backend="triton", ck_free=True),
+    ],
+    ids=lambda d: "-".join(str(v) for v in d.values()),
+)
 def test_clean_simulated_workload_on_cuda_is_quiet(deploy, tmp_path):
-    events, error = incidents.run_workload({**deploy, "device": "cuda"}, sample_rate=1.0,
-                                           log=str(tmp_path / "log.jsonl"))
+    events, error = incidents.run_workload(
+        {**deploy, "device": "cuda"}, sample_rate=1.0, log=str(tmp_path / "log.jsonl")
+    )
     assert error is None, repr(error)
     assert not events.violations(), [(e["check"], e["message"]) for e in events.violations()]
     shadows = events.named("shadow")
     assert shadows and all(e["passed"] for e in shadows)
 
 
-@pytest.mark.parametrize("case", incidents.CASES, ids=lambda case: case.id)
+@pytest.mark.parametrize("case", incidents.CASES, ids=lambda case: case.name)
 def test_every_fault_is_caught_on_cuda(case, tmp_path):
-    events, error = incidents.run_workload({**case.deploy, "device": "cuda"}, tuple(case.fault.split("+")),
-                                           log=str(tmp_path / "log.jsonl"), **case.options)
+    events, error = incidents.run_workload(
+        {**case.deployment, "device": "cuda"}, case.faults, log=str(tmp_path / "log.jsonl"), **case.options
+    )
     if case.raises is not None:
         assert isinstance(error, case.raises), repr(error)
     missing = set(case.expected) - incidents.reported(events)
@@ -83,16 +93,25 @@ def test_scaled_mm_shadow_passes(row_wise, tmp_path):
 
 @pytest.mark.parametrize("light", [False, True], ids=["thorough", "light"])
 def test_scaled_mm_with_a_dropped_scale_is_caught(light, make_module, tmp_path):
-    module = make_module("qgt_scaled", """
+    module = make_module(
+        "qgt_scaled",
+        """
         import torch
         def scaled_mm(self, mat2, scale_a, scale_b, bias=None, scale_result=None, out_dtype=None, use_fast_accum=False):
             return torch._scaled_mm(self, mat2, scale_a=scale_a, scale_b=torch.ones_like(scale_b), out_dtype=out_dtype)
-    """)
+    """,
+    )
     quantguard.register(dataclasses.replace(TORCH_CONTRACTS[0], target="qgt_scaled.scaled_mm", signature_of=None))
     a, b, scale_a, scale_b = _fp8_operands()
     with capture_events() as events:
-        quantguard.enable(sample_rate=1.0, sample_first=0, thorough_interval=3600 if light else 0,
-                          rate_limit_interval=1e-6, targets="qgt_scaled.*", log=str(tmp_path / "log.jsonl"))
+        quantguard.enable(
+            sample_rate=1.0,
+            sample_first=0,
+            thorough_interval=3600 if light else 0,
+            rate_limit_interval=1e-6,
+            targets="qgt_scaled.*",
+            log=str(tmp_path / "log.jsonl"),
+        )
         for _ in range(2):  # the first sampled call of a site is thorough; with light, the second is not
             module.scaled_mm(a, b, scale_a, scale_b, out_dtype=torch.bfloat16)
         quantguard.disable()

@@ -23,8 +23,14 @@ CASES = ["per_token", "per_tensor", "block", "block_transposed", "fnuz", "int8",
 
 @pytest.fixture(scope="module")
 def cases() -> dict:
-    done = subprocess.run([sys.executable, str(WORKER), *CASES], capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "TRITON_INTERPRET": "1"}, cwd=WORKER.parent)
+    done = subprocess.run(
+        [sys.executable, str(WORKER), *CASES],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "TRITON_INTERPRET": "1"},
+        cwd=WORKER.parent,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -47,8 +53,14 @@ def test_fused_statistics_match_the_torch_reference(cases, case):
 def test_the_eager_check_runs_on_the_fused_reference(fault, passed):
     """GemmNumerics end to end through the fused path: a clean call is quiet, a dropped w_scale is caught
     by its norm ratio (cosine alone would not), and the event says which reference ran."""
-    done = subprocess.run([sys.executable, str(WORKER), "engine", fault], capture_output=True, text=True,
-                          timeout=300, env={**os.environ, "TRITON_INTERPRET": "1"}, cwd=WORKER.parent)
+    done = subprocess.run(
+        [sys.executable, str(WORKER), "engine", fault],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "TRITON_INTERPRET": "1"},
+        cwd=WORKER.parent,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["kernels"] == ["fused"] and result["passed"] == [passed]

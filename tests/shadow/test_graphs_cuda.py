@@ -45,8 +45,9 @@ def _activations(m: int):
 
 
 def _step(gemm, layers, activations):
-    return [gemm(a, b, scale_a=sa, scale_b=sb, out_dtype=torch.bfloat16)
-            for (b, sb), (a, sa) in zip(layers, activations)]
+    return [
+        gemm(a, b, scale_a=sa, scale_b=sb, out_dtype=torch.bfloat16) for (b, sb), (a, sa) in zip(layers, activations)
+    ]
 
 
 def _capture(gemm, layers, activations):
@@ -134,7 +135,9 @@ def test_weight_scale_overwritten_after_capture_is_caught_from_replays(tmp_path)
 
 
 def test_a_kernel_fault_that_appears_only_in_replays_is_caught(make_module, tmp_path):
-    module = make_module("qgt_graph_fault", """
+    module = make_module(
+        "qgt_graph_fault",
+        """
         import torch
         factor = torch.ones((), device="cuda")
         def scaled_mm(self, mat2, scale_a, scale_b, bias=None, scale_result=None, out_dtype=None,
@@ -142,9 +145,9 @@ def test_a_kernel_fault_that_appears_only_in_replays_is_caught(make_module, tmp_
             out = torch._scaled_mm(self, mat2, scale_a=scale_a, scale_b=scale_b, out_dtype=out_dtype)
             out[:, 3::8].mul_(factor)  # a data-dependent corruption of some output columns
             return out
-    """)
-    quantguard.register(dataclasses.replace(TORCH_CONTRACTS[0], target="qgt_graph_fault.scaled_mm",
-                                            signature_of=None))
+    """,
+    )
+    quantguard.register(dataclasses.replace(TORCH_CONTRACTS[0], target="qgt_graph_fault.scaled_mm", signature_of=None))
     layers, activations = _weights(), _activations(8)
     with capture_events() as events:
         _enable(tmp_path, targets="qgt_graph_fault.*", graph_period=4)
@@ -179,7 +182,9 @@ def test_reduce_overhead_graphs_are_checked(tmp_path):
     graphs = [(e["graph"], e["monitored"], e["unmonitored"]) for e in events.named("graph")]
     # what cudagraph trees capture is theirs to decide (an H200 run recorded the step's 4 GEMMs twice in one
     # graph); every captured GEMM is monitored and every monitored site is judged
-    assert graphs and all(monitored % len(SHAPES) == 0 and not unmonitored for _, monitored, unmonitored in graphs), graphs
+    assert graphs and all(monitored % len(SHAPES) == 0 and not unmonitored for _, monitored, unmonitored in graphs), (
+        graphs
+    )
     name, monitored, _ = graphs[-1]
     assert {(e["graph_name"], e["graph_site"]) for e in shadows} >= {(name, site) for site in range(monitored)}
     assert all(e["passed"] for e in shadows) and not events.violations()
@@ -201,29 +206,61 @@ def test_fused_reference_matches_the_torch_reference(scheme):
 
     m, n, k = 200, 768, 1024
     dtype = torch.int8 if scheme == "int8" else torch.float8_e4m3fn
-    x = (torch.randn(m, k, device="cuda") * 3).to(dtype) if dtype != torch.int8 else \
-        torch.randint(-127, 128, (m, k), device="cuda", dtype=torch.int8)
-    w = (torch.randn(n, k, device="cuda") * 3).to(dtype) if dtype != torch.int8 else \
-        torch.randint(-127, 128, (n, k), device="cuda", dtype=torch.int8)
+    x = (
+        (torch.randn(m, k, device="cuda") * 3).to(dtype)
+        if dtype != torch.int8
+        else torch.randint(-127, 128, (m, k), device="cuda", dtype=torch.int8)
+    )
+    w = (
+        (torch.randn(n, k, device="cuda") * 3).to(dtype)
+        if dtype != torch.int8
+        else torch.randint(-127, 128, (n, k), device="cuda", dtype=torch.int8)
+    )
     if scheme == "block":
-        x_scale, w_scale, kind = torch.rand(m, k // 128, device="cuda") + 0.5, \
-            torch.rand(n // 128, k // 128, device="cuda") + 0.5, "block"
+        x_scale, w_scale, kind = (
+            torch.rand(m, k // 128, device="cuda") + 0.5,
+            torch.rand(n // 128, k // 128, device="cuda") + 0.5,
+            "block",
+        )
     elif scheme == "per_tensor":
         x_scale, w_scale, kind = torch.rand(1, device="cuda"), torch.rand(1, device="cuda"), "per_tensor"
     else:
         x_scale, w_scale, kind = torch.rand(m, 1, device="cuda"), torch.rand(n, 1, device="cuda"), "per_token"
-    view = GemmView("k", x, w, x_scale, w_scale, scheme=kind, m=m, n=n, k=k, x_scale_layout="logical",
-                    fp8_read_as=None if dtype == torch.int8 else dtype)
+    view = GemmView(
+        "k",
+        x,
+        w,
+        x_scale,
+        w_scale,
+        scheme=kind,
+        m=m,
+        n=n,
+        k=k,
+        x_scale_layout="logical",
+        fp8_read_as=None if dtype == torch.int8 else dtype,
+    )
     full_rows, full_columns = select_rows(m, True, 0.0), select_columns(n, True, 0.0, None)
-    out = matched_reference(view, dequantize_x_rows(view, x, x_scale, full_rows),
-                            dequantize_w_columns(view, full_columns), full_columns, torch.bfloat16)
+    out = matched_reference(
+        view,
+        dequantize_x_rows(view, x, x_scale, full_rows),
+        dequantize_w_columns(view, full_columns),
+        full_columns,
+        torch.bfloat16,
+    )
     out[17, 100] += 50.0  # one wrong output, so the statistics are not trivially perfect
     rows, columns = select_rows(m, False, 0.4, 0, 16), select_columns(n, False, 0.6, None, 0)
     rows_x = rows.take(x)
-    reference = matched_reference(view, dequantize_x_rows(view, rows_x, x_scale, rows),
-                                  dequantize_w_columns(view, columns), columns, torch.bfloat16)
+    reference = matched_reference(
+        view,
+        dequantize_x_rows(view, rows_x, x_scale, rows),
+        dequantize_w_columns(view, columns),
+        columns,
+        torch.bfloat16,
+    )
     compared = output_columns(rows.take(out), columns)
-    expected = torch.cat([comparison_tensors(compared, reference)["stats"], slice_tensors(compared, reference)["slices"]])
+    expected = torch.cat(
+        [comparison_tensors(compared, reference)["stats"], slice_tensors(compared, reference)["slices"]]
+    )
     got = fused_stats(view, out, rows, columns)
     # the same statistics up to fp32 summation order (a bf16 rounding may flip by one ulp)
     torch.testing.assert_close(got[[0, 1, 4, 13]], expected[[0, 1, 4, 13]], rtol=1e-5, atol=0)

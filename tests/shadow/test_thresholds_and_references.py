@@ -38,8 +38,19 @@ def _view(w, w_layout="plain"):
     x = torch.randn(m, k).to(torch.float8_e4m3fn)
     x_scale = torch.rand(m, 1) + 0.5
     w_scale = torch.rand(w.shape[0], 1) + 0.5
-    return GemmView("k", x, w, x_scale, w_scale, scheme="per_token", w_layout=w_layout,
-                    fp8_read_as=torch.float8_e4m3fn, m=m, n=w.shape[0], k=k)
+    return GemmView(
+        "k",
+        x,
+        w,
+        x_scale,
+        w_scale,
+        scheme="per_token",
+        w_layout=w_layout,
+        fp8_read_as=torch.float8_e4m3fn,
+        m=m,
+        n=w.shape[0],
+        k=k,
+    )
 
 
 def test_row_and_column_subset_reference_matches_full_product():
@@ -48,8 +59,13 @@ def test_row_and_column_subset_reference_matches_full_product():
     full = (view.x.float() * view.x_scale) @ (w.float() * view.w_scale).t()
     rows = slice(1, 20, 3)
     columns = select_columns(64, False, 0.3, None)
-    reference = matched_reference(view, dequantize_x_rows(view, view.x[rows], view.x_scale, rows),
-                                  dequantize_w_columns(view, columns), columns, torch.float32)
+    reference = matched_reference(
+        view,
+        dequantize_x_rows(view, view.x[rows], view.x_scale, rows),
+        dequantize_w_columns(view, columns),
+        columns,
+        torch.float32,
+    )
     assert torch.allclose(reference, output_columns(full[rows], columns), rtol=1e-5, atol=1e-4)
 
 

@@ -128,9 +128,7 @@ def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def assert_gemm_close(out: torch.Tensor, reference: torch.Tensor) -> None:
     """Within bf16/fp16 output rounding of an fp64 reference."""
-    torch.testing.assert_close(
-        out.double(), reference, rtol=1e-2, atol=1e-2 * float(reference.abs().max())
-    )
+    torch.testing.assert_close(out.double(), reference, rtol=1e-2, atol=1e-2 * float(reference.abs().max()))
 
 
 def _loaded_names(code: types.CodeType) -> set[str]:
@@ -164,4 +162,6 @@ def implementation(obj):
 def unread_parameters(obj) -> set[str]:
     """Parameters a function accepts but never loads (what quantguard flags statically)."""
     function = inspect.unwrap(getattr(obj, "__func__", obj))
-    return {name for name in inspect.signature(function).parameters if name != "self"} - _loaded_names(function.__code__)
+    return {name for name in inspect.signature(function).parameters if name != "self"} - _loaded_names(
+        function.__code__
+    )

@@ -119,7 +119,11 @@ def _loaded_block_layer(aiter, linear):
 _BLOCKSCALE_PATHS = [
     (("gfx942", {}), "gemm_a8w8_blockscale_bpreshuffle", True),
     (("gfx950", {"ATOM_FP8_BLOCKSCALE_WEIGHT_PRESHUFFLE": "0"}), "gemm_a8w8_blockscale", False),
-    (("gfx950", {"ATOM_USE_TRITON_GEMM": "1", "ATOM_FP8_BLOCKSCALE_WEIGHT_PRESHUFFLE": "0"}), "gemm_a8w8_blockscale_triton", False),
+    (
+        ("gfx950", {"ATOM_USE_TRITON_GEMM": "1", "ATOM_FP8_BLOCKSCALE_WEIGHT_PRESHUFFLE": "0"}),
+        "gemm_a8w8_blockscale_triton",
+        False,
+    ),
 ]
 
 
@@ -201,7 +205,17 @@ def test_moe_triton_and_fused_paths_agree(atom):
     from atom.model_loader.loader import process_weights_after_loading
     from atom.model_ops.moe import FusedMoE
 
-    moe = FusedMoE(8, 2, K, 256, 4, 2, routed_scaling_factor=2.5, quant_type=aiter.QuantType.per_1x128, params_dtype=aiter.dtypes.fp8)
+    moe = FusedMoE(
+        8,
+        2,
+        K,
+        256,
+        4,
+        2,
+        routed_scaling_factor=2.5,
+        quant_type=aiter.QuantType.per_1x128,
+        params_dtype=aiter.dtypes.fp8,
+    )
     for name, rows, cols in (("w13", 512, K), ("w2", K, 256)):
         w = torch.randn(8, rows, cols, generator=_gen(rows)) * 0.05
         s = w.view(8, rows // 128, 128, cols // 128, 128).abs().amax((2, 4)) / 448.0
@@ -214,8 +228,14 @@ def test_moe_triton_and_fused_paths_agree(atom):
     weights, ids = moe.select_experts(logits)
     torch.testing.assert_close(weights.sum(1), torch.full((10,), 2.5))
     expected = fused_moe(
-        x, moe.w13_weight, moe.w2_weight, weights, ids, quant_type=aiter.QuantType.per_1x128,
-        w1_scale=moe.w13_weight_scale, w2_scale=moe.w2_weight_scale,
+        x,
+        moe.w13_weight,
+        moe.w2_weight,
+        weights,
+        ids,
+        quant_type=aiter.QuantType.per_1x128,
+        w1_scale=moe.w13_weight_scale,
+        w2_scale=moe.w2_weight_scale,
     )
     got = moe(x, logits)
     assert ref.cosine(got, expected) > 0.999 and got.abs().sum() > 0

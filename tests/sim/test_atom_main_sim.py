@@ -31,8 +31,18 @@ def _experts(moe, quant_type="per_1x128", **kwargs):
     import aiter
 
     dtype = aiter.dtypes.fp8 if quant_type != "No" else None
-    return moe.FusedMoE(8, 2, 256, 256, 4, 2, quant_type=getattr(aiter.QuantType, quant_type), params_dtype=dtype,
-                        prefix="layers.0.mlp.experts", **kwargs)
+    return moe.FusedMoE(
+        8,
+        2,
+        256,
+        256,
+        4,
+        2,
+        quant_type=getattr(aiter.QuantType, quant_type),
+        params_dtype=dtype,
+        prefix="layers.0.mlp.experts",
+        **kwargs,
+    )
 
 
 def test_main_fused_moe_is_a_lazy_wrapper_over_the_real_class(atom):
@@ -52,25 +62,31 @@ def test_main_has_no_atom_ck_free_switch(atom):
         _ = envs.ATOM_CK_FREE
 
 
-@pytest.mark.parametrize("quant_type, quant_method, expected", [
-    ("No", "", "UnquantizedFusedMoEMethod"),
-    ("per_Token", "", "Fp8MoEMethod"),
-    ("per_Token", "compressed-tensors", "CompressedTensorsFp8MoEMethod"),
-    ("per_1x128", "", "Mxfp4MoEMethod"),
-])
+@pytest.mark.parametrize(
+    "quant_type, quant_method, expected",
+    [
+        ("No", "", "UnquantizedFusedMoEMethod"),
+        ("per_Token", "", "Fp8MoEMethod"),
+        ("per_Token", "compressed-tensors", "CompressedTensorsFp8MoEMethod"),
+        ("per_1x128", "", "Mxfp4MoEMethod"),
+    ],
+)
 def test_each_layer_gets_a_quant_method(atom, quant_type, quant_method, expected):
     layer = _experts(atom(), quant_type, quant_method=quant_method)
     assert type(layer.quant_method).__name__ == expected
     assert layer.quant_method.use_triton is (expected == "Mxfp4MoEMethod")  # gfx942: Triton MoE by default
 
 
-@pytest.mark.parametrize("arch, env, use_triton", [
-    ("gfx942", {}, True),
-    ("gfx950", {}, False),
-    ("gfx950", {"ATOM_USE_TRITON_GEMM": "1"}, True),
-    ("gfx942", {"ATOM_USE_TRITON_MOE": "0"}, False),
-    ("gfx950", {"ATOM_USE_TRITON_MOE": "1"}, True),
-])
+@pytest.mark.parametrize(
+    "arch, env, use_triton",
+    [
+        ("gfx942", {}, True),
+        ("gfx950", {}, False),
+        ("gfx950", {"ATOM_USE_TRITON_GEMM": "1"}, True),
+        ("gfx942", {"ATOM_USE_TRITON_MOE": "0"}, False),
+        ("gfx950", {"ATOM_USE_TRITON_MOE": "1"}, True),
+    ],
+)
 def test_mxfp4_method_picks_triton_per_instance_like_atom_main(atom, arch, env, use_triton):
     layer = _experts(atom(arch, env))
     assert layer.quant_method.use_triton is use_triton

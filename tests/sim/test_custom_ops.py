@@ -171,23 +171,40 @@ def _eager_calls(aiter):
     tq, ts = aiter.per_token_quant_hip(x, quant_dtype=aiter.dtypes.fp8)
     ws_tok = torch.rand(N, 1, generator=_gen(2)) / 100
     a, a_s = aiter.per_1x32_mx_quant_hip(x, quant_dtype=aiter.dtypes.fp4x2, shuffle=True)
-    b, b_s = aiter.per_1x32_mx_quant_hip(torch.randn(N, K, generator=_gen(3)).bfloat16(),
-                                        quant_dtype=aiter.dtypes.fp4x2, shuffle=True)
+    b, b_s = aiter.per_1x32_mx_quant_hip(
+        torch.randn(N, K, generator=_gen(3)).bfloat16(), quant_dtype=aiter.dtypes.fp4x2, shuffle=True
+    )
     return {
         "per_token_quant_hip": (aiter.per_token_quant_hip, (x,), {"quant_dtype": aiter.dtypes.fp8}),
-        "per_group_quant_hip": (aiter.per_group_quant_hip, (x,),
-                                {"quant_dtype": aiter.dtypes.fp8, "transpose_scale": True}),
+        "per_group_quant_hip": (
+            aiter.per_group_quant_hip,
+            (x,),
+            {"quant_dtype": aiter.dtypes.fp8, "transpose_scale": True},
+        ),
         "gemm_a8w8": (aiter.gemm_a8w8, (tq, wq, ts, ws_tok), {}),
         "gemm_a8w8_bpreshuffle": (aiter.gemm_a8w8_bpreshuffle, (tq, shuffle_weight(wq), ts, ws_tok), {}),
         "gemm_a8w8_blockscale": (aiter.gemm_a8w8_blockscale, (xq, wq, xs, ws), {}),
-        "gemm_a8w8_blockscale_bpreshuffle": (aiter.gemm_a8w8_blockscale_bpreshuffle,
-                                             (xq_t, shuffle_weight(wq), xs_t, ws), {"dtype": torch.float16}),
+        "gemm_a8w8_blockscale_bpreshuffle": (
+            aiter.gemm_a8w8_blockscale_bpreshuffle,
+            (xq_t, shuffle_weight(wq), xs_t, ws),
+            {"dtype": torch.float16},
+        ),
         "gemm_a4w4": (aiter.gemm_a4w4, (a, shuffle_weight(b), a_s, b_s), {}),
     }
 
 
-@pytest.mark.parametrize("name", ["per_token_quant_hip", "per_group_quant_hip", "gemm_a8w8", "gemm_a8w8_bpreshuffle",
-                                  "gemm_a8w8_blockscale", "gemm_a8w8_blockscale_bpreshuffle", "gemm_a4w4"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "per_token_quant_hip",
+        "per_group_quant_hip",
+        "gemm_a8w8",
+        "gemm_a8w8_bpreshuffle",
+        "gemm_a8w8_blockscale",
+        "gemm_a8w8_blockscale_bpreshuffle",
+        "gemm_a4w4",
+    ],
+)
 def test_eager_op_results_are_the_implementation_results(install, name):
     install("gfx950")
     import aiter

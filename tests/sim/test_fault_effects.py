@@ -64,7 +64,7 @@ def _asm_gemm_cosines(aiter):
     shuffled = shuffle_weight(wq)
     out = torch.empty(M, N, dtype=torch.bfloat16)
     xq_tok, xs_tok = aiter.per_token_quant_hip(_x(), quant_dtype=fp8)
-    w_tok = (torch.randn(N, K, generator=_gen(2)) * 0.05)
+    w_tok = torch.randn(N, K, generator=_gen(2)) * 0.05
     ws_tok = w_tok.abs().amax(1, keepdim=True) / ref.FP8_MAX[fp8]
     wq_tok = (w_tok / ws_tok).to(fp8)
     token_ref = (ref.dequant_fp8(xq_tok, fp8) * xs_tok.double()) @ (ref.dequant_fp8(wq_tok, fp8) * ws_tok.double()).T
@@ -73,18 +73,24 @@ def _asm_gemm_cosines(aiter):
     mx_out = torch.empty(32, N, dtype=torch.bfloat16)
     return {
         "gemm_a8w8_ASM": ref.cosine(
-            aiter.gemm_a8w8_ASM(xq_tok, shuffle_weight(wq_tok, layout=(32, 16)), xs_tok, ws_tok.T.contiguous(), torch.zeros(1, N)),
+            aiter.gemm_a8w8_ASM(
+                xq_tok, shuffle_weight(wq_tok, layout=(32, 16)), xs_tok, ws_tok.T.contiguous(), torch.zeros(1, N)
+            ),
             token_ref,
         ),
-        "flatmm_a8w8_blockscale_ASM": ref.cosine(aiter.flatmm_a8w8_blockscale_ASM(xq, shuffle_weight(wq, layout=(16, 32)),
-                                                                       xs.t().contiguous(), ws.t().contiguous()), xd @ wd.T),
-        "gfx950_a8w8_blockscale_ASM": ref.cosine(aiter.gfx950_a8w8_blockscale_ASM(xq, shuffled, xs, ws, out), xd @ wd.T),
+        "flatmm_a8w8_blockscale_ASM": ref.cosine(
+            aiter.flatmm_a8w8_blockscale_ASM(
+                xq, shuffle_weight(wq, layout=(16, 32)), xs.t().contiguous(), ws.t().contiguous()
+            ),
+            xd @ wd.T,
+        ),
+        "gfx950_a8w8_blockscale_ASM": ref.cosine(
+            aiter.gfx950_a8w8_blockscale_ASM(xq, shuffled, xs, ws, out), xd @ wd.T
+        ),
         "gemm_a8w8_blockscale_bpreshuffle_asm": ref.cosine(
             aiter.gemm_a8w8_blockscale_bpreshuffle_asm(xq_t, shuffled, out, xs_t, ws), xd_t @ wd.T
         ),
-        "gemm_a4w4_asm": ref.cosine(
-            aiter.gemm_a4w4_asm(a, shuffle_weight(b), a_s, b_s, mx_out)[:M], token_ref
-        ),
+        "gemm_a4w4_asm": ref.cosine(aiter.gemm_a4w4_asm(a, shuffle_weight(b), a_s, b_s, mx_out)[:M], token_ref),
     }
 
 
@@ -100,8 +106,7 @@ _ASM_ENTRY_POINTS = (
 def _asm_gemm_verdicts(aiter):
     verdict = {True: "matches", False: "degraded"}
     return {
-        name: "garbage" if abs(cos) < 0.1 else verdict[cos > 0.95]
-        for name, cos in _asm_gemm_cosines(aiter).items()
+        name: "garbage" if abs(cos) < 0.1 else verdict[cos > 0.95] for name, cos in _asm_gemm_cosines(aiter).items()
     }
 
 
@@ -164,8 +169,10 @@ def _loaded_mxfp4_scale_bytes(aiter):
     weight, scale = _quantize(torch.randn(N, K, generator=_gen(3)) * 0.05, "mxfp4")
     layer = linear.LinearBase(K, N, quant_type=aiter.QuantType.per_1x32, params_dtype=aiter.dtypes.fp4x2)
     layer.weight_loader(layer.weight_scale, scale)
-    return "bytes" if torch.equal(layer.weight_scale.view(torch.uint8), scale.view(torch.uint8)) else (
-        "zeros" if (layer.weight_scale.view(torch.uint8) == 0).all() else "other"
+    return (
+        "bytes"
+        if torch.equal(layer.weight_scale.view(torch.uint8), scale.view(torch.uint8))
+        else ("zeros" if (layer.weight_scale.view(torch.uint8) == 0).all() else "other")
     )
 
 
@@ -196,8 +203,14 @@ def _blockscale_errors(aiter):
         "asm": {
             wide(_rel_err(aiter.gemm_a8w8_blockscale_bpreshuffle_asm(xq_t, shuffled, out, xs_t, ws), xd_t @ wd.T)),
             wide(_rel_err(aiter.gfx950_a8w8_blockscale_ASM(xq, shuffled, xs, ws, out), xd @ wd.T)),
-            wide(_rel_err(aiter.flatmm_a8w8_blockscale_ASM(xq, shuffle_weight(wq, layout=(16, 32)),
-                                                                       xs.t().contiguous(), ws.t().contiguous()), xd @ wd.T)),
+            wide(
+                _rel_err(
+                    aiter.flatmm_a8w8_blockscale_ASM(
+                        xq, shuffle_weight(wq, layout=(16, 32)), xs.t().contiguous(), ws.t().contiguous()
+                    ),
+                    xd @ wd.T,
+                )
+            ),
         },
     }
 
@@ -231,8 +244,11 @@ def _per_tensor_output_ratio(aiter):
     expected = ref.dequant_fp8(xq, fp8) * scale_a.double() @ (ref.dequant_fp8(wq, fp8) * scale_b.double()).T
     ratio = float(out.double().norm() / expected.norm())
     direction = float(torch.nn.functional.cosine_similarity(out.double().flatten(), expected.flatten(), dim=0))
-    magnitude = "scale applied" if abs(ratio - 1) < 1e-3 else (
-        "scale dropped" if abs(ratio * float(scale_b) - 1) < 1e-3 else f"ratio {ratio:.3g}")
+    magnitude = (
+        "scale applied"
+        if abs(ratio - 1) < 1e-3
+        else ("scale dropped" if abs(ratio * float(scale_b) - 1) < 1e-3 else f"ratio {ratio:.3g}")
+    )
     return round(direction, 4), magnitude
 
 
@@ -261,46 +277,73 @@ class Scenario:
 
 SCENARIOS = {
     "triton_quant_ignores_shuffle_scale": Scenario(
-        {"ck_free": True}, _shuffle_scale_layout, "(G, M)", "(M, G)",
+        {"ck_free": True},
+        _shuffle_scale_layout,
+        "(G, M)",
+        "(M, G)",
         {"aiter.ops.quant._fallback_dynamic_per_token_scaled_quant": "shuffle_scale"},
     ),
     "asm_gemm_garbage_gfx950": Scenario(
-        {"arch": "gfx950", "ck_free": True, "release_build": True}, _asm_gemm_verdicts,
-        dict.fromkeys(_ASM_ENTRY_POINTS, "matches"), dict.fromkeys(_ASM_ENTRY_POINTS, "garbage"),
+        {"arch": "gfx950", "ck_free": True, "release_build": True},
+        _asm_gemm_verdicts,
+        dict.fromkeys(_ASM_ENTRY_POINTS, "matches"),
+        dict.fromkeys(_ASM_ENTRY_POINTS, "garbage"),
     ),
     "partial_transpose_noop": Scenario(
-        {"ck_free": True}, _partial_transpose_written, True, False,
+        {"ck_free": True},
+        _partial_transpose_written,
+        True,
+        False,
         {"aiter.ops.quant._fallback_partial_transpose": "input"},
     ),
     "missing_e4m3fnuz_normalization": Scenario({"arch": "gfx942", "atom": True}, _normalized_output_ratio, 1.0, 0.5),
     "jit_build_systemexit": Scenario(
-        {"ck_free": True}, _ck_build_failure,
-        {"ck": "RuntimeError", "cktile": "RuntimeError"}, {"ck": "SystemExit", "cktile": "SystemExit"},
+        {"ck_free": True},
+        _ck_build_failure,
+        {"ck": "RuntimeError", "cktile": "RuntimeError"},
+        {"ck": "SystemExit", "cktile": "SystemExit"},
     ),
     "fp8_copy_drops_scale": Scenario(
-        {"atom": True}, _dense_weight_magnification, "x1", "x1000+",
+        {"atom": True},
+        _dense_weight_magnification,
+        "x1",
+        "x1000+",
         {"atom.model_ops.linear.load_fp8_into_dense": "block_scale"},
     ),
     "e8m0_copy_zero_fill": Scenario({"arch": "gfx950", "atom": True}, _loaded_mxfp4_scale_bytes, "bytes", "zeros"),
     "gemm_reads_scale_wrong_major": Scenario(
-        {"arch": "gfx950", "release_build": True}, _blockscale_errors,
+        {"arch": "gfx950", "release_build": True},
+        _blockscale_errors,
         {"ck": {"right"}, "triton": {"right"}, "asm": {"right"}},
         {"ck": {"wrong"}, "triton": {"right"}, "asm": {"right"}},
     ),
     "e8m0_ceil_rounding": Scenario(
         # A release build: at HEAD the clean Triton producer does not read scaling_mode either.
-        {"arch": "gfx950", "release_build": True}, _e8m0_producer_bytes, {"triton": 127, "hip": 127}, {"triton": 128, "hip": 127},
+        {"arch": "gfx950", "release_build": True},
+        _e8m0_producer_bytes,
+        {"triton": 127, "hip": 127},
+        {"triton": 128, "hip": 127},
         {"aiter.ops.triton.quant.quant.dynamic_mxfp4_quant": "scaling_mode"},
     ),
     "moe_missing_routed_scaling": Scenario(
-        {}, _routed_weight_sum, 2.5, 1.0, {"aiter.ops.topk.biased_grouped_topk": "routed_scaling_factor"},
+        {},
+        _routed_weight_sum,
+        2.5,
+        1.0,
+        {"aiter.ops.topk.biased_grouped_topk": "routed_scaling_factor"},
     ),
     "hipblaslt_drops_scale_b": Scenario(
-        {}, _per_tensor_output_ratio, (1.0, "scale applied"), (1.0, "scale dropped"),
+        {},
+        _per_tensor_output_ratio,
+        (1.0, "scale applied"),
+        (1.0, "scale dropped"),
         {"aiter.tuned_gemm.gemm_a16w16": "scale_b"},
     ),
     "atom_ignores_ck_free": Scenario(
-        {"ck_free": True, "atom": True}, _moe_forward_in_ck_free, "ran on Triton", "build failed",
+        {"ck_free": True, "atom": True},
+        _moe_forward_in_ck_free,
+        "ran on Triton",
+        "build failed",
     ),
 }
 

@@ -63,7 +63,4 @@ def test_docs_fault_table_matches_the_registry():
         match = re.match(r"^\| `(\w+)` \| .* \| ([\w, ]+) \(([\w, ]+)\) \|", line)
         if match:
             rows[match[1]] = (match[2].split(", "), match[3].split(", "))
-    assert rows == {
-        name: (list(fault.backends), list(fault.default_backends))
-        for name, fault in faults.FAULTS.items()
-    }
+    assert rows == {name: (list(fault.backends), list(fault.default_backends)) for name, fault in faults.FAULTS.items()}

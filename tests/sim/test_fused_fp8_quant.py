@@ -28,8 +28,16 @@ NAMES = (
     "fused_reduce_rms_fp8_group_quant",
 )
 REAL_SOURCE = (
-    Path(__file__).resolve().parents[2] / ".." / "shared" / "third_party" / "aiter-e4048607"
-    / "aiter" / "ops" / "triton" / "quant" / "fused_fp8_quant.py"
+    Path(__file__).resolve().parents[2]
+    / ".."
+    / "shared"
+    / "third_party"
+    / "aiter-e4048607"
+    / "aiter"
+    / "ops"
+    / "triton"
+    / "quant"
+    / "fused_fp8_quant.py"
 )
 M, N1, N2, N3, SPLIT_K = 6, 384, 192, 96, 3
 EPS1, EPS2 = 1e-6, 1e-5
@@ -110,8 +118,16 @@ def test_rms_per_tensor_static_quant_optional_outputs(fused):
     assert plain[1:] == (None, None, None)
 
     out1_fp8, out1, out2, out_res1 = fused.fused_rms_fp8_per_tensor_static_quant(
-        x, weight, EPS1, torch.tensor([0.01]), second, second_weight, EPS2, dtype_quant=torch.float8_e4m3fn,
-        output_unquantized_inp1=True, rmsnorm_convert_to_inp1_type=True,
+        x,
+        weight,
+        EPS1,
+        torch.tensor([0.01]),
+        second,
+        second_weight,
+        EPS2,
+        dtype_quant=torch.float8_e4m3fn,
+        output_unquantized_inp1=True,
+        rmsnorm_convert_to_inp1_type=True,
     )
     normed = _rms_norm(x, weight, EPS1)
     # rounded to inp1's dtype before quantizing; the unquantized output is not affected
@@ -194,8 +210,16 @@ def test_reduce_rms_group_quant_split_k(fused):
     second, second_weight, third = _x(SPLIT_K, M, N2, seed=3), _weight(N2, seed=4), _x(SPLIT_K, M, N3, seed=5)
     out3 = torch.empty(M, N3, dtype=torch.float32)
     (q, scale), out1, out2, out_res1, returned3 = fused.fused_reduce_rms_fp8_group_quant(
-        partials, weight, EPS1, second, second_weight, EPS2, third, dtype=torch.float32,
-        output_unquantized_inp1=True, out3=out3,
+        partials,
+        weight,
+        EPS1,
+        second,
+        second_weight,
+        EPS2,
+        third,
+        dtype=torch.float32,
+        output_unquantized_inp1=True,
+        out3=out3,
     )
     normed = _rms_norm(partials.float().sum(0), weight, EPS1)
     expected_scale = _group_scales(normed, 128, aiter.dtypes.fp8)
@@ -311,15 +335,22 @@ def _static_scale(values: torch.Tensor) -> torch.Tensor:
 
 CONTRACT_CALLS = {
     "rms_static": lambda m: m.fused_rms_fp8_per_tensor_static_quant(
-        _x(M, N1), _weight(N1), EPS1, _static_scale(_rms_norm(_x(M, N1).float() + _x(M, N1, seed=2).float(),
-                                                              _weight(N1), EPS1)), res1=_x(M, N1, seed=2)),
+        _x(M, N1),
+        _weight(N1),
+        EPS1,
+        _static_scale(_rms_norm(_x(M, N1).float() + _x(M, N1, seed=2).float(), _weight(N1), EPS1)),
+        res1=_x(M, N1, seed=2),
+    ),
     "silu_mul_static": lambda m: m.fused_silu_mul_fp8_per_tensor_static_quant(
-        _x(M, 512), _static_scale(_silu_mul(_x(M, 512)))),
+        _x(M, 512), _static_scale(_silu_mul(_x(M, 512)))
+    ),
     "reduce_rms_group": lambda m: m.fused_reduce_rms_fp8_group_quant(_x(SPLIT_K, M, N1), _weight(N1), EPS1),
     "reduce_rms_group_transposed": lambda m: m.fused_reduce_rms_fp8_group_quant(
-        _x(M, N1), _weight(N1), EPS1, transpose_scale=True),
+        _x(M, N1), _weight(N1), EPS1, transpose_scale=True
+    ),
     "reduce_rms_group_transposed_strided": lambda m: m.fused_reduce_rms_fp8_group_quant(
-        _x(M, N1), _weight(N1), EPS1, transpose_scale=True, is_x_scale_strided=True),
+        _x(M, N1), _weight(N1), EPS1, transpose_scale=True, is_x_scale_strided=True
+    ),
 }
 
 

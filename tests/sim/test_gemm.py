@@ -50,7 +50,12 @@ def _token_activations(aiter):
 
 @pytest.mark.parametrize(
     ("dtype", "layout"),
-    [(torch.float8_e4m3fn, (16, 16)), (torch.float8_e4m3fn, (32, 16)), (torch.bfloat16, (16, 16)), (torch.uint8, (16, 16))],
+    [
+        (torch.float8_e4m3fn, (16, 16)),
+        (torch.float8_e4m3fn, (32, 16)),
+        (torch.bfloat16, (16, 16)),
+        (torch.uint8, (16, 16)),
+    ],
 )
 def test_shuffle_weight_matches_reference_and_inverts(install, dtype, layout):
     install()
@@ -94,7 +99,9 @@ def test_per_token_gemms(install, arch):
     ref.assert_gemm_close(aiter.gemm_a8w8(xq, wq, xs, ws), expected)
     ref.assert_gemm_close(aiter.gemm_a8w8_CK(xq, wq, xs, ws, bias, splitK=2), expected + bias.double())
     ref.assert_gemm_close(aiter.gemm_a8w8_bpreshuffle(xq, shuffle_weight(wq), xs, ws), expected)
-    asm = aiter.gemm_a8w8_ASM(xq, shuffle_weight(wq, layout=(32, 16)), xs, ws.T.contiguous(), bias.view(1, N), check=True)
+    asm = aiter.gemm_a8w8_ASM(
+        xq, shuffle_weight(wq, layout=(32, 16)), xs, ws.T.contiguous(), bias.view(1, N), check=True
+    )
     ref.assert_gemm_close(asm, expected + bias.double())
     ref.assert_gemm_close(gemm_a8w8_triton(xq, wq, xs.view(-1), ws.view(-1), bias), expected + bias.double())
 
@@ -139,7 +146,9 @@ def test_tgemm_bf16_fp8_and_preshuffled(install, arch):
     xq, xs = aiter.per_tensor_quant_hip(x, quant_dtype=fp8)
     wq, ws = aiter.per_tensor_quant_hip(w, quant_dtype=fp8)
     got = tgemm.mm(xq, wq, otype=torch.bfloat16, scale_a=xs, scale_b=ws, scale_c=torch.tensor([0.5]))
-    ref.assert_gemm_close(got, (ref.dequant_fp8(xq, fp8) * xs.double()) @ (ref.dequant_fp8(wq, fp8) * ws.double()).T * 0.5)
+    ref.assert_gemm_close(
+        got, (ref.dequant_fp8(xq, fp8) * xs.double()) @ (ref.dequant_fp8(wq, fp8) * ws.double()).T * 0.5
+    )
 
 
 # --------------------------------------------------------------------------- blockscale
@@ -194,7 +203,9 @@ def test_tuned_bpreshuffle_routes_to_asm_and_triton(install, monkeypatch):
     asm = a8w8.gemm_a8w8_blockscale_bpreshuffle_asm
     monkeypatch.setattr(a8w8, "gemm_a8w8_blockscale_bpreshuffle_asm", lambda *a, **k: calls.append(k) or asm(*a, **k))
     a8w8.TUNED_A8W8_BLOCKSCALE_BPRESHUFFLE[(None, N, K)] = {
-        "libtype": "asm", "splitK": 3, "kernelName": a8w8.BLOCKSCALE_ASM_KERNELS[1]
+        "libtype": "asm",
+        "splitK": 3,
+        "kernelName": a8w8.BLOCKSCALE_ASM_KERNELS[1],
     }
     ref.assert_gemm_close(aiter.gemm_a8w8_blockscale_bpreshuffle(xq, shuffle_weight(wq), xs, ws), xd @ wd.T)
     assert calls == [{"splitK": 3, "kernelName": a8w8.BLOCKSCALE_ASM_KERNELS[1]}]
@@ -210,7 +221,9 @@ def test_asm_kernel_names_are_checked(install):
     xq, xs, _ = _block_activations(aiter, transpose_scale=True)
     wq, ws, _ = _block_weight(aiter.dtypes.fp8)
     with pytest.raises(RuntimeError, match="cannot find asm kernel"):
-        aiter.gemm_a8w8_blockscale_bpreshuffle_asm(xq, wq, torch.empty(M, N, dtype=torch.bfloat16), xs, ws, kernelName="nope")
+        aiter.gemm_a8w8_blockscale_bpreshuffle_asm(
+            xq, wq, torch.empty(M, N, dtype=torch.bfloat16), xs, ws, kernelName="nope"
+        )
 
 
 def test_gfx950_isbpreshuffled_dispatches_through_the_module_global(install, monkeypatch):
@@ -264,19 +277,24 @@ def test_flatmm_and_preshuffle_triton(install, arch):
     xq, xs, xd = _block_activations(aiter)
     wq, ws, wd = _block_weight(aiter.dtypes.fp8)
     # The flat kernel's own layout: weight shuffled (16, 32), scales transposed in shape.
-    flat = aiter.flatmm_a8w8_blockscale_ASM(xq, shuffle_weight(wq, layout=(16, 32)), xs.t().contiguous(),
-                                            ws.t().contiguous())
+    flat = aiter.flatmm_a8w8_blockscale_ASM(
+        xq, shuffle_weight(wq, layout=(16, 32)), xs.t().contiguous(), ws.t().contiguous()
+    )
     assert flat.dtype == torch.float16
     ref.assert_gemm_close(flat, xd @ wd.T)
     preshuffled = shuffle_weight(wq).view(N // 16, K * 16)
-    ref.assert_gemm_close(gemm_a8w8_blockscale_preshuffle(xq, preshuffled, xs, ws, is_x_scale_tranposed=False), xd @ wd.T)
+    ref.assert_gemm_close(
+        gemm_a8w8_blockscale_preshuffle(xq, preshuffled, xs, ws, is_x_scale_tranposed=False), xd @ wd.T
+    )
     xq_t, xs_t, xd_t = _block_activations(aiter, transpose_scale=True)
     ref.assert_gemm_close(gemm_a8w8_blockscale_preshuffle(xq_t, preshuffled, xs_t, ws), xd_t @ wd.T)
     with pytest.raises(AssertionError, match="gfx1250"):
         gemm_a8w8_blockscale_preshuffle(xq_t, preshuffled, xs_t, ws, backend="gluon")
 
 
-@pytest.mark.parametrize(("arch", "foreign", "factor"), [("gfx942", torch.float8_e4m3fn, 0.5), ("gfx950", torch.float8_e4m3fnuz, 2.0)])
+@pytest.mark.parametrize(
+    ("arch", "foreign", "factor"), [("gfx942", torch.float8_e4m3fn, 0.5), ("gfx950", torch.float8_e4m3fnuz, 2.0)]
+)
 def test_kernels_read_fp8_bytes_in_the_arch_format(install, arch, foreign, factor):
     install(arch)
     import aiter
@@ -288,7 +306,9 @@ def test_kernels_read_fp8_bytes_in_the_arch_format(install, arch, foreign, facto
     ref.assert_gemm_close(aiter.gemm_a8w8_blockscale(xq, wq, xs, ws), factor * (xd @ wd.T))
 
 
-@pytest.mark.parametrize(("arch", "foreign", "nan_byte"), [("gfx942", torch.float8_e4m3fn, 0x80), ("gfx950", torch.float8_e4m3fnuz, 0x7F)])
+@pytest.mark.parametrize(
+    ("arch", "foreign", "nan_byte"), [("gfx942", torch.float8_e4m3fn, 0x80), ("gfx950", torch.float8_e4m3fnuz, 0x7F)]
+)
 def test_foreign_fp8_bytes_can_be_nan(install, arch, foreign, nan_byte):
     install(arch)
     import aiter
@@ -313,7 +333,9 @@ def _mx_case(aiter, rows, shuffle):
     _, ws_plain = aiter.per_1x32_mx_quant_hip(w, quant_dtype=aiter.dtypes.fp4x2)
 
     def dequant(q, scale, count):
-        values = torch.tensor([[ref.fp4_value(c) for b in row for c in (b & 15, b >> 4)] for row in q.view(torch.uint8).tolist()])
+        values = torch.tensor(
+            [[ref.fp4_value(c) for b in row for c in (b & 15, b >> 4)] for row in q.view(torch.uint8).tolist()]
+        )
         return values.double() * ref.expand_blocks(torch.exp2(scale.view(torch.uint8).double() - 127), count, K, 1, 32)
 
     expected = dequant(xq, xs_plain, rows) @ dequant(wq, ws_plain, N).T
@@ -364,7 +386,9 @@ def test_triton_fp4_gemms(install, rows):
     )
     ref.assert_gemm_close(y, expected)
     _, xs_plain = aiter.per_1x32_mx_quant_hip(_activations(rows, K), quant_dtype=aiter.dtypes.fp4x2)
-    _, ws_plain = aiter.per_1x32_mx_quant_hip((torch.randn(N, K, generator=_gen(7)) * 0.05).to(torch.bfloat16), quant_dtype=aiter.dtypes.fp4x2)
+    _, ws_plain = aiter.per_1x32_mx_quant_hip(
+        (torch.randn(N, K, generator=_gen(7)) * 0.05).to(torch.bfloat16), quant_dtype=aiter.dtypes.fp4x2
+    )
     ref.assert_gemm_close(gemm_afp4wfp4(xq.view(torch.uint8), wq.view(torch.uint8), xs_plain, ws_plain), expected)
 
 

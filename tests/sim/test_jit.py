@@ -33,7 +33,15 @@ def _ck_calls(aiter):
     }
 
 
-@pytest.mark.parametrize("module", ["module_gemm_a8w8_blockscale", "module_gemm_a8w8_blockscale_bpreshuffle", "module_gemm_a8w8", "module_gemm_a8w8_bpreshuffle"])
+@pytest.mark.parametrize(
+    "module",
+    [
+        "module_gemm_a8w8_blockscale",
+        "module_gemm_a8w8_blockscale_bpreshuffle",
+        "module_gemm_a8w8",
+        "module_gemm_a8w8_bpreshuffle",
+    ],
+)
 def test_ck_free_build_of_a_ck_module_fails_and_the_builder_wrapper_sees_it(install, arch, monkeypatch, module):
     install(arch, ck_free=True)
     import aiter
@@ -41,7 +49,9 @@ def test_ck_free_build_of_a_ck_module_fails_and_the_builder_wrapper_sees_it(inst
 
     builds = []
     original = core.build_module
-    monkeypatch.setattr(core, "build_module", lambda md_name, *a, **k: builds.append(md_name) or original(md_name, *a, **k))
+    monkeypatch.setattr(
+        core, "build_module", lambda md_name, *a, **k: builds.append(md_name) or original(md_name, *a, **k)
+    )
     with pytest.raises(RuntimeError, match=rf"build \[{module}\] under .* failed") as failure:
         _ck_calls(aiter)[module]()
     assert builds[-1] == module
@@ -55,7 +65,9 @@ def test_first_call_builds_once_when_ck_is_present(install, monkeypatch):
 
     builds = []
     original = core.build_module
-    monkeypatch.setattr(core, "build_module", lambda md_name, *a, **k: builds.append(md_name) or original(md_name, *a, **k))
+    monkeypatch.setattr(
+        core, "build_module", lambda md_name, *a, **k: builds.append(md_name) or original(md_name, *a, **k)
+    )
     call = _ck_calls(aiter)["module_gemm_a8w8_blockscale"]
     call()
     call()
@@ -77,7 +89,9 @@ def test_hip_asm_and_triton_modules_build_without_ck(install):
     out = torch.empty(4, 128, dtype=torch.bfloat16)
     aiter.gemm_a8w8_blockscale_bpreshuffle_asm(xq, shuffle_weight(wq), out, xs_t, ws)
     aiter.static_per_tensor_quant(torch.empty(4, 8, dtype=aiter.dtypes.fp8), torch.ones(4, 8), torch.ones(1))
-    aiter.biased_grouped_topk(torch.randn(2, 8), torch.zeros(8), torch.empty(2, 2), torch.empty(2, 2, dtype=torch.int32), 4, 2, True)
+    aiter.biased_grouped_topk(
+        torch.randn(2, 8), torch.zeros(8), torch.empty(2, 2), torch.empty(2, 2, dtype=torch.int32), 4, 2, True
+    )
     assert "-DAITER_CK_FREE=1" in core.get_module("module_quant").flags
     assert core.get_module("module_gemm_a8w8_blockscale_bpreshuffle_asm")
 

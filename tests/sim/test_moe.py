@@ -66,7 +66,14 @@ def _experts(aiter, quant_type):
     w1 = torch.randn(EXPERTS, 2 * INTER, HIDDEN, generator=_gen(3)) / HIDDEN**0.5
     w2 = torch.randn(EXPERTS, HIDDEN, INTER, generator=_gen(4)) / INTER**0.5
     if quant_type == aiter.QuantType.No:
-        return shuffle_weight(w1.bfloat16()), shuffle_weight(w2.bfloat16()), None, None, w1.bfloat16().double(), w2.bfloat16().double()
+        return (
+            shuffle_weight(w1.bfloat16()),
+            shuffle_weight(w2.bfloat16()),
+            None,
+            None,
+            w1.bfloat16().double(),
+            w2.bfloat16().double(),
+        )
     fp8 = aiter.dtypes.fp8
     limit = ref.FP8_MAX[fp8]
     quantized = []
@@ -132,7 +139,9 @@ def test_fused_moe_options(install):
     assert ref.cosine(masked, _reference_moe(x, d1, d2, weights, ids, mask)) > 0.998
     early = fused_moe(x, w1, w2, weights, ids, doweight_stage1=True, **base)
     assert ref.cosine(early, _reference_moe(x, d1, d2, weights, ids)) > 0.998
-    partial = fused_moe(x, w1, w2, weights, ids, num_local_tokens=torch.tensor([5], dtype=torch.int32), dtype=torch.float16, **base)
+    partial = fused_moe(
+        x, w1, w2, weights, ids, num_local_tokens=torch.tensor([5], dtype=torch.int32), dtype=torch.float16, **base
+    )
     assert partial.dtype == torch.float16 and (partial[5:] == 0).all()
     assert ref.cosine(partial[:5], _reference_moe(x[:5], d1, d2, weights[:5], ids[:5])) > 0.998
     with pytest.raises(ValueError, match="a2_scale"):

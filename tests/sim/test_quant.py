@@ -138,8 +138,12 @@ def test_per_token_scaled_quant_with_fp4_output_writes_round_up_e8m0_bytes(insta
     groups = cols // 32
     padded_rows, padded_groups = (256, 8) if shuffle else (rows, groups)
     out = torch.empty(rows, cols // 2, dtype=aiter.dtypes.fp4x2)
-    scales = torch.zeros(padded_rows * padded_groups // scale_dtype.itemsize if scale_dtype.itemsize > 1
-                         else padded_rows * padded_groups, dtype=scale_dtype)
+    scales = torch.zeros(
+        padded_rows * padded_groups // scale_dtype.itemsize
+        if scale_dtype.itemsize > 1
+        else padded_rows * padded_groups,
+        dtype=scale_dtype,
+    )
     aiter.dynamic_per_token_scaled_quant(out, x.view(-1, 32), scales, shuffle_scale=shuffle)
     written = scales.view(torch.uint8)
     amax = x.float().view(rows, groups, 32).abs().amax(-1)
@@ -245,7 +249,12 @@ def test_grouped_regime_with_num_rows_uses_the_valid_row_count(install):
     out = torch.zeros(6, 256, dtype=fp8)
     scales = torch.full((6, 2), -1.0)
     aiter.dynamic_per_token_scaled_quant(
-        out, x.view(-1, 128), scales, shuffle_scale=True, num_rows=torch.tensor([2], dtype=torch.int32), num_rows_factor=2
+        out,
+        x.view(-1, 128),
+        scales,
+        shuffle_scale=True,
+        num_rows=torch.tensor([2], dtype=torch.int32),
+        num_rows_factor=2,
     )
     assert torch.equal(scales.flatten()[:8], scale.T.flatten())
     assert (scales.flatten()[8:] == -1).all()
@@ -282,9 +291,7 @@ def test_e8m0_fp8_group_quant_uses_the_arch_format(install, arch):
     import aiter
 
     x = _x(4, 256)
-    q, s = aiter.per_group_quant_hip(
-        x, quant_dtype=aiter.dtypes.fp8, group_size=128, scale_type=aiter.dtypes.fp8_e8m0
-    )
+    q, s = aiter.per_group_quant_hip(x, quant_dtype=aiter.dtypes.fp8, group_size=128, scale_type=aiter.dtypes.fp8_e8m0)
     fmt = "e4m3fnuz" if arch == "gfx942" else "e4m3fn"
     amax = x.float().view(4, 2, 128).abs().amax(-1)
     assert s.view(torch.uint8).tolist() == [[ref.e8m0_byte(a, "round_up", fmt) for a in row] for row in amax.tolist()]
@@ -383,4 +390,7 @@ def test_torch_reference_quants(install):
     assert torch.equal(s, x.float().abs().amax(-1, keepdim=True) / 240.0)
     y_block, s_block = aiter.get_torch_quant(aiter.QuantType.per_1x128)(x, quant_dtype=aiter.dtypes.fp8)
     assert s_block.shape == (4, 2)
-    assert torch.equal(y_block.view(torch.uint8)[:, :128], aiter.pertoken_quant(x[:, :128], quant_dtype=aiter.dtypes.fp8)[0].view(torch.uint8))
+    assert torch.equal(
+        y_block.view(torch.uint8)[:, :128],
+        aiter.pertoken_quant(x[:, :128], quant_dtype=aiter.dtypes.fp8)[0].view(torch.uint8),
+    )

@@ -134,7 +134,11 @@ def test_custom_op_schema_matches_real_aiter(sim_modules, path):
         default = eval(spec["default"], sim_modules)  # noqa: S307 - trusted, checked-in text
         if isinstance(default, torch.dtype):
             # Schemas store dtype defaults as ScalarType integers; compare through a dtype schema.
-            default = torch._C.parse_schema(f"f(ScalarType d={str(default).removeprefix('torch.')}) -> ()").arguments[0].default_value
+            default = (
+                torch._C.parse_schema(f"f(ScalarType d={str(default).removeprefix('torch.')}) -> ()")
+                .arguments[0]
+                .default_value
+            )
         assert argument.default_value == default, argument.name
 
 

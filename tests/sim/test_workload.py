@@ -36,8 +36,14 @@ def _built_modules():
 
 
 _DEPLOYMENTS = {
-    "ck": ({"backend": "ck"}, {"module_gemm_a8w8_blockscale_bpreshuffle", "module_gemm_a8w8_bpreshuffle", "module_moe_ck2stages"}),
-    "asm": ({"backend": "asm"}, {"module_gemm_a8w8_blockscale_bpreshuffle_asm", "module_gemm_a8w8_bpreshuffle", "module_moe_ck2stages"}),
+    "ck": (
+        {"backend": "ck"},
+        {"module_gemm_a8w8_blockscale_bpreshuffle", "module_gemm_a8w8_bpreshuffle", "module_moe_ck2stages"},
+    ),
+    "asm": (
+        {"backend": "asm"},
+        {"module_gemm_a8w8_blockscale_bpreshuffle_asm", "module_gemm_a8w8_bpreshuffle", "module_moe_ck2stages"},
+    ),
     "triton": ({"backend": "triton"}, set()),
     "ck_free": ({"backend": "triton", "ck_free": True}, set()),
 }
@@ -100,9 +106,19 @@ _VISIBLE = [
     ("fp8_copy_drops_scale", {"arch": "gfx950"}, "layers.0.attn.core.kv_b_proj", 100.0),
     ("e8m0_copy_zero_fill", {"arch": "gfx950"}, "layers.0.attn.o_proj", 0.9),
     ("gemm_reads_scale_wrong_major", {"arch": "gfx942"}, "layers.0.attn.q_proj", 0.15),
-    ("asm_gemm_garbage_gfx950", {"arch": "gfx950", "ck_free": True, "backend": "asm", "preshuffle": True}, "layers.0.attn.q_proj", 1.0),
+    (
+        "asm_gemm_garbage_gfx950",
+        {"arch": "gfx950", "ck_free": True, "backend": "asm", "preshuffle": True},
+        "layers.0.attn.q_proj",
+        1.0,
+    ),
     ("partial_transpose_noop", {"arch": "gfx942", "ck_free": True, "backend": "triton"}, "layers.0.mlp.experts", 0.95),
-    ("triton_quant_ignores_shuffle_scale", {"arch": "gfx942", "ck_free": True, "backend": "triton"}, "layers.0.mlp.experts", 0.6),
+    (
+        "triton_quant_ignores_shuffle_scale",
+        {"arch": "gfx942", "ck_free": True, "backend": "triton"},
+        "layers.0.mlp.experts",
+        0.6,
+    ),
     ("moe_missing_routed_scaling", {"arch": "gfx942"}, "layers.0.mlp.experts", 0.5),
 ]
 

@@ -16,41 +16,86 @@ SMALL = ("--prompts", "3", "--max-new-tokens", "6")
 
 # name -> (arguments, exit code, configuration -> passed)
 CASES = {
-    "tiny-llama clean gfx942 ck": (
-        ["--sim"], 0, {"fp8_per_token": True, "fp8_blockscale": True, "int4": True}),
+    "tiny-llama clean gfx942 ck": (["--sim"], 0, {"fp8_per_token": True, "fp8_blockscale": True, "int4": True}),
     "tiny-llama clean gfx950 triton": (
-        ["--sim", "--gfx", "gfx950", "--backend", "triton"], 0,
-        {"fp8_per_token": True, "fp8_blockscale": True, "mxfp4": True, "int4": True}),
+        ["--sim", "--gfx", "gfx950", "--backend", "triton"],
+        0,
+        {"fp8_per_token": True, "fp8_blockscale": True, "mxfp4": True, "int4": True},
+    ),
     "tiny-llama clean gfx950 asm": (
-        ["--sim", "--gfx", "gfx950", "--backend", "asm"], 0, {"fp8_blockscale": True, "mxfp4": True, "int4": True}),
+        ["--sim", "--gfx", "gfx950", "--backend", "asm"],
+        0,
+        {"fp8_blockscale": True, "mxfp4": True, "int4": True},
+    ),
     "tiny-llama clean CK-free gfx950 triton": (
-        ["--sim", "--ck-free", "--gfx", "gfx950", "--backend", "triton"], 0,
-        {"fp8_per_token": True, "fp8_blockscale": True, "mxfp4": True, "int4": True}),
+        ["--sim", "--ck-free", "--gfx", "gfx950", "--backend", "triton"],
+        0,
+        {"fp8_per_token": True, "fp8_blockscale": True, "mxfp4": True, "int4": True},
+    ),
     "gemm_reads_scale_wrong_major gfx942 ck": (
-        ["--sim", "--fault", "gemm_reads_scale_wrong_major"], 1,
-        {"fp8_per_token": True, "fp8_blockscale": False, "int4": True}),
+        ["--sim", "--fault", "gemm_reads_scale_wrong_major"],
+        1,
+        {"fp8_per_token": True, "fp8_blockscale": False, "int4": True},
+    ),
     "gemm_reads_scale_wrong_major triton": (
-        ["--sim", "--backend", "triton", "--fault", "gemm_reads_scale_wrong_major@triton",
-         "--configs", "fp8_blockscale,fp8_per_token"], 1, {"fp8_blockscale": False, "fp8_per_token": True}),
+        [
+            "--sim",
+            "--backend",
+            "triton",
+            "--fault",
+            "gemm_reads_scale_wrong_major@triton",
+            "--configs",
+            "fp8_blockscale,fp8_per_token",
+        ],
+        1,
+        {"fp8_blockscale": False, "fp8_per_token": True},
+    ),
     "triton_quant_ignores_shuffle_scale CK-free preshuffle": (
-        ["--sim", "--ck-free", "--backend", "triton", "--preshuffle", "--fault", "triton_quant_ignores_shuffle_scale",
-         "--configs", "fp8_blockscale,fp8_per_token"], 1, {"fp8_blockscale": False, "fp8_per_token": True}),
+        [
+            "--sim",
+            "--ck-free",
+            "--backend",
+            "triton",
+            "--preshuffle",
+            "--fault",
+            "triton_quant_ignores_shuffle_scale",
+            "--configs",
+            "fp8_blockscale,fp8_per_token",
+        ],
+        1,
+        {"fp8_blockscale": False, "fp8_per_token": True},
+    ),
     "asm_gemm_garbage_gfx950 CK-free asm": (
-        ["--sim", "--ck-free", "--gfx", "gfx950", "--backend", "asm", "--fault", "asm_gemm_garbage_gfx950"], 1,
-        {"fp8_blockscale": False, "mxfp4": False, "int4": True}),
+        ["--sim", "--ck-free", "--gfx", "gfx950", "--backend", "asm", "--fault", "asm_gemm_garbage_gfx950"],
+        1,
+        {"fp8_blockscale": False, "mxfp4": False, "int4": True},
+    ),
     "CK-free build with the ck backend": (
-        ["--sim", "--ck-free", "--configs", "fp8_per_token"], 1, {"fp8_per_token": False}),
+        ["--sim", "--ck-free", "--configs", "fp8_per_token"],
+        1,
+        {"fp8_per_token": False},
+    ),
     "sim clean gfx942": (["--model", "sim"], 0, {"fp8_per_token": True, "fp8_blockscale": True}),
     "sim clean gfx950": (
-        ["--model", "sim", "--gfx", "gfx950"], 0, {"fp8_per_token": True, "fp8_blockscale": True, "mxfp4": True}),
+        ["--model", "sim", "--gfx", "gfx950"],
+        0,
+        {"fp8_per_token": True, "fp8_blockscale": True, "mxfp4": True},
+    ),
     "sim fp8_copy_drops_scale": (
-        ["--model", "sim", "--fault", "fp8_copy_drops_scale"], 1, {"fp8_per_token": False, "fp8_blockscale": False}),
+        ["--model", "sim", "--fault", "fp8_copy_drops_scale"],
+        1,
+        {"fp8_per_token": False, "fp8_blockscale": False},
+    ),
     "sim moe_missing_routed_scaling": (
-        ["--model", "sim", "--fault", "moe_missing_routed_scaling"], 1,
-        {"fp8_per_token": False, "fp8_blockscale": False}),
+        ["--model", "sim", "--fault", "moe_missing_routed_scaling"],
+        1,
+        {"fp8_per_token": False, "fp8_blockscale": False},
+    ),
     "sim gemm_reads_scale_wrong_major": (
-        ["--model", "sim", "--fault", "gemm_reads_scale_wrong_major"], 1,
-        {"fp8_per_token": True, "fp8_blockscale": False}),
+        ["--model", "sim", "--fault", "gemm_reads_scale_wrong_major"],
+        1,
+        {"fp8_per_token": True, "fp8_blockscale": False},
+    ),
 }
 
 
@@ -95,8 +140,15 @@ def test_verdicts_and_exit_codes(runs, name):
 def test_report_has_every_section_and_heatmap_files(runs):
     code, data, report = runs("tiny-llama clean gfx942 ck")
     text = report.read_text()
-    for section in ("| setting | value |", "**Verdict: PASS**", "## Summary", "## Per-layer cosine",
-                    "## Flagged layers", "## Generation", "## Configurations"):
+    for section in (
+        "| setting | value |",
+        "**Verdict: PASS**",
+        "## Summary",
+        "## Per-layer cosine",
+        "## Flagged layers",
+        "## Generation",
+        "## Configurations",
+    ):
         assert section in text
     assert "| fp8_blockscale | 0.99" in text
     assert "not run: mxfp4" in text and "gfx950" in text
@@ -118,7 +170,8 @@ def test_flagged_layers_name_the_broken_configuration(runs):
     _, data, report = runs("gemm_reads_scale_wrong_major gfx942 ck")
     blockscale = next(c for c in data["configurations"] if c["name"] == "fp8_blockscale")
     assert [layer["name"] for layer in blockscale["layers"] if layer["flagged"]] == [
-        f"model.layers.{i}" for i in range(4)]
+        f"model.layers.{i}" for i in range(4)
+    ]
     assert any("cosine" in failure and "< 0.999" in failure for failure in blockscale["failures"])
     text = report.read_text()
     assert "- fp8_blockscale: `model.layers.0`: cosine" in text and "✗" in text
@@ -152,17 +205,30 @@ def test_a_configuration_that_cannot_run_fails_with_its_error(runs):
 
 def test_sim_workload_uses_its_own_thresholds(runs):
     _, data, _ = runs("sim clean gfx950")
-    assert data["run"]["thresholds"] == {"fp8_per_token": "0.94 (model default)",
-                                         "fp8_blockscale": "0.94 (model default)", "mxfp4": "0.85 (model default)"}
+    assert data["run"]["thresholds"] == {
+        "fp8_per_token": "0.94 (model default)",
+        "fp8_blockscale": "0.94 (model default)",
+        "mxfp4": "0.85 (model default)",
+    }
     assert "fp8_token" in data["configurations"][0]["kernels"]
 
 
 def test_command_line_thresholds_win(tmp_path):
-    code, data, _ = _run(tmp_path, "--sim", "--configs", "fp8_per_token,fp8_blockscale",
-                         "--threshold", "fp8=0.99", "--threshold", "fp8_blockscale=0.9999999")
+    code, data, _ = _run(
+        tmp_path,
+        "--sim",
+        "--configs",
+        "fp8_per_token,fp8_blockscale",
+        "--threshold",
+        "fp8=0.99",
+        "--threshold",
+        "fp8_blockscale=0.9999999",
+    )
     assert code == 1
     assert {c["name"]: (c["threshold"], c["passed"]) for c in data["configurations"]} == {
-        "fp8_per_token": (0.99, True), "fp8_blockscale": (0.9999999, False)}
+        "fp8_per_token": (0.99, True),
+        "fp8_blockscale": (0.9999999, False),
+    }
     assert data["run"]["thresholds"]["fp8_per_token"] == "0.99 (--threshold)"
 
 
@@ -214,8 +280,9 @@ def test_runs_as_quantguard_validate_accuracy(monkeypatch, tmp_path):
     monkeypatch.setattr(validate_cmd, "VALIDATIONS", {"accuracy": validate_cmd.VALIDATIONS["accuracy"]})
     parser = argparse.ArgumentParser(prog="quantguard")
     validate_cmd.add_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["validate", "accuracy", "--sim", "--configs", "int4", *SMALL,
-                              "-o", str(tmp_path / "r.md")])
+    args = parser.parse_args(
+        ["validate", "accuracy", "--sim", "--configs", "int4", *SMALL, "-o", str(tmp_path / "r.md")]
+    )
     assert args.handler(args) == 0
     assert (tmp_path / "r.layers.csv").exists()
 

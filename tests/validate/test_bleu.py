@@ -74,7 +74,8 @@ def test_builtin_agrees_with_sacrebleu(seed):
     sacrebleu = pytest.importorskip("sacrebleu")
     hypotheses, references = _random_corpus(seed)
     expected = sacrebleu.corpus_bleu(
-        [" ".join(map(str, h)) for h in hypotheses], [[" ".join(map(str, r)) for r in references]],
+        [" ".join(map(str, h)) for h in hypotheses],
+        [[" ".join(map(str, r)) for r in references]],
         tokenize="none",
     )
     result = bleu.builtin_corpus_bleu(hypotheses, references)

@@ -17,11 +17,28 @@ from quantguard.validate._ckfree_checks import ERROR, FAIL, PASS, SKIP, decide
 from quantguard.validate._ckfree_report import exit_code
 from quantguard.validate._ckfree_results import asm_item, fold_files, regression_item
 
-ITEMS = ("ck_free_detected", "asm_never_invoked", "triton_selected.linear", "triton_selected.attention_mla",
-         "triton_selected.moe", "shuffle_scale_column_major", "partial_transpose_writes", "jit_failure_catchable",
-         "regression_checklist", "layer_cosine", "generation")
-SECTIONS = ("## Checklist", "## ASM kernels", "## ATOM backend selectors", "## Fallback probes",
-            "## Regression checklist", "## Per-layer cosine", "## Generation")
+ITEMS = (
+    "ck_free_detected",
+    "asm_never_invoked",
+    "triton_selected.linear",
+    "triton_selected.attention_mla",
+    "triton_selected.moe",
+    "shuffle_scale_column_major",
+    "partial_transpose_writes",
+    "jit_failure_catchable",
+    "regression_checklist",
+    "layer_cosine",
+    "generation",
+)
+SECTIONS = (
+    "## Checklist",
+    "## ASM kernels",
+    "## ATOM backend selectors",
+    "## Fallback probes",
+    "## Regression checklist",
+    "## Per-layer cosine",
+    "## Generation",
+)
 
 ALL_PASS = dict.fromkeys(ITEMS, PASS)
 ASM_ROUTE = ["--gfx", "gfx950", "--backend", "asm", "--preshuffle"]
@@ -31,34 +48,72 @@ CASES = {
     "clean gfx950": (["--gfx", "gfx950"], 0, ALL_PASS, {}),
     "clean gfx942": (["--gfx", "gfx942"], 0, {**ALL_PASS, "asm_never_invoked": SKIP}, {}),
     "triton_quant_ignores_shuffle_scale": (
-        ["--gfx", "gfx950", "--fault", "triton_quant_ignores_shuffle_scale"], 1,
-        {**ALL_PASS, "shuffle_scale_column_major": FAIL, "regression_checklist": FAIL, "layer_cosine": FAIL,
-         "generation": FAIL},
-        {"shuffle_scale_column_major": "_fallback_dynamic_per_token_scaled_quant: shuffle_scale=True requested; "
-                                       "scales were written row-major (M, G)",
-         "regression_checklist": "kwarg_ignored"}),
+        ["--gfx", "gfx950", "--fault", "triton_quant_ignores_shuffle_scale"],
+        1,
+        {
+            **ALL_PASS,
+            "shuffle_scale_column_major": FAIL,
+            "regression_checklist": FAIL,
+            "layer_cosine": FAIL,
+            "generation": FAIL,
+        },
+        {
+            "shuffle_scale_column_major": "_fallback_dynamic_per_token_scaled_quant: shuffle_scale=True requested; "
+            "scales were written row-major (M, G)",
+            "regression_checklist": "kwarg_ignored",
+        },
+    ),
     "partial_transpose_noop": (
-        ["--gfx", "gfx942", "--fault", "partial_transpose_noop"], 1,
-        {**ALL_PASS, "asm_never_invoked": SKIP, "partial_transpose_writes": FAIL, "regression_checklist": FAIL,
-         "layer_cosine": FAIL, "generation": FAIL},
-        {"partial_transpose_writes": "_fallback_partial_transpose was a no-op", "regression_checklist": "noop_transform"}),
+        ["--gfx", "gfx942", "--fault", "partial_transpose_noop"],
+        1,
+        {
+            **ALL_PASS,
+            "asm_never_invoked": SKIP,
+            "partial_transpose_writes": FAIL,
+            "regression_checklist": FAIL,
+            "layer_cosine": FAIL,
+            "generation": FAIL,
+        },
+        {
+            "partial_transpose_writes": "_fallback_partial_transpose was a no-op",
+            "regression_checklist": "noop_transform",
+        },
+    ),
     "atom_ignores_ck_free": (
-        ["--gfx", "gfx950", "--fault", "atom_ignores_ck_free"], 1,
-        {**ALL_PASS, "asm_never_invoked": ERROR, "triton_selected.moe": FAIL, "regression_checklist": FAIL,
-         "layer_cosine": FAIL, "generation": FAIL},
-        {"triton_selected.moe": "_use_triton_experts() returned False", "layer_cosine": "module_moe_ck2stages",
-         "regression_checklist": "backend_selection"}),
+        ["--gfx", "gfx950", "--fault", "atom_ignores_ck_free"],
+        1,
+        {
+            **ALL_PASS,
+            "asm_never_invoked": ERROR,
+            "triton_selected.moe": FAIL,
+            "regression_checklist": FAIL,
+            "layer_cosine": FAIL,
+            "generation": FAIL,
+        },
+        {
+            "triton_selected.moe": "_use_triton_experts() returned False",
+            "layer_cosine": "module_moe_ck2stages",
+            "regression_checklist": "backend_selection",
+        },
+    ),
     "jit_build_systemexit": (
-        ["--gfx", "gfx950", "--fault", "jit_build_systemexit"], 1, {**ALL_PASS, "jit_failure_catchable": FAIL},
-        {"jit_failure_catchable": "raised SystemExit"}),
+        ["--gfx", "gfx950", "--fault", "jit_build_systemexit"],
+        1,
+        {**ALL_PASS, "jit_failure_catchable": FAIL},
+        {"jit_failure_catchable": "raised SystemExit"},
+    ),
     "asm_gemm_garbage_gfx950 behind ASM-tuned blockscale": (
-        [*ASM_ROUTE, "--fault", "asm_gemm_garbage_gfx950"], 1,
-        {**ALL_PASS, "asm_never_invoked": FAIL, "regression_checklist": FAIL, "layer_cosine": FAIL,
-         "generation": FAIL},
-        {"asm_never_invoked": "gemm_a8w8_blockscale_bpreshuffle → gemm_a8w8_blockscale_bpreshuffle_asm"}),
+        [*ASM_ROUTE, "--fault", "asm_gemm_garbage_gfx950"],
+        1,
+        {**ALL_PASS, "asm_never_invoked": FAIL, "regression_checklist": FAIL, "layer_cosine": FAIL, "generation": FAIL},
+        {"asm_never_invoked": "gemm_a8w8_blockscale_bpreshuffle → gemm_a8w8_blockscale_bpreshuffle_asm"},
+    ),
     "ASM-tuned blockscale without the garbage fault": (
-        ASM_ROUTE, 1, {**ALL_PASS, "asm_never_invoked": FAIL, "regression_checklist": FAIL},
-        {"asm_never_invoked": "_gemm_a8w8_blockscale_bpreshuffle_asm", "regression_checklist": "backend_selection"}),
+        ASM_ROUTE,
+        1,
+        {**ALL_PASS, "asm_never_invoked": FAIL, "regression_checklist": FAIL},
+        {"asm_never_invoked": "_gemm_a8w8_blockscale_bpreshuffle_asm", "regression_checklist": "backend_selection"},
+    ),
 }
 
 
@@ -98,8 +153,26 @@ def _no_constants(name: str) -> None:
 
 def test_report_sections_and_json(tmp_path, capsys):
     report, data = tmp_path / "out" / "ckfree.md", tmp_path / "out" / "ckfree.json"
-    assert main(["validate", "ckfree", "--sim", "--gfx", "gfx950", "--tokens", "8", "--prompts", "2",
-                 "-o", str(report), "--json", str(data)]) == 0
+    assert (
+        main(
+            [
+                "validate",
+                "ckfree",
+                "--sim",
+                "--gfx",
+                "gfx950",
+                "--tokens",
+                "8",
+                "--prompts",
+                "2",
+                "-o",
+                str(report),
+                "--json",
+                str(data),
+            ]
+        )
+        == 0
+    )
     assert f"report: {report}" in capsys.readouterr().out
     text = report.read_text()
     assert text.startswith("# quantguard validate ckfree: gfx950")
@@ -121,22 +194,29 @@ def test_events_of_a_guarded_run_decide_the_asm_and_regression_items(tmp_path, c
     capsys.readouterr()
     guarded = fold_files([log])
     asm = asm_item(guarded, "gfx950")
-    assert asm.status == FAIL and "gemm_a8w8_blockscale_bpreshuffle → gemm_a8w8_blockscale_bpreshuffle_asm" in \
-        asm.evidence
+    assert (
+        asm.status == FAIL and "gemm_a8w8_blockscale_bpreshuffle → gemm_a8w8_blockscale_bpreshuffle_asm" in asm.evidence
+    )
     assert asm_item(guarded, "gfx942").status == SKIP
     regression = regression_item(guarded)
     assert regression.status == FAIL and regression.evidence.startswith("backend_selection ×")
 
 
-@pytest.mark.parametrize("arguments, message", [
-    (["--sim", "--fault", "no_such_fault"], "unknown fault 'no_such_fault'; accepted faults: asm_gemm_garbage_gfx950"),
-    (["--sim", "--gfx", "gfx942", "--fault", "asm_gemm_garbage_gfx950"], "needs arch='gfx950'"),
-    (["--sim", "--fault", "triton_quant_ignores_shuffle_scale@asm"], "cannot be injected into backend 'asm'"),
-    (["--sim", "--events", "run.jsonl"], "--events reads a real run's logs"),
-    (["--sim", "--tokens", "300"], "--tokens 300: the workload has 256 positions"),
-    (["--sim", "--prompts", "0"], "--prompts must be >= 1"),
-    (["--backend", "asm"], "--backend configures the simulated run; add --sim"),
-])
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (
+            ["--sim", "--fault", "no_such_fault"],
+            "unknown fault 'no_such_fault'; accepted faults: asm_gemm_garbage_gfx950",
+        ),
+        (["--sim", "--gfx", "gfx942", "--fault", "asm_gemm_garbage_gfx950"], "needs arch='gfx950'"),
+        (["--sim", "--fault", "triton_quant_ignores_shuffle_scale@asm"], "cannot be injected into backend 'asm'"),
+        (["--sim", "--events", "run.jsonl"], "--events reads a real run's logs"),
+        (["--sim", "--tokens", "300"], "--tokens 300: the workload has 256 positions"),
+        (["--sim", "--prompts", "0"], "--prompts must be >= 1"),
+        (["--backend", "asm"], "--backend configures the simulated run; add --sim"),
+    ],
+)
 def test_usage_errors_exit_2(arguments, message, capsys):
     assert _run(arguments) == 2
     assert message in capsys.readouterr().err

@@ -7,7 +7,7 @@ import textwrap
 import pytest
 import torch
 
-from quantguard.validate import models
+from quantguard.validate import models, ready_models
 from quantguard.validate.models_llama import TinyLlamaConfig, build_tiny_llama, seeded_weights
 from quantguard.validate.quantize import QuantConfig, UnsupportedPath
 
@@ -15,8 +15,7 @@ SMALL = TinyLlamaConfig(num_layers=2)
 
 
 def _options(**overrides) -> models.LoadOptions:
-    settings = dict(arch="gfx942", device=torch.device("cpu"), dtype=torch.bfloat16, num_prompts=3,
-                    skip=("lm_head",))
+    settings = dict(arch="gfx942", device=torch.device("cpu"), dtype=torch.bfloat16, num_prompts=3, skip=("lm_head",))
     settings.update(overrides)
     return models.LoadOptions(**settings)
 
@@ -54,7 +53,7 @@ def test_generation_batches_prompts_of_each_length_and_keeps_their_order():
 
 
 def test_ready_made_tiny_llama_spec():
-    spec = models.load_model("tiny-llama", _options())
+    spec = ready_models.load_model("tiny-llama", _options())
     assert spec.layers == tuple(f"model.layers.{i}" for i in range(TinyLlamaConfig().num_layers))
     assert len(spec.prompts) == 3 and sum(batch.shape[0] for batch in spec.calibration) == 3
     assert next(spec.reference.parameters()).dtype == torch.bfloat16
@@ -111,7 +110,7 @@ USER_MODELS = """
 )
 def test_user_callable_forms(tmp_path, monkeypatch, function, sequences, prompts):
     _write_module(tmp_path, monkeypatch, USER_MODELS)
-    spec = models.load_model(f"user_models:{function}", _options())
+    spec = ready_models.load_model(f"user_models:{function}", _options())
     assert spec.layers == ("model.layers.0", "model.layers.1")
     assert sum(batch.shape[0] for batch in spec.calibration) == sequences
     assert len(spec.prompts) == prompts
@@ -121,7 +120,7 @@ def test_user_callable_forms(tmp_path, monkeypatch, function, sequences, prompts
 
 def test_user_tokenizer_is_applied(tmp_path, monkeypatch):
     _write_module(tmp_path, monkeypatch, USER_MODELS)
-    spec = models.load_model("user_models:as_dict", _options())
+    spec = ready_models.load_model("user_models:as_dict", _options())
     assert spec.prompts[0] == tuple(ord(c) for c in "ab c")
 
 
@@ -140,24 +139,28 @@ def test_user_tokenizer_is_applied(tmp_path, monkeypatch):
 def test_bad_models_are_explained(tmp_path, monkeypatch, target, message):
     _write_module(tmp_path, monkeypatch, USER_MODELS)
     with pytest.raises(models.ModelError, match=message):
-        models.load_model(target, _options())
+        ready_models.load_model(target, _options())
 
 
 def test_layers_pattern_names_the_layers(tmp_path, monkeypatch):
     _write_module(tmp_path, monkeypatch, USER_MODELS)
-    spec = models.load_model("user_models:flat", _options(layers=r"embed|head"))
+    spec = ready_models.load_model("user_models:flat", _options(layers=r"embed|head"))
     assert spec.layers == ("embed", "head")
     with pytest.raises(models.ModelError, match="matches no module"):
-        models.load_model("user_models:flat", _options(layers="nothing"))
+        ready_models.load_model("user_models:flat", _options(layers="nothing"))
 
 
 @pytest.mark.parametrize(
     "scheme, arch, refused",
-    [("fp8_per_token", "gfx942", False), ("mxfp4", "gfx942", True), ("mxfp4", "gfx950", False),
-     ("int4", "gfx950", True)],
+    [
+        ("fp8_per_token", "gfx942", False),
+        ("mxfp4", "gfx942", True),
+        ("mxfp4", "gfx950", False),
+        ("int4", "gfx950", True),
+    ],
 )
 def test_sim_workload_offers_what_atom_runs(scheme, arch, refused):
-    spec = models.load_model("sim", _options(arch=arch))
+    spec = ready_models.load_model("sim", _options(arch=arch))
     assert spec.layers == ("layers.0", "layers.1")
     if refused:
         with pytest.raises(UnsupportedPath):
@@ -172,4 +175,4 @@ def test_sim_workload_offers_what_atom_runs(scheme, arch, refused):
 )
 def test_sim_workload_refuses_what_it_cannot_run(overrides, message):
     with pytest.raises(models.ModelError, match=message):
-        models.load_model("sim", _options(**overrides))
+        ready_models.load_model("sim", _options(**overrides))

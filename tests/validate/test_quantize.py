@@ -22,22 +22,36 @@ PATHS = {
     ("fp8_per_token", "ck", True, "gfx942"): ((_HIP, "per_token_quant_hip"), ("aiter", "gemm_a8w8_bpreshuffle")),
     ("fp8_per_token", "ck", False, "gfx942"): ((_HIP, "per_token_quant_hip"), ("aiter", "gemm_a8w8_CK")),
     ("fp8_per_token", "triton", None, "gfx950"): (
-        (_HIP, "per_token_quant_hip"), (_TRITON_GEMM + "gemm_a8w8", "gemm_a8w8")),
+        (_HIP, "per_token_quant_hip"),
+        (_TRITON_GEMM + "gemm_a8w8", "gemm_a8w8"),
+    ),
     ("fp8_blockscale", "ck", True, "gfx942"): (
-        (_HIP, "per_group_quant_hip"), ("aiter", "gemm_a8w8_blockscale_bpreshuffle")),
+        (_HIP, "per_group_quant_hip"),
+        ("aiter", "gemm_a8w8_blockscale_bpreshuffle"),
+    ),
     ("fp8_blockscale", "ck", False, "gfx950"): ((_HIP, "per_group_quant_hip"), ("aiter", "gemm_a8w8_blockscale")),
     ("fp8_blockscale", "triton", False, "gfx942"): (
-        (_HIP, "per_group_quant_hip"), (_TRITON_GEMM + "gemm_a8w8_blockscale", "gemm_a8w8_blockscale")),
+        (_HIP, "per_group_quant_hip"),
+        (_TRITON_GEMM + "gemm_a8w8_blockscale", "gemm_a8w8_blockscale"),
+    ),
     ("fp8_blockscale", "triton", True, "gfx950"): (
-        (_HIP, "per_group_quant_hip"), (_TRITON_GEMM + "gemm_a8w8_blockscale", "gemm_a8w8_blockscale_preshuffle")),
+        (_HIP, "per_group_quant_hip"),
+        (_TRITON_GEMM + "gemm_a8w8_blockscale", "gemm_a8w8_blockscale_preshuffle"),
+    ),
     ("fp8_blockscale", "asm", None, "gfx942"): (
-        (_HIP, "per_group_quant_hip"), ("aiter.ops.gemm_op_a8w8", "gemm_a8w8_blockscale_bpreshuffle_asm")),
+        (_HIP, "per_group_quant_hip"),
+        ("aiter.ops.gemm_op_a8w8", "gemm_a8w8_blockscale_bpreshuffle_asm"),
+    ),
     ("mxfp4", "ck", None, "gfx950"): ((_HIP, "per_1x32_mx_quant_hip"), ("aiter", "gemm_a4w4")),
     ("mxfp4", "asm", None, "gfx950"): ((_HIP, "per_1x32_mx_quant_hip"), ("aiter", "gemm_a4w4")),
     ("mxfp4", "triton", False, "gfx950"): (
-        (_HIP, "per_1x32_mx_quant_hip"), (_TRITON_GEMM + "gemm_afp4wfp4", "gemm_afp4wfp4")),
+        (_HIP, "per_1x32_mx_quant_hip"),
+        (_TRITON_GEMM + "gemm_afp4wfp4", "gemm_afp4wfp4"),
+    ),
     ("mxfp4", "triton", True, "gfx950"): (
-        (_HIP, "per_1x32_mx_quant_hip"), (_TRITON_GEMM + "gemm_afp4wfp4", "gemm_afp4wfp4_preshuffle")),
+        (_HIP, "per_1x32_mx_quant_hip"),
+        (_TRITON_GEMM + "gemm_afp4wfp4", "gemm_afp4wfp4_preshuffle"),
+    ),
     ("int4", "ck", None, "gfx942"): (None, None),
 }
 #: Real AITER parameter names of the entry points (shared/aiter_signatures.json).

@@ -36,16 +36,24 @@ def _verdicts(data: dict) -> dict[str, set[str]]:
     return verdicts
 
 
-@pytest.mark.parametrize("arguments", [(), ("--gfx", "gfx950"), ("--gfx", "gfx950", "--ck-free"),
-                                       ("--ck-free",)], ids=["gfx942", "gfx950", "gfx950-ckfree", "gfx942-ckfree"])
+@pytest.mark.parametrize(
+    "arguments",
+    [(), ("--gfx", "gfx950"), ("--gfx", "gfx950", "--ck-free"), ("--ck-free",)],
+    ids=["gfx942", "gfx950", "gfx950-ckfree", "gfx942-ckfree"],
+)
 def test_clean_builds_pass_every_chain(tmp_path, arguments):
     code, data, report = _run(tmp_path, *arguments)
     verdicts = _verdicts(data)
     assert code == 0, report
     assert all(statuses <= {"PASS", "SKIP"} for statuses in verdicts.values()), verdicts
     ran = {name for name, statuses in verdicts.items() if "PASS" in statuses}
-    assert {"fp8_per_token/triton", "fp8_blockscale/triton (preshuffle)", "fp8_per_tensor/hipblaslt", "int8/triton",
-            "int4/torch (W4A16)"} <= ran
+    assert {
+        "fp8_per_token/triton",
+        "fp8_blockscale/triton (preshuffle)",
+        "fp8_per_tensor/hipblaslt",
+        "int8/triton",
+        "int4/torch (W4A16)",
+    } <= ran
     if "--ck-free" not in arguments:
         assert {"fp8_per_token/ck", "fp8_blockscale/cktile", "fp8_per_token/cktile (bpreshuffle)"} <= ran
     if "gfx950" in arguments:
@@ -71,20 +79,35 @@ def test_asm_garbage_on_gfx950_ck_free_fails_the_asm_rows(tmp_path):
 # fault arguments -> (chain that must fail, words in its reasons, chains that must still pass)
 FAULTS = {
     "triton_quant_ignores_shuffle_scale": (
-        ("--ck-free", "--fault", "triton_quant_ignores_shuffle_scale"), "fp8_blockscale/triton (preshuffle)",
-        "written row-major (M, G); GEMM reads column-major", {"fp8_blockscale/triton", "fp8_per_token/triton"}),
+        ("--ck-free", "--fault", "triton_quant_ignores_shuffle_scale"),
+        "fp8_blockscale/triton (preshuffle)",
+        "written row-major (M, G); GEMM reads column-major",
+        {"fp8_blockscale/triton", "fp8_per_token/triton"},
+    ),
     "gemm_reads_scale_wrong_major": (
-        ("--fault", "gemm_reads_scale_wrong_major"), "fp8_blockscale/ck", "precision-matched reference",
-        {"fp8_blockscale/triton", "fp8_per_token/ck"}),
+        ("--fault", "gemm_reads_scale_wrong_major"),
+        "fp8_blockscale/ck",
+        "precision-matched reference",
+        {"fp8_blockscale/triton", "fp8_per_token/ck"},
+    ),
     "e8m0_ceil_rounding@hip": (
-        ("--gfx", "gfx950", "--fault", "e8m0_ceil_rounding@hip"), "mxfp4/asm", "e8m0 rounding Ceil, declared RoundUp",
-        {"fp4/triton", "fp8_blockscale/ck"}),
+        ("--gfx", "gfx950", "--fault", "e8m0_ceil_rounding@hip"),
+        "mxfp4/asm",
+        "e8m0 rounding Ceil, declared RoundUp",
+        {"fp4/triton", "fp8_blockscale/ck"},
+    ),
     "e8m0_ceil_rounding@triton": (
-        ("--gfx", "gfx950", "--fault", "e8m0_ceil_rounding@triton"), "fp4/triton", "e8m0 rounding Ceil, declared Even",
-        {"mxfp4/asm", "fp4/asm"}),
+        ("--gfx", "gfx950", "--fault", "e8m0_ceil_rounding@triton"),
+        "fp4/triton",
+        "e8m0 rounding Ceil, declared Even",
+        {"mxfp4/asm", "fp4/asm"},
+    ),
     "hipblaslt_drops_scale_b": (
-        ("--fault", "hipblaslt_drops_scale_b"), "fp8_per_tensor/hipblaslt", "norm ratio",
-        {"fp8_per_tensor/triton", "fp8_per_tensor/ck"}),
+        ("--fault", "hipblaslt_drops_scale_b"),
+        "fp8_per_tensor/hipblaslt",
+        "norm ratio",
+        {"fp8_per_tensor/triton", "fp8_per_tensor/ck"},
+    ),
 }
 
 
@@ -102,16 +125,23 @@ def test_faults_fail_the_chains_they_break(tmp_path, fault):
 
 
 def test_a_dropped_scale_keeps_cosine_and_fails_on_magnitude(tmp_path):
-    _, data, _ = _run(tmp_path, "--fault", "hipblaslt_drops_scale_b", "--schemes", "fp8_per_tensor",
-                      "--backends", "hipblaslt")
+    _, data, _ = _run(
+        tmp_path, "--fault", "hipblaslt_drops_scale_b", "--schemes", "fp8_per_tensor", "--backends", "hipblaslt"
+    )
     [case, *_] = [case for case in data["cases"] if case["status"] == "FAIL"]
     assert case["vs_fp32"]["cosine"] > 0.999 and case["vs_fp32"]["norm_ratio"] > 100
 
 
 def test_report_sections_and_console(tmp_path, capsys):
     _, _, report = _run(tmp_path, "--schemes", "fp8_blockscale,int4")
-    for section in ("# quantguard validate quant: PASS", "## Backend comparison", "## Chains", "## Scale layouts",
-                    "## Failures", "## Every case"):
+    for section in (
+        "# quantguard validate quant: PASS",
+        "## Backend comparison",
+        "## Chains",
+        "## Scale layouts",
+        "## Failures",
+        "## Every case",
+    ):
         assert section in report
     out = capsys.readouterr().out
     assert "min cos vs fp32" in out and "fp8_blockscale" in out and "mxfp4" not in out
@@ -122,13 +152,16 @@ def test_guards_can_be_turned_off(tmp_path):
     assert code == 0 and data["guards"] is False
 
 
-@pytest.mark.parametrize("arguments, message", [
-    (("--schemes", "fp9"), "accepted values are"),
-    (("--backends", "cuda"), "accepted values are"),
-    (("--threshold", "fp8=2"), "between 0 and 1"),
-    (("--threshold", "nope=0.9"), "keys are"),
-    (("--fault", "no_such_fault"), "cannot install the simulator"),
-])
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (("--schemes", "fp9"), "accepted values are"),
+        (("--backends", "cuda"), "accepted values are"),
+        (("--threshold", "fp8=2"), "between 0 and 1"),
+        (("--threshold", "nope=0.9"), "keys are"),
+        (("--fault", "no_such_fault"), "cannot install the simulator"),
+    ],
+)
 def test_usage_errors_exit_2_with_a_clear_message(tmp_path, capsys, arguments, message):
     parser = argparse.ArgumentParser()
     quant.add_arguments(parser)
@@ -159,9 +192,15 @@ def _groups(x, group):
     return amax / FP8_E4M3FNUZ.max
 
 
-@pytest.mark.parametrize("written, expected, ok", [
-    ("row_major", "row_major", True), ("transposed", "transposed", True),
-    ("row_major", "transposed", False), ("transposed", "row_major", False)])
+@pytest.mark.parametrize(
+    "written, expected, ok",
+    [
+        ("row_major", "row_major", True),
+        ("transposed", "transposed", True),
+        ("row_major", "transposed", False),
+        ("transposed", "row_major", False),
+    ],
+)
 def test_layout_analysis_sees_through_strides(written, expected, ok):
     x = torch.randn(8, 512)
     scales = _groups(x, 128)
@@ -175,6 +214,7 @@ def test_layout_analysis_sees_through_strides(written, expected, ok):
 
 def test_layout_analysis_names_the_e8m0_rounding():
     from quantguard.numerics.formats import e8m0_encode
+
     x = torch.randn(4, 64) * 3
     amax = x.abs().reshape(4, -1, 32).amax(-1)
     ceil = e8m0_encode(amax, "ceil", FP4_E2M1).to(torch.uint8)

@@ -9,8 +9,7 @@ import torch
 if TYPE_CHECKING:  # pragma: no cover
     from quantguard.engine.calls import CallRecord
 
-__all__ = ["sample_rows", "row_mask", "is_tensor", "dtype_name", "output_tensors",
-           "meaningful_scales"]
+__all__ = ["sample_rows", "row_mask", "is_tensor", "dtype_name", "output_tensors", "meaningful_scales"]
 
 
 def is_tensor(value: Any) -> bool:
@@ -68,6 +67,7 @@ def meaningful_scales(scales: torch.Tensor, layout: str, rows: int, groups: int)
     if layout != "mx_swizzle":
         return scales
     from quantguard.numerics.layouts import read_scales
+
     raw = scales.view(torch.uint8) if scales.element_size() == 1 else scales
     valid = read_scales(raw, "mx_swizzle", rows, groups)
     return scales if valid is None else valid.view(scales.dtype)

@@ -24,6 +24,7 @@ __all__ = ["AsmPolicy", "CkFreeBackend", "is_asm_target"]
 
 def is_asm_target(contract: object) -> bool:
     from quantguard.contracts.aiter import is_asm_name
+
     return bool(getattr(contract, "asm", False)) or is_asm_name(getattr(contract, "target", ""))
 
 
@@ -38,10 +39,18 @@ class AsmPolicy(PlanCheck):
         if not platform.asm_blocked or not is_asm_target(call.contract):
             return []
         alternative = call.contract.alternative
-        return [Finding("blocked",
-                        f"ASM kernel on {platform.arch} in a CK-free build (returns garbage there)",
-                        details={"arch": platform.arch, "arch_source": platform.arch_source,
-                                 "ck_free_source": platform.ck_free_source, "alternative": alternative})]
+        return [
+            Finding(
+                "blocked",
+                f"ASM kernel on {platform.arch} in a CK-free build (returns garbage there)",
+                details={
+                    "arch": platform.arch,
+                    "arch_source": platform.arch_source,
+                    "ck_free_source": platform.ck_free_source,
+                    "alternative": alternative,
+                },
+            )
+        ]
 
 
 @register_check
@@ -60,8 +69,12 @@ class CkFreeBackend(PlanCheck):
         # A CK entry point whose arguments route the call to another kernel (its own contract judges that one).
         if any(call.get(name) for name in contract.options.get("not_ck_when", ())):
             return []
-        return [Finding("backend_selection",
-                        f"CK kernel called in a CK-free build ({platform.ck_free_source}); its JIT build fails "
-                        f"or a stale module runs. Select Triton (ATOM: use_triton_gemm()), e.g. "
-                        f"{contract.alternative or 'the Triton equivalent'}",
-                        details={"ck_free_source": platform.ck_free_source, "alternative": contract.alternative})]
+        return [
+            Finding(
+                "backend_selection",
+                f"CK kernel called in a CK-free build ({platform.ck_free_source}); its JIT build fails "
+                f"or a stale module runs. Select Triton (ATOM: use_triton_gemm()), e.g. "
+                f"{contract.alternative or 'the Triton equivalent'}",
+                details={"ck_free_source": platform.ck_free_source, "alternative": contract.alternative},
+            )
+        ]

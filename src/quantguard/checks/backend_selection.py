@@ -33,8 +33,14 @@ if TYPE_CHECKING:  # pragma: no cover
     from quantguard.engine.calls import CallRecord
     from quantguard.hardware import Platform
 
-__all__ = ["SelectorResult", "MoeMethodSelection", "atom_selectors", "moe_selections", "audit_backend_selection",
-           "ATOM_PATHS"]
+__all__ = [
+    "SelectorResult",
+    "MoeMethodSelection",
+    "atom_selectors",
+    "moe_selections",
+    "audit_backend_selection",
+    "ATOM_PATHS",
+]
 
 #: The ATOM modules whose GEMM paths must go to Triton in CK-free mode.
 ATOM_PATHS = ("atom.model_ops.linear", "atom.model_ops.attention_mla", "atom.model_ops.moe")
@@ -53,8 +59,11 @@ def atom_selectors() -> list[tuple[str, Callable[[], Any]]]:
             if "use_triton" not in name or not callable(value) or "fp4" in name:
                 continue
             try:
-                required = [p for p in inspect.signature(value).parameters.values()
-                            if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+                required = [
+                    p
+                    for p in inspect.signature(value).parameters.values()
+                    if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+                ]
             except (TypeError, ValueError):
                 continue
             if not required:
@@ -112,25 +121,36 @@ def moe_selections(model: Any = None) -> list[tuple[str, str, bool]]:
 
 
 def _message(path: str, platform: Platform) -> str:
-    return (f"{path}() returned False in CK-free mode ({platform.ck_free_source}): this path selects CK GEMMs, "
-            "whose JIT build fails in a CK-free build")
+    return (
+        f"{path}() returned False in CK-free mode ({platform.ck_free_source}): this path selects CK GEMMs, "
+        "whose JIT build fails in a CK-free build"
+    )
 
 
 def _moe_message(layer: str, method: str, platform: Platform) -> str:
-    return (f"{method}.use_triton is False for MoE layer {layer} in CK-free mode ({platform.ck_free_source}): "
-            "its experts run AITER's CK/ASM MoE kernels, whose JIT build fails in a CK-free build "
-            "(ATOM main: set ATOM_USE_TRITON_MOE=1, or ATOM_USE_TRITON_GEMM=1 on gfx95x)")
+    return (
+        f"{method}.use_triton is False for MoE layer {layer} in CK-free mode ({platform.ck_free_source}): "
+        "its experts run AITER's CK/ASM MoE kernels, whose JIT build fails in a CK-free build "
+        "(ATOM main: set ATOM_USE_TRITON_MOE=1, or ATOM_USE_TRITON_GEMM=1 on gfx95x)"
+    )
 
 
 def _moe_finding(layer: str, method: str, platform: Platform) -> Finding:
-    return Finding("backend_selection", _moe_message(layer, method, platform),
-                   details={"selector": f"{method}.use_triton", "layer": layer, "returned": False,
-                            "ck_free_source": platform.ck_free_source})
+    return Finding(
+        "backend_selection",
+        _moe_message(layer, method, platform),
+        details={
+            "selector": f"{method}.use_triton",
+            "layer": layer,
+            "returned": False,
+            "ck_free_source": platform.ck_free_source,
+        },
+    )
 
 
 def audit_backend_selection(platform: Platform, model: Any = None) -> list[tuple[str, Finding]]:
     """Call every ATOM selector and read every MoE method's choice; in CK-free mode each must say Triton."""
-    from quantguard.engine.reentrancy import suppressed
+    from quantguard.reentrancy import suppressed
 
     if not platform.ck_free:
         return []
@@ -140,13 +160,29 @@ def audit_backend_selection(platform: Platform, model: Any = None) -> list[tuple
             with suppressed():
                 chosen = bool(selector())
         except Exception as exc:  # a selector that cannot answer is reported, not raised
-            findings.append((path, Finding("backend_selection", f"{path}() raised {type(exc).__name__}: {exc}",
-                                           severity="warning", details={"selector": path})))
+            findings.append(
+                (
+                    path,
+                    Finding(
+                        "backend_selection",
+                        f"{path}() raised {type(exc).__name__}: {exc}",
+                        severity="warning",
+                        details={"selector": path},
+                    ),
+                )
+            )
             continue
         if not chosen:
-            findings.append((path, Finding("backend_selection", _message(path, platform),
-                                           details={"selector": path, "returned": False,
-                                                    "ck_free_source": platform.ck_free_source})))
+            findings.append(
+                (
+                    path,
+                    Finding(
+                        "backend_selection",
+                        _message(path, platform),
+                        details={"selector": path, "returned": False, "ck_free_source": platform.ck_free_source},
+                    ),
+                )
+            )
     for layer, method, chosen in moe_selections(model):
         if not chosen:
             findings.append((f"atom.model_ops.moe.{method}.use_triton", _moe_finding(layer, method, platform)))
@@ -162,11 +198,15 @@ class SelectorResult(DataCheck):
     def measure(self, call: CallRecord) -> Measurement | None:
         return Measurement({}) if call.platform.ck_free else None
 
-    def judge(self, call: CallRecord, measurement: Measurement,
-              values: Mapping[str, Any]) -> Iterable[Finding]:
+    def judge(self, call: CallRecord, measurement: Measurement, values: Mapping[str, Any]) -> Iterable[Finding]:
         if call.result is False or call.result == 0:
-            return [Finding("backend_selection", _message(call.target, call.platform),
-                            details={"selector": call.target, "returned": False})]
+            return [
+                Finding(
+                    "backend_selection",
+                    _message(call.target, call.platform),
+                    details={"selector": call.target, "returned": False},
+                )
+            ]
         return []
 
 
@@ -183,11 +223,16 @@ class MoeMethodSelection(DataCheck):
         chosen = _moe_choice(method)
         if chosen is None:
             return None
-        return Measurement({}, {"chosen": chosen, "method": type(method).__qualname__,
-                                "layer": call.layer or _layer_name(call.get("layer"))})
+        return Measurement(
+            {},
+            {
+                "chosen": chosen,
+                "method": type(method).__qualname__,
+                "layer": call.layer or _layer_name(call.get("layer")),
+            },
+        )
 
-    def judge(self, call: CallRecord, measurement: Measurement,
-              values: Mapping[str, Any]) -> Iterable[Finding]:
+    def judge(self, call: CallRecord, measurement: Measurement, values: Mapping[str, Any]) -> Iterable[Finding]:
         context = measurement.context
         if context["chosen"]:
             return []

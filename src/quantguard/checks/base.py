@@ -31,9 +31,18 @@ from typing import TYPE_CHECKING, Any, ClassVar
 if TYPE_CHECKING:  # pragma: no cover
     from quantguard.engine.calls import CallRecord
 
-__all__ = ["Finding", "Check", "PlanCheck", "DataCheck", "AroundCheck", "ScanCheck",
-           "Measurement", "register_check", "get_check", "registered_checks"]
-
+__all__ = [
+    "Finding",
+    "Check",
+    "PlanCheck",
+    "DataCheck",
+    "AroundCheck",
+    "ScanCheck",
+    "Measurement",
+    "register_check",
+    "get_check",
+    "registered_checks",
+]
 
 
 @dataclass(frozen=True)
@@ -115,16 +124,18 @@ class DataCheck(Check):
     def measure(self, call: CallRecord) -> Measurement | None:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def judge(self, call: CallRecord, measurement: Measurement,
-              values: Mapping[str, Any]) -> Iterable[Finding]:  # pragma: no cover - abstract
+    def judge(
+        self, call: CallRecord, measurement: Measurement, values: Mapping[str, Any]
+    ) -> Iterable[Finding]:  # pragma: no cover - abstract
         raise NotImplementedError
 
 
 class AroundCheck(Check):
     phase = "around"
 
-    def around(self, call: CallRecord, proceed: Callable[[], Any],
-               report: Callable[[Finding], None]) -> Any:  # pragma: no cover - abstract
+    def around(
+        self, call: CallRecord, proceed: Callable[[], Any], report: Callable[[Finding], None]
+    ) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError
 
 
@@ -138,6 +149,17 @@ class ScanCheck(Check):
 _REGISTRY: dict[str, Check] = {}
 
 
+class ShadowResult:
+    """What a numerics check measured for one call; becomes a ``quantguard.shadow`` event."""
+
+    __slots__ = ("fields", "passed", "cosine")
+
+    def __init__(self, fields: dict[str, Any], passed: bool, cosine: float) -> None:
+        self.fields = fields
+        self.passed = passed
+        self.cosine = cosine
+
+
 def register_check(cls: type[Check]) -> type[Check]:
     """Class decorator: make a check available to contracts by its ``name``."""
     if not cls.name or cls.phase not in ("plan", "data", "around", "scan"):
@@ -146,13 +168,8 @@ def register_check(cls: type[Check]) -> type[Check]:
     return cls
 
 
-def _load_builtin_checks() -> None:
-    import quantguard.checks  # noqa: F401  (importing the package registers every built-in check)
-
-
 def get_check(name: str) -> Check:
-    if name not in _REGISTRY:
-        _load_builtin_checks()
+    """A registered check by name (the built-in ones register when ``quantguard.checks`` is imported)."""
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -160,5 +177,5 @@ def get_check(name: str) -> Check:
 
 
 def registered_checks() -> dict[str, Check]:
-    _load_builtin_checks()
+    """Every registered check (import ``quantguard.checks`` first for the built-in ones)."""
     return dict(_REGISTRY)

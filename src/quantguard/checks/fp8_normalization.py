@@ -45,8 +45,11 @@ class Fp8Normalization(DataCheck):
     summary = "e4m3fn → e4m3fnuz normalization: bytes, 0x80, doubled scales, unchanged dequant"
 
     def prepare(self, call: CallRecord) -> None:
-        call.scratch["fp8_norm"] = {name: call.get(name).detach().clone() for name in
-                                    ("weight", "weight_scale", "input_scale") if is_tensor(call.get(name))}
+        call.scratch["fp8_norm"] = {
+            name: call.get(name).detach().clone()
+            for name in ("weight", "weight_scale", "input_scale")
+            if is_tensor(call.get(name))
+        }
 
     def measure(self, call: CallRecord) -> Measurement | None:
         before = call.scratch.get("fp8_norm")
@@ -62,24 +65,40 @@ class Fp8Normalization(DataCheck):
         for index, name in ((1, "weight_scale"), (2, "input_scale")):
             if name in before and len(result) > index and is_tensor(result[index]):
                 tensors[name] = _doubled(before[name], result[index])
-        return Measurement(tensors, {"dtype_after": dtype_name(weight_after.dtype),
-                                     "shape": list(weight_after.shape)})
+        return Measurement(tensors, {"dtype_after": dtype_name(weight_after.dtype), "shape": list(weight_after.shape)})
 
-    def judge(self, call: CallRecord, measurement: Measurement,
-              values: Mapping[str, Any]) -> Iterable[Finding]:
+    def judge(self, call: CallRecord, measurement: Measurement, values: Mapping[str, Any]) -> Iterable[Finding]:
         findings = []
         details = dict(measurement.context)
         if measurement.context["dtype_after"] != "float8_e4m3fnuz":
-            findings.append(Finding("fp8_variant", f"normalize_e4m3fn_to_e4m3fnuz returned "
-                                    f"{measurement.context['dtype_after']} weights; gfx942 kernels need float8_e4m3fnuz",
-                                    details=details, variant="dtype"))
+            findings.append(
+                Finding(
+                    "fp8_variant",
+                    f"normalize_e4m3fn_to_e4m3fnuz returned "
+                    f"{measurement.context['dtype_after']} weights; gfx942 kernels need float8_e4m3fnuz",
+                    details=details,
+                    variant="dtype",
+                )
+            )
         if values.get("bytes"):
-            findings.append(Finding("fp8_variant", f"{int(values['bytes'])} weight bytes differ from the input with "
-                                    "0x80 zeroed (bytes must be reinterpreted, not converted)", details=details,
-                                    variant="bytes"))
+            findings.append(
+                Finding(
+                    "fp8_variant",
+                    f"{int(values['bytes'])} weight bytes differ from the input with "
+                    "0x80 zeroed (bytes must be reinterpreted, not converted)",
+                    details=details,
+                    variant="bytes",
+                )
+            )
         for name in ("weight_scale", "input_scale"):
             if values.get(name):
-                findings.append(Finding("fp8_variant", f"{name} was not exactly doubled ({int(values[name])} entries "
-                                        "differ): the dequantized weight changed by the e4m3fnuz bias", details=details,
-                                    variant=name))
+                findings.append(
+                    Finding(
+                        "fp8_variant",
+                        f"{name} was not exactly doubled ({int(values[name])} entries "
+                        "differ): the dequantized weight changed by the e4m3fnuz bias",
+                        details=details,
+                        variant=name,
+                    )
+                )
         return findings

@@ -64,9 +64,17 @@ class Fp8Variant(PlanCheck):
             have = dtype_name(value.dtype if is_tensor(value) else value)
             if have in FP8_NAMES and have != expected:
                 consequence = _CONSEQUENCE.get((have, expected), "values misread")
-                findings.append(Finding(
-                    "fp8_variant",
-                    f"{name} is {have} but {call.platform.arch} kernels read {expected}: {consequence}",
-                    details={"operand": name, "dtype": have, "expected": expected, "arch": call.platform.arch,
-                             "arch_source": call.platform.arch_source}))
+                findings.append(
+                    Finding(
+                        "fp8_variant",
+                        f"{name} is {have} but {call.platform.arch} kernels read {expected}: {consequence}",
+                        details={
+                            "operand": name,
+                            "dtype": have,
+                            "expected": expected,
+                            "arch": call.platform.arch,
+                            "arch_source": call.platform.arch_source,
+                        },
+                    )
+                )
         return findings

@@ -18,9 +18,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from quantguard.checks._common import dtype_name
-from quantguard.checks.base import DataCheck, Finding, Measurement, register_check
+from quantguard.checks.base import DataCheck, Finding, Measurement, ShadowResult, register_check
 from quantguard.contracts.views import GemmView
-from quantguard.engine.inspection import ShadowResult
 from quantguard.numerics.formats import saturating_cast
 from quantguard.numerics.metrics import comparison_tensors, slice_tensors, summarize, worst_slices
 from quantguard.shadow.fused import fused_operands, fused_stats, split_stats
@@ -67,8 +66,11 @@ def _prequantize_groups(x: torch.Tensor, group: int, element: Any, dtype: torch.
     padded = -(-k // group) * group
     values = torch.nn.functional.pad(x.to(torch.float32), (0, padded - k)).reshape(*rows, -1, group)
     scale = values.abs().amax(-1, keepdim=True).clamp(min=1e-10) / element.max
-    quantized = saturating_cast(values / scale, dtype, element).to(torch.float32) if dtype.is_floating_point \
+    quantized = (
+        saturating_cast(values / scale, dtype, element).to(torch.float32)
+        if dtype.is_floating_point
         else torch.round(values / scale).clamp(-element.max, element.max)
+    )
     return (quantized * scale).reshape(*rows, padded)[..., :k]
 
 
@@ -79,9 +81,12 @@ def _worst_slices(values: Mapping[str, Any], prefix: str, context: Mapping[str, 
         return None
     row_sqnr, row_position, column_sqnr, column_position = worst
     rows, columns = context["rows"].indices(), context["columns"].columns()
-    return {"worst_row": rows[row_position % len(rows)] if rows else None, "worst_row_sqnr_db": row_sqnr,
-            "worst_column": columns[column_position] if column_position < len(columns) else None,
-            "worst_column_sqnr_db": column_sqnr}
+    return {
+        "worst_row": rows[row_position % len(rows)] if rows else None,
+        "worst_row_sqnr_db": row_sqnr,
+        "worst_column": columns[column_position] if column_position < len(columns) else None,
+        "worst_column_sqnr_db": column_sqnr,
+    }
 
 
 #: Fewest values a row or column needs before its own SQNR is judged: one output of a short
@@ -144,11 +149,13 @@ class GemmNumerics(DataCheck):
         else:
             snap["x"] = rows.take(view.x.reshape(-1, view.x.shape[-1])).clone()
             snap["out"] = rows.take(out).clone()
-            snap["x_scale"] = view.x_scale.detach().clone(memory_format=torch.preserve_format) \
-                if view.x_scale is not None else None
+            snap["x_scale"] = (
+                view.x_scale.detach().clone(memory_format=torch.preserve_format) if view.x_scale is not None else None
+            )
         if view.batch is None:
-            produced = (call.scratch.get("provenance") or {}).get("activation") \
-                or call.runtime.provenance.lookup(view.x)
+            produced = (call.scratch.get("provenance") or {}).get("activation") or call.runtime.provenance.lookup(
+                view.x
+            )
             if produced is not None and produced.role == "quantized" and produced.attributes.get("rows") == view.m:
                 chain_rows = produced.attributes["selected"]
                 snap["chain_x"] = produced.attributes["x_rows"]
@@ -179,8 +186,9 @@ class GemmNumerics(DataCheck):
                 compared = output_columns(snap["out"], columns)
                 tensors.update(comparison_tensors(compared, reference, "m_"))
                 tensors.update(slice_tensors(compared, reference, "m_"))
-                tensors.update(comparison_tensors(compared,
-                                                  chain_reference(snap["x"], w_deq, view, columns, precision), "c_"))
+                tensors.update(
+                    comparison_tensors(compared, chain_reference(snap["x"], w_deq, view, columns, precision), "c_")
+                )
                 context["chain_producer"] = "in-kernel quantization"
                 return Measurement(tensors, context)
             x_deq = dequantize_x_rows(view, snap["x"], snap.get("x_scale"), snap["rows"])
@@ -195,19 +203,28 @@ class GemmNumerics(DataCheck):
             context["chain_producer"] = snap["chain_producer"]
         return Measurement(tensors, context) if tensors else None
 
-    def judge(self, call: CallRecord, measurement: Measurement,
-              values: Mapping[str, Any]) -> Iterable[Finding | ShadowResult]:
+    def judge(
+        self, call: CallRecord, measurement: Measurement, values: Mapping[str, Any]
+    ) -> Iterable[Finding | ShadowResult]:
         view = call.view
         family = _family(view)
         outcomes: list[Finding | ShadowResult] = []
-        shapes = {"x": list(view.x.shape), "w": list(view.w.shape),
-                  "x_scale": list(view.x_scale.shape) if view.x_scale is not None else None,
-                  "w_scale": list(view.w_scale.shape) if view.w_scale is not None else None}
-        dtypes = {"x": dtype_name(view.x.dtype), "w": dtype_name(view.w.dtype),
-                  "x_scale": dtype_name(view.x_scale.dtype) if view.x_scale is not None else None,
-                  "out": measurement.context["out_dtype"]}
-        for prefix, kind, label in (("m_", "matched", "precision-matched reference"),
-                                    ("c_", "chain", "unquantized quant→GEMM chain")):
+        shapes = {
+            "x": list(view.x.shape),
+            "w": list(view.w.shape),
+            "x_scale": list(view.x_scale.shape) if view.x_scale is not None else None,
+            "w_scale": list(view.w_scale.shape) if view.w_scale is not None else None,
+        }
+        dtypes = {
+            "x": dtype_name(view.x.dtype),
+            "w": dtype_name(view.w.dtype),
+            "x_scale": dtype_name(view.x_scale.dtype) if view.x_scale is not None else None,
+            "out": measurement.context["out_dtype"],
+        }
+        for prefix, kind, label in (
+            ("m_", "matched", "precision-matched reference"),
+            ("c_", "chain", "unquantized quant→GEMM chain"),
+        ):
             if prefix + "stats" not in values:
                 continue
             metrics = summarize(values, prefix)
@@ -216,20 +233,44 @@ class GemmNumerics(DataCheck):
             worst = _worst_slices(values, prefix, measurement.context)
             if worst and not failures:
                 context = measurement.context
-                failures = _slice_failures(worst, tolerance.sqnr_db, len(context["rows"]),
-                                           len(context["columns"].blocks) * context["columns"].size)
-            fields = {"reference": kind, **metrics.as_dict(), "threshold": tolerance.cosine,
-                      "passed": not failures, "shapes": shapes, "dtypes": dtypes, "family": family,
-                      **(worst or {}), **(_coverage(measurement.context) if kind == "matched" else {})}
+                failures = _slice_failures(
+                    worst,
+                    tolerance.sqnr_db,
+                    len(context["rows"]),
+                    len(context["columns"].blocks) * context["columns"].size,
+                )
+            fields = {
+                "reference": kind,
+                **metrics.as_dict(),
+                "threshold": tolerance.cosine,
+                "passed": not failures,
+                "shapes": shapes,
+                "dtypes": dtypes,
+                "family": family,
+                **(worst or {}),
+                **(_coverage(measurement.context) if kind == "matched" else {}),
+            }
             if kind == "chain":
                 fields["producer"] = measurement.context.get("chain_producer")
             else:
                 fields["reference_kernels"] = measurement.context.get("reference_kernels", "torch")
             outcomes.append(ShadowResult(fields, not failures, metrics.cosine))
             if failures:
-                outcomes.append(Finding(
-                    "numerics", f"output vs {label}: {'; '.join(failures)}",
-                    details={"reference": kind, "failed": failures, **metrics.as_dict(), **(worst or {}),
-                             "threshold_source": tolerance.source, "family": family, "shapes": shapes,
-                             "dtypes": dtypes}, variant=kind))
+                outcomes.append(
+                    Finding(
+                        "numerics",
+                        f"output vs {label}: {'; '.join(failures)}",
+                        details={
+                            "reference": kind,
+                            "failed": failures,
+                            **metrics.as_dict(),
+                            **(worst or {}),
+                            "threshold_source": tolerance.source,
+                            "family": family,
+                            "shapes": shapes,
+                            "dtypes": dtypes,
+                        },
+                        variant=kind,
+                    )
+                )
         return outcomes

@@ -22,15 +22,23 @@ import dis
 import inspect
 import sys
 import types
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from quantguard.checks.base import Finding, ScanCheck, register_check
 
 __all__ = ["IgnoredParameters", "unread_parameters", "implementations_of"]
 
-_LOADS = {"LOAD_FAST", "LOAD_FAST_CHECK", "LOAD_FAST_AND_CLEAR", "LOAD_FAST_LOAD_FAST", "LOAD_CLOSURE",
-          "LOAD_DEREF", "LOAD_FAST_BORROW", "LOAD_FAST_BORROW_LOAD_FAST_BORROW"}
+_LOADS = {
+    "LOAD_FAST",
+    "LOAD_FAST_CHECK",
+    "LOAD_FAST_AND_CLEAR",
+    "LOAD_FAST_LOAD_FAST",
+    "LOAD_CLOSURE",
+    "LOAD_DEREF",
+    "LOAD_FAST_BORROW",
+    "LOAD_FAST_BORROW_LOAD_FAST_BORROW",
+}
 _INTROSPECTION = {"locals", "vars", "eval", "exec"}
 
 
@@ -92,8 +100,9 @@ def _callees(fn: types.FunctionType) -> Iterator[Any]:
             continue
 
 
-def implementations_of(function: Any, max_depth: int = 2, module_name: str | None = None,
-                       name: str | None = None) -> list[Any]:
+def implementations_of(
+    function: Any, max_depth: int = 2, module_name: str | None = None, name: str | None = None
+) -> list[Any]:
     """The function, the module functions it calls by name (two levels), and same-module namesakes.
 
     ``module_name``/``name`` say where to look for namesakes when the function is
@@ -111,8 +120,12 @@ def implementations_of(function: Any, max_depth: int = 2, module_name: str | Non
         for fn in frontier:
             for callee in _callees(fn):
                 inner = _function(_behind_custom_op(callee))
-                if inner is None or id(inner) in found or (inner.__module__ or "").split(".")[0] != package \
-                        or is_stub(inner):
+                if (
+                    inner is None
+                    or id(inner) in found
+                    or (inner.__module__ or "").split(".")[0] != package
+                    or is_stub(inner)
+                ):
                     continue
                 found[id(inner)] = inner
                 next_frontier.append(inner)
@@ -127,12 +140,16 @@ def implementations_of(function: Any, max_depth: int = 2, module_name: str | Non
     return list(found.values())
 
 
+#: ``callee -> the Python function behind it`` for entry points that are torch custom-op wrappers;
+#: installed by the engine (:mod:`quantguard.engine.custom_ops`), which knows how ops are found.
+CUSTOM_OP_IMPLEMENTATION: Callable[[Any], Any] | None = None
+
+
 def _behind_custom_op(callee: Any) -> Any:
     """For an AITER ``wrapper_custom`` around a torch op, the Python function the op was made from."""
-    from quantguard.engine.custom_ops import find_custom_op, op_implementation
-
-    op = find_custom_op(callee) if callable(callee) else None
-    return callee if op is None else (op_implementation(op) or callee)
+    resolve = CUSTOM_OP_IMPLEMENTATION
+    found = resolve(callee) if resolve is not None and callable(callee) else None
+    return callee if found is None else found
 
 
 def _namesake(leaf: str, name: str) -> bool:
@@ -145,7 +162,7 @@ def _namesake(leaf: str, name: str) -> bool:
     words = [word for word in name.split("_") if word]
     if not wanted or "fake" in words or words == wanted:
         return False
-    return any(words[i:i + len(wanted)] == wanted for i in range(len(words) - len(wanted) + 1))
+    return any(words[i : i + len(wanted)] == wanted for i in range(len(words) - len(wanted) + 1))
 
 
 def _where(fn: types.FunctionType) -> str:
@@ -174,9 +191,16 @@ class IgnoredParameters(ScanCheck):
                 continue
             qualified = f"{fn.__module__}.{fn.__qualname__}"
             via = "" if _function(function) is fn else f" (an implementation of {contract.target})"
-            results.append((fn, Finding(
-                "ignored_parameter",
-                f"{qualified} accepts {', '.join(unread)} but never reads {'it' if len(unread) == 1 else 'them'}{via}",
-                severity="warning",
-                details={"function": qualified, "parameters": unread, "definition": _where(fn)}), _where(fn)))
+            results.append(
+                (
+                    fn,
+                    Finding(
+                        "ignored_parameter",
+                        f"{qualified} accepts {', '.join(unread)} but never reads {'it' if len(unread) == 1 else 'them'}{via}",
+                        severity="warning",
+                        details={"function": qualified, "parameters": unread, "definition": _where(fn)},
+                    ),
+                    _where(fn),
+                )
+            )
         return results

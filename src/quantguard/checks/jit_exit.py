@@ -29,7 +29,12 @@ class JitExit(AroundCheck):
             return proceed()
         except SystemExit as exc:
             module = call.args[0] if call.args else call.kwargs.get("md_name", "?")
-            report(Finding("jit_exit", f"JIT build of {module!r} raised SystemExit({exc.code!r}); converted to "
-                           "RuntimeError so the caller's fallback runs",
-                           details={"module": str(module), "exit_code": str(exc.code)}))
+            report(
+                Finding(
+                    "jit_exit",
+                    f"JIT build of {module!r} raised SystemExit({exc.code!r}); converted to "
+                    "RuntimeError so the caller's fallback runs",
+                    details={"module": str(module), "exit_code": str(exc.code)},
+                )
+            )
             raise RuntimeError(f"[quantguard] JIT build of {module!r} exited with SystemExit({exc.code!r})") from exc

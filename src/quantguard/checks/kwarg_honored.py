@@ -130,9 +130,10 @@ class KwargHonored(DataCheck):
                 tensors[f"{layout}|{mode}"] = (differs & considered).sum().to(torch.float64)
         if view.encoding != "e8m0" and view.requested_layout in measured_layouts:
             read = self._read(source, view.requested_layout, rows, groups, selected).to(torch.float32)
-            relative = ((read - expected["fp32"]).abs() / expected["fp32"].abs().clamp(min=1e-30))
-            tensors["max_rel_err"] = torch.where(considered, relative, torch.zeros_like(relative)).max() \
-                .to(torch.float64)
+            relative = (read - expected["fp32"]).abs() / expected["fp32"].abs().clamp(min=1e-30)
+            tensors["max_rel_err"] = (
+                torch.where(considered, relative, torch.zeros_like(relative)).max().to(torch.float64)
+            )
         return Measurement(tensors, {"layouts": measured_layouts, "modes": list(expected)})
 
     @staticmethod
@@ -141,8 +142,7 @@ class KwargHonored(DataCheck):
             return buffer.reshape(1, 1)
         return read_scales(buffer, layout, rows, groups, selected)
 
-    def judge(self, call: CallRecord, measurement: Measurement,
-              values: Mapping[str, Any]) -> Iterable[Finding]:
+    def judge(self, call: CallRecord, measurement: Measurement, values: Mapping[str, Any]) -> Iterable[Finding]:
         view = call.view
         compared = int(values.get("compared", 0))
         layouts = measurement.context["layouts"]
@@ -151,22 +151,32 @@ class KwargHonored(DataCheck):
             return []
         requested = view.requested_layout
         declared = view.rounding if view.encoding == "e8m0" and view.rounding in modes else modes[0]
-        matches = [(layout, mode) for layout in layouts for mode in modes
-                   if values.get(f"{layout}|{mode}", 1.0) == 0.0]
+        matches = [(layout, mode) for layout in layouts for mode in modes if values.get(f"{layout}|{mode}", 1.0) == 0.0]
         findings: list[Finding] = []
-        details = {"requested_layout": requested, "rows": view.rows, "groups": view.groups,
-                   "group_size": view.group, "encoding": view.encoding, "compared_groups": compared,
-                   "scales_shape": list(view.scales.shape), "scales_stride": list(view.scales.stride()),
-                   "scales_dtype": str(view.scales.dtype)}
+        details = {
+            "requested_layout": requested,
+            "rows": view.rows,
+            "groups": view.groups,
+            "group_size": view.group,
+            "encoding": view.encoding,
+            "compared_groups": compared,
+            "scales_shape": list(view.scales.shape),
+            "scales_stride": list(view.scales.stride()),
+            "scales_dtype": str(view.scales.dtype),
+        }
         written, observed = requested, declared
         if (requested, declared) in matches:
             pass
         elif any(layout == requested for layout, _ in matches) and view.encoding == "e8m0":
             observed = next(mode for layout, mode in matches if layout == requested)
-            findings.append(Finding("e8m0_rounding",
-                                    f"expected {MODE_NAMES[declared]} ({view.rounding_source or 'declared'}); "
-                                    f"scales match {MODE_NAMES[observed]}",
-                                    details={**details, "expected_mode": declared, "observed_mode": observed}))
+            findings.append(
+                Finding(
+                    "e8m0_rounding",
+                    f"expected {MODE_NAMES[declared]} ({view.rounding_source or 'declared'}); "
+                    f"scales match {MODE_NAMES[observed]}",
+                    details={**details, "expected_mode": declared, "observed_mode": observed},
+                )
+            )
         elif matches:
             ordered = sorted(matches, key=lambda item: (item[1] != declared, layouts.index(item[0])))
             written, observed = ordered[0]
@@ -179,27 +189,36 @@ class KwargHonored(DataCheck):
                 check = "scale_layout"
             if view.encoding == "e8m0" and observed != declared:
                 message += f" (and rounded {MODE_NAMES[observed]}, not {MODE_NAMES[declared]})"
-            findings.append(Finding(check, message, details={**details, "written_layout": written,
-                                                              "observed_mode": observed}))
+            findings.append(
+                Finding(check, message, details={**details, "written_layout": written, "observed_mode": observed})
+            )
         else:
             written, observed = None, None
             differing = int(values.get(f"{requested}|{declared}", compared))
             relative = values.get("max_rel_err")
             extra = f", max relative error {relative:.3g}" if relative is not None else ""
-            findings.append(Finding("scale_values",
-                                    f"scales match no known layout or rounding: {differing}/{compared} groups "
-                                    f"differ from amax/{view.element.max:g} in the requested layout "
-                                    f"({describe_layout(requested)}){extra}",
-                                    details={**details, "differing_groups": differing}))
+            findings.append(
+                Finding(
+                    "scale_values",
+                    f"scales match no known layout or rounding: {differing}/{compared} groups "
+                    f"differ from amax/{view.element.max:g} in the requested layout "
+                    f"({describe_layout(requested)}){extra}",
+                    details={**details, "differing_groups": differing},
+                )
+            )
         produced = call.scratch.get("produced_scales")
         if produced is not None:
             produced.written_layout = written
             produced.attributes["observed_rounding"] = observed
         wanted = call.config.e8m0_rounding
         if wanted and view.encoding == "e8m0" and observed is not None and observed != wanted:
-            findings.append(Finding("e8m0_rounding",
-                                    f"{call.target} rounds e8m0 scales {MODE_NAMES[observed]}; the model's reference "
-                                    f"expects {MODE_NAMES[wanted]} (QUANTGUARD_E8M0_ROUNDING)",
-                                    details={**details, "expected_mode": wanted, "observed_mode": observed,
-                                             "declared_mode": declared}, variant="model_rounding"))
+            findings.append(
+                Finding(
+                    "e8m0_rounding",
+                    f"{call.target} rounds e8m0 scales {MODE_NAMES[observed]}; the model's reference "
+                    f"expects {MODE_NAMES[wanted]} (QUANTGUARD_E8M0_ROUNDING)",
+                    details={**details, "expected_mode": wanted, "observed_mode": observed, "declared_mode": declared},
+                    variant="model_rounding",
+                )
+            )
         return findings

@@ -16,9 +16,8 @@ import torch
 import torch.nn.functional as F
 
 from quantguard.checks._common import dtype_name
-from quantguard.checks.base import DataCheck, Finding, Measurement, register_check
+from quantguard.checks.base import DataCheck, Finding, Measurement, ShadowResult, register_check
 from quantguard.contracts.views import MoeView
-from quantguard.engine.inspection import ShadowResult
 from quantguard.numerics.dequant import expand_blocks_2d, fp8_values
 from quantguard.numerics.layouts import unshuffle_weight
 from quantguard.numerics.metrics import comparison_tensors, summarize
@@ -62,8 +61,12 @@ class MoeNumerics(DataCheck):
         step = max(1, tokens // count)
         start = int(call.runtime.sampler.draw() * step) if step > 1 else 0
         rows = slice(start, start + step * count, step)
-        call.scratch["moe"] = {"x": view.hidden[rows].clone(), "w": view.topk_weight[rows].clone(),
-                               "ids": view.topk_ids[rows].clone(), "out": view.out[rows].clone()}
+        call.scratch["moe"] = {
+            "x": view.hidden[rows].clone(),
+            "w": view.topk_weight[rows].clone(),
+            "ids": view.topk_ids[rows].clone(),
+            "out": view.out[rows].clone(),
+        }
 
     def measure(self, call: CallRecord) -> Measurement | None:
         snap = call.scratch.get("moe")
@@ -85,22 +88,35 @@ class MoeNumerics(DataCheck):
                 total = total + snap["w"][t, j].to(torch.float32) * (w2 @ activated)
             rows.append(total)
         reference = torch.stack(rows)
-        return Measurement(comparison_tensors(snap["out"], reference),
-                           {"quant": view.quant, "w1_dtype": dtype_name(view.w1.dtype)})
+        return Measurement(
+            comparison_tensors(snap["out"], reference), {"quant": view.quant, "w1_dtype": dtype_name(view.w1.dtype)}
+        )
 
-    def judge(self, call: CallRecord, measurement: Measurement,
-              values: Mapping[str, Any]) -> Iterable[Finding | ShadowResult]:
+    def judge(
+        self, call: CallRecord, measurement: Measurement, values: Mapping[str, Any]
+    ) -> Iterable[Finding | ShadowResult]:
         metrics = summarize(values)
         family = "bf16" if measurement.context["quant"] == "none" else "fp8"
         base = tolerance_for("chain", family, call.target, call.layer, call.config.thresholds)
-        tolerance = Tolerance(min(base.cosine, 0.995) if family == "fp8" else base.cosine, base.norm_band,
-                              base.sqnr_db, base.source)
+        tolerance = Tolerance(
+            min(base.cosine, 0.995) if family == "fp8" else base.cosine, base.norm_band, base.sqnr_db, base.source
+        )
         failures = tolerance.failures(metrics.cosine, metrics.norm_ratio, metrics.sqnr_db, metrics.nonfinite)
-        fields = {"reference": "moe", **metrics.as_dict(), "threshold": tolerance.cosine, "passed": not failures,
-                  "shapes": {"hidden": list(call.view.hidden.shape), "w1": list(call.view.w1.shape)},
-                  "dtypes": {"w1": measurement.context["w1_dtype"]}}
+        fields = {
+            "reference": "moe",
+            **metrics.as_dict(),
+            "threshold": tolerance.cosine,
+            "passed": not failures,
+            "shapes": {"hidden": list(call.view.hidden.shape), "w1": list(call.view.w1.shape)},
+            "dtypes": {"w1": measurement.context["w1_dtype"]},
+        }
         outcomes: list[Finding | ShadowResult] = [ShadowResult(fields, not failures, metrics.cosine)]
         if failures:
-            outcomes.append(Finding("numerics", f"fused MoE output vs per-expert reference: {'; '.join(failures)}",
-                                    details={"reference": "moe", "failed": failures, **metrics.as_dict()}))
+            outcomes.append(
+                Finding(
+                    "numerics",
+                    f"fused MoE output vs per-expert reference: {'; '.join(failures)}",
+                    details={"reference": "moe", "failed": failures, **metrics.as_dict()},
+                )
+            )
         return outcomes

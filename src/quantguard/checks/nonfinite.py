@@ -32,8 +32,10 @@ def _named_outputs(call: CallRecord) -> list[tuple[str, torch.Tensor]]:
         named = [(name, getattr(view, name, None)) for name in ("q", "scales", "out")]
         named = [(name, t) for name, t in named if isinstance(t, torch.Tensor)]
         if isinstance(view, QuantView) and view.scales is not None and view.group:
-            named = [(name, meaningful_scales(t, view.requested_layout, view.rows, view.groups)
-                      if name == "scales" else t) for name, t in named]
+            named = [
+                (name, meaningful_scales(t, view.requested_layout, view.rows, view.groups) if name == "scales" else t)
+                for name, t in named
+            ]
         if named:
             return named
     return [(f"output[{i}]", t) for i, t in enumerate(output_tensors(call.result))]
@@ -79,11 +81,15 @@ class NonFinite(DataCheck):
             shapes[name] = (list(tensor.shape), str(tensor.dtype))
         return Measurement(tensors, {"shapes": shapes}) if tensors else None
 
-    def judge(self, call: CallRecord, measurement: Measurement,
-              values: Mapping[str, Any]) -> Iterable[Finding]:
+    def judge(self, call: CallRecord, measurement: Measurement, values: Mapping[str, Any]) -> Iterable[Finding]:
         bad = {name: int(count) for name, count in values.items() if count}
         if not bad:
             return []
         parts = ", ".join(f"{count} in {name} {measurement.context['shapes'][name][0]}" for name, count in bad.items())
-        return [Finding("nonfinite", f"non-finite values: {parts}",
-                        details={"counts": bad, "shapes": measurement.context["shapes"]})]
+        return [
+            Finding(
+                "nonfinite",
+                f"non-finite values: {parts}",
+                details={"counts": bad, "shapes": measurement.context["shapes"]},
+            )
+        ]

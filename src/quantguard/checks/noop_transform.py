@@ -27,8 +27,11 @@ __all__ = ["NoopTransform"]
 def _raw(tensor: torch.Tensor) -> torch.Tensor:
     """Bit-exact comparable view (so NaN payloads and -0 compare as bytes)."""
     flat = tensor.reshape(-1)
-    return flat.view(torch.uint8) if flat.element_size() == 1 else flat.view(
-        {2: torch.int16, 4: torch.int32, 8: torch.int64}[flat.element_size()])
+    return (
+        flat.view(torch.uint8)
+        if flat.element_size() == 1
+        else flat.view({2: torch.int16, 4: torch.int32, 8: torch.int64}[flat.element_size()])
+    )
 
 
 @register_check
@@ -56,8 +59,11 @@ class NoopTransform(DataCheck):
         if view.kind == "partial_transpose":
             rows_total, cols = source.reshape(-1, source.shape[-1]).shape
             limit = view.valid_rows
-            count = limit.reshape(-1)[:1].to(torch.int64) if isinstance(limit, torch.Tensor) \
+            count = (
+                limit.reshape(-1)[:1].to(torch.int64)
+                if isinstance(limit, torch.Tensor)
                 else source.new_full((1,), rows_total if limit is None else int(limit), dtype=torch.int64)
+            )
             count = count.clamp(max=rows_total)
             index = torch.arange(rows_total * cols, device=source.device)
             row, col = index // cols, index % cols
@@ -66,28 +72,36 @@ class NoopTransform(DataCheck):
             # valid destinations fill [0, r*cols) exactly once; the rest map to themselves (no sync, no mask indexing)
             expected = _raw(after).clone().scatter_(0, destination, torch.where(valid, _raw(source), _raw(after)))
             moved = valid & (destination != index)
-            tensors = {"wrong": (_raw(after) != expected).sum().to(torch.float64),
-                       "must_change": moved.sum().to(torch.float64)}
+            tensors = {
+                "wrong": (_raw(after) != expected).sum().to(torch.float64),
+                "must_change": moved.sum().to(torch.float64),
+            }
             before = call.scratch.get("noop_before")
             if before is not None:
                 unchanged = (_raw(after) == _raw(before)) & (_raw(before) != expected)
                 tensors["unchanged"] = unchanged.sum().to(torch.float64)
             return Measurement(tensors, {"shape": list(source.shape), "dtype": str(source.dtype)})
         expected = shuffle_weight(source, view.layout or (16, 16))
-        return Measurement({"wrong": (_raw(after) != _raw(expected)).sum().to(torch.float64),
-                            "must_change": (_raw(expected) != _raw(source)).sum().to(torch.float64),
-                            "unchanged": ((_raw(after) == _raw(source)) & (_raw(expected) != _raw(source)))
-                            .sum().to(torch.float64)},
-                           {"shape": list(source.shape), "dtype": str(source.dtype)})
+        return Measurement(
+            {
+                "wrong": (_raw(after) != _raw(expected)).sum().to(torch.float64),
+                "must_change": (_raw(expected) != _raw(source)).sum().to(torch.float64),
+                "unchanged": ((_raw(after) == _raw(source)) & (_raw(expected) != _raw(source))).sum().to(torch.float64),
+            },
+            {"shape": list(source.shape), "dtype": str(source.dtype)},
+        )
 
-    def judge(self, call: CallRecord, measurement: Measurement,
-              values: Mapping[str, Any]) -> Iterable[Finding]:
+    def judge(self, call: CallRecord, measurement: Measurement, values: Mapping[str, Any]) -> Iterable[Finding]:
         wrong, must_change = int(values["wrong"]), int(values["must_change"])
         if not wrong:
             return []
         unchanged = int(values.get("unchanged", 0))
-        details = {**measurement.context, "wrong_elements": wrong, "elements_to_move": must_change,
-                   "left_unchanged": unchanged}
+        details = {
+            **measurement.context,
+            "wrong_elements": wrong,
+            "elements_to_move": must_change,
+            "left_unchanged": unchanged,
+        }
         if must_change and unchanged >= must_change:
             message = f"{call.contract.name} was a no-op: out was left unchanged where {must_change} elements must move"
         else:

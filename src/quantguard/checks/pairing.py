@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from quantguard.checks._common import dtype_name
 from quantguard.checks.base import DataCheck, Finding, Measurement, register_check
 from quantguard.contracts.views import GemmView
-from quantguard.engine.provenance import _SCALE_SAMPLE, _WEIGHT_SAMPLE, fingerprint
+from quantguard.records import SCALE_SAMPLE, WEIGHT_SAMPLE, fingerprint
 
 if TYPE_CHECKING:  # pragma: no cover
     from quantguard.engine.calls import CallRecord
@@ -43,6 +43,7 @@ __all__ = ["ScalePairing", "scale_values_equal"]
 def _decoded(tensor: Any) -> Any:
     """Scale values as float64: e8m0 bytes (uint8 or float8_e8m0fnu) as powers of two, floats as they are."""
     import torch
+
     values = tensor.detach()
     if values.dtype == torch.uint8 or str(values.dtype).endswith("e8m0fnu"):
         raw = values.view(torch.uint8).to(torch.float64)
@@ -57,6 +58,7 @@ def scale_values_equal(handed: Any, registered: Any) -> Any:
     ``.float()``/``.bfloat16()`` copy compares equal; nothing is read back.
     """
     import torch
+
     wanted = _decoded(registered).reshape(-1)
     if handed.is_floating_point() and not str(handed.dtype).endswith("e8m0fnu"):
         wanted = wanted.to(handed.dtype).to(torch.float64)
@@ -92,17 +94,26 @@ class ScalePairing(DataCheck):
         store = runtime.provenance
         if len(runtime.layer_hooks) > len(store.weights.attached):
             from quantguard.checks.weights import register_attached_models
+
             register_attached_models(runtime)
         found: dict[str, Any] = {}
         if view.x_scale is not None and view.x is not None:
             x = store.lookup(view.x, within=True, spent=True)
             scale = store.lookup(view.x_scale, within=True, spent=True)
-            if x is not None and scale is not None and x.role == "quantized" and scale.role == "scales" \
-                    and x.call is not None and scale.call is not None and x.call.pair_id != scale.call.pair_id:
+            if (
+                x is not None
+                and scale is not None
+                and x.role == "quantized"
+                and scale.role == "scales"
+                and x.call is not None
+                and scale.call is not None
+                and x.call.pair_id != scale.call.pair_id
+            ):
                 found["activation"] = (x.call, scale.call)
         if len(store.weights):
-            found["weights"] = [self._weight_case(store.weights, operand, w, w_scale)
-                                for operand, w, w_scale in _weight_operands(view)]
+            found["weights"] = [
+                self._weight_case(store.weights, operand, w, w_scale) for operand, w, w_scale in _weight_operands(view)
+            ]
             found["weights"] = [case for case in found["weights"] if case is not None]
         if found.get("activation") or found.get("weights"):
             call.scratch["scale_pairing"] = found
@@ -148,28 +159,34 @@ class ScalePairing(DataCheck):
                 if weight is None or scale is None or pair.weight_print is None or pair.scale_print is None:
                     continue
                 # compared on the device: int64 sums would not survive the float64 trip to the host
-                tensors[f"{number}_w_changed"] = (fingerprint(weight, _WEIGHT_SAMPLE) != pair.weight_print).any()
-                tensors[f"{number}_s_changed"] = (fingerprint(scale, _SCALE_SAMPLE) != pair.scale_print).any()
+                tensors[f"{number}_w_changed"] = (fingerprint(weight, WEIGHT_SAMPLE) != pair.weight_print).any()
+                tensors[f"{number}_s_changed"] = (fingerprint(scale, SCALE_SAMPLE) != pair.scale_print).any()
             elif case["kind"] == "foreign":
                 registered = pair.scale_tensor()
                 if registered is not None:
                     tensors[f"{number}_same"] = scale_values_equal(case["w_scale"], registered)
         return Measurement(tensors, found)
 
-    def judge(self, call: CallRecord, measurement: Measurement,
-              values: Mapping[str, Any]) -> Iterable[Finding]:
+    def judge(self, call: CallRecord, measurement: Measurement, values: Mapping[str, Any]) -> Iterable[Finding]:
         found = measurement.context
         view = call.view
         findings = []
         if found.get("activation"):
             x_call, scale_call = found["activation"]
-            findings.append(Finding(
-                "scale_pairing",
-                f"x_scale is not x's: {view.kernel} got x quantized by {x_call.describe()} and x_scale written by "
-                f"{scale_call.describe()}",
-                details={"x_producer": x_call.as_dict(), "x_scale_producer": scale_call.as_dict(),
-                         "x_shape": list(view.x.shape), "x_scale_shape": list(view.x_scale.shape)},
-                variant="x_scale"))
+            findings.append(
+                Finding(
+                    "scale_pairing",
+                    f"x_scale is not x's: {view.kernel} got x quantized by {x_call.describe()} and x_scale written by "
+                    f"{scale_call.describe()}",
+                    details={
+                        "x_producer": x_call.as_dict(),
+                        "x_scale_producer": scale_call.as_dict(),
+                        "x_shape": list(view.x.shape),
+                        "x_scale_shape": list(view.x_scale.shape),
+                    },
+                    variant="x_scale",
+                )
+            )
         for number, case in enumerate(found.get("weights", ())):
             finding = self._judge_weight(view, number, case, values)
             if finding is not None:
@@ -177,44 +194,60 @@ class ScalePairing(DataCheck):
         return findings
 
     @staticmethod
-    def _judge_weight(view: GemmView, number: int, case: Mapping[str, Any],
-                      values: Mapping[str, Any]) -> Finding | None:
+    def _judge_weight(
+        view: GemmView, number: int, case: Mapping[str, Any], values: Mapping[str, Any]
+    ) -> Finding | None:
         pair, kind, operand = case["pair"], case["kind"], case["operand"]
         w_scale = case["w_scale"]
-        details: dict[str, Any] = {"layer": pair.layer, "weight": pair.describe("weight"),
-                                   "registered_scale": pair.describe("scale"),
-                                   "w_shape": list(case["w"].shape), "w_scale_shape": list(w_scale.shape),
-                                   "w_scale_dtype": dtype_name(w_scale.dtype), "kind": kind}
+        details: dict[str, Any] = {
+            "layer": pair.layer,
+            "weight": pair.describe("weight"),
+            "registered_scale": pair.describe("scale"),
+            "w_shape": list(case["w"].shape),
+            "w_scale_shape": list(w_scale.shape),
+            "w_scale_dtype": dtype_name(w_scale.dtype),
+            "kind": kind,
+        }
         scale_name = f"{operand}_scale"
         if kind == "other":
             other = case["other"]
             details["scale_from"] = other.describe("scale")
-            message = (f"{scale_name} is not {pair.describe('weight')}'s: {view.kernel} got it with "
-                       f"{other.describe('scale')}, the scale loaded with {other.describe('weight')}")
+            message = (
+                f"{scale_name} is not {pair.describe('weight')}'s: {view.kernel} got it with "
+                f"{other.describe('scale')}, the scale loaded with {other.describe('weight')}"
+            )
         elif kind == "expert":
             weight_expert, scale_expert = case["experts"]
             details["experts"] = [weight_expert, scale_expert]
-            message = (f"{scale_name} is not its expert's: {view.kernel} got "
-                       f"{_weight_label(pair, 'weight', weight_expert)} with {_weight_label(pair, 'scale', scale_expert)}")
+            message = (
+                f"{scale_name} is not its expert's: {view.kernel} got "
+                f"{_weight_label(pair, 'weight', weight_expert)} with {_weight_label(pair, 'scale', scale_expert)}"
+            )
         elif kind == "orphan":
             replaced = "freed" if pair.weight_tensor() is None else "replaced"
-            message = (f"{scale_name} was loaded with {pair.describe('weight')}, whose bytes were {replaced} after "
-                       f"loading: {view.kernel} got it with a weight that was never loaded with it "
-                       "(requantized without its scale?)")
+            message = (
+                f"{scale_name} was loaded with {pair.describe('weight')}, whose bytes were {replaced} after "
+                f"loading: {view.kernel} got it with a weight that was never loaded with it "
+                "(requantized without its scale?)"
+            )
         elif kind == "scale_gone":
             gone = "freed" if pair.scale_tensor() is None else "replaced"
             details["scale_from"] = "an unregistered tensor"
-            message = (f"{scale_name} is not {pair.describe('weight')}'s: {pair.describe('scale')}, the scale loaded "
-                       f"with it, was {gone} after loading and {view.kernel} got an unregistered "
-                       f"{dtype_name(w_scale.dtype)} {list(w_scale.shape)} tensor instead")
+            message = (
+                f"{scale_name} is not {pair.describe('weight')}'s: {pair.describe('scale')}, the scale loaded "
+                f"with it, was {gone} after loading and {view.kernel} got an unregistered "
+                f"{dtype_name(w_scale.dtype)} {list(w_scale.shape)} tensor instead"
+            )
         elif kind == "foreign":
             same = values.get(f"{number}_same")
             if same is None or bool(same):
                 return None
             details["scale_from"] = "an unregistered tensor"
-            message = (f"{scale_name} is not {pair.describe('weight')}'s: {view.kernel} got an unregistered "
-                       f"{dtype_name(w_scale.dtype)} {list(w_scale.shape)} tensor whose values are not those of "
-                       f"{pair.describe('scale')}, the scale loaded with it")
+            message = (
+                f"{scale_name} is not {pair.describe('weight')}'s: {view.kernel} got an unregistered "
+                f"{dtype_name(w_scale.dtype)} {list(w_scale.shape)} tensor whose values are not those of "
+                f"{pair.describe('scale')}, the scale loaded with it"
+            )
         else:  # own scale: was either side rewritten after loading?
             if f"{number}_w_changed" not in values:
                 return None
@@ -224,11 +257,15 @@ class ScalePairing(DataCheck):
                 return None  # intact, or both rewritten in place (re-register through the loader to check it)
             if scale_changed:
                 details["scale_from"] = "overwritten after loading"
-                message = (f"{pair.describe('scale')} was overwritten after loading: {view.kernel} got "
-                           f"{pair.describe('weight')} with scale bytes that are not the ones loaded with it")
+                message = (
+                    f"{pair.describe('scale')} was overwritten after loading: {view.kernel} got "
+                    f"{pair.describe('weight')} with scale bytes that are not the ones loaded with it"
+                )
             else:
                 details["scale_from"] = "loaded with the previous weight"
-                message = (f"{pair.describe('weight')} was rewritten after loading but {pair.describe('scale')} "
-                           f"was not: {view.kernel} got the new weight with the scale of the old one "
-                           "(requantized without its scale?)")
+                message = (
+                    f"{pair.describe('weight')} was rewritten after loading but {pair.describe('scale')} "
+                    f"was not: {view.kernel} got the new weight with the scale of the old one "
+                    "(requantized without its scale?)"
+                )
         return Finding("scale_pairing", message, details=details, variant=scale_name)

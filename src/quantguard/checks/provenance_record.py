@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from quantguard.checks._common import sample_rows
 from quantguard.checks.base import DataCheck, Finding, Measurement, register_check
-from quantguard.engine.provenance import Produced
+from quantguard.records import Produced
 
 if TYPE_CHECKING:  # pragma: no cover
     from quantguard.engine.calls import CallRecord
@@ -40,16 +40,21 @@ class ProvenanceRecord(DataCheck):
         if getattr(view, "kind", None) == "shuffle_weight":
             if view.out is not None:
                 rows, lanes = view.layout or (16, 16)
-                store.record(view.out, Produced(call.target, "weight", f"preshuffle_{rows}x{lanes}",
-                                                f"layout={(rows, lanes)}"))
+                store.record(
+                    view.out, Produced(call.target, "weight", f"preshuffle_{rows}x{lanes}", f"layout={(rows, lanes)}")
+                )
             return
         if getattr(view, "scales", None) is None or view.static:
             return
         producer_call = store.new_call(call.target, call.index, call.callsite)
-        produced_scales = Produced(call.target, "scales", view.requested_layout, view.request,
-                                   attributes={"group": view.group, "encoding": view.encoding,
-                                               "rows": view.rows, "groups": view.groups},
-                                   call=producer_call)
+        produced_scales = Produced(
+            call.target,
+            "scales",
+            view.requested_layout,
+            view.request,
+            attributes={"group": view.group, "encoding": view.encoding, "rows": view.rows, "groups": view.groups},
+            call=producer_call,
+        )
         store.record(view.scales, produced_scales)
         call.scratch["produced_scales"] = produced_scales
         if view.q is None:
@@ -61,12 +66,15 @@ class ProvenanceRecord(DataCheck):
             if view.smooth is not None:
                 x_rows = x_rows * view.smooth
             attributes.update(x_rows=x_rows, selected=selected, rows=view.rows)
-        store.record(view.q, Produced(call.target, "quantized", view.requested_layout, view.request,
-                                      attributes=attributes, call=producer_call))
+        store.record(
+            view.q,
+            Produced(
+                call.target, "quantized", view.requested_layout, view.request, attributes=attributes, call=producer_call
+            ),
+        )
 
     def measure(self, call: CallRecord) -> Measurement | None:
         return None
 
-    def judge(self, call: CallRecord, measurement: Measurement,
-              values: Mapping[str, Any]) -> Iterable[Finding]:
+    def judge(self, call: CallRecord, measurement: Measurement, values: Mapping[str, Any]) -> Iterable[Finding]:
         return ()

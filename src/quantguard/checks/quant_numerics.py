@@ -15,8 +15,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from quantguard.checks._common import row_mask, sample_rows
-from quantguard.checks.base import DataCheck, Finding, Measurement, register_check
-from quantguard.engine.inspection import ShadowResult
+from quantguard.checks.base import DataCheck, Finding, Measurement, ShadowResult, register_check
 from quantguard.numerics.dequant import dequantize_rows, scale_values
 from quantguard.numerics.layouts import read_scales
 from quantguard.numerics.metrics import comparison_tensors, summarize
@@ -38,9 +37,11 @@ _SQNR_DB = {"fp8": 22.0, "int8": 25.0, "fp4": 12.0, "int4": 10.0}
 
 def quant_tolerance(call: CallRecord, family: str) -> Tolerance:
     from quantguard.shadow.thresholds import _override
+
     cosine, source = QUANT_COSINE.get(family, 0.97), f"{family} quantizer default"
-    override = _override({k: v for k, v in call.config.thresholds.items() if "quant" in k or "@" in k},
-                         call.target, call.layer, family)
+    override = _override(
+        {k: v for k, v in call.config.thresholds.items() if "quant" in k or "@" in k}, call.target, call.layer, family
+    )
     if override is not None:
         cosine, source = override
     return Tolerance(cosine, _NORM_BAND.get(family, 0.1), _SQNR_DB.get(family, 10.0), source)
@@ -90,8 +91,16 @@ def _scale_rows(view: Any, buffer: torch.Tensor, amax: torch.Tensor | None) -> d
     wrong = (~((ratio >= low) & (ratio <= high)) & considered).reshape(-1)
     first = wrong.to(torch.uint8).argmax() if wrong.numel() else wrong.sum()
     position = first.to(torch.float64)
-    return {"scale_rows": torch.stack((wrong.sum().to(torch.float64), position, torch.full_like(position, groups),
-                                       ratio.reshape(-1)[first].to(torch.float64)))}
+    return {
+        "scale_rows": torch.stack(
+            (
+                wrong.sum().to(torch.float64),
+                position,
+                torch.full_like(position, groups),
+                ratio.reshape(-1)[first].to(torch.float64),
+            )
+        )
+    }
 
 
 def _judge_scale_rows(view: Any, measured: Any) -> list[Finding]:
@@ -99,11 +108,22 @@ def _judge_scale_rows(view: Any, measured: Any) -> list[Finding]:
     if not wrong:
         return []
     row, group = divmod(int(first), max(1, int(groups)))
-    return [Finding("scale_values",
-                    f"{int(wrong)} of {view.rows * view.groups} written scales are not amax / format max of their "
-                    f"group (first at row {row}, K group {group}: {ratio:.4g}x)",
-                    details={"scale": "producer", "wrong_groups": int(wrong), "first_row": row, "first_group": group,
-                             "ratio": ratio, "layout": view.requested_layout}, variant="producer_groups")]
+    return [
+        Finding(
+            "scale_values",
+            f"{int(wrong)} of {view.rows * view.groups} written scales are not amax / format max of their "
+            f"group (first at row {row}, K group {group}: {ratio:.4g}x)",
+            details={
+                "scale": "producer",
+                "wrong_groups": int(wrong),
+                "first_row": row,
+                "first_group": group,
+                "ratio": ratio,
+                "layout": view.requested_layout,
+            },
+            variant="producer_groups",
+        )
+    ]
 
 
 @register_check
@@ -120,8 +140,10 @@ class QuantNumerics(DataCheck):
             return
         selected = sample_rows(call, view.rows) if view.group != 0 else sample_rows(call, view.rows)
         call.scratch["quant_numerics"] = {
-            "x": view.x[selected].clone(), "q": view.q[selected].clone(),
-            "scales": view.scales.detach().clone(memory_format=torch.preserve_format), "selected": selected,
+            "x": view.x[selected].clone(),
+            "q": view.q[selected].clone(),
+            "scales": view.scales.detach().clone(memory_format=torch.preserve_format),
+            "selected": selected,
             "amax": _whole_amax(view),
         }
 
@@ -151,26 +173,40 @@ class QuantNumerics(DataCheck):
             return None
         tensors = comparison_tensors(dequantized, reference)
         tensors.update(_scale_rows(view, buffer, snap["amax"]))
-        return Measurement(tensors,
-                           {"shape": list(view.x.shape), "q_dtype": str(view.q.dtype),
-                            "scales_dtype": str(view.scales.dtype)})
+        return Measurement(
+            tensors, {"shape": list(view.x.shape), "q_dtype": str(view.q.dtype), "scales_dtype": str(view.scales.dtype)}
+        )
 
-    def judge(self, call: CallRecord, measurement: Measurement,
-              values: Mapping[str, Any]) -> Iterable[Finding | ShadowResult]:
+    def judge(
+        self, call: CallRecord, measurement: Measurement, values: Mapping[str, Any]
+    ) -> Iterable[Finding | ShadowResult]:
         view = call.view
         metrics = summarize(values)
         family = view.element.family
         tolerance = quant_tolerance(call, family)
         failures = tolerance.failures(metrics.cosine, metrics.norm_ratio, metrics.sqnr_db, metrics.nonfinite)
-        fields = {"reference": "dequantize", **metrics.as_dict(), "threshold": tolerance.cosine,
-                  "passed": not failures, "shapes": {"x": measurement.context["shape"]},
-                  "dtypes": {"q": measurement.context["q_dtype"], "scales": measurement.context["scales_dtype"]}}
+        fields = {
+            "reference": "dequantize",
+            **metrics.as_dict(),
+            "threshold": tolerance.cosine,
+            "passed": not failures,
+            "shapes": {"x": measurement.context["shape"]},
+            "dtypes": {"q": measurement.context["q_dtype"], "scales": measurement.context["scales_dtype"]},
+        }
         outcomes: list[Finding | ShadowResult] = [ShadowResult(fields, not failures, metrics.cosine)]
         if "scale_rows" in values:
             outcomes.extend(_judge_scale_rows(view, values["scale_rows"]))
         if failures:
-            outcomes.append(Finding("numerics",
-                                    f"dequantized output does not match the input: {'; '.join(failures)}",
-                                    details={"reference": "dequantize", "failed": failures, **metrics.as_dict(),
-                                             "threshold_source": tolerance.source}))
+            outcomes.append(
+                Finding(
+                    "numerics",
+                    f"dequantized output does not match the input: {'; '.join(failures)}",
+                    details={
+                        "reference": "dequantize",
+                        "failed": failures,
+                        **metrics.as_dict(),
+                        "threshold_source": tolerance.source,
+                    },
+                )
+            )
         return outcomes

@@ -53,8 +53,11 @@ class RoutingScale(DataCheck):
         if not isinstance(view, RoutingView) or view.score not in ("softmax", "sigmoid", "sqrtsoftplus"):
             return
         rows = sample_rows(call, int(view.gating.shape[0]))
-        call.scratch["routing"] = {"logits": view.gating[rows].clone(), "weights": view.topk_weights[rows].clone(),
-                                   "ids": view.topk_ids[rows].clone()}
+        call.scratch["routing"] = {
+            "logits": view.gating[rows].clone(),
+            "weights": view.topk_weights[rows].clone(),
+            "ids": view.topk_ids[rows].clone(),
+        }
 
     def measure(self, call: CallRecord) -> Measurement | None:
         snap = call.scratch.get("routing")
@@ -72,25 +75,46 @@ class RoutingScale(DataCheck):
         count = usable.sum().to(torch.float64)
         mean = ratio.sum().to(torch.float64) / count.clamp(min=1)
         spread = torch.where(usable, (ratio - mean.to(torch.float32)).abs(), torch.zeros_like(ratio)).max()
-        return Measurement({"mean": mean, "spread": spread.to(torch.float64), "count": count},
-                           {"tokens": int(weights.shape[0]), "top_k": int(k)})
+        return Measurement(
+            {"mean": mean, "spread": spread.to(torch.float64), "count": count},
+            {"tokens": int(weights.shape[0]), "top_k": int(k)},
+        )
 
-    def judge(self, call: CallRecord, measurement: Measurement,
-              values: Mapping[str, Any]) -> Iterable[Finding]:
+    def judge(self, call: CallRecord, measurement: Measurement, values: Mapping[str, Any]) -> Iterable[Finding]:
         view = call.view
         factor, mean, spread = view.routed_scaling_factor, values["mean"], values["spread"]
         if values["count"] == 0 or mean == 0 or spread > _CONSISTENT * abs(mean) + 1e-6:
             return []
         if abs(mean - factor) <= _MATCH * abs(factor):
             return []
-        details = {"routed_scaling_factor": factor, "applied_factor": mean, "score": view.score,
-                   "renormalize": view.renormalize, **measurement.context}
+        details = {
+            "routed_scaling_factor": factor,
+            "applied_factor": mean,
+            "score": view.score,
+            "renormalize": view.renormalize,
+            **measurement.context,
+        }
         if abs(mean - 1.0) <= _MATCH and factor != 1.0:
-            return [Finding("kwarg_ignored", f"routed_scaling_factor={factor:g} requested; top-k weights carry "
-                            f"{mean:.3g}x (the factor was never applied: routed output {1 / factor:.3g}x too small)",
-                            details=details)]
+            return [
+                Finding(
+                    "kwarg_ignored",
+                    f"routed_scaling_factor={factor:g} requested; top-k weights carry "
+                    f"{mean:.3g}x (the factor was never applied: routed output {1 / factor:.3g}x too small)",
+                    details=details,
+                )
+            ]
         if abs(mean - factor * factor) <= _MATCH * factor * factor and factor != 1.0:
-            return [Finding("kwarg_ignored", f"routed_scaling_factor={factor:g} applied twice: top-k weights carry "
-                            f"{mean:.3g}x", details=details)]
-        return [Finding("kwarg_ignored", f"routed_scaling_factor={factor:g} requested; top-k weights carry {mean:.3g}x",
-                        details=details)]
+            return [
+                Finding(
+                    "kwarg_ignored",
+                    f"routed_scaling_factor={factor:g} applied twice: top-k weights carry {mean:.3g}x",
+                    details=details,
+                )
+            ]
+        return [
+            Finding(
+                "kwarg_ignored",
+                f"routed_scaling_factor={factor:g} requested; top-k weights carry {mean:.3g}x",
+                details=details,
+            )
+        ]

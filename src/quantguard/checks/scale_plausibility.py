@@ -40,9 +40,9 @@ import torch
 from quantguard.checks._common import dtype_name, sample_rows
 from quantguard.checks.base import DataCheck, Finding, Measurement, register_check
 from quantguard.contracts.views import GemmView, QuantView
-from quantguard.engine.provenance import Produced
 from quantguard.numerics.dequant import fp8_values, unpack_fp4
 from quantguard.numerics.formats import FP4_E2M1, element_format
+from quantguard.records import Produced
 from quantguard.shadow.references import dequantize_x_rows
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -57,8 +57,12 @@ FAR_BELOW = 0.45
 TOLERATED_SHARE = 0.25
 #: Relative difference below which two recovered multipliers are the same scale.
 _SAME = 1e-5
-_WEAKER = {"verdict": "plausibility", "weaker": True, "producer": None,
-           "reason": "no observed producer for this activation: the chain reference cannot run"}
+_WEAKER = {
+    "verdict": "plausibility",
+    "weaker": True,
+    "producer": None,
+    "reason": "no observed producer for this activation: the chain reference cannot run",
+}
 
 
 def _group_size(view: GemmView, k: int) -> int:
@@ -94,8 +98,12 @@ class ScalePlausibility(DataCheck):
 
     def snapshot(self, call: CallRecord) -> None:
         view = call.view
-        if not isinstance(view, GemmView) or view.x_scale is None or view.batch is not None \
-                or view.scheme == "batched_prequant":
+        if (
+            not isinstance(view, GemmView)
+            or view.x_scale is None
+            or view.batch is not None
+            or view.scheme == "batched_prequant"
+        ):
             return
         store = call.runtime.provenance
         # records a consumer already read (q/k/v GEMMs sharing one activation) count as observed too
@@ -105,9 +113,11 @@ class ScalePlausibility(DataCheck):
         scale = store.lookup(view.x_scale, spent=True)
         rows = sample_rows(call, view.m)
         call.scratch["scale_plausibility"] = {
-            "x": view.x.reshape(-1, view.x.shape[-1])[rows].clone(), "rows": rows,
+            "x": view.x.reshape(-1, view.x.shape[-1])[rows].clone(),
+            "rows": rows,
             "x_scale": view.x_scale.detach().clone(memory_format=torch.preserve_format),
-            "scale_producer": scale.producer if scale is not None and scale.role == "scales" else None}
+            "scale_producer": scale.producer if scale is not None and scale.role == "scales" else None,
+        }
 
     def measure(self, call: CallRecord) -> Measurement | None:
         snap = call.scratch.get("scale_plausibility")
@@ -122,11 +132,11 @@ class ScalePlausibility(DataCheck):
         q_max = _group_max(values, group)
         deq_max = _group_max(dequantized.to(torch.float32), group)
         multipliers = torch.where(q_max > 0, deq_max / q_max.clamp(min=1e-30), torch.zeros_like(q_max))
-        return Measurement({"q_max": q_max, "multipliers": multipliers},
-                           {"scale_producer": snap["scale_producer"], "group": group})
+        return Measurement(
+            {"q_max": q_max, "multipliers": multipliers}, {"scale_producer": snap["scale_producer"], "group": group}
+        )
 
-    def judge(self, call: CallRecord, measurement: Measurement,
-              values: Mapping[str, Any]) -> Iterable[Finding]:
+    def judge(self, call: CallRecord, measurement: Measurement, values: Mapping[str, Any]) -> Iterable[Finding]:
         view = call.view
         q_max = torch.as_tensor(values["q_max"])
         multipliers = torch.as_tensor(values["multipliers"])
@@ -137,35 +147,64 @@ class ScalePlausibility(DataCheck):
         if fmt is None:
             return []
         kernel = view.kernel.rsplit(".", 1)[-1]
-        details = {**_WEAKER, "kernel": view.kernel, "scheme": view.scheme, "group": measurement.context["group"],
-                   "x_scale_shape": list(view.x_scale.shape), "x_scale_dtype": dtype_name(view.x_scale.dtype),
-                   "format": fmt.name}
+        details = {
+            **_WEAKER,
+            "kernel": view.kernel,
+            "scheme": view.scheme,
+            "group": measurement.context["group"],
+            "x_scale_shape": list(view.x_scale.shape),
+            "x_scale_dtype": dtype_name(view.x_scale.dtype),
+            "format": fmt.name,
+        }
         producer = measurement.context["scale_producer"]
         if producer is not None:
-            return [Finding("scale_plausibility", f"{kernel}: x_scale was written by {producer} for another quantized "
-                            "tensor, and no observed producer wrote this activation: the GEMM got another "
-                            "activation's scale (plausibility verdict, no chain reference)",
-                            severity="warning", details={**details, "diagnosis": "another_activation",
-                                                         "scale_written_by": producer}, variant="another_activation")]
+            return [
+                Finding(
+                    "scale_plausibility",
+                    f"{kernel}: x_scale was written by {producer} for another quantized "
+                    "tensor, and no observed producer wrote this activation: the GEMM got another "
+                    "activation's scale (plausibility verdict, no chain reference)",
+                    severity="warning",
+                    details={**details, "diagnosis": "another_activation", "scale_written_by": producer},
+                    variant="another_activation",
+                )
+            ]
         scales = multipliers[loaded]  # dequantized / raw group maxima: the multiplier, to an ulp
         if bool(torch.isclose(scales, torch.ones_like(scales), rtol=_SAME, atol=0.0).all()):
-            return [Finding("scale_plausibility", f"{kernel}: x_scale is 1.0 for every sampled row/group, so the "
-                            f"activation is read as its raw {fmt.name} bytes (|q| up to {float(q_max.max()):g}): the "
-                            "activation scale was dropped (plausibility verdict, no observed producer)",
-                            severity="warning", details={**details, "diagnosis": "ones"}, variant="ones")]
+            return [
+                Finding(
+                    "scale_plausibility",
+                    f"{kernel}: x_scale is 1.0 for every sampled row/group, so the "
+                    f"activation is read as its raw {fmt.name} bytes (|q| up to {float(q_max.max()):g}): the "
+                    "activation scale was dropped (plausibility verdict, no observed producer)",
+                    severity="warning",
+                    details={**details, "diagnosis": "ones"},
+                    variant="ones",
+                )
+            ]
         if float(scales.max() - scales.min()) > _SAME * float(scales.abs().max()):  # varies: a dynamic scale
             ratios = q_max[loaded] / fmt.max
             share = float((ratios < FAR_BELOW).float().mean())
             if share > TOLERATED_SHARE:
                 median = float(ratios.median())
-                return [Finding("scale_plausibility", f"{kernel}: x_scale varies per row/group like a dynamic scale, "
-                                f"but {share:.0%} of row-groups' |q| maxima are far below the format max {fmt.max:g} "
-                                f"(median {median:.0%} of it; a dynamic scale puts each group's max near it): these "
-                                "bytes were not quantized with this x_scale (another activation's scale?) "
-                                "(plausibility verdict, no observed producer)", severity="warning",
-                                details={**details, "diagnosis": "maxima_far_from_format_max",
-                                         "share_far_below": share, "median_ratio_to_format_max": median},
-                                variant="maxima")]
+                return [
+                    Finding(
+                        "scale_plausibility",
+                        f"{kernel}: x_scale varies per row/group like a dynamic scale, "
+                        f"but {share:.0%} of row-groups' |q| maxima are far below the format max {fmt.max:g} "
+                        f"(median {median:.0%} of it; a dynamic scale puts each group's max near it): these "
+                        "bytes were not quantized with this x_scale (another activation's scale?) "
+                        "(plausibility verdict, no observed producer)",
+                        severity="warning",
+                        details={
+                            **details,
+                            "diagnosis": "maxima_far_from_format_max",
+                            "share_far_below": share,
+                            "median_ratio_to_format_max": median,
+                        },
+                        variant="maxima",
+                    )
+                ]
         return []
 
 
@@ -179,14 +218,24 @@ class StaticProducerRecord(DataCheck):
         if not isinstance(view, QuantView) or view.q is None or not view.static:
             return
         selected = sample_rows(call, view.rows)
-        call.runtime.provenance.record(view.q, Produced(
-            call.target, "quantized", view.requested_layout, view.request,
-            attributes={"x_rows": view.x[selected].clone(), "selected": selected, "rows": view.rows,
-                        "scales": None}))
+        call.runtime.provenance.record(
+            view.q,
+            Produced(
+                call.target,
+                "quantized",
+                view.requested_layout,
+                view.request,
+                attributes={
+                    "x_rows": view.x[selected].clone(),
+                    "selected": selected,
+                    "rows": view.rows,
+                    "scales": None,
+                },
+            ),
+        )
 
     def measure(self, call: CallRecord) -> Measurement | None:
         return None
 
-    def judge(self, call: CallRecord, measurement: Measurement,
-              values: Mapping[str, Any]) -> Iterable[Finding]:
+    def judge(self, call: CallRecord, measurement: Measurement, values: Mapping[str, Any]) -> Iterable[Finding]:
         return ()

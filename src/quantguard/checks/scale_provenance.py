@@ -56,8 +56,7 @@ class ScaleProvenance(DataCheck):
             return None
         return Measurement({}, found)
 
-    def judge(self, call: CallRecord, measurement: Measurement,
-              values: Mapping[str, Any]) -> Iterable[Finding]:
+    def judge(self, call: CallRecord, measurement: Measurement, values: Mapping[str, Any]) -> Iterable[Finding]:
         view = call.view
         found = measurement.context
         findings = []
@@ -68,33 +67,62 @@ class ScaleProvenance(DataCheck):
             verified = produced.written_layout is not None
             scale = view.x_scale
             rows, groups = (int(scale.shape[0]), int(scale.shape[1])) if scale.dim() == 2 else (view.m, 1)
-            written_at = scale_address_strides(written, scale, produced.attributes.get("rows", rows),
-                                               produced.attributes.get("groups", groups)) \
-                if written in _MEMORY_LAYOUTS else None
+            written_at = (
+                scale_address_strides(
+                    written, scale, produced.attributes.get("rows", rows), produced.attributes.get("groups", groups)
+                )
+                if written in _MEMORY_LAYOUTS
+                else None
+            )
             read_at = scale_address_strides(reads, scale, view.m, groups)
-            if written_at is not None and read_at is not None and \
-                    not _same_addresses(written_at, read_at, min(rows, view.m), groups):
+            if (
+                written_at is not None
+                and read_at is not None
+                and not _same_addresses(written_at, read_at, min(rows, view.m), groups)
+            ):
                 reads = reads if reads != "logical" else f"by its strides {list(scale.stride())}"
                 how = f"{produced.producer}({produced.request})" if produced.request else produced.producer
-                findings.append(Finding(
-                    "scale_layout",
-                    f"x_scale was written {describe_layout(written)} by {how}; {view.kernel} reads it "
-                    f"{describe_layout(reads)}",
-                    details={"producer": produced.producer, "request": produced.request, "written_layout": written,
-                             "written_verified": verified, "consumer_reads": reads,
-                             "x_scale_shape": list(view.x_scale.shape), "x_scale_stride": list(view.x_scale.stride())}))
+                findings.append(
+                    Finding(
+                        "scale_layout",
+                        f"x_scale was written {describe_layout(written)} by {how}; {view.kernel} reads it "
+                        f"{describe_layout(reads)}",
+                        details={
+                            "producer": produced.producer,
+                            "request": produced.request,
+                            "written_layout": written,
+                            "written_verified": verified,
+                            "consumer_reads": reads,
+                            "x_scale_shape": list(view.x_scale.shape),
+                            "x_scale_stride": list(view.x_scale.stride()),
+                        },
+                    )
+                )
             group = produced.attributes.get("group")
-            expected_group = view.block_k if view.scheme == "block" else (view.mx_group if view.scheme == "mx" else None)
+            expected_group = (
+                view.block_k if view.scheme == "block" else (view.mx_group if view.scheme == "mx" else None)
+            )
             if expected_group and group and group != expected_group:
-                findings.append(Finding(
-                    "scale_shape", f"x_scale was produced with group size {group}; {view.kernel} reads groups of "
-                    f"{expected_group}", details={"producer": produced.producer, "group": group,
-                                                  "expected_group": expected_group}))
+                findings.append(
+                    Finding(
+                        "scale_shape",
+                        f"x_scale was produced with group size {group}; {view.kernel} reads groups of {expected_group}",
+                        details={"producer": produced.producer, "group": group, "expected_group": expected_group},
+                    )
+                )
         weight = found["weight"]
         if weight is not None and weight.role == "weight" and weight.requested_layout != view.w_layout:
             reads = "a plain (N, K) weight" if view.w_layout == "plain" else f"a {view.w_layout} weight"
-            findings.append(Finding("weight_layout", f"w was preshuffled by {weight.producer} ({weight.request}); "
-                                    f"{view.kernel} reads {reads}",
-                                    details={"producer": weight.producer, "written_layout": weight.requested_layout,
-                                             "expected_layout": view.w_layout, "w_shape": list(view.w.shape)}))
+            findings.append(
+                Finding(
+                    "weight_layout",
+                    f"w was preshuffled by {weight.producer} ({weight.request}); {view.kernel} reads {reads}",
+                    details={
+                        "producer": weight.producer,
+                        "written_layout": weight.requested_layout,
+                        "expected_layout": view.w_layout,
+                        "w_shape": list(view.w.shape),
+                    },
+                )
+            )
         return findings

@@ -61,9 +61,14 @@ class ScaleTensors(PlanCheck):
             findings += [replace(f, variant="x_scale") for f in self._x_scale(view)]
         findings += [replace(f, variant="w_scale") for f in self._w_scale(view)]
         if view.allowed_out_dtypes and view.out_dtype is not None and view.out_dtype not in view.allowed_out_dtypes:
-            findings.append(Finding("scale_dtype", f"output dtype {dtype_name(view.out_dtype)} is not produced by "
-                                    f"{view.kernel} (accepted: {', '.join(dtype_name(d) for d in view.allowed_out_dtypes)})",
-                                    details={"out_dtype": dtype_name(view.out_dtype)}))
+            findings.append(
+                Finding(
+                    "scale_dtype",
+                    f"output dtype {dtype_name(view.out_dtype)} is not produced by "
+                    f"{view.kernel} (accepted: {', '.join(dtype_name(d) for d in view.allowed_out_dtypes)})",
+                    details={"out_dtype": dtype_name(view.out_dtype)},
+                )
+            )
         return findings
 
     def _operands(self, view: GemmView) -> list[Finding]:
@@ -71,30 +76,50 @@ class ScaleTensors(PlanCheck):
         x, w = view.x, view.w
         width = int(x.shape[-1])
         if w is not None and int(w.shape[-1]) != width:
-            findings.append(Finding("gemm_shape", f"x has K={width} per row but w has {int(w.shape[-1])}",
-                                    details={"x_shape": _shape(x), "w_shape": _shape(w)}))
+            findings.append(
+                Finding(
+                    "gemm_shape",
+                    f"x has K={width} per row but w has {int(w.shape[-1])}",
+                    details={"x_shape": _shape(x), "w_shape": _shape(w)},
+                )
+            )
         if w is not None and x.element_size() == 1 and w.element_size() == 1 and view.scheme != "batched_prequant":
             x_int, w_int = x.dtype == torch.int8, w.dtype == torch.int8
             if x_int != w_int:
-                findings.append(Finding("scale_dtype", f"x is {dtype_name(x.dtype)} but w is {dtype_name(w.dtype)}: "
-                                        "int8 and fp8 operands cannot be mixed",
-                                        details={"x_dtype": dtype_name(x.dtype), "w_dtype": dtype_name(w.dtype)}))
+                findings.append(
+                    Finding(
+                        "scale_dtype",
+                        f"x is {dtype_name(x.dtype)} but w is {dtype_name(w.dtype)}: "
+                        "int8 and fp8 operands cannot be mixed",
+                        details={"x_dtype": dtype_name(x.dtype), "w_dtype": dtype_name(w.dtype)},
+                    )
+                )
         layout = view.shuffle_layout
         if layout is not None and w is not None:
             n, k_bytes = int(w.shape[-2]), int(w.shape[-1])
             if n % layout[0] or k_bytes % (2 * layout[1]):
-                findings.append(Finding("weight_layout", f"a weight preshuffled with layout {layout} needs N % {layout[0]} "
-                                        f"== 0 and K % {2 * layout[1]} == 0; w is {_shape(w)}",
-                                        details={"w_shape": _shape(w), "layout": list(layout)}))
+                findings.append(
+                    Finding(
+                        "weight_layout",
+                        f"a weight preshuffled with layout {layout} needs N % {layout[0]} "
+                        f"== 0 and K % {2 * layout[1]} == 0; w is {_shape(w)}",
+                        details={"w_shape": _shape(w), "layout": list(layout)},
+                    )
+                )
         return findings
 
     def _x_scale(self, view: GemmView) -> list[Finding]:
         scale = view.x_scale
         findings: list[Finding] = []
-        details = {"x_scale_shape": _shape(scale) if scale is not None else None,
-                   "x_scale_stride": list(scale.stride()) if scale is not None else None,
-                   "x_scale_dtype": dtype_name(scale.dtype) if scale is not None else None,
-                   "m": view.m, "k": view.k, "scheme": view.scheme, "expected_layout": view.x_scale_layout}
+        details = {
+            "x_scale_shape": _shape(scale) if scale is not None else None,
+            "x_scale_stride": list(scale.stride()) if scale is not None else None,
+            "x_scale_dtype": dtype_name(scale.dtype) if scale is not None else None,
+            "m": view.m,
+            "k": view.k,
+            "scheme": view.scheme,
+            "expected_layout": view.x_scale_layout,
+        }
         if scale is None:
             if view.scheme != "per_tensor":
                 findings.append(Finding("scale_shape", "x_scale is missing", details=details))
@@ -102,20 +127,36 @@ class ScaleTensors(PlanCheck):
         m, k = view.m, view.k
         if view.scheme in ("per_token", "per_tensor"):
             if scale.numel() not in (m, 1):
-                findings.append(Finding("scale_shape", f"x_scale has {scale.numel()} values {_shape(scale)}; "
-                                        f"{view.kernel} reads one per row (M={m}) or one per tensor",
-                                        details=details))
+                findings.append(
+                    Finding(
+                        "scale_shape",
+                        f"x_scale has {scale.numel()} values {_shape(scale)}; "
+                        f"{view.kernel} reads one per row (M={m}) or one per tensor",
+                        details=details,
+                    )
+                )
         elif view.scheme == "block":
             groups = _cdiv(k, view.block_k)
             if scale.dim() != 2 or tuple(scale.shape) != (m, groups):
-                findings.append(Finding("scale_shape", f"x_scale is {_shape(scale)}; expected (M, ceil(K/{view.block_k})) "
-                                        f"= ({m}, {groups})", details=details))
+                findings.append(
+                    Finding(
+                        "scale_shape",
+                        f"x_scale is {_shape(scale)}; expected (M, ceil(K/{view.block_k})) = ({m}, {groups})",
+                        details=details,
+                    )
+                )
         elif view.scheme == "mx":
             groups = _cdiv(k, view.mx_group)
             needed = pad_to(m, 256) * pad_to(groups, 8) if view.x_scale_layout == "mx_swizzle" else m * groups
             if scale.numel() < needed:
-                findings.append(Finding("scale_shape", f"x_scale has {scale.numel()} bytes {_shape(scale)}; the "
-                                        f"{view.x_scale_layout} layout for M={m}, K={k} needs {needed}", details=details))
+                findings.append(
+                    Finding(
+                        "scale_shape",
+                        f"x_scale has {scale.numel()} bytes {_shape(scale)}; the "
+                        f"{view.x_scale_layout} layout for M={m}, K={k} needs {needed}",
+                        details=details,
+                    )
+                )
         findings += self._dtype("x_scale", scale, view, details)
         findings += self._layout(view, scale, details)
         return findings
@@ -123,13 +164,24 @@ class ScaleTensors(PlanCheck):
     def _dtype(self, name: str, scale: Any, view: GemmView, details: dict[str, Any]) -> list[Finding]:
         if view.scheme == "mx":
             if not _is_e8m0_like(scale.dtype):
-                return [Finding("scale_dtype", f"{name} is {dtype_name(scale.dtype)}; MX kernels read e8m0 bytes "
-                                "(float8_e8m0fnu or uint8)", details=details)]
+                return [
+                    Finding(
+                        "scale_dtype",
+                        f"{name} is {dtype_name(scale.dtype)}; MX kernels read e8m0 bytes (float8_e8m0fnu or uint8)",
+                        details=details,
+                    )
+                ]
             return []
         accepted = view.x_scale_dtypes or (torch.float32,)
         if scale.dtype not in accepted:
-            return [Finding("scale_dtype", f"{name} is {dtype_name(scale.dtype)}; {view.kernel} reads "
-                            f"{' or '.join(dtype_name(d) for d in accepted)}", details=details)]
+            return [
+                Finding(
+                    "scale_dtype",
+                    f"{name} is {dtype_name(scale.dtype)}; {view.kernel} reads "
+                    f"{' or '.join(dtype_name(d) for d in accepted)}",
+                    details=details,
+                )
+            ]
         return []
 
     def _layout(self, view: GemmView, scale: Any, details: dict[str, Any]) -> list[Finding]:
@@ -142,48 +194,90 @@ class ScaleTensors(PlanCheck):
             return []
         if expected == "row_major" and not contiguous:
             kind = "a column-major view" if transposed_view else "a non-contiguous view"
-            return [Finding("scale_layout", f"x_scale is {kind} (strides {list(scale.stride())}); {view.kernel} reads "
-                            "row-major (M, G) memory and ignores strides", details=details)]
+            return [
+                Finding(
+                    "scale_layout",
+                    f"x_scale is {kind} (strides {list(scale.stride())}); {view.kernel} reads "
+                    "row-major (M, G) memory and ignores strides",
+                    details=details,
+                )
+            ]
         if expected == "transposed" and not contiguous and not (transposed_view and view.x_scale_strided_ok):
-            return [Finding("scale_layout", f"x_scale has strides {list(scale.stride())}; {view.kernel} reads "
-                            "(G, M) memory: pass a contiguous (M, G) tensor holding (G, M) bytes"
-                            + (" or a view with stride(0) == 1" if view.x_scale_strided_ok else ""),
-                            details=details)]
+            return [
+                Finding(
+                    "scale_layout",
+                    f"x_scale has strides {list(scale.stride())}; {view.kernel} reads "
+                    "(G, M) memory: pass a contiguous (M, G) tensor holding (G, M) bytes"
+                    + (" or a view with stride(0) == 1" if view.x_scale_strided_ok else ""),
+                    details=details,
+                )
+            ]
         return []
 
     def _w_scale(self, view: GemmView) -> list[Finding]:
         scale, w = view.w_scale, view.w
         if w is None:
             return []
-        details = {"w_scale_shape": _shape(scale) if scale is not None else None,
-                   "w_scale_dtype": dtype_name(scale.dtype) if scale is not None else None,
-                   "w_shape": _shape(w), "n": view.n, "k": view.k, "scheme": view.scheme}
+        details = {
+            "w_scale_shape": _shape(scale) if scale is not None else None,
+            "w_scale_dtype": dtype_name(scale.dtype) if scale is not None else None,
+            "w_shape": _shape(w),
+            "n": view.n,
+            "k": view.k,
+            "scheme": view.scheme,
+        }
         if scale is None:
             return [Finding("scale_shape", "w_scale is missing", details=details)]
         n, k = view.n, view.k
         findings = []
         if view.scheme in ("per_token", "per_tensor"):
             if scale.numel() not in (n, 1):
-                findings.append(Finding("scale_shape", f"w_scale has {scale.numel()} values {_shape(scale)}; expected "
-                                        f"one per output channel (N={n}) or one per tensor", details=details))
+                findings.append(
+                    Finding(
+                        "scale_shape",
+                        f"w_scale has {scale.numel()} values {_shape(scale)}; expected "
+                        f"one per output channel (N={n}) or one per tensor",
+                        details=details,
+                    )
+                )
         elif view.scheme == "batched_prequant":
             if scale.numel() not in (1, view.batch or 1):
-                findings.append(Finding("scale_shape", f"w_scale has {scale.numel()} values; expected one per tensor "
-                                        "(or per batch element)", details=details))
+                findings.append(
+                    Finding(
+                        "scale_shape",
+                        f"w_scale has {scale.numel()} values; expected one per tensor (or per batch element)",
+                        details=details,
+                    )
+                )
         elif view.scheme == "block":
             expected = (_cdiv(n, view.block_n), _cdiv(k, view.block_k))
             if scale.dim() != 2 or tuple(scale.shape) != expected:
-                findings.append(Finding("scale_shape", f"w_scale is {_shape(scale)}; expected (ceil(N/{view.block_n}), "
-                                        f"ceil(K/{view.block_k})) = {expected}", details=details))
+                findings.append(
+                    Finding(
+                        "scale_shape",
+                        f"w_scale is {_shape(scale)}; expected (ceil(N/{view.block_n}), "
+                        f"ceil(K/{view.block_k})) = {expected}",
+                        details=details,
+                    )
+                )
         elif view.scheme == "mx":
             groups = _cdiv(k, view.mx_group)
             needed = pad_to(n, 256) * pad_to(groups, 8) if view.w_scale_layout == "mx_swizzle" else n * groups
             if scale.numel() < needed:
-                findings.append(Finding("scale_shape", f"w_scale has {scale.numel()} bytes {_shape(scale)}; the "
-                                        f"{view.w_scale_layout} layout for N={n}, K={k} needs {needed}", details=details))
+                findings.append(
+                    Finding(
+                        "scale_shape",
+                        f"w_scale has {scale.numel()} bytes {_shape(scale)}; the "
+                        f"{view.w_scale_layout} layout for N={n}, K={k} needs {needed}",
+                        details=details,
+                    )
+                )
         if view.scheme == "mx":
             findings += self._dtype("w_scale", scale, view, details)
         elif scale.dtype not in (view.x_scale_dtypes or (torch.float32,)) + (torch.float32,):
-            findings.append(Finding("scale_dtype", f"w_scale is {dtype_name(scale.dtype)}; {view.kernel} reads float32",
-                                    details=details))
+            findings.append(
+                Finding(
+                    "scale_dtype", f"w_scale is {dtype_name(scale.dtype)}; {view.kernel} reads float32", details=details
+                )
+            )
         return findings

@@ -58,6 +58,7 @@ def _logical(view: GemmView, name: str, scale: torch.Tensor, rows: int, groups: 
         return None
     if name == "x_scale":
         from quantguard.shadow.references import x_scale_read_layout
+
         layout = x_scale_read_layout(view, scale)
     else:
         layout = "row_major" if view.w_scale_layout == "logical" else view.w_scale_layout
@@ -102,8 +103,10 @@ class ScaleValues(DataCheck):
             return
         seen = call.state.memo.setdefault("scale_values.weights", {})
         kept = []
-        for name, scale, layout, rows in (("x_scale", view.x_scale, view.x_scale_layout, view.m),
-                                          ("w_scale", view.w_scale, view.w_scale_layout, view.n)):
+        for name, scale, layout, rows in (
+            ("x_scale", view.x_scale, view.x_scale_layout, view.m),
+            ("w_scale", view.w_scale, view.w_scale_layout, view.n),
+        ):
             if scale is None or scale.numel() == 0:
                 continue
             if name == "w_scale":  # a weight's scale is checked once per version, not on every sampled call
@@ -144,14 +147,14 @@ class ScaleValues(DataCheck):
             counts = []
             for mask in (bad_value, negative, zero_on_data):
                 counts += [mask.sum(), mask.to(torch.uint8).argmax() if mask.numel() else mask.sum()]
-            tensors[name] = torch.stack([low.to(torch.float64), high.to(torch.float64)]
-                                        + [c.to(torch.float64) for c in counts])
+            tensors[name] = torch.stack(
+                [low.to(torch.float64), high.to(torch.float64)] + [c.to(torch.float64) for c in counts]
+            )
             groups = int(scale.shape[-1]) if scale.dim() == 2 else 1
             context[name] = (encoding, list(scale.shape), dtype_name(scale.dtype), scale.numel(), groups)
         return Measurement(tensors, context) if tensors else None
 
-    def judge(self, call: CallRecord, measurement: Measurement,
-              values: Mapping[str, Any]) -> Iterable[Finding]:
+    def judge(self, call: CallRecord, measurement: Measurement, values: Mapping[str, Any]) -> Iterable[Finding]:
         findings = []
         for name, (encoding, shape, dtype, total, groups) in measurement.context.items():
             low, high, bad, bad_at, negative, negative_at, zero, zero_at = values[name]
@@ -160,31 +163,78 @@ class ScaleValues(DataCheck):
                 row, group = divmod(int(flat_index), groups)
                 return f"{int(count)} of {total}, first at row {row}, K group {group}"
 
-            details = {"scale": name, "shape": shape, "dtype": dtype, "min": low, "max": high, "total": total,
-                       "nonfinite": int(bad), "negative": int(negative), "zero_on_nonzero_groups": int(zero)}
+            details = {
+                "scale": name,
+                "shape": shape,
+                "dtype": dtype,
+                "min": low,
+                "max": high,
+                "total": total,
+                "nonfinite": int(bad),
+                "negative": int(negative),
+                "zero_on_nonzero_groups": int(zero),
+            }
             if encoding == "e8m0":
                 if high == 0:
-                    findings.append(Finding("scale_values", f"{name} ({dtype} {shape}) is all zero bytes: every e8m0 "
-                                            "scale is 2^-127, so the product is ~0 (scales copied numerically into "
-                                            "uint8 instead of viewed as bytes?)", details=details, variant=name))
+                    findings.append(
+                        Finding(
+                            "scale_values",
+                            f"{name} ({dtype} {shape}) is all zero bytes: every e8m0 "
+                            "scale is 2^-127, so the product is ~0 (scales copied numerically into "
+                            "uint8 instead of viewed as bytes?)",
+                            details=details,
+                            variant=name,
+                        )
+                    )
                     continue
                 if bad:
-                    findings.append(Finding("scale_values", f"{name} ({dtype} {shape}) holds e8m0 NaN bytes (0xFF): "
-                                            f"{where(bad, bad_at)}", details=details, variant=name + "/nan"))
+                    findings.append(
+                        Finding(
+                            "scale_values",
+                            f"{name} ({dtype} {shape}) holds e8m0 NaN bytes (0xFF): {where(bad, bad_at)}",
+                            details=details,
+                            variant=name + "/nan",
+                        )
+                    )
             elif math.isnan(low) or math.isnan(high) or math.isinf(low) or math.isinf(high) or bad:
-                findings.append(Finding("scale_values", f"{name} ({dtype} {shape}) has non-finite scales (NaN/Inf): "
-                                        f"{where(bad, bad_at)}", details=details, variant=name + "/nan"))
+                findings.append(
+                    Finding(
+                        "scale_values",
+                        f"{name} ({dtype} {shape}) has non-finite scales (NaN/Inf): {where(bad, bad_at)}",
+                        details=details,
+                        variant=name + "/nan",
+                    )
+                )
                 continue
             elif low < 0:
-                findings.append(Finding("scale_values", f"{name} ({dtype} {shape}) has negative scales (min {low:.3g}): "
-                                        f"{where(negative, negative_at)}", details=details, variant=name))
+                findings.append(
+                    Finding(
+                        "scale_values",
+                        f"{name} ({dtype} {shape}) has negative scales (min {low:.3g}): {where(negative, negative_at)}",
+                        details=details,
+                        variant=name,
+                    )
+                )
                 continue
             elif high == 0:
-                findings.append(Finding("scale_values", f"{name} ({dtype} {shape}) has all {total} scales zero",
-                                        details=details, variant=name))
+                findings.append(
+                    Finding(
+                        "scale_values",
+                        f"{name} ({dtype} {shape}) has all {total} scales zero",
+                        details=details,
+                        variant=name,
+                    )
+                )
                 continue
             if zero:
-                findings.append(Finding("scale_values", f"{name} ({dtype} {shape}) has zero scales on groups whose "
-                                        f"quantized values are not all zero (that group's output is lost): "
-                                        f"{where(zero, zero_at)}", details=details, variant=name + "/zero"))
+                findings.append(
+                    Finding(
+                        "scale_values",
+                        f"{name} ({dtype} {shape}) has zero scales on groups whose "
+                        f"quantized values are not all zero (that group's output is lost): "
+                        f"{where(zero, zero_at)}",
+                        details=details,
+                        variant=name + "/zero",
+                    )
+                )
         return findings

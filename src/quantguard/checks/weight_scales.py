@@ -49,8 +49,15 @@ from quantguard.numerics.layouts import read_scales, unshuffle_weight
 if TYPE_CHECKING:  # pragma: no cover
     from quantguard.engine.calls import CallRecord
 
-__all__ = ["WeightScales", "Checkpoint", "judge_weight_scale", "read_blocks", "record_checkpoint", "checkpoint_of",
-           "CHECKED_ROWS"]
+__all__ = [
+    "WeightScales",
+    "Checkpoint",
+    "judge_weight_scale",
+    "read_blocks",
+    "record_checkpoint",
+    "checkpoint_of",
+    "CHECKED_ROWS",
+]
 
 #: Rows of W read per judgement (whole 128-row blocks): the cost does not grow with the layer.
 CHECKED_ROWS = 256
@@ -73,12 +80,13 @@ def _is_scale_name(name: str) -> bool:
 
 # -- checkpoint values passed through the loader -------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Checkpoint:
     """What the loader was given for one parameter: its dtype and (the first rows of) its values."""
 
     dtype: torch.dtype
-    values: torch.Tensor       # scales: all of them; weights: the first CHECKED_ROWS rows
+    values: torch.Tensor  # scales: all of them; weights: the first CHECKED_ROWS rows
 
 
 _CHECKPOINTS: dict[int, tuple[Any, Checkpoint]] = {}
@@ -125,18 +133,19 @@ def checkpoint_of(param: Any) -> Checkpoint | None:
 
 # -- reading a weight and its scale block by block ------------------------------------------------
 
+
 @dataclass
 class _Blocks:
     """The checked rows of a weight, dequantizable: element values, per-block multipliers."""
 
-    values: torch.Tensor       # (R, K) float32 element values (q, not yet scaled)
+    values: torch.Tensor  # (R, K) float32 element values (q, not yet scaled)
     multipliers: torch.Tensor  # (RB, KB) float32 per-block scale
-    block: tuple[int, int]     # rows x cols per scale entry
-    scheme: str                # "per_tensor", "per_token", "block" or "mx"
+    block: tuple[int, int]  # rows x cols per scale entry
+    scheme: str  # "per_tensor", "per_token", "block" or "mx"
     format_max: float
     format_name: str
     one_byte_scale: bool
-    raw_scale: torch.Tensor    # the scale entries of the checked rows, as stored
+    raw_scale: torch.Tensor  # the scale entries of the checked rows, as stored
 
     def expanded(self) -> torch.Tensor:
         rows, cols = self.values.shape
@@ -164,9 +173,16 @@ def _element_values(weight: torch.Tensor, read_as: torch.dtype | None, packed_fp
     return fp8_values(weight, read_as), fmt
 
 
-def read_blocks(weight: torch.Tensor, scale: torch.Tensor, *, read_as: torch.dtype | None = None,
-                shuffle_layout: tuple[int, int] | None = None, scale_layout: str = "row_major",
-                scheme: str | None = None, block: tuple[int, int] = (128, 128)) -> _Blocks | None:
+def read_blocks(
+    weight: torch.Tensor,
+    scale: torch.Tensor,
+    *,
+    read_as: torch.dtype | None = None,
+    shuffle_layout: tuple[int, int] | None = None,
+    scale_layout: str = "row_major",
+    scheme: str | None = None,
+    block: tuple[int, int] = (128, 128),
+) -> _Blocks | None:
     """The first :data:`CHECKED_ROWS` rows of ``weight`` with the scale entries that multiply them.
 
     The scheme follows the scale's shape unless given: one value (per-tensor),
@@ -180,8 +196,11 @@ def read_blocks(weight: torch.Tensor, scale: torch.Tensor, *, read_as: torch.dty
     w2d = weight.detach().reshape(-1, weight.shape[-1])
     one_byte_scale = scale.element_size() == 1
     raw = scale.detach().view(torch.uint8) if one_byte_scale and is_e8m0_dtype(scale.dtype) else scale.detach()
-    packed_fp4 = weight.element_size() == 1 and one_byte_scale and (
-        weight.dtype == torch.uint8 or str(weight.dtype).endswith("float4_e2m1fn_x2"))
+    packed_fp4 = (
+        weight.element_size() == 1
+        and one_byte_scale
+        and (weight.dtype == torch.uint8 or str(weight.dtype).endswith("float4_e2m1fn_x2"))
+    )
     rows = int(w2d.shape[0])
     k = int(w2d.shape[1]) * (2 if packed_fp4 else 1)
     scheme = scheme or _scheme_of(raw, rows, k, packed_fp4)
@@ -223,8 +242,9 @@ def read_blocks(weight: torch.Tensor, scale: torch.Tensor, *, read_as: torch.dty
     multipliers = scale_values(entries).to(torch.float32)
     if scheme == "block" and multipliers.shape[0] * block[0] < checked:
         return None
-    return _Blocks(values, multipliers, (min(block[0], checked), block[1]), scheme, fmt.max, fmt.name,
-                   one_byte_scale, entries)
+    return _Blocks(
+        values, multipliers, (min(block[0], checked), block[1]), scheme, fmt.max, fmt.name, one_byte_scale, entries
+    )
 
 
 def _scheme_of(scale: torch.Tensor, rows: int, k: int, packed_fp4: bool) -> str | None:
@@ -234,39 +254,65 @@ def _scheme_of(scale: torch.Tensor, rows: int, k: int, packed_fp4: bool) -> str 
         return "per_tensor"
     if scale.numel() == rows and (scale.dim() == 1 or scale.shape[-1] == 1):
         return "per_token"
-    if scale.dim() >= 2 and scale.shape[-1] == -(-k // 128) and \
-            scale.numel() // scale.shape[-1] in (-(-rows // 128), rows // 128):
+    if (
+        scale.dim() >= 2
+        and scale.shape[-1] == -(-k // 128)
+        and scale.numel() // scale.shape[-1] in (-(-rows // 128), rows // 128)
+    ):
         return "block"
     return None
 
 
 # -- the judgement --------------------------------------------------------------------------------
 
-def judge_weight_scale(name: str, weight: torch.Tensor, scale: torch.Tensor, *,
-                       read_as: torch.dtype | None = None, shuffle_layout: tuple[int, int] | None = None,
-                       scale_layout: str = "row_major", scheme: str | None = None,
-                       block: tuple[int, int] = (128, 128), checkpoint: tuple[Checkpoint, Checkpoint] | None = None,
-                       checkpoint_read_as: torch.dtype | None = None) -> list[Finding]:
+
+def judge_weight_scale(
+    name: str,
+    weight: torch.Tensor,
+    scale: torch.Tensor,
+    *,
+    read_as: torch.dtype | None = None,
+    shuffle_layout: tuple[int, int] | None = None,
+    scale_layout: str = "row_major",
+    scheme: str | None = None,
+    block: tuple[int, int] = (128, 128),
+    checkpoint: tuple[Checkpoint, Checkpoint] | None = None,
+    checkpoint_read_as: torch.dtype | None = None,
+) -> list[Finding]:
     """Findings about ``scale`` as the scale of ``weight`` (and against the checkpoint, when given).
 
     ``name`` names the weight in messages (e.g. ``model.layers.3.mlp.down_proj.weight``).
     ``checkpoint`` is ``(weight, scale)`` as the loader was given them.
     """
     with torch.no_grad():
-        blocks = read_blocks(weight, scale, read_as=read_as, shuffle_layout=shuffle_layout,
-                             scale_layout=scale_layout, scheme=scheme, block=block)
+        blocks = read_blocks(
+            weight,
+            scale,
+            read_as=read_as,
+            shuffle_layout=shuffle_layout,
+            scale_layout=scale_layout,
+            scheme=scheme,
+            block=block,
+        )
         if blocks is None:
             return []
-        details: dict[str, Any] = {"parameter": name, "shape": list(weight.shape), "dtype": dtype_name(weight.dtype),
-                                   "scale_shape": list(scale.shape), "scale_dtype": dtype_name(scale.dtype),
-                                   "format": blocks.format_name, "block": list(blocks.block),
-                                   "checked_rows": int(blocks.values.shape[0])}
+        details: dict[str, Any] = {
+            "parameter": name,
+            "shape": list(weight.shape),
+            "dtype": dtype_name(weight.dtype),
+            "scale_shape": list(scale.shape),
+            "scale_dtype": dtype_name(scale.dtype),
+            "format": blocks.format_name,
+            "block": list(blocks.block),
+            "checked_rows": int(blocks.values.shape[0]),
+        }
         finding = _judge_alone(name, blocks, details)
         if finding is not None:
             return [finding]
         if checkpoint is not None:
-            finding = _judge_against_checkpoint(name, blocks, weight, scale, checkpoint, details,
-                                                read_as=checkpoint_read_as, scheme=scheme, block=block)
+            finding = _judge_against_checkpoint(
+                name, blocks, weight, scale, checkpoint, details, read_as=checkpoint_read_as, scheme=scheme, block=block
+            )
             if finding is not None:
                 return [finding]
     return []
@@ -283,48 +329,85 @@ def _judge_alone(name: str, blocks: _Blocks, details: dict[str, Any]) -> Finding
     at_max = float((q_max[loaded] >= _AT_MAX * top).float().mean())
     deq_max = (q_max * multipliers)[loaded]
     largest, smallest = float(deq_max.max()), float(deq_max.min())
-    details = {**details, "dequantized_block_max": largest, "dequantized_block_min": smallest,
-               "blocks_at_format_max": at_max}
+    details = {
+        **details,
+        "dequantized_block_max": largest,
+        "dequantized_block_min": smallest,
+        "blocks_at_format_max": at_max,
+    }
     if blocks.one_byte_scale and bool((blocks.raw_scale.view(torch.uint8) == 0).all()):
-        return Finding("weight_scale", f"{name}: every e8m0 scale byte is 0 (2^-127): the scales were copied as "
-                       "values, not bytes (numeric conversion to zero); dequantized weights vanish "
-                       f"(block maxima <= {largest:.3g})", details={**details, "diagnosis": "e8m0_zeros"},
-                       variant="e8m0_zeros")
+        return Finding(
+            "weight_scale",
+            f"{name}: every e8m0 scale byte is 0 (2^-127): the scales were copied as "
+            "values, not bytes (numeric conversion to zero); dequantized weights vanish "
+            f"(block maxima <= {largest:.3g})",
+            details={**details, "diagnosis": "e8m0_zeros"},
+            variant="e8m0_zeros",
+        )
     if bool((multipliers == 1.0).all()):
-        return Finding("weight_scale", f"{name}: w_scale is 1.0 for every block, so the dequantized weight is the "
-                       f"raw {blocks.format_name} bytes (block maxima up to {largest:.3g}, {at_max:.0%} of blocks at "
-                       f"the format max {top:g}): the weight scale was dropped",
-                       details={**details, "diagnosis": "ones"}, variant="ones")
+        return Finding(
+            "weight_scale",
+            f"{name}: w_scale is 1.0 for every block, so the dequantized weight is the "
+            f"raw {blocks.format_name} bytes (block maxima up to {largest:.3g}, {at_max:.0%} of blocks at "
+            f"the format max {top:g}): the weight scale was dropped",
+            details={**details, "diagnosis": "ones"},
+            variant="ones",
+        )
     if largest > _MAX_WEIGHT:
-        return Finding("weight_scale", f"{name}: dequantized block maxima reach {largest:.3g} (|q| max x w_scale), "
-                       f"larger than any plausible weight ({_MAX_WEIGHT:g}): w_scale does not belong to these bytes "
-                       "(inverted, dropped or another tensor's)", details={**details, "diagnosis": "too_large"},
-                       variant="too_large")
+        return Finding(
+            "weight_scale",
+            f"{name}: dequantized block maxima reach {largest:.3g} (|q| max x w_scale), "
+            f"larger than any plausible weight ({_MAX_WEIGHT:g}): w_scale does not belong to these bytes "
+            "(inverted, dropped or another tensor's)",
+            details={**details, "diagnosis": "too_large"},
+            variant="too_large",
+        )
     if smallest < _MIN_WEIGHT:
-        return Finding("weight_scale", f"{name}: dequantized block maxima fall to {smallest:.3g} (|q| max x "
-                       f"w_scale) for nonzero bytes: the scale underflowed or was zeroed",
-                       details={**details, "diagnosis": "too_small"}, variant="too_small")
+        return Finding(
+            "weight_scale",
+            f"{name}: dequantized block maxima fall to {smallest:.3g} (|q| max x "
+            f"w_scale) for nonzero bytes: the scale underflowed or was zeroed",
+            details={**details, "diagnosis": "too_small"},
+            variant="too_small",
+        )
     if multipliers.numel() >= 4 and bool((multipliers == multipliers.reshape(-1)[0]).all()) and at_max >= _AT_MAX:
         value = float(multipliers.reshape(-1)[0])
-        return Finding("weight_scale", f"{name}: every block has the same w_scale {value:.6g} although "
-                       f"{at_max:.0%} of blocks reach the format max {top:g} (each was quantized with its own "
-                       "amax): a broadcast placeholder, not the checkpoint's per-block scales",
-                       details={**details, "diagnosis": "constant", "scale": value}, variant="constant")
+        return Finding(
+            "weight_scale",
+            f"{name}: every block has the same w_scale {value:.6g} although "
+            f"{at_max:.0%} of blocks reach the format max {top:g} (each was quantized with its own "
+            "amax): a broadcast placeholder, not the checkpoint's per-block scales",
+            details={**details, "diagnosis": "constant", "scale": value},
+            variant="constant",
+        )
     return None
 
 
-def _judge_against_checkpoint(name: str, blocks: _Blocks, weight: torch.Tensor, scale: torch.Tensor,
-                              checkpoint: tuple[Checkpoint, Checkpoint], details: dict[str, Any], *,
-                              read_as: torch.dtype | None, scheme: str | None,
-                              block: tuple[int, int]) -> Finding | None:
+def _judge_against_checkpoint(
+    name: str,
+    blocks: _Blocks,
+    weight: torch.Tensor,
+    scale: torch.Tensor,
+    checkpoint: tuple[Checkpoint, Checkpoint],
+    details: dict[str, Any],
+    *,
+    read_as: torch.dtype | None,
+    scheme: str | None,
+    block: tuple[int, int],
+) -> Finding | None:
     """The dequantized weight after loading against the one the loader was given."""
     weight_ck, scale_ck = checkpoint
     ck_weight = weight_ck.values
     ck_scale = scale_ck.values
     if ck_weight.dtype != weight_ck.dtype:
         return None
-    reference = read_blocks(ck_weight, _scale_rows(ck_scale, blocks, int(ck_weight.shape[0])), read_as=read_as,
-                            scheme=blocks.scheme, block=block)
+    reference = read_blocks(
+        ck_weight,
+        _scale_rows(ck_scale, blocks, int(ck_weight.shape[0])),
+        read_as=read_as,
+        scheme=blocks.scheme,
+        block=block,
+    )
     rows = min(int(blocks.values.shape[0]), int(reference.values.shape[0])) if reference is not None else 0
     if reference is None or rows == 0 or reference.values.shape[1] != blocks.values.shape[1]:
         return None
@@ -338,21 +421,39 @@ def _judge_against_checkpoint(name: str, blocks: _Blocks, weight: torch.Tensor, 
     if abs(ratio - 1.0) <= _NORM_TOLERANCE and cosine >= _COSINE_TOLERANCE:
         return None
     same_values = bool(torch.equal(blocks.values[:rows], reference.values[:rows]))
-    same_scale = blocks.multipliers.shape == reference.multipliers.shape and \
-        bool(torch.equal(blocks.multipliers, reference.multipliers))
-    facts = {**details, "norm_ratio_to_checkpoint": ratio, "cosine_to_checkpoint": cosine,
-             "checkpoint_dtype": dtype_name(weight_ck.dtype), "checkpoint_scale_dtype": dtype_name(scale_ck.dtype)}
+    same_scale = blocks.multipliers.shape == reference.multipliers.shape and bool(
+        torch.equal(blocks.multipliers, reference.multipliers)
+    )
+    facts = {
+        **details,
+        "norm_ratio_to_checkpoint": ratio,
+        "cosine_to_checkpoint": cosine,
+        "checkpoint_dtype": dtype_name(weight_ck.dtype),
+        "checkpoint_scale_dtype": dtype_name(scale_ck.dtype),
+    }
     measured = f"dequantized weight is {ratio:.4g}x the checkpoint's (cosine {cosine:.4f})"
     if same_scale and not same_values:
-        return Finding("weight_scale", f"{name}: the weight bytes were rewritten after loading but w_scale is still "
-                       f"the checkpoint's: a stale scale from before the requantization; {measured}",
-                       details={**facts, "diagnosis": "stale"}, variant="stale")
+        return Finding(
+            "weight_scale",
+            f"{name}: the weight bytes were rewritten after loading but w_scale is still "
+            f"the checkpoint's: a stale scale from before the requantization; {measured}",
+            details={**facts, "diagnosis": "stale"},
+            variant="stale",
+        )
     if same_values and not same_scale:
-        return Finding("weight_scale", f"{name}: w_scale is not the scale the loader was given with these bytes "
-                       f"(swapped with another layer's or overwritten); {measured}",
-                       details={**facts, "diagnosis": "not_the_checkpoint_scale"}, variant="swapped")
-    return Finding("weight_scale", f"{name}: {measured}: the weight and its scale no longer describe the checkpoint's "
-                   "weight", details={**facts, "diagnosis": "differs_from_checkpoint"}, variant="checkpoint")
+        return Finding(
+            "weight_scale",
+            f"{name}: w_scale is not the scale the loader was given with these bytes "
+            f"(swapped with another layer's or overwritten); {measured}",
+            details={**facts, "diagnosis": "not_the_checkpoint_scale"},
+            variant="swapped",
+        )
+    return Finding(
+        "weight_scale",
+        f"{name}: {measured}: the weight and its scale no longer describe the checkpoint's weight",
+        details={**facts, "diagnosis": "differs_from_checkpoint"},
+        variant="checkpoint",
+    )
 
 
 def _scale_rows(scale: torch.Tensor, blocks: _Blocks, rows: int) -> torch.Tensor:
@@ -366,6 +467,7 @@ def _scale_rows(scale: torch.Tensor, blocks: _Blocks, rows: int) -> torch.Tensor
 
 
 # -- the check ------------------------------------------------------------------------------------
+
 
 def _checkpoint_pair(weight: Any, scale: Any) -> tuple[Checkpoint, Checkpoint] | None:
     weight_ck, scale_ck = checkpoint_of(weight), checkpoint_of(scale)
@@ -452,8 +554,7 @@ class WeightScales(DataCheck):
                 return None  # judged after its quant method's step, once the weights are final
         return Measurement({}, {"module": module}) if isinstance(module, torch.nn.Module) else None
 
-    def judge(self, call: CallRecord, measurement: Measurement,
-              values: Mapping[str, Any]) -> Iterable[Finding]:
+    def judge(self, call: CallRecord, measurement: Measurement, values: Mapping[str, Any]) -> Iterable[Finding]:
         if measurement.context.get("gemm"):
             view = call.view
             layout = view.w_scale_layout
@@ -461,10 +562,17 @@ class WeightScales(DataCheck):
                 return []
             scheme = {"per_token": None, "per_tensor": None, "block": "block", "mx": "mx"}.get(view.scheme)
             name = f"{call.layer}.w" if call.layer else f"w of {view.kernel.rsplit('.', 1)[-1]}"
-            return judge_weight_scale(name, view.w, view.w_scale, read_as=view.fp8_read_as,
-                                      shuffle_layout=view.shuffle_layout, scale_layout=layout, scheme=scheme,
-                                      block=(view.block_n, view.block_k),
-                                      checkpoint=_checkpoint_pair(view.w, view.w_scale))
+            return judge_weight_scale(
+                name,
+                view.w,
+                view.w_scale,
+                read_as=view.fp8_read_as,
+                shuffle_layout=view.shuffle_layout,
+                scale_layout=layout,
+                scheme=scheme,
+                block=(view.block_n, view.block_k),
+                checkpoint=_checkpoint_pair(view.w, view.w_scale),
+            )
         module = measurement.context["module"]
         own_prefix = getattr(module, "prefix", None)
         prefix = call.layer or (own_prefix if isinstance(own_prefix, str) and own_prefix else type(module).__name__)
@@ -472,8 +580,16 @@ class WeightScales(DataCheck):
         for name, weight, scale in _module_pairs(module):
             shuffled = (16, 16) if getattr(weight, "is_shuffled", False) else None
             layout = "mx_swizzle" if _swizzled_mx(weight, scale) else "row_major"
-            findings.extend(judge_weight_scale(f"{prefix}.{name}", weight, scale, shuffle_layout=shuffled,
-                                               scale_layout=layout, checkpoint=_checkpoint_pair(weight, scale)))
+            findings.extend(
+                judge_weight_scale(
+                    f"{prefix}.{name}",
+                    weight,
+                    scale,
+                    shuffle_layout=shuffled,
+                    scale_layout=layout,
+                    checkpoint=_checkpoint_pair(weight, scale),
+                )
+            )
         return findings
 
 

@@ -48,8 +48,13 @@ from quantguard.numerics.formats import FP8_E4M3FN, FP8_E4M3FNUZ, element_format
 if TYPE_CHECKING:  # pragma: no cover
     from quantguard.engine.calls import CallRecord
 
-__all__ = ["scan_weights", "scan_tensors", "scale_name", "register_weight_pairs", "register_attached_models",
-           "WeightScan"]
+__all__ = [
+    "scan_tensors",
+    "scale_name",
+    "register_weight_pairs",
+    "register_attached_models",
+    "WeightScan",
+]
 
 _SAMPLE = 1 << 20
 #: Largest plausible magnitude of a dequantized LLM weight.
@@ -94,13 +99,23 @@ def _scan_one(name: str, tensor: torch.Tensor, scales: Mapping[str, torch.Tensor
             raw = sample.view(torch.uint8)
             top = int(raw.max())
             if top == 0:
-                findings.append(Finding("scale_values", f"{name}: e8m0 scales stored as uint8 zeros (every scale "
-                                        "2^-127): copy_ converted the values instead of copying the bytes",
-                                        details=details))
+                findings.append(
+                    Finding(
+                        "scale_values",
+                        f"{name}: e8m0 scales stored as uint8 zeros (every scale "
+                        "2^-127): copy_ converted the values instead of copying the bytes",
+                        details=details,
+                    )
+                )
             elif top < _TINY_E8M0:
-                findings.append(Finding("scale_values", f"{name}: uint8 e8m0 scales are all below {_TINY_E8M0} "
-                                        f"(max byte {top}, i.e. <= 2^{top - 127}): numerically converted, not byte-copied",
-                                        details={**details, "max_byte": top}))
+                findings.append(
+                    Finding(
+                        "scale_values",
+                        f"{name}: uint8 e8m0 scales are all below {_TINY_E8M0} "
+                        f"(max byte {top}, i.e. <= 2^{top - 127}): numerically converted, not byte-copied",
+                        details={**details, "max_byte": top},
+                    )
+                )
         return findings
     if element is not None and element.family == "fp8":
         values = fp8_values(sample, tensor.dtype)
@@ -127,20 +142,28 @@ def _scan_one(name: str, tensor: torch.Tensor, scales: Mapping[str, torch.Tensor
         if scale is not None and scale.numel() and scale.is_floating_point():
             dequantized = amax * float(scale.detach().to(torch.float32).abs().max())
             if dequantized > _MAX_WEIGHT:
-                findings.append(Finding("weight_magnitude", f"{name}: dequantized magnitude up to {dequantized:.3g} "
-                                        f"(fp8 amax {amax:g} x scale): scale inverted or not loaded?",
-                                        details={**details, "dequantized_amax": dequantized}))
+                findings.append(
+                    Finding(
+                        "weight_magnitude",
+                        f"{name}: dequantized magnitude up to {dequantized:.3g} "
+                        f"(fp8 amax {amax:g} x scale): scale inverted or not loaded?",
+                        details={**details, "dequantized_amax": dequantized},
+                    )
+                )
         return findings
     if tensor.dtype in (torch.bfloat16, torch.float16, torch.float32) and tensor.dim() >= 2 and amax >= 16.0:
         on_grid, fmt_name = _on_fp8_grid(values)
         if on_grid:
             fmt = FP8_E4M3FN if fmt_name == FP8_E4M3FN.name else FP8_E4M3FNUZ
-            findings.append(Finding(
-                "weight_magnitude",
-                f"{name}: {dtype_name(tensor.dtype)} weight holds raw {fmt_name} values (all on the fp8 grid, amax "
-                f"{amax:g} = {amax / fmt.max:.2f} of the format max): the checkpoint's block scale was dropped "
-                "(copy_ from FP8 without dequantization)",
-                details={**details, "format": fmt_name, "ratio_to_format_max": amax / fmt.max}))
+            findings.append(
+                Finding(
+                    "weight_magnitude",
+                    f"{name}: {dtype_name(tensor.dtype)} weight holds raw {fmt_name} values (all on the fp8 grid, amax "
+                    f"{amax:g} = {amax / fmt.max:.2f} of the format max): the checkpoint's block scale was dropped "
+                    "(copy_ from FP8 without dequantization)",
+                    details={**details, "format": fmt_name, "ratio_to_format_max": amax / fmt.max},
+                )
+            )
     return findings
 
 
@@ -191,31 +214,6 @@ def register_attached_models(runtime: Any) -> None:
             register_weight_pairs(runtime.provenance, _model_tensors(model, getattr(hooks, "prefix", "")))
 
 
-def scan_weights(model: torch.nn.Module, report: bool = True) -> list[Finding]:
-    """Scan every parameter and buffer of ``model``; report violations if quantguard is enabled.
-
-    When quantguard is enabled, the model's weight/scale pairs are registered
-    too (``scale_pairing`` holds GEMMs to them).
-    """
-    from quantguard.engine.callsite import find_callsite
-    from quantguard.engine.lifecycle import current_runtime
-    from quantguard.engine.reentrancy import suppressed
-
-    with suppressed(), torch.no_grad():
-        named = list(model.named_parameters()) + list(model.named_buffers())
-        findings = scan_tensors(named)
-    runtime = current_runtime()
-    if runtime is not None:
-        with suppressed():
-            register_weight_pairs(runtime.provenance, named)
-    if report and runtime is not None:
-        callsite = find_callsite(2)
-        for finding in findings:
-            runtime.reporter.violation("quantguard.scan_weights", finding, callsite,
-                                       {"model": type(model).__name__})
-    return findings
-
-
 def _quant_method_follows(module: Any) -> bool:
     """ATOM main's loader runs ``module.quant_method.process_weights_after_loading(module)`` after the layer's own."""
     method = getattr(module, "quant_method", None)
@@ -255,8 +253,7 @@ class WeightScan(DataCheck):
         module = self._module(call)
         return Measurement({}, {"module": module}) if module is not None else None
 
-    def judge(self, call: CallRecord, measurement: Measurement,
-              values: Mapping[str, Any]) -> Iterable[Finding]:
+    def judge(self, call: CallRecord, measurement: Measurement, values: Mapping[str, Any]) -> Iterable[Finding]:
         module = measurement.context["module"]
         prefix = self._prefix(call, module)
         with torch.no_grad():

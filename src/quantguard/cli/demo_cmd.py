@@ -3,7 +3,8 @@
 Runs the ATOM-like workload (quant→GEMM linears, MLA, MoE; 50 greedy tokens)
 clean, then once per incident fault with quantguard enabled the way a
 production canary runs it (default sampling: the first 3 calls of each
-signature, then 1%), and prints: fault → detected? → by which checks → the
+signature, then 1%), and prints: fault → detected (every check the scenario
+expects fired: ``quantguard.sim.scenarios``) → by which checks → the
 first event's message → generated tokens vs the clean run.  Also shows a
 late enable (the model was built before quantguard) and a magnitude-only
 fault (cosine stays 1.0).  Exit code 0 only if every fault is detected and
@@ -17,7 +18,7 @@ import os
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = ["add_parser", "run_demo", "DemoRow"]
@@ -35,14 +36,20 @@ class DemoRow:
     tokens: str
     seconds: float
     outcome: str = ""
+    missing: list[str] = field(default_factory=list)  # expected checks that did not fire
 
 
 def add_parser(subparsers: Any) -> None:
-    parser = subparsers.add_parser("demo", help="run every incident fault on the simulated AITER and show detection",
-                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = subparsers.add_parser(
+        "demo",
+        help="run every incident fault on the simulated AITER and show detection",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--tokens", type=int, default=50, help="greedy tokens generated per run (default 50)")
-    parser.add_argument("--only", action="append", default=None, metavar="SCENARIO",
-                        help="run only this scenario (repeatable)")
+    parser.add_argument(
+        "--only", action="append", default=None, metavar="SCENARIO", help="run only this scenario (repeatable)"
+    )
     parser.add_argument("--log-dir", default=None, help="keep the JSON-lines event logs here (default: a temp dir)")
     parser.set_defaults(handler=_run)
 
@@ -52,13 +59,19 @@ def _first_message(events: Any) -> str:
         order = {"quantguard.blocked": 0, "quantguard.violation": 1}
         return (0 if event.get("severity", event.get("level")) == "error" else 1, order[event["event"]])
 
-    candidates = [e for e in events if e["event"] in ("quantguard.blocked", "quantguard.violation")
-                  and not (e.get("details") or {}).get("repeat")]
+    candidates = [
+        e
+        for e in events
+        if e["event"] in ("quantguard.blocked", "quantguard.violation") and not (e.get("details") or {}).get("repeat")
+    ]
     if not candidates:
         return ""
     event = min(candidates, key=rank)
-    text = f"blocked {event['target'].rsplit('.', 1)[-1]}: {event['reason']}" if event["event"] == "quantguard.blocked" \
+    text = (
+        f"blocked {event['target'].rsplit('.', 1)[-1]}: {event['reason']}"
+        if event["event"] == "quantguard.blocked"
         else f"{event['target'].rsplit('.', 1)[-1]}: {event['message']}"
+    )
     return text
 
 
@@ -93,7 +106,9 @@ def _run_once(scenario: Any, tokens: int, log: str, enabled: bool = True) -> tup
     return events, output, outcome, time.perf_counter() - started
 
 
-def run_demo(tokens: int = 50, only: Sequence[str] | None = None, log_dir: str | None = None) -> tuple[list[DemoRow], list[DemoRow]]:
+def run_demo(
+    tokens: int = 50, only: Sequence[str] | None = None, log_dir: str | None = None
+) -> tuple[list[DemoRow], list[DemoRow]]:
     """Clean runs first (their tokens are the baseline), then every scenario."""
     from quantguard.sim.scenarios import SCENARIOS, Scenario
 
@@ -105,11 +120,26 @@ def run_demo(tokens: int = 50, only: Sequence[str] | None = None, log_dir: str |
         _, reference, _, _ = _run_once(clean, tokens, os.devnull, enabled=False)
         events, output, outcome, seconds = _run_once(clean, tokens, os.path.join(directory, f"clean-{arch}.jsonl"))
         baseline[arch] = reference
-        noisy = sorted({e.get("check") or e["event"] for e in events
-                        if e["event"] in ("quantguard.violation", "quantguard.blocked", "quantguard.internal_error")})
+        noisy = sorted(
+            {
+                e.get("check") or e["event"]
+                for e in events
+                if e["event"] in ("quantguard.violation", "quantguard.blocked", "quantguard.internal_error")
+            }
+        )
         identical = "identical with quantguard on/off" if output == reference else "CHANGED by quantguard"
-        clean_rows.append(DemoRow(clean.name, clean.setting, bool(noisy), noisy, _first_message(events),
-                                  f"{_match(output, reference)} ({identical})", seconds, outcome))
+        clean_rows.append(
+            DemoRow(
+                clean.name,
+                clean.setting,
+                bool(noisy),
+                noisy,
+                _first_message(events),
+                f"{_match(output, reference)} ({identical})",
+                seconds,
+                outcome,
+            )
+        )
     rows = []
     for scenario in SCENARIOS:
         if only and scenario.name not in only:
@@ -117,8 +147,20 @@ def run_demo(tokens: int = 50, only: Sequence[str] | None = None, log_dir: str |
         log = os.path.join(directory, scenario.name.replace(": ", "-").replace(" ", "_") + ".jsonl")
         events, output, outcome, seconds = _run_once(scenario, tokens, log)
         checks = sorted(events.checks() | ({"blocked"} if events.named("blocked") else set()))
-        rows.append(DemoRow(scenario.name, scenario.setting, bool(checks), checks, _first_message(events),
-                            _match(output, baseline[scenario.deploy.get("arch", "gfx942")]), seconds, outcome))
+        missing = sorted(set(scenario.expected) - set(checks))
+        rows.append(
+            DemoRow(
+                scenario.name,
+                scenario.setting,
+                bool(checks) and not missing,
+                checks,
+                _first_message(events),
+                _match(output, baseline[scenario.deploy.get("arch", "gfx942")]),
+                seconds,
+                outcome,
+                missing,
+            )
+        )
     return clean_rows, rows
 
 
@@ -143,18 +185,38 @@ def _run(args: argparse.Namespace) -> int:
         clean_rows, rows = run_demo(args.tokens, args.only, args.log_dir)
     finally:
         torch.set_num_threads(threads)
-    print("quantguard demo — simulated AITER/ATOM, quantguard at production defaults (first 3 calls per signature, "
-          "then 1%)\n")
-    print(_table(clean_rows, ("clean run", "setting", "violations", "tokens vs quantguard off"),
-                 lambda r: (r.name, r.setting, ", ".join(r.checks) or "none", r.tokens)))
+    print(
+        "quantguard demo — simulated AITER/ATOM, quantguard at production defaults (first 3 calls per signature, "
+        "then 1%)\n"
+    )
+    print(
+        _table(
+            clean_rows,
+            ("clean run", "setting", "violations", "tokens vs quantguard off"),
+            lambda r: (r.name, r.setting, ", ".join(r.checks) or "none", r.tokens),
+        )
+    )
     print()
-    print(_table(rows, ("fault", "setting", "detected", "by", "first event", f"tokens vs clean ({args.tokens})"),
-                 lambda r: (r.name, r.setting, "yes" if r.detected else "NO", ", ".join(r.checks),
-                            _clip(r.first, 100), r.tokens + ("" if r.outcome == "ok" else f" [{_clip(r.outcome, 60)}]"))))
+    print(
+        _table(
+            rows,
+            ("fault", "setting", "detected", "by", "first event", f"tokens vs clean ({args.tokens})"),
+            lambda r: (
+                r.name,
+                r.setting,
+                "yes" if r.detected else ("NO" if not r.missing else "NO: " + ", ".join(r.missing) + " silent"),
+                ", ".join(r.checks),
+                _clip(r.first, 100),
+                r.tokens + ("" if r.outcome == "ok" else f" [{_clip(r.outcome, 60)}]"),
+            ),
+        )
+    )
     missed = [r.name for r in rows if not r.detected]
     noisy = [r.name for r in clean_rows if r.detected]
-    print(f"\n{len(rows) - len(missed)}/{len(rows)} faults detected; clean runs: "
-          f"{'quiet' if not noisy else 'VIOLATIONS in ' + ', '.join(noisy)}; {time.perf_counter() - started:.1f} s")
+    print(
+        f"\n{len(rows) - len(missed)}/{len(rows)} faults detected; clean runs: "
+        f"{'quiet' if not noisy else 'VIOLATIONS in ' + ', '.join(noisy)}; {time.perf_counter() - started:.1f} s"
+    )
     if args.log_dir:
         print(f"event logs: {args.log_dir} (summarize with: quantguard report {args.log_dir}/*.jsonl)")
     if missed:

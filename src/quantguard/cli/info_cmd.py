@@ -26,15 +26,21 @@ __all__ = ["add_parser", "collect_info"]
 
 
 def add_parser(subparsers: Any) -> None:
-    parser = subparsers.add_parser("info", help="show configuration, detected platform and contract status",
-                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = subparsers.add_parser(
+        "info",
+        help="show configuration, detected platform and contract status",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--sim", action="store_true", help="install the simulated AITER (and ATOM) first")
     parser.add_argument("--gfx", default="gfx942", help="simulated arch with --sim (gfx942 or gfx950)")
     parser.add_argument("--ck-free", action="store_true", help="simulate a CK-free build with --sim")
-    parser.add_argument("--coverage", metavar="PATH",
-                        help="scan PATH for AITER call sites and report which ones contracts guard")
-    parser.add_argument("--paths", nargs="+", metavar="GLOB",
-                        help="with --coverage: only files matching these globs (relative to PATH)")
+    parser.add_argument(
+        "--coverage", metavar="PATH", help="scan PATH for AITER call sites and report which ones contracts guard"
+    )
+    parser.add_argument(
+        "--paths", nargs="+", metavar="GLOB", help="with --coverage: only files matching these globs (relative to PATH)"
+    )
     parser.add_argument("--json", action="store_true", help="with --coverage: print JSON")
     parser.add_argument("--unguarded", action="store_true", help="with --coverage: list only unguarded call sites")
     parser.set_defaults(handler=_run)
@@ -60,21 +66,33 @@ def collect_info(import_targets: bool = True) -> dict[str, Any]:
         platform = runtime.platform
         contracts = []
         for target, applied in sorted(runtime.applied.items()):
-            contracts.append({"target": target, "status": "mismatched" if applied.mismatch else applied.status,
-                              "backend": applied.contract.backend, "kind": applied.contract.kind,
-                              "aliases": max(len(applied.bindings) - 1, 0), "reason": applied.reason,
-                              "dispatch": getattr(getattr(applied.guard, "hook", None), "where", None),
-                              "parameters_from": applied.state.binder.source if applied.state else None,
-                              "differences": applied.mismatch,
-                              "disabled_checks": sorted(applied.state.disabled_checks) if applied.state else []})
+            contracts.append(
+                {
+                    "target": target,
+                    "status": "mismatched" if applied.mismatch else applied.status,
+                    "backend": applied.contract.backend,
+                    "kind": applied.contract.kind,
+                    "aliases": max(len(applied.bindings) - 1, 0),
+                    "reason": applied.reason,
+                    "dispatch": getattr(getattr(applied.guard, "hook", None), "where", None),
+                    "parameters_from": applied.state.binder.source if applied.state else None,
+                    "differences": applied.mismatch,
+                    "disabled_checks": sorted(applied.state.disabled_checks) if applied.state else [],
+                }
+            )
         uncovered = []
         for extension in runtime.extensions:
             finder = getattr(extension, "uncovered_asm", None)
             if finder is not None:
                 uncovered = finder(runtime)
-        return {"version": __version__, "config": config, "platform": platform.as_dict(),
-                "contracts": contracts, "uncovered_asm": uncovered,
-                "environment": {name: os.environ.get(name) for name in env.DESCRIPTIONS if os.environ.get(name)}}
+        return {
+            "version": __version__,
+            "config": config,
+            "platform": platform.as_dict(),
+            "contracts": contracts,
+            "uncovered_asm": uncovered,
+            "environment": {name: os.environ.get(name) for name in env.DESCRIPTIONS if os.environ.get(name)},
+        }
     finally:
         if not was_enabled:
             quantguard.disable()
@@ -113,9 +131,11 @@ def _print_coverage(args: argparse.Namespace) -> int:
             print(f"    {mark} {site.call.path}:{site.call.line}  {site.call.written} -> {site.call.target}{contract}")
     print("\ntotals (kernel calls; infrastructure calls not counted; UNGUARDED = on a quantized path)")
     for label, totals in coverage.totals().items():
-        print(f"  {label:<17} quantized paths {_percent(totals['quantized_guarded'], totals['quantized_total']):<18}"
-              f" all kernels {_percent(totals['kernel_guarded'], totals['kernel_total']):<18}"
-              f" infrastructure {totals['infrastructure']}")
+        print(
+            f"  {label:<17} quantized paths {_percent(totals['quantized_guarded'], totals['quantized_total']):<18}"
+            f" all kernels {_percent(totals['kernel_guarded'], totals['kernel_total']):<18}"
+            f" infrastructure {totals['infrastructure']}"
+        )
     if coverage.unparsed:
         print("not parsed (syntax this Python does not read): " + ", ".join(coverage.unparsed))
     return 0
@@ -126,6 +146,7 @@ def _run(args: argparse.Namespace) -> int:
         return _print_coverage(args)
     if args.sim:
         from quantguard import sim
+
         sim.install(arch=args.gfx, ck_free=args.ck_free, atom=True, force=True)
     info = collect_info()
     platform = info["platform"]
@@ -137,8 +158,18 @@ def _run(args: argparse.Namespace) -> int:
     print(f"  ASM kernels blocked: {platform['asm_blocked']}")
     config = info["config"]
     print("\nconfiguration")
-    for field in ("mode", "targets", "disabled_targets", "sample_rate", "sample_first", "log", "log_format",
-                  "on_block", "shadow", "e8m0_rounding"):
+    for field in (
+        "mode",
+        "targets",
+        "disabled_targets",
+        "sample_rate",
+        "sample_first",
+        "log",
+        "log_format",
+        "on_block",
+        "shadow",
+        "e8m0_rounding",
+    ):
         print(f"  {field:<17} {getattr(config, field)}")
     if info["environment"]:
         print("  set in the environment: " + ", ".join(f"{k}={v}" for k, v in info["environment"].items()))

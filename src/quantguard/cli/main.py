@@ -14,8 +14,9 @@ _SUBCOMMANDS = ("run", "info", "demo", "report", "validate")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="quantguard",
-                                     description="Catch silent quantization bugs in LLM inference (AITER/ATOM).")
+    parser = argparse.ArgumentParser(
+        prog="quantguard", description="Catch silent quantization bugs in LLM inference (AITER/ATOM)."
+    )
     parser.add_argument("--version", action="version", version=f"quantguard {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in _SUBCOMMANDS:

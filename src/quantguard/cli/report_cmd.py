@@ -41,14 +41,24 @@ _STDOUT_CSV = "quantguard-report.heatmap.csv"
 
 
 def add_parser(subparsers: Any) -> None:
-    parser = subparsers.add_parser("report", help="turn event logs into a markdown verdict (exit code for CI)",
-                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = subparsers.add_parser(
+        "report",
+        help="turn event logs into a markdown verdict (exit code for CI)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("logs", nargs="+", metavar="LOG", help="JSON-lines event log (.gz accepted)")
     parser.add_argument("-o", "--output", metavar="REPORT.md", help="write the markdown here instead of stdout")
-    parser.add_argument("--png", metavar="HEATMAP.png",
-                        help="also draw the layers x configurations min-cosine heatmap (needs matplotlib)")
-    parser.add_argument("--csv", metavar="HEATMAP.csv",
-                        help=f"heatmap data (default: <REPORT>.heatmap.csv next to -o, else ./{_STDOUT_CSV})")
+    parser.add_argument(
+        "--png",
+        metavar="HEATMAP.png",
+        help="also draw the layers x configurations min-cosine heatmap (needs matplotlib)",
+    )
+    parser.add_argument(
+        "--csv",
+        metavar="HEATMAP.csv",
+        help=f"heatmap data (default: <REPORT>.heatmap.csv next to -o, else ./{_STDOUT_CSV})",
+    )
     parser.set_defaults(handler=_run)
 
 

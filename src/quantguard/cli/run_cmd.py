@@ -20,18 +20,29 @@ from quantguard.config import resolve_config
 __all__ = ["add_parser", "child_environment"]
 
 _OPTIONS = {
-    "mode": env.QUANTGUARD_MODE, "targets": env.QUANTGUARD_TARGETS, "disabled_targets": env.QUANTGUARD_DISABLED_TARGETS,
-    "sample_rate": env.QUANTGUARD_SAMPLE_RATE, "log": env.QUANTGUARD_LOG, "log_format": env.QUANTGUARD_LOG_FORMAT,
-    "gfx": env.QUANTGUARD_GFX, "ck_free": env.QUANTGUARD_CK_FREE, "on_block": env.QUANTGUARD_ON_BLOCK,
+    "mode": env.QUANTGUARD_MODE,
+    "targets": env.QUANTGUARD_TARGETS,
+    "disabled_targets": env.QUANTGUARD_DISABLED_TARGETS,
+    "sample_rate": env.QUANTGUARD_SAMPLE_RATE,
+    "log": env.QUANTGUARD_LOG,
+    "log_format": env.QUANTGUARD_LOG_FORMAT,
+    "gfx": env.QUANTGUARD_GFX,
+    "ck_free": env.QUANTGUARD_CK_FREE,
+    "on_block": env.QUANTGUARD_ON_BLOCK,
 }
 
 
 def add_parser(subparsers: Any) -> None:
-    parser = subparsers.add_parser("run", help="run a command with quantguard enabled",
-                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = subparsers.add_parser(
+        "run",
+        help="run a command with quantguard enabled",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     for option in _OPTIONS:
-        parser.add_argument(f"--{option.replace('_', '-')}", dest=option, default=None,
-                            help=f"sets {_OPTIONS[option]} for the child")
+        parser.add_argument(
+            f"--{option.replace('_', '-')}", dest=option, default=None, help=f"sets {_OPTIONS[option]} for the child"
+        )
     parser.add_argument("command", nargs=argparse.REMAINDER, help="the command, after --")
     parser.set_defaults(handler=_run)
 
@@ -55,7 +66,9 @@ def _run(args: argparse.Namespace) -> int:
     if command and command[0] == "--":
         command = command[1:]
     if not command:
-        print("quantguard run: give the command after --, e.g. quantguard run -- python -m atom.examples.simple_inference")
+        print(
+            "quantguard run: give the command after --, e.g. quantguard run -- python -m atom.examples.simple_inference"
+        )
         return 2
     try:
         environment = child_environment(args, dict(os.environ))

@@ -22,8 +22,12 @@ VALIDATIONS = {
 
 
 def add_parser(subparsers: Any) -> None:
-    parser = subparsers.add_parser("validate", help="offline validations (quant, ckfree, accuracy)",
-                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = subparsers.add_parser(
+        "validate",
+        help="offline validations (quant, ckfree, accuracy)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     validations = parser.add_subparsers(dest="validation", metavar="VALIDATION")
     for name, help_text in VALIDATIONS.items():
         if importlib.util.find_spec(f"quantguard.validate.{name}") is None:
@@ -36,8 +40,9 @@ def add_parser(subparsers: Any) -> None:
             continue
         if not (callable(getattr(module, "add_arguments", None)) and callable(getattr(module, "run", None))):
             continue
-        sub = validations.add_parser(name, help=help_text, description=module.__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+        sub = validations.add_parser(
+            name, help=help_text, description=module.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        )
         module.add_arguments(sub)
         sub.set_defaults(handler=module.run)
     parser.set_defaults(handler=lambda args: (parser.print_help(), 2)[1])
@@ -47,4 +52,5 @@ def _unavailable(name: str, error: ImportError) -> Any:
     def handler(args: argparse.Namespace) -> int:
         print(f"quantguard validate {name}: unavailable: {type(error).__name__}: {error}", file=sys.stderr)
         return 2
+
     return handler

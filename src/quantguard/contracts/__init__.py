@@ -17,9 +17,13 @@ __all__ = ["Contract", "KeyParam", "builtin_contracts", "split_target", "target_
 
 def builtin_contracts() -> list[Contract]:
     contracts: list[Contract] = []
-    for module_name in ("quantguard.contracts.aiter", "quantguard.contracts.aiter_fused",
-                        "quantguard.contracts.aiter_kernels", "quantguard.contracts.atom",
-                        "quantguard.contracts.torch_ops"):
+    for module_name in (
+        "quantguard.contracts.aiter",
+        "quantguard.contracts.aiter_fused",
+        "quantguard.contracts.aiter_kernels",
+        "quantguard.contracts.atom",
+        "quantguard.contracts.torch_ops",
+    ):
         try:
             module = __import__(module_name, fromlist=["CONTRACTS"])
         except ModuleNotFoundError as exc:

@@ -59,8 +59,14 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["CONTRACTS", "rms_norm"]
 
 #: Producers whose high-precision input can be recomputed exactly enough for byte-exact scales.
-_EXACT_CHECKS = ("fp8_variant", "kwarg_honored", "provenance_record", "quant_numerics", "nonfinite",
-                 "ignored_parameter")
+_EXACT_CHECKS = (
+    "fp8_variant",
+    "kwarg_honored",
+    "provenance_record",
+    "quant_numerics",
+    "nonfinite",
+    "ignored_parameter",
+)
 #: Fused-norm producers: layouts verified by dequantization only (see the module docstring).
 _FUSED_CHECKS = ("fp8_variant", "provenance_record", "quant_numerics", "nonfinite", "ignored_parameter")
 #: Static-scale producers write no scales, so ``provenance_record`` records nothing; their
@@ -71,11 +77,13 @@ _MX_ALTERNATIVES = ("row_major", "padded", "transposed", "mx_swizzle")
 
 def _torch() -> Any:
     import torch
+
     return torch
 
 
 def _element(dtype: Any, packed_fp4: bool = False) -> Any:
     from quantguard.numerics.formats import FP4_E2M1, element_format
+
     return FP4_E2M1 if packed_fp4 else element_format(dtype)
 
 
@@ -139,6 +147,7 @@ def _group_layout(e8m0: bool, shuffle: bool, group: int) -> str:
 
 # -- HIP fused RMSNorm + quant -----------------------------------------------------------------
 
+
 def _interpret_rmsnorm_quant(call: CallRecord) -> QuantView | None:
     """``(add_)rmsnorm_quant``: writes ``out``/``scale`` in place; group_size/shuffle_scale pick the layout."""
     out, scale = call["out"], call["scale"]
@@ -149,18 +158,38 @@ def _interpret_rmsnorm_quant(call: CallRecord) -> QuantView | None:
     shuffle = _flag(call.get("shuffle_scale"))
     request = f"group_size={group}, shuffle_scale={shuffle!r}"
     if group == 0:
-        return QuantView(call.target, normalized, _rows(out), scale, _element(out.dtype, packed),
-                         q_read_as=_fp8_or_none(out.dtype), group=None, request=request, packed_fp4=packed)
+        return QuantView(
+            call.target,
+            normalized,
+            _rows(out),
+            scale,
+            _element(out.dtype, packed),
+            q_read_as=_fp8_or_none(out.dtype),
+            group=None,
+            request=request,
+            packed_fp4=packed,
+        )
     e8m0 = packed or scale.element_size() == 1
-    return QuantView(call.target, normalized, _rows(out), scale, _element(out.dtype, packed),
-                     q_read_as=_fp8_or_none(out.dtype), group=group, encoding="e8m0" if e8m0 else "fp32",
-                     requested_layout=_group_layout(e8m0, shuffle, group), request=request,
-                     alternatives=_MX_ALTERNATIVES if e8m0 else ("row_major", "transposed"),
-                     rounding="up" if e8m0 else None, rounding_source="the HIP quant kernels' default",
-                     packed_fp4=packed)
+    return QuantView(
+        call.target,
+        normalized,
+        _rows(out),
+        scale,
+        _element(out.dtype, packed),
+        q_read_as=_fp8_or_none(out.dtype),
+        group=group,
+        encoding="e8m0" if e8m0 else "fp32",
+        requested_layout=_group_layout(e8m0, shuffle, group),
+        request=request,
+        alternatives=_MX_ALTERNATIVES if e8m0 else ("row_major", "transposed"),
+        rounding="up" if e8m0 else None,
+        rounding_source="the HIP quant kernels' default",
+        packed_fp4=packed,
+    )
 
 
 # -- Triton fused producers --------------------------------------------------------------------
+
 
 def _interpret_rms_fp8_static(call: CallRecord) -> QuantView | None:
     """``fused_rms_fp8_per_tensor_static_quant``: rmsnorm(inp1 [+ res1]) / inp1_scale, returned first."""
@@ -169,8 +198,16 @@ def _interpret_rms_fp8_static(call: CallRecord) -> QuantView | None:
         return None
     x = _kernel_input(call["inp1"], call.get("res1"))
     normalized = rms_norm(_rows(x), call["inp1_weight"], call["inp1_epsilon"])
-    return QuantView(call.target, normalized, _rows(q), call["inp1_scale"], _element(q.dtype),
-                     q_read_as=_fp8_or_none(q.dtype), group=0, static=True)
+    return QuantView(
+        call.target,
+        normalized,
+        _rows(q),
+        call["inp1_scale"],
+        _element(q.dtype),
+        q_read_as=_fp8_or_none(q.dtype),
+        group=0,
+        static=True,
+    )
 
 
 def silu_mul(x: Any) -> Any:
@@ -186,8 +223,16 @@ def _interpret_silu_mul_fp8_static(call: CallRecord) -> QuantView | None:
     q = _first(call.result)
     if q is None:
         return None
-    return QuantView(call.target, silu_mul(_rows(call["inp"])), _rows(q), call["inp_scale"], _element(q.dtype),
-                     q_read_as=_fp8_or_none(q.dtype), group=0, static=True)
+    return QuantView(
+        call.target,
+        silu_mul(_rows(call["inp"])),
+        _rows(q),
+        call["inp_scale"],
+        _element(q.dtype),
+        q_read_as=_fp8_or_none(q.dtype),
+        group=0,
+        static=True,
+    )
 
 
 def _interpret_static_fp8(call: CallRecord) -> QuantView | None:
@@ -195,17 +240,37 @@ def _interpret_static_fp8(call: CallRecord) -> QuantView | None:
     q = _first(call.result)
     if q is None:
         return None
-    return QuantView(call.target, _rows(call["x"]), _rows(q), call["scale"], _element(q.dtype),
-                     q_read_as=_fp8_or_none(q.dtype), group=0, static=True)
+    return QuantView(
+        call.target,
+        _rows(call["x"]),
+        _rows(q),
+        call["scale"],
+        _element(q.dtype),
+        q_read_as=_fp8_or_none(q.dtype),
+        group=0,
+        static=True,
+    )
 
 
-def _mx_view(call: CallRecord, x: Any, q: Any, scale: Any, shuffle: bool, rounding: str,
-             source: str, request: str = "") -> QuantView:
+def _mx_view(
+    call: CallRecord, x: Any, q: Any, scale: Any, shuffle: bool, rounding: str, source: str, request: str = ""
+) -> QuantView:
     rows = int(x.shape[0])
-    return QuantView(call.target, x, q[:rows], scale, _element(None, True), group=32, encoding="e8m0",
-                     requested_layout="mx_swizzle" if shuffle else "logical", request=request,
-                     alternatives=("logical", "row_major", "mx_swizzle"), rounding=rounding,
-                     rounding_source=source, packed_fp4=True)
+    return QuantView(
+        call.target,
+        x,
+        q[:rows],
+        scale,
+        _element(None, True),
+        group=32,
+        encoding="e8m0",
+        requested_layout="mx_swizzle" if shuffle else "logical",
+        request=request,
+        alternatives=("logical", "row_major", "mx_swizzle"),
+        rounding=rounding,
+        rounding_source=source,
+        packed_fp4=True,
+    )
 
 
 _EVEN_SOURCE = "Triton _mxfp4_quant_op (always Even)"
@@ -265,10 +330,21 @@ def _interpret_downcast_mxfp(call: CallRecord) -> QuantView | None:
     moved = (lambda t: t.transpose(axis, last)) if axis != last else (lambda t: t)
     packed = q.dtype == _torch().uint8
     x, q2d, scales = _rows(moved(src)), _rows(moved(q)), moved(scale).reshape(-1, moved(scale).shape[-1])
-    return QuantView(call.target, x, q2d, scales, _element(q.dtype, packed), q_read_as=_fp8_or_none(q.dtype),
-                     group=32, encoding="e8m0", requested_layout="row_major",
-                     alternatives=("row_major", "transposed"), rounding="up",
-                     rounding_source="DEQUANT_SCALE_ROUNDING_MODE=ROUND_UP (default)", packed_fp4=packed)
+    return QuantView(
+        call.target,
+        x,
+        q2d,
+        scales,
+        _element(q.dtype, packed),
+        q_read_as=_fp8_or_none(q.dtype),
+        group=32,
+        encoding="e8m0",
+        requested_layout="row_major",
+        alternatives=("row_major", "transposed"),
+        rounding="up",
+        rounding_source="DEQUANT_SCALE_ROUNDING_MODE=ROUND_UP (default)",
+        packed_fp4=packed,
+    )
 
 
 def _interpret_reduce_rms_fp8_group(call: CallRecord) -> QuantView | None:
@@ -278,10 +354,18 @@ def _interpret_reduce_rms_fp8_group(call: CallRecord) -> QuantView | None:
         return None
     x = _kernel_input(call["inp1"], call.get("res1"), split_k=True)
     transpose = _flag(call.get("transpose_scale"))
-    return QuantView(call.target, rms_norm(x, call["inp1_weight"], call["inp1_epsilon"]), q, scale,
-                     _element(q.dtype), q_read_as=_fp8_or_none(q.dtype), group=int(call.get("group_size") or 128),
-                     requested_layout="transposed" if transpose else "row_major",
-                     request=f"transpose_scale={transpose!r}", alternatives=("row_major", "transposed"))
+    return QuantView(
+        call.target,
+        rms_norm(x, call["inp1_weight"], call["inp1_epsilon"]),
+        q,
+        scale,
+        _element(q.dtype),
+        q_read_as=_fp8_or_none(q.dtype),
+        group=int(call.get("group_size") or 128),
+        requested_layout="transposed" if transpose else "row_major",
+        request=f"transpose_scale={transpose!r}",
+        alternatives=("row_major", "transposed"),
+    )
 
 
 def _interpret_qk_rmsnorm_group(call: CallRecord) -> QuantView | None:
@@ -297,10 +381,18 @@ def _interpret_qk_rmsnorm_group(call: CallRecord) -> QuantView | None:
     x = _kernel_input(q, call.get("q_residual"))
     transpose = _flag(call.get("transpose_scale"))
     normalized = rms_norm(_rows(x), call["q_weight"], call.get("q_epsilon", 1e-6), _flag(call.get("gemma_norm")))
-    return QuantView(call.target, normalized, _rows(out), scale, _element(out.dtype),
-                     q_read_as=_fp8_or_none(out.dtype), group=int(call.get("group_size") or 128),
-                     requested_layout="transposed" if transpose else "row_major",
-                     request=f"transpose_scale={transpose!r}", alternatives=("row_major", "transposed"))
+    return QuantView(
+        call.target,
+        normalized,
+        _rows(out),
+        scale,
+        _element(out.dtype),
+        q_read_as=_fp8_or_none(out.dtype),
+        group=int(call.get("group_size") or 128),
+        requested_layout="transposed" if transpose else "row_major",
+        request=f"transpose_scale={transpose!r}",
+        alternatives=("row_major", "transposed"),
+    )
 
 
 def _interpret_torch_per_tensor(call: CallRecord) -> QuantView | None:
@@ -308,25 +400,57 @@ def _interpret_torch_per_tensor(call: CallRecord) -> QuantView | None:
     q, scale = _pair(call.result)
     if q is None:
         return None
-    view = QuantView(call.target, _rows(call["x"]), _rows(q), scale, _element(q.dtype),
-                     q_read_as=_fp8_or_none(q.dtype), group=0, static=call.get("scale") is not None)
+    view = QuantView(
+        call.target,
+        _rows(call["x"]),
+        _rows(q),
+        scale,
+        _element(q.dtype),
+        q_read_as=_fp8_or_none(q.dtype),
+        group=0,
+        static=call.get("scale") is not None,
+    )
     maximum = call.get("dtypeMax")
     if maximum is not None and view.element is not None:
         from dataclasses import replace
+
         view.element = replace(view.element, max=float(maximum))
     return view
 
 
 # -- the contracts -----------------------------------------------------------------------------
 
-def _producer(target: str, backend: str, interpret: Callable[..., Any], params: tuple[str, ...],
-              key: tuple[str, ...], checks: tuple[str, ...] = _FUSED_CHECKS, layout_params: tuple[str, ...] = (),
-              honored: tuple[str, ...] = (), relied: dict[str, str] | None = None, description: str = "") -> Contract:
-    depends = {name: layout_params for name in ("kwarg_honored", "provenance_record", "quant_numerics")
-               if name in checks} if layout_params else {}
-    return Contract(target=target, kind="quant", backend=backend, checks=checks, key=key, interpret=interpret,
-                    params=params, relied_defaults=relied or {}, depends=depends, honored=honored,
-                    description=description)
+
+def _producer(
+    target: str,
+    backend: str,
+    interpret: Callable[..., Any],
+    params: tuple[str, ...],
+    key: tuple[str, ...],
+    checks: tuple[str, ...] = _FUSED_CHECKS,
+    layout_params: tuple[str, ...] = (),
+    honored: tuple[str, ...] = (),
+    relied: dict[str, str] | None = None,
+    description: str = "",
+) -> Contract:
+    depends = (
+        {name: layout_params for name in ("kwarg_honored", "provenance_record", "quant_numerics") if name in checks}
+        if layout_params
+        else {}
+    )
+    return Contract(
+        target=target,
+        kind="quant",
+        backend=backend,
+        checks=checks,
+        key=key,
+        interpret=interpret,
+        params=params,
+        relied_defaults=relied or {},
+        depends=depends,
+        honored=honored,
+        description=description,
+    )
 
 
 _RMS = "aiter.ops.rmsnorm."
@@ -334,79 +458,247 @@ _TQ = "aiter.ops.triton.quant."
 _MOE = "aiter.ops.triton.moe."
 
 CONTRACTS: list[Contract] = [
-    _producer(_RMS + "rmsnorm_quant", "hip", _interpret_rmsnorm_quant,
-              ("out", "input", "scale", "weight", "epsilon", "group_size", "shuffle_scale", "gemma_norm"),
-              ("out", "input", "scale+", "weight@", "group_size=", "shuffle_scale=", "gemma_norm="),
-              layout_params=("group_size", "shuffle_scale"), relied={"group_size": "0", "shuffle_scale": "False"},
-              description="RMSNorm + quant (per-token, per-group fp32, e8m0 MX-swizzled with shuffle_scale); "
-                          "layout checked by dequantization"),
-    _producer(_RMS + "add_rmsnorm_quant", "hip", _interpret_rmsnorm_quant,
-              ("out", "input", "residual_in", "residual_out", "scale", "weight", "epsilon", "group_size",
-               "shuffle_scale", "gemma_norm"),
-              ("out", "input", "residual_in", "residual_out", "scale+", "weight@", "group_size=", "shuffle_scale=",
-               "gemma_norm="),
-              layout_params=("group_size", "shuffle_scale"), relied={"group_size": "0", "shuffle_scale": "False"},
-              description="residual add + RMSNorm + quant; same scale layouts as rmsnorm_quant"),
-    _producer(_TQ + "fused_fp8_quant.fused_rms_fp8_per_tensor_static_quant", "triton", _interpret_rms_fp8_static,
-              ("inp1", "inp1_weight", "inp1_epsilon", "inp1_scale", "inp2", "inp2_weight", "inp2_epsilon",
-               "dtype_quant", "res1", "output_unquantized_inp1", "rmsnorm_convert_to_inp1_type"),
-              ("inp1", "inp1_weight@", "inp1_scale", "inp2?", "dtype_quant=", "res1?"), checks=_STATIC_CHECKS,
-              honored=("res1",),
-              description="RMSNorm + static per-tensor fp8 quant (divides by inp1_scale)"),
-    _producer(_TQ + "fused_fp8_quant.fused_silu_mul_fp8_per_tensor_static_quant", "triton",
-              _interpret_silu_mul_fp8_static, ("inp", "inp_scale", "dtype_quant", "silu_convert_to_inp_type"),
-              ("inp", "inp_scale", "dtype_quant="), checks=_STATIC_CHECKS,
-              description="silu(gate) * up + static per-tensor fp8 quant"),
-    _producer(_TQ + "fused_fp8_quant.fused_reduce_rms_fp8_group_quant", "triton", _interpret_reduce_rms_fp8_group,
-              ("inp1", "inp1_weight", "inp1_epsilon", "inp2", "inp2_weight", "inp2_epsilon", "inp3", "group_size",
-               "dtype_quant", "dtype", "res1", "output_unquantized_inp1", "out3", "transpose_scale",
-               "is_x_scale_strided"),
-              ("inp1", "inp1_weight@", "inp2?", "inp3?", "group_size=", "dtype_quant=", "res1?",
-               "transpose_scale=", "is_x_scale_strided="),
-              layout_params=("transpose_scale", "group_size"), honored=("transpose_scale", "group_size"),
-              relied={"transpose_scale": "False", "group_size": "128"},
-              description="split-K reduce + RMSNorm + per-group fp8; transpose_scale=True → (G, M) bytes"),
-    _producer(_TQ + "fused_mxfp4_quant.fused_rms_mxfp4_quant", "triton", _interpret_rms_mxfp4,
-              ("x1", "x1_weight", "x1_epsilon", "x2", "x2_weight", "x2_epsilon", "res1", "shuffle",
-               "scale_shuffle_padding", "output_unquantized_inp1", "inargs"),
-              ("x1", "x1_weight@", "x2?", "res1?", "shuffle=", "scale_shuffle_padding="),
-              layout_params=("shuffle",), honored=("shuffle",), relied={"shuffle": "False"},
-              description="RMSNorm + MXFP4 (Even e8m0; shuffle=True → MX swizzle)"),
-    _producer(_TQ + "fused_mxfp4_quant.fused_reduce_rms_mxfp4_quant", "triton", _interpret_reduce_rms_mxfp4,
-              ("x1", "x1_weight", "x1_epsilon", "x2", "x2_weight", "x2_epsilon", "x3", "res1", "shuffle",
-               "scale_shuffle_padding", "output_unquantized_inp1", "dtype", "out3"),
-              ("x1", "x1_weight@", "x2?", "x3?", "res1?", "shuffle=", "scale_shuffle_padding="),
-              layout_params=("shuffle",), honored=("shuffle",), relied={"shuffle": "False"},
-              description="split-K reduce + RMSNorm + MXFP4 (Even e8m0; shuffle=True → MX swizzle)"),
-    _producer(_TQ + "fused_mxfp4_quant.fused_reduce_act_mul_and_mxfp4_quant", "triton", _interpret_act_mul_mxfp4,
-              ("x", "activation", "x2", "scaling_mode", "shuffle", "scale_shuffle_padding", "dtype"),
-              ("x", "activation=", "x2?", "shuffle=", "scale_shuffle_padding="), checks=_EXACT_CHECKS,
-              layout_params=("shuffle",), honored=("shuffle",), relied={"shuffle": "False"},
-              description="split-K reduce + act(gate) * up + MXFP4 (Even e8m0 whatever scaling_mode says; "
-                          "shuffle=True → MX swizzle); silu only interpreted"),
-    _producer(_MOE + "moe_op_gemm_a4w4.mxfp4_quant", "triton", _interpret_moe_mxfp4,
-              ("x", "block_size_m", "block_size_n"), ("x",), checks=_EXACT_CHECKS,
-              description="MoE MXFP4 activation quant: uint8 (M, K/2), uint8 e8m0 (M, K/32), Even rounding"),
-    _producer(_MOE + "quant_moe.downcast_to_mxfp", "triton", _interpret_downcast_mxfp,
-              ("src_tensor", "out_quant_type", "axis", "DEQUANT_SCALE_ROUNDING_MODE"),
-              ("src_tensor", "out_quant_type=", "axis=", "DEQUANT_SCALE_ROUNDING_MODE="), checks=_EXACT_CHECKS,
-              description="MoE weight MXFP4/MXFP8 quant along axis; e8m0 rounded up (ROUND_DOWN calls not "
-                          "interpreted)"),
-    _producer(_MOE + "quant_moe.downcast_to_static_fp8", "triton", _interpret_static_fp8, ("x", "scale"),
-              ("x", "scale"), checks=_STATIC_CHECKS,
-              description="MoE static per-tensor fp8 quant (x / scale, arch fp8)"),
-    _producer("aiter.ops.fused_qk_rmsnorm_group_quant.fused_qk_rmsnorm_group_quant", "hip",
-              _interpret_qk_rmsnorm_group,
-              ("q_out_quantized", "q_out_scale", "q", "q_weight", "q_epsilon", "q_out_unquantized", "k_out",
-               "q_res_out", "k", "k_weight", "k_epsilon", "q_residual", "group_size", "transpose_scale",
-               "gemma_norm"),
-              ("q_out_quantized?", "q_out_scale?", "q?", "q_weight?", "q_residual?", "group_size=",
-               "transpose_scale=", "gemma_norm="),
-              layout_params=("transpose_scale", "group_size"), relied={"transpose_scale": "False"},
-              description="q/k RMSNorm + per-group fp8 of q (fp32 scales; (G, M) bytes with transpose_scale); "
-                          "fp4x2 output: metadata checks only"),
-    _producer("aiter.ops.quant.per_tensor_quant", "torch", _interpret_torch_per_tensor,
-              ("x", "scale", "scale_dtype", "quant_dtype", "dtypeMax"),
-              ("x", "scale?", "scale_dtype=", "quant_dtype=", "dtypeMax="), checks=_EXACT_CHECKS,
-              description="torch reference per-tensor quant (static when scale is given)"),
+    _producer(
+        _RMS + "rmsnorm_quant",
+        "hip",
+        _interpret_rmsnorm_quant,
+        ("out", "input", "scale", "weight", "epsilon", "group_size", "shuffle_scale", "gemma_norm"),
+        ("out", "input", "scale+", "weight@", "group_size=", "shuffle_scale=", "gemma_norm="),
+        layout_params=("group_size", "shuffle_scale"),
+        relied={"group_size": "0", "shuffle_scale": "False"},
+        description="RMSNorm + quant (per-token, per-group fp32, e8m0 MX-swizzled with shuffle_scale); "
+        "layout checked by dequantization",
+    ),
+    _producer(
+        _RMS + "add_rmsnorm_quant",
+        "hip",
+        _interpret_rmsnorm_quant,
+        (
+            "out",
+            "input",
+            "residual_in",
+            "residual_out",
+            "scale",
+            "weight",
+            "epsilon",
+            "group_size",
+            "shuffle_scale",
+            "gemma_norm",
+        ),
+        (
+            "out",
+            "input",
+            "residual_in",
+            "residual_out",
+            "scale+",
+            "weight@",
+            "group_size=",
+            "shuffle_scale=",
+            "gemma_norm=",
+        ),
+        layout_params=("group_size", "shuffle_scale"),
+        relied={"group_size": "0", "shuffle_scale": "False"},
+        description="residual add + RMSNorm + quant; same scale layouts as rmsnorm_quant",
+    ),
+    _producer(
+        _TQ + "fused_fp8_quant.fused_rms_fp8_per_tensor_static_quant",
+        "triton",
+        _interpret_rms_fp8_static,
+        (
+            "inp1",
+            "inp1_weight",
+            "inp1_epsilon",
+            "inp1_scale",
+            "inp2",
+            "inp2_weight",
+            "inp2_epsilon",
+            "dtype_quant",
+            "res1",
+            "output_unquantized_inp1",
+            "rmsnorm_convert_to_inp1_type",
+        ),
+        ("inp1", "inp1_weight@", "inp1_scale", "inp2?", "dtype_quant=", "res1?"),
+        checks=_STATIC_CHECKS,
+        honored=("res1",),
+        description="RMSNorm + static per-tensor fp8 quant (divides by inp1_scale)",
+    ),
+    _producer(
+        _TQ + "fused_fp8_quant.fused_silu_mul_fp8_per_tensor_static_quant",
+        "triton",
+        _interpret_silu_mul_fp8_static,
+        ("inp", "inp_scale", "dtype_quant", "silu_convert_to_inp_type"),
+        ("inp", "inp_scale", "dtype_quant="),
+        checks=_STATIC_CHECKS,
+        description="silu(gate) * up + static per-tensor fp8 quant",
+    ),
+    _producer(
+        _TQ + "fused_fp8_quant.fused_reduce_rms_fp8_group_quant",
+        "triton",
+        _interpret_reduce_rms_fp8_group,
+        (
+            "inp1",
+            "inp1_weight",
+            "inp1_epsilon",
+            "inp2",
+            "inp2_weight",
+            "inp2_epsilon",
+            "inp3",
+            "group_size",
+            "dtype_quant",
+            "dtype",
+            "res1",
+            "output_unquantized_inp1",
+            "out3",
+            "transpose_scale",
+            "is_x_scale_strided",
+        ),
+        (
+            "inp1",
+            "inp1_weight@",
+            "inp2?",
+            "inp3?",
+            "group_size=",
+            "dtype_quant=",
+            "res1?",
+            "transpose_scale=",
+            "is_x_scale_strided=",
+        ),
+        layout_params=("transpose_scale", "group_size"),
+        honored=("transpose_scale", "group_size"),
+        relied={"transpose_scale": "False", "group_size": "128"},
+        description="split-K reduce + RMSNorm + per-group fp8; transpose_scale=True → (G, M) bytes",
+    ),
+    _producer(
+        _TQ + "fused_mxfp4_quant.fused_rms_mxfp4_quant",
+        "triton",
+        _interpret_rms_mxfp4,
+        (
+            "x1",
+            "x1_weight",
+            "x1_epsilon",
+            "x2",
+            "x2_weight",
+            "x2_epsilon",
+            "res1",
+            "shuffle",
+            "scale_shuffle_padding",
+            "output_unquantized_inp1",
+            "inargs",
+        ),
+        ("x1", "x1_weight@", "x2?", "res1?", "shuffle=", "scale_shuffle_padding="),
+        layout_params=("shuffle",),
+        honored=("shuffle",),
+        relied={"shuffle": "False"},
+        description="RMSNorm + MXFP4 (Even e8m0; shuffle=True → MX swizzle)",
+    ),
+    _producer(
+        _TQ + "fused_mxfp4_quant.fused_reduce_rms_mxfp4_quant",
+        "triton",
+        _interpret_reduce_rms_mxfp4,
+        (
+            "x1",
+            "x1_weight",
+            "x1_epsilon",
+            "x2",
+            "x2_weight",
+            "x2_epsilon",
+            "x3",
+            "res1",
+            "shuffle",
+            "scale_shuffle_padding",
+            "output_unquantized_inp1",
+            "dtype",
+            "out3",
+        ),
+        ("x1", "x1_weight@", "x2?", "x3?", "res1?", "shuffle=", "scale_shuffle_padding="),
+        layout_params=("shuffle",),
+        honored=("shuffle",),
+        relied={"shuffle": "False"},
+        description="split-K reduce + RMSNorm + MXFP4 (Even e8m0; shuffle=True → MX swizzle)",
+    ),
+    _producer(
+        _TQ + "fused_mxfp4_quant.fused_reduce_act_mul_and_mxfp4_quant",
+        "triton",
+        _interpret_act_mul_mxfp4,
+        ("x", "activation", "x2", "scaling_mode", "shuffle", "scale_shuffle_padding", "dtype"),
+        ("x", "activation=", "x2?", "shuffle=", "scale_shuffle_padding="),
+        checks=_EXACT_CHECKS,
+        layout_params=("shuffle",),
+        honored=("shuffle",),
+        relied={"shuffle": "False"},
+        description="split-K reduce + act(gate) * up + MXFP4 (Even e8m0 whatever scaling_mode says; "
+        "shuffle=True → MX swizzle); silu only interpreted",
+    ),
+    _producer(
+        _MOE + "moe_op_gemm_a4w4.mxfp4_quant",
+        "triton",
+        _interpret_moe_mxfp4,
+        ("x", "block_size_m", "block_size_n"),
+        ("x",),
+        checks=_EXACT_CHECKS,
+        description="MoE MXFP4 activation quant: uint8 (M, K/2), uint8 e8m0 (M, K/32), Even rounding",
+    ),
+    _producer(
+        _MOE + "quant_moe.downcast_to_mxfp",
+        "triton",
+        _interpret_downcast_mxfp,
+        ("src_tensor", "out_quant_type", "axis", "DEQUANT_SCALE_ROUNDING_MODE"),
+        ("src_tensor", "out_quant_type=", "axis=", "DEQUANT_SCALE_ROUNDING_MODE="),
+        checks=_EXACT_CHECKS,
+        description="MoE weight MXFP4/MXFP8 quant along axis; e8m0 rounded up (ROUND_DOWN calls not interpreted)",
+    ),
+    _producer(
+        _MOE + "quant_moe.downcast_to_static_fp8",
+        "triton",
+        _interpret_static_fp8,
+        ("x", "scale"),
+        ("x", "scale"),
+        checks=_STATIC_CHECKS,
+        description="MoE static per-tensor fp8 quant (x / scale, arch fp8)",
+    ),
+    _producer(
+        "aiter.ops.fused_qk_rmsnorm_group_quant.fused_qk_rmsnorm_group_quant",
+        "hip",
+        _interpret_qk_rmsnorm_group,
+        (
+            "q_out_quantized",
+            "q_out_scale",
+            "q",
+            "q_weight",
+            "q_epsilon",
+            "q_out_unquantized",
+            "k_out",
+            "q_res_out",
+            "k",
+            "k_weight",
+            "k_epsilon",
+            "q_residual",
+            "group_size",
+            "transpose_scale",
+            "gemma_norm",
+        ),
+        (
+            "q_out_quantized?",
+            "q_out_scale?",
+            "q?",
+            "q_weight?",
+            "q_residual?",
+            "group_size=",
+            "transpose_scale=",
+            "gemma_norm=",
+        ),
+        layout_params=("transpose_scale", "group_size"),
+        relied={"transpose_scale": "False"},
+        description="q/k RMSNorm + per-group fp8 of q (fp32 scales; (G, M) bytes with transpose_scale); "
+        "fp4x2 output: metadata checks only",
+    ),
+    _producer(
+        "aiter.ops.quant.per_tensor_quant",
+        "torch",
+        _interpret_torch_per_tensor,
+        ("x", "scale", "scale_dtype", "quant_dtype", "dtypeMax"),
+        ("x", "scale?", "scale_dtype=", "quant_dtype=", "dtypeMax="),
+        checks=_EXACT_CHECKS,
+        description="torch reference per-tensor quant (static when scale is given)",
+    ),
 ]

@@ -25,8 +25,7 @@ __all__ = ["CONTRACTS", "MOE_QUANT_METHODS", "class_behind_lazy_wrapper"]
 
 #: ATOM main's MoE quant methods that define ``process_weights_after_loading(layer)``
 #: (``MegaMxfp4MoEMethod`` inherits ``Mxfp4MoEMethod``'s).
-MOE_QUANT_METHODS = ("UnquantizedFusedMoEMethod", "Fp8MoEMethod", "CompressedTensorsFp8MoEMethod",
-                     "Mxfp4MoEMethod")
+MOE_QUANT_METHODS = ("UnquantizedFusedMoEMethod", "Fp8MoEMethod", "CompressedTensorsFp8MoEMethod", "Mxfp4MoEMethod")
 #: Methods with a per-instance backend switch (``use_triton``).
 _PER_INSTANCE_SELECTION = ("Mxfp4MoEMethod",)
 _CLOSURE_DEPTH = 3
@@ -70,34 +69,67 @@ def class_behind_lazy_wrapper(cls: Any) -> Any:
 
 
 def _moe_method_contract(name: str) -> Contract:
-    checks = ("weight_scan", "weight_scales", "moe_backend_selection") if name in _PER_INSTANCE_SELECTION \
+    checks = (
+        ("weight_scan", "weight_scales", "moe_backend_selection")
+        if name in _PER_INSTANCE_SELECTION
         else ("weight_scan", "weight_scales")
-    return Contract(target=f"atom.model_ops.moe:{name}.process_weights_after_loading", kind="loader",
-                    backend="atom", checks=checks, key=("self@", "layer@"), params=("self", "layer"),
-                    description=f"scan an MoE layer's w13/w2 weights and scales after {name} prepared them"
-                                + (" (and read its use_triton)" if name in _PER_INSTANCE_SELECTION else ""))
+    )
+    return Contract(
+        target=f"atom.model_ops.moe:{name}.process_weights_after_loading",
+        kind="loader",
+        backend="atom",
+        checks=checks,
+        key=("self@", "layer@"),
+        params=("self", "layer"),
+        description=f"scan an MoE layer's w13/w2 weights and scales after {name} prepared them"
+        + (" (and read its use_triton)" if name in _PER_INSTANCE_SELECTION else ""),
+    )
 
 
 CONTRACTS: list[Contract] = [
-    Contract(target="atom.model_ops.utils.normalize_e4m3fn_to_e4m3fnuz", kind="loader", backend="atom",
-             checks=("fp8_normalization",), key=("weight", "weight_scale?", "input_scale?"),
-             params=("weight", "weight_scale", "input_scale"),
-             description="gfx942 load path: e4m3fn bytes as e4m3fnuz, 0x80 → 0, scales doubled"),
-    Contract(target="atom.model_ops.linear.use_triton_gemm", kind="selector", backend="atom",
-             checks=("selector_result",),
-             description="ATOM's GEMM backend selector for linear and attention_mla (must be True in CK-free mode)"),
-    Contract(target="atom.model_ops.linear:LinearBase.weight_loader", kind="loader", backend="atom",
-             checks=("weight_scales",), key=("self@", "param@", "loaded_weight"),
-             params=("self", "param", "loaded_weight"),
-             description="remember the checkpoint values passed for each parameter (weight_scales compares the "
-                         "loaded weight and scale with them after process_weights_after_loading)"),
-    Contract(target="atom.model_ops.linear:LinearBase.process_weights_after_loading", kind="loader", backend="atom",
-             checks=("weight_scan", "weight_scales"), key=("self@",),
-             description="scan a linear layer's weights after loading; judge each weight scale against its bytes "
-                         "and checkpoint"),
-    Contract(target="atom.model_ops.moe:FusedMoE.process_weights_after_loading", kind="loader", backend="atom",
-             checks=("weight_scan", "weight_scales"), key=("self@",),
-             options={"resolve_class": class_behind_lazy_wrapper},
-             description="scan an MoE layer's weights after its own step (on the class behind LazyMoEWrapper)"),
+    Contract(
+        target="atom.model_ops.utils.normalize_e4m3fn_to_e4m3fnuz",
+        kind="loader",
+        backend="atom",
+        checks=("fp8_normalization",),
+        key=("weight", "weight_scale?", "input_scale?"),
+        params=("weight", "weight_scale", "input_scale"),
+        description="gfx942 load path: e4m3fn bytes as e4m3fnuz, 0x80 → 0, scales doubled",
+    ),
+    Contract(
+        target="atom.model_ops.linear.use_triton_gemm",
+        kind="selector",
+        backend="atom",
+        checks=("selector_result",),
+        description="ATOM's GEMM backend selector for linear and attention_mla (must be True in CK-free mode)",
+    ),
+    Contract(
+        target="atom.model_ops.linear:LinearBase.weight_loader",
+        kind="loader",
+        backend="atom",
+        checks=("weight_scales",),
+        key=("self@", "param@", "loaded_weight"),
+        params=("self", "param", "loaded_weight"),
+        description="remember the checkpoint values passed for each parameter (weight_scales compares the "
+        "loaded weight and scale with them after process_weights_after_loading)",
+    ),
+    Contract(
+        target="atom.model_ops.linear:LinearBase.process_weights_after_loading",
+        kind="loader",
+        backend="atom",
+        checks=("weight_scan", "weight_scales"),
+        key=("self@",),
+        description="scan a linear layer's weights after loading; judge each weight scale against its bytes "
+        "and checkpoint",
+    ),
+    Contract(
+        target="atom.model_ops.moe:FusedMoE.process_weights_after_loading",
+        kind="loader",
+        backend="atom",
+        checks=("weight_scan", "weight_scales"),
+        key=("self@",),
+        options={"resolve_class": class_behind_lazy_wrapper},
+        description="scan an MoE layer's weights after its own step (on the class behind LazyMoEWrapper)",
+    ),
     *(_moe_method_contract(name) for name in MOE_QUANT_METHODS),
 ]

@@ -47,8 +47,7 @@ def parse_key(entries: tuple[str, ...]) -> tuple[KeyParam, ...]:
         suffix = entry[-1] if entry and entry[-1] in "+@?=" else ""
         name = entry[:-1] if suffix else entry
         if not name.isidentifier():
-            raise ValueError(f"contract key entry {entry!r}: expected a parameter name with an "
-                             "optional suffix + @ ? =")
+            raise ValueError(f"contract key entry {entry!r}: expected a parameter name with an optional suffix + @ ? =")
         params.append(KeyParam(name, _KEY_KINDS[suffix]))
     return tuple(params)
 

@@ -28,8 +28,9 @@ def default_text(value: Any) -> str:
     return text
 
 
-def compare_signature(contract: Contract, function: Any,
-                      signature: inspect.Signature | None = None) -> tuple[list[str], set[str]]:
+def compare_signature(
+    contract: Contract, function: Any, signature: inspect.Signature | None = None
+) -> tuple[list[str], set[str]]:
     """``(differences, disabled_check_ids)``; empty when the contract declares no expectation.
 
     ``signature`` is what the engine bound the target by when the function's
@@ -42,8 +43,7 @@ def compare_signature(contract: Contract, function: Any,
             signature = inspect.signature(function)
         except (TypeError, ValueError):
             return [], set()
-    actual = [p.name for p in signature.parameters.values()
-              if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    actual = [p.name for p in signature.parameters.values() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
     expected = list(contract.params)
     differences: list[str] = []
     changed: set[str] = set()

@@ -17,8 +17,12 @@ from quantguard.numerics.layouts import unshuffle_weight
 if TYPE_CHECKING:  # pragma: no cover
     from quantguard.engine.calls import CallRecord
 
-__all__ = ["a8w8_asm_to_triton", "flatmm_asm_to_triton", "blockscale_bpreshuffle_asm_to_triton",
-           "gfx950_blockscale_asm_to_triton"]
+__all__ = [
+    "a8w8_asm_to_triton",
+    "flatmm_asm_to_triton",
+    "blockscale_bpreshuffle_asm_to_triton",
+    "gfx950_blockscale_asm_to_triton",
+]
 
 _UNSHUFFLED: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 
@@ -42,8 +46,14 @@ def _triton(module: str, name: str) -> Any:
 def a8w8_asm_to_triton(call: CallRecord) -> Any:
     """``gemm_a8w8_ASM`` (weight shuffled with layout (32, 16)) → Triton ``gemm_a8w8`` on the plain weight."""
     kernel = _triton("gemm_a8w8", "gemm_a8w8")
-    return kernel(call["XQ"], _plain_weight(call["WQ"], (32, 16)), call["x_scale"], call["w_scale"], call.get("bias"),
-                  dtype=call.get("dtype"))
+    return kernel(
+        call["XQ"],
+        _plain_weight(call["WQ"], (32, 16)),
+        call["x_scale"],
+        call["w_scale"],
+        call.get("bias"),
+        dtype=call.get("dtype"),
+    )
 
 
 def flatmm_asm_to_triton(call: CallRecord) -> Any:
@@ -53,8 +63,13 @@ def flatmm_asm_to_triton(call: CallRecord) -> Any:
     scales are passed as transposed views (Triton reads scales through their strides).
     """
     kernel = _triton("gemm_a8w8_blockscale", "gemm_a8w8_blockscale")
-    return kernel(call["XQ"], _plain_weight(call["WQ"], (16, 32)), call["x_scale"].t(), call["w_scale"].t(),
-                  dtype=call.get("dtype"))
+    return kernel(
+        call["XQ"],
+        _plain_weight(call["WQ"], (16, 32)),
+        call["x_scale"].t(),
+        call["w_scale"].t(),
+        dtype=call.get("dtype"),
+    )
 
 
 def _preshuffle_view(weight: Any) -> Any:
@@ -66,8 +81,14 @@ def blockscale_bpreshuffle_asm_to_triton(call: CallRecord) -> Any:
     """``gemm_a8w8_blockscale_bpreshuffle_asm(A, B, out, A_scale, B_scale)`` → Triton preshuffle kernel into ``out``."""
     kernel = _triton("gemm_a8w8_blockscale", "gemm_a8w8_blockscale_preshuffle")
     out, scale = call["out"], call["A_scale"]
-    result = kernel(call["A"], _preshuffle_view(call["B"]), scale, call["B_scale"], dtype=out.dtype,
-                    is_x_scale_tranposed=scale.stride(0) != 1)
+    result = kernel(
+        call["A"],
+        _preshuffle_view(call["B"]),
+        scale,
+        call["B_scale"],
+        dtype=out.dtype,
+        is_x_scale_tranposed=scale.stride(0) != 1,
+    )
     out.copy_(result)
     return out
 
@@ -76,7 +97,13 @@ def gfx950_blockscale_asm_to_triton(call: CallRecord) -> Any:
     """``gfx950_a8w8_blockscale_ASM(XQ, WQ, x_scale, w_scale, Y)`` (row-major x_scale) → Triton preshuffle kernel."""
     kernel = _triton("gemm_a8w8_blockscale", "gemm_a8w8_blockscale_preshuffle")
     out = call["Y"]
-    result = kernel(call["XQ"], _preshuffle_view(call["WQ"]), call["x_scale"], call["w_scale"], dtype=out.dtype,
-                    is_x_scale_tranposed=False)
+    result = kernel(
+        call["XQ"],
+        _preshuffle_view(call["WQ"]),
+        call["x_scale"],
+        call["w_scale"],
+        dtype=out.dtype,
+        is_x_scale_tranposed=False,
+    )
     out.copy_(result)
     return out

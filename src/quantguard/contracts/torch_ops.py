@@ -19,9 +19,16 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["CONTRACTS"]
 
 
-def _scaled_mm_signature(self: Any, mat2: Any, scale_a: Any, scale_b: Any, bias: Any = None,
-                         scale_result: Any = None, out_dtype: Any = None,
-                         use_fast_accum: bool = False) -> Any:  # pragma: no cover - signature only
+def _scaled_mm_signature(
+    self: Any,
+    mat2: Any,
+    scale_a: Any,
+    scale_b: Any,
+    bias: Any = None,
+    scale_result: Any = None,
+    out_dtype: Any = None,
+    use_fast_accum: bool = False,
+) -> Any:  # pragma: no cover - signature only
     """Signature of ``torch._scaled_mm`` (a builtin that ``inspect`` cannot read)."""
 
 
@@ -32,16 +39,33 @@ def _interpret_scaled_mm(call: CallRecord) -> GemmView | None:
     if a.dim() != 2 or b.dim() != 2 or element_format(a.dtype) is None:
         return None
     out = call.result
-    return GemmView(call.target, a, b.t(), call["scale_a"], call["scale_b"], out=out, bias=call.get("bias"),
-                    out_dtype=call.get("out_dtype") or a.dtype, scheme="per_token", element=element_format(a.dtype),
-                    m=int(a.shape[0]), n=int(b.shape[1]), k=int(a.shape[1]))
+    return GemmView(
+        call.target,
+        a,
+        b.t(),
+        call["scale_a"],
+        call["scale_b"],
+        out=out,
+        bias=call.get("bias"),
+        out_dtype=call.get("out_dtype") or a.dtype,
+        scheme="per_token",
+        element=element_format(a.dtype),
+        m=int(a.shape[0]),
+        n=int(b.shape[1]),
+        k=int(a.shape[1]),
+    )
 
 
 CONTRACTS: list[Contract] = [
-    Contract(target="torch._scaled_mm", kind="gemm", backend="torch",
-             checks=("scale_tensors", "fp8_variant", "scale_values", "gemm_numerics", "nonfinite"),
-             key=("self", "mat2@", "scale_a", "scale_b@", "bias?", "out_dtype="),
-             interpret=_interpret_scaled_mm, signature_of=_scaled_mm_signature,
-             params=("self", "mat2", "scale_a", "scale_b", "bias", "scale_result", "out_dtype", "use_fast_accum"),
-             description="PyTorch FP8 GEMM with per-tensor or row-wise scales"),
+    Contract(
+        target="torch._scaled_mm",
+        kind="gemm",
+        backend="torch",
+        checks=("scale_tensors", "fp8_variant", "scale_values", "gemm_numerics", "nonfinite"),
+        key=("self", "mat2@", "scale_a", "scale_b@", "bias?", "out_dtype="),
+        interpret=_interpret_scaled_mm,
+        signature_of=_scaled_mm_signature,
+        params=("self", "mat2", "scale_a", "scale_b", "bias", "scale_result", "out_dtype", "use_fast_accum"),
+        description="PyTorch FP8 GEMM with per-tensor or row-wise scales",
+    ),
 ]

@@ -26,23 +26,23 @@ class QuantView:
     """
 
     producer: str
-    x: Any                       # (M, K) high precision (a 2-D view of the input)
-    q: Any                       # quantized values as written
-    scales: Any                  # the scale buffer as written
-    element: Any                 # ElementFormat of q
-    q_read_as: Any = None        # dtype to read q's bytes as (fp8 variant); None = q's own dtype
+    x: Any  # (M, K) high precision (a 2-D view of the input)
+    q: Any  # quantized values as written
+    scales: Any  # the scale buffer as written
+    element: Any  # ElementFormat of q
+    q_read_as: Any = None  # dtype to read q's bytes as (fp8 variant); None = q's own dtype
     group: int | None = None
-    encoding: str = "fp32"       # "fp32" or "e8m0"
+    encoding: str = "fp32"  # "fp32" or "e8m0"
     requested_layout: str = "row_major"
-    request: str = ""            # e.g. "shuffle_scale=True"
+    request: str = ""  # e.g. "shuffle_scale=True"
     alternatives: tuple[str, ...] = ()
     rounding: str | None = None  # e8m0 mode this producer declares
     rounding_source: str = ""
-    static: bool = False         # scales were given, not produced
-    valid_rows: Any = None       # tensor/int: only the first r rows are meaningful (MoE)
+    static: bool = False  # scales were given, not produced
+    valid_rows: Any = None  # tensor/int: only the first r rows are meaningful (MoE)
     scale_upper_bound: Any = None
-    smooth: Any = None           # smooth-quant multiplier applied to x before quantizing
-    zero_amax_scale: str = "clamp"   # "clamp": max(amax,1e-10)/max ; "one": scale 1 for all-zero groups
+    smooth: Any = None  # smooth-quant multiplier applied to x before quantizing
+    zero_amax_scale: str = "clamp"  # "clamp": max(amax,1e-10)/max ; "one": scale 1 for all-zero groups
     packed_fp4: bool = False
 
     @property
@@ -81,15 +81,15 @@ class GemmView:
     bias: Any = None
     out_dtype: Any = None
     scheme: str = "per_token"
-    element: Any = None          # ElementFormat family of x/w ("fp8", "int8", "fp4")
+    element: Any = None  # ElementFormat family of x/w ("fp8", "int8", "fp4")
     x_scale_layout: str = "row_major"
     x_scale_strided_ok: bool = False
     w_scale_layout: str = "row_major"
-    w_layout: str = "plain"      # "plain", "preshuffle_16x16" or "preshuffle_32x16" (shuffle_weight layouts)
+    w_layout: str = "plain"  # "plain", "preshuffle_16x16" or "preshuffle_32x16" (shuffle_weight layouts)
     block_k: int = 128
     block_n: int = 128
     mx_group: int = 32
-    fp8_read_as: Any = None      # the fp8 dtype the kernel interprets bytes as (arch)
+    fp8_read_as: Any = None  # the fp8 dtype the kernel interprets bytes as (arch)
     alpha: float = 1.0
     beta: float = 0.0
     m: int = 0
@@ -108,7 +108,7 @@ class GemmView:
         """``shuffle_weight``'s ``layout`` argument for a preshuffled weight, else None."""
         if not self.w_layout.startswith("preshuffle_"):
             return None
-        rows, _, lanes = self.w_layout[len("preshuffle_"):].partition("x")
+        rows, _, lanes = self.w_layout[len("preshuffle_") :].partition("x")
         return int(rows), int(lanes)
 
 
@@ -116,7 +116,7 @@ class GemmView:
 class TransformView:
     """A layout transform that must change its output (``partial_transpose``, ``shuffle_weight``)."""
 
-    kind: str                    # "partial_transpose" | "shuffle_weight"
+    kind: str  # "partial_transpose" | "shuffle_weight"
     input: Any
     out: Any
     valid_rows: Any = None
@@ -134,7 +134,7 @@ class RoutingView:
     bias: Any
     topk_weights: Any
     topk_ids: Any
-    score: str                   # "softmax" | "sigmoid" | "sqrtsoftplus"
+    score: str  # "softmax" | "sigmoid" | "sqrtsoftplus"
     renormalize: bool
     routed_scaling_factor: float
 
@@ -147,18 +147,18 @@ class MoeView:
     """A fused MoE: per token, the sum over its top-k experts of weight * expert(x)."""
 
     hidden: Any
-    w1: Any                      # (E, 2*inter, dim) gate and up
-    w2: Any                      # (E, dim, inter)
+    w1: Any  # (E, 2*inter, dim) gate and up
+    w2: Any  # (E, dim, inter)
     topk_weight: Any
     topk_ids: Any
     out: Any
-    quant: str                   # "none" | "per_token" | "per_1x128"
+    quant: str  # "none" | "per_token" | "per_1x128"
     w1_scale: Any = None
     w2_scale: Any = None
     activation: str = "silu"
     fp8_read_as: Any = None
     expert_mask: Any = None
-    shuffled: bool = False       # weights 16x16-preshuffled (AITER reads ``is_shuffled`` on w1/w2)
+    shuffled: bool = False  # weights 16x16-preshuffled (AITER reads ``is_shuffled`` on w1/w2)
 
     def provenance_inputs(self) -> tuple[Any, ...]:
         return ()

@@ -24,12 +24,15 @@ __all__ = ["ATOM_GROUPS", "CallSite", "Coverage", "Site", "measure", "scan_sourc
 
 #: ATOM's quantized linear, MoE, MLA and DeepSeek-V2/V4 files (paths relative to the ATOM checkout).
 ATOM_GROUPS: Mapping[str, tuple[str, ...]] = {
-    "quantized linear": ("atom/model_ops/linear.py", "atom/model_ops/utils.py", "atom/model_ops/layernorm.py",
-                         "atom/model_ops/activation.py"),
+    "quantized linear": (
+        "atom/model_ops/linear.py",
+        "atom/model_ops/utils.py",
+        "atom/model_ops/layernorm.py",
+        "atom/model_ops/activation.py",
+    ),
     "MoE": ("atom/model_ops/moe.py", "atom/model_ops/fused_moe_triton.py"),
     "MLA": ("atom/model_ops/attention_mla.py",),
-    "DeepSeek-V2/V4": ("atom/models/deepseek_v2.py", "atom/models/deepseek_v4.py",
-                       "atom/model_ops/v4_kernels/*.py"),
+    "DeepSeek-V2/V4": ("atom/models/deepseek_v2.py", "atom/models/deepseek_v4.py", "atom/model_ops/v4_kernels/*.py"),
 }
 
 
@@ -42,10 +45,17 @@ class Site:
     resolution: Resolution
 
     def as_dict(self) -> dict[str, Any]:
-        return {"file": self.call.path, "line": self.call.line, "name": self.call.written,
-                "target": self.call.target, "group": self.group, "status": self.resolution.category,
-                "quantized": self.resolution.quantized, "contract": self.resolution.contract,
-                "rule": self.resolution.how}
+        return {
+            "file": self.call.path,
+            "line": self.call.line,
+            "name": self.call.written,
+            "target": self.call.target,
+            "group": self.group,
+            "status": self.resolution.category,
+            "quantized": self.resolution.quantized,
+            "contract": self.resolution.contract,
+            "rule": self.resolution.how,
+        }
 
 
 def _ratio(guarded: int, total: int) -> float | None:
@@ -63,8 +73,13 @@ class Coverage:
 
     def counted(self, group: str | None = None, quantized_only: bool = True) -> tuple[int, int]:
         """(guarded, total) kernel call sites, optionally of one group, optionally quantized paths only."""
-        chosen = [s for s in self.sites if s.resolution.category != "infrastructure"
-                  and (group is None or s.group == group) and (s.resolution.quantized or not quantized_only)]
+        chosen = [
+            s
+            for s in self.sites
+            if s.resolution.category != "infrastructure"
+            and (group is None or s.group == group)
+            and (s.resolution.quantized or not quantized_only)
+        ]
         return sum(s.resolution.category == "guarded" for s in chosen), len(chosen)
 
     def totals(self) -> dict[str, Any]:
@@ -72,23 +87,36 @@ class Coverage:
         for label, group in [("all", None), *((g, g) for g in self.groups)]:
             quant = self.counted(group, True)
             every = self.counted(group, False)
-            result[label] = {"quantized_guarded": quant[0], "quantized_total": quant[1],
-                             "quantized_coverage": _ratio(*quant), "kernel_guarded": every[0],
-                             "kernel_total": every[1], "kernel_coverage": _ratio(*every),
-                             "infrastructure": sum(s.resolution.category == "infrastructure" for s in self.sites
-                                                   if group is None or s.group == group)}
+            result[label] = {
+                "quantized_guarded": quant[0],
+                "quantized_total": quant[1],
+                "quantized_coverage": _ratio(*quant),
+                "kernel_guarded": every[0],
+                "kernel_total": every[1],
+                "kernel_coverage": _ratio(*every),
+                "infrastructure": sum(
+                    s.resolution.category == "infrastructure" for s in self.sites if group is None or s.group == group
+                ),
+            }
         return result
 
     def as_dict(self) -> dict[str, Any]:
-        return {"root": self.root, "groups": self.groups, "unparsed": self.unparsed, "totals": self.totals(),
-                "sites": [site.as_dict() for site in self.sites]}
+        return {
+            "root": self.root,
+            "groups": self.groups,
+            "unparsed": self.unparsed,
+            "totals": self.totals(),
+            "sites": [site.as_dict() for site in self.sites],
+        }
 
 
 def default_index(contracts: Iterable[Contract] | None = None) -> ContractIndex:
     """An index of the registered contracts (built-in and user ones) and AITER's quant factories."""
     from quantguard.contracts.aiter import FACTORIES
+
     if contracts is None:
         from quantguard.engine.lifecycle import registered_contracts
+
         contracts = registered_contracts()
     return ContractIndex(contracts, FACTORIES)
 
@@ -100,13 +128,16 @@ def _select(root: Path, patterns: Sequence[str] | None) -> list[tuple[str, Path]
     relative = [(p.relative_to(base).as_posix(), p) for p in files]
     if patterns:
         return [("selected", p) for rel, p in relative if any(fnmatch.fnmatchcase(rel, g) for g in patterns)]
-    grouped = [(group, p) for group, globs in ATOM_GROUPS.items() for rel, p in relative
-               if any(fnmatch.fnmatchcase(rel, g) for g in globs)]
+    grouped = [
+        (group, p)
+        for group, globs in ATOM_GROUPS.items()
+        for rel, p in relative
+        if any(fnmatch.fnmatchcase(rel, g) for g in globs)
+    ]
     return grouped or [("all", p) for _, p in relative]
 
 
-def measure(root: str | Path, patterns: Sequence[str] | None = None,
-            index: ContractIndex | None = None) -> Coverage:
+def measure(root: str | Path, patterns: Sequence[str] | None = None, index: ContractIndex | None = None) -> Coverage:
     """Scan ``root`` (a directory or one file) and judge every AITER call site against the contracts.
 
     ``patterns``: globs relative to ``root`` selecting the files (one group,

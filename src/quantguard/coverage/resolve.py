@@ -36,28 +36,80 @@ from dataclasses import dataclass
 
 from quantguard.contracts.base import Contract
 
-__all__ = ["STAR_REEXPORTED", "PACKAGE_REEXPORTS", "INFRASTRUCTURE", "QUANTIZED_VOCABULARY", "Resolution",
-           "ContractIndex", "reachable_modules"]
+__all__ = [
+    "STAR_REEXPORTED",
+    "PACKAGE_REEXPORTS",
+    "INFRASTRUCTURE",
+    "QUANTIZED_VOCABULARY",
+    "Resolution",
+    "ContractIndex",
+    "reachable_modules",
+]
 
 #: Modules whose public names ``aiter/__init__.py`` star-imports (``aiter.X``).
-STAR_REEXPORTED = frozenset("aiter.ops." + name for name in (
-    "enum", "norm", "quant", "gemm_op_a8w8", "gemm_op_a16w16", "gemm_op_a4w4", "gemm_op_a8w4",
-    "batched_gemm_op_a8w8", "batched_gemm_op_bf16", "deepgemm", "opus", "aiter_operator", "activation",
-    "attention", "custom", "custom_all_reduce", "quick_all_reduce", "moe_op", "moe_sorting",
-    "moe_sorting_opus", "moe_mxfp4_aux", "pa_sparse_prefill_opus", "pos_encoding", "cache", "rmsnorm",
-    "communication", "rope", "topk", "mha", "gradlib", "trans_ragged_layout", "sample",
-    "fused_qk_norm_mrope_cache_quant", "fused_qk_norm_rope_cache_quant", "fused_qk_rmsnorm_group_quant",
-    "inverse_rope_group_quant", "groupnorm", "mhc", "causal_conv1d_update", "fused_split_gdr_update",
-    "gdr_decode_packed_bf16"))
+STAR_REEXPORTED = frozenset(
+    "aiter.ops." + name
+    for name in (
+        "enum",
+        "norm",
+        "quant",
+        "gemm_op_a8w8",
+        "gemm_op_a16w16",
+        "gemm_op_a4w4",
+        "gemm_op_a8w4",
+        "batched_gemm_op_a8w8",
+        "batched_gemm_op_bf16",
+        "deepgemm",
+        "opus",
+        "aiter_operator",
+        "activation",
+        "attention",
+        "custom",
+        "custom_all_reduce",
+        "quick_all_reduce",
+        "moe_op",
+        "moe_sorting",
+        "moe_sorting_opus",
+        "moe_mxfp4_aux",
+        "pa_sparse_prefill_opus",
+        "pos_encoding",
+        "cache",
+        "rmsnorm",
+        "communication",
+        "rope",
+        "topk",
+        "mha",
+        "gradlib",
+        "trans_ragged_layout",
+        "sample",
+        "fused_qk_norm_mrope_cache_quant",
+        "fused_qk_norm_rope_cache_quant",
+        "fused_qk_rmsnorm_group_quant",
+        "inverse_rope_group_quant",
+        "groupnorm",
+        "mhc",
+        "causal_conv1d_update",
+        "fused_split_gdr_update",
+        "gdr_decode_packed_bf16",
+    )
+)
 #: Packages that re-export the functions of their direct submodules.
 PACKAGE_REEXPORTS = frozenset({"aiter.ops.triton.quant"})
 _TRITON = "aiter.ops.triton."
 #: Module prefixes whose calls are infrastructure, not kernels.
-INFRASTRUCTURE = ("aiter.dist", "aiter.jit", "aiter.utility.dtypes", "aiter.ops.triton.utils._triton",
-                  "aiter.ops.triton.utils.device_info", "aiter.ops.triton.utils.logger")
+INFRASTRUCTURE = (
+    "aiter.dist",
+    "aiter.jit",
+    "aiter.utility.dtypes",
+    "aiter.ops.triton.utils._triton",
+    "aiter.ops.triton.utils.device_info",
+    "aiter.ops.triton.utils.logger",
+)
 #: Words in a resolved path that put a kernel call on a quantized path.
-QUANTIZED_VOCABULARY = re.compile(r"quant|gemm|bmm|moe|mxfp|fp8|fp4|a8w8|a4w4|a8w4|a16w|downcast|scale|shuffle|"
-                                  r"mqa_logits")
+QUANTIZED_VOCABULARY = re.compile(
+    r"quant|gemm|bmm|moe|mxfp|fp8|fp4|a8w8|a4w4|a8w4|a16w|downcast|scale|shuffle|"
+    r"mqa_logits"
+)
 
 
 def reachable_modules(module: str) -> set[str]:
@@ -77,10 +129,10 @@ def reachable_modules(module: str) -> set[str]:
 class Resolution:
     """What one resolved AITER path is: ``category`` is guarded, unguarded or infrastructure."""
 
-    category: str                 # "guarded" | "unguarded" | "infrastructure"
+    category: str  # "guarded" | "unguarded" | "infrastructure"
     quantized: bool
-    contract: str | None = None   # the guarding contract's target (or the factory's)
-    how: str = ""                 # which rule matched ("exact", "re-export", "factory")
+    contract: str | None = None  # the guarding contract's target (or the factory's)
+    how: str = ""  # which rule matched ("exact", "re-export", "factory")
 
 
 class ContractIndex:

@@ -32,10 +32,10 @@ _ROOT_PACKAGE = "aiter"
 class CallSite:
     """One call of an AITER name: where it is, how it was written, what it names."""
 
-    path: str          # file, as given to the scanner (relative to the scanned root)
+    path: str  # file, as given to the scanner (relative to the scanned root)
     line: int
-    written: str       # the callee as written, e.g. ``rocm_aiter.ops.quant.per_token_quant_hip``
-    target: str        # the dotted AITER path it resolves to, e.g. ``aiter.ops.quant.per_token_quant_hip``
+    written: str  # the callee as written, e.g. ``rocm_aiter.ops.quant.per_token_quant_hip``
+    target: str  # the dotted AITER path it resolves to, e.g. ``aiter.ops.quant.per_token_quant_hip``
 
 
 def _is_aiter(module: str) -> bool:
@@ -125,8 +125,9 @@ def _outer_parts(scope: ast.AST) -> list[ast.AST]:
     return parts
 
 
-def _scan_scope(scope: ast.AST, nodes: list[ast.AST], enclosing: dict[str, str], path: str,
-                found: list[CallSite]) -> None:
+def _scan_scope(
+    scope: ast.AST, nodes: list[ast.AST], enclosing: dict[str, str], path: str, found: list[CallSite]
+) -> None:
     bindings = _Bindings(enclosing)
     for node in nodes:
         if not isinstance(node, _SCOPES):

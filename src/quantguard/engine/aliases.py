@@ -94,16 +94,25 @@ def find_aliases(originals: dict[int, Any], skip_modules: Iterable[str] = ()) ->
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # touching deprecated module attributes may warn
         for module_name, module in list(sys.modules.items()):
-            if module is None or not isinstance(module, ModuleType) or module_name.startswith(skip) \
-                    or id(module) in seen_modules:
+            if (
+                module is None
+                or not isinstance(module, ModuleType)
+                or module_name.startswith(skip)
+                or id(module) in seen_modules
+            ):
                 continue
             seen_modules.add(id(module))
             _scan_module(module, module_name, originals, found, seen_classes)
     return found
 
 
-def _scan_module(module: ModuleType, module_name: str, originals: dict[int, Any],
-                 found: list[tuple[Any, str, Any]], seen_classes: set[int]) -> None:
+def _scan_module(
+    module: ModuleType,
+    module_name: str,
+    originals: dict[int, Any],
+    found: list[tuple[Any, str, Any]],
+    seen_classes: set[int],
+) -> None:
     try:
         namespace = vars(module)
     except TypeError:
@@ -111,8 +120,11 @@ def _scan_module(module: ModuleType, module_name: str, originals: dict[int, Any]
     for name, value in _snapshot(namespace):
         if id(value) in originals and value is originals[id(value)]:
             found.append((module, name, value))
-        elif isinstance(value, type) and id(value) not in seen_classes \
-                and getattr(value, "__module__", None) == module_name:
+        elif (
+            isinstance(value, type)
+            and id(value) not in seen_classes
+            and getattr(value, "__module__", None) == module_name
+        ):
             seen_classes.add(id(value))
             _scan_class(value, originals, found)
 

@@ -34,15 +34,18 @@ def _defined_here(value: Any, module_name: str, name: str) -> bool:
     from quantguard.engine.custom_ops import find_custom_op
 
     op = find_custom_op(value)
-    return op is not None and op._schema.name.partition("::")[2] == name and \
-        not _reexported(value, module_name)
+    return op is not None and op._schema.name.partition("::")[2] == name and not _reexported(value, module_name)
 
 
 def _reexported(value: Any, module_name: str) -> bool:
     """A package that re-exports a submodule's function (``aiter`` re-exports ``aiter.ops.*``)."""
     for other_name, other in list(sys.modules.items()):
-        if other_name != module_name and other_name.startswith(module_name + ".") and other is not None \
-                and any(held is value for held in list(vars(other).values())):
+        if (
+            other_name != module_name
+            and other_name.startswith(module_name + ".")
+            and other is not None
+            and any(held is value for held in list(vars(other).values()))
+        ):
             return True
     return False
 
@@ -69,8 +72,13 @@ class Audits:
                 continue
             for name, value in list(vars(module).items()):
                 path = f"{module_name}.{name}"
-                if callable(value) and not isinstance(value, type) and is_asm_name(path) \
-                        and _defined_here(value, module_name, name) and path not in runtime.contracts:
+                if (
+                    callable(value)
+                    and not isinstance(value, type)
+                    and is_asm_name(path)
+                    and _defined_here(value, module_name, name)
+                    and path not in runtime.contracts
+                ):
                     found.append(path)
         return sorted(found)
 
@@ -83,14 +91,28 @@ class Audits:
                 return
             self._announced.update(fresh)
             policy = runtime.platform.asm_blocked
-            events.emit(events.UNCOVERED_KERNELS, "warning" if policy else "info", kernels=fresh, policy=policy,
-                        reason="ASM-looking functions no contract names" + (
-                            "; guarded by the CK-free ASM policy" if policy else ""))
+            events.emit(
+                events.UNCOVERED_KERNELS,
+                "warning" if policy else "info",
+                kernels=fresh,
+                policy=policy,
+                reason="ASM-looking functions no contract names"
+                + ("; guarded by the CK-free ASM policy" if policy else ""),
+            )
             if policy:
                 from quantguard.contracts.base import Contract
+
                 for path in fresh:
-                    runtime.add_contract(Contract(target=path, kind="kernel", backend="asm", checks=("asm_policy",),
-                                                  asm=True, description="ASM kernel found by the naming rule"))
+                    runtime.add_contract(
+                        Contract(
+                            target=path,
+                            kind="kernel",
+                            backend="asm",
+                            checks=("asm_policy",),
+                            asm=True,
+                            description="ASM kernel found by the naming rule",
+                        )
+                    )
         except Exception as exc:
             runtime.reporter.internal_error("asm_coverage", "audit", exc)
 
@@ -102,6 +124,7 @@ class Audits:
         self._backend_selection(runtime, model)
         try:  # the model's weight/scale pairs, which scale_pairing holds GEMMs to (torch is loaded: a model)
             from quantguard.checks.weights import register_attached_models
+
             register_attached_models(runtime)
         except Exception as exc:
             runtime.reporter.internal_error("quantguard.attach", "weight_pairs", exc)

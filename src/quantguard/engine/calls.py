@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import threading
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -12,7 +13,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from quantguard.contracts.base import Contract
     from quantguard.engine.guard import GuardState
 
-__all__ = ["Binder", "CallRecord", "decorated_function", "tensor_meta"]
+__all__ = ["Binder", "CallRecord", "decorated_function", "scalar_type", "tensor_meta"]
 
 _SCALARS = (bool, int, float, str, bytes, type(None))
 
@@ -47,8 +48,13 @@ class Binder:
 
     __slots__ = ("signature", "names", "positions", "defaults", "source", "dtype_params", "_simple", "_name_set")
 
-    def __init__(self, function: Any, fallback_params: tuple[str, ...] | None = None,
-                 signature_of: Any = None, op_parameters: Any = None) -> None:
+    def __init__(
+        self,
+        function: Any,
+        fallback_params: tuple[str, ...] | None = None,
+        signature_of: Any = None,
+        op_parameters: Any = None,
+    ) -> None:
         self.signature: inspect.Signature | None = None
         self.source = "contract params"
         self.dtype_params: frozenset[str] = frozenset()
@@ -60,8 +66,11 @@ class Binder:
             self.source = "op schema"
             self._finish(simple=False)
             return
-        candidates = (("signature", function), ("signature", signature_of),
-                      ("decorated function", decorated_function(function)))
+        candidates = (
+            ("signature", function),
+            ("signature", signature_of),
+            ("decorated function", decorated_function(function)),
+        )
         for source, candidate in candidates:
             if candidate is None:
                 continue
@@ -73,19 +82,21 @@ class Binder:
                 self.signature, self.source = signature, source
                 break
         if self.signature is not None:
-            params = [p for p in self.signature.parameters.values()
-                      if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+            params = [p for p in self.signature.parameters.values() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
             self.names = tuple(p.name for p in params)
-            self.positions = {p.name: i for i, p in enumerate(params)
-                              if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)}
+            self.positions = {
+                p.name: i for i, p in enumerate(params) if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+            }
             self.defaults = {p.name: p.default for p in params if p.default is not p.empty}
         else:
             self.names = tuple(fallback_params or ())
             self.positions = {name: i for i, name in enumerate(self.names)}
             self.defaults = {}
         # plain positional-or-keyword parameters: bind with a zip instead of inspect (10x cheaper)
-        self._finish(simple=self.signature is not None and all(
-            p.kind == p.POSITIONAL_OR_KEYWORD for p in self.signature.parameters.values()))
+        self._finish(
+            simple=self.signature is not None
+            and all(p.kind == p.POSITIONAL_OR_KEYWORD for p in self.signature.parameters.values())
+        )
 
     def _finish(self, simple: bool) -> None:
         self._name_set = frozenset(self.names)
@@ -106,8 +117,9 @@ class Binder:
             if bound is not None:
                 bound.apply_defaults()
                 arguments = dict(bound.arguments)
-                extra = arguments.pop(next((p.name for p in self.signature.parameters.values()
-                                            if p.kind == p.VAR_KEYWORD), "\0"), None)
+                extra = arguments.pop(
+                    next((p.name for p in self.signature.parameters.values() if p.kind == p.VAR_KEYWORD), "\0"), None
+                )
                 if extra:
                     arguments.update(extra)
                 return arguments
@@ -120,7 +132,6 @@ class Binder:
             if name not in arguments:
                 arguments[name] = self.defaults.get(name)
         if self.dtype_params:
-            from quantguard.engine.custom_ops import scalar_type
             for name in self.dtype_params:
                 arguments[name] = scalar_type(arguments.get(name))
         return arguments
@@ -132,10 +143,14 @@ class Binder:
         """The bound parameters as a signature (for drift comparison), whatever their source."""
         if self.signature is not None:
             return self.signature
-        parameters = [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD if name in self.positions
-                                        else inspect.Parameter.KEYWORD_ONLY,
-                                        default=self.defaults.get(name, inspect.Parameter.empty))
-                      for name in self.names]
+        parameters = [
+            inspect.Parameter(
+                name,
+                inspect.Parameter.POSITIONAL_OR_KEYWORD if name in self.positions else inspect.Parameter.KEYWORD_ONLY,
+                default=self.defaults.get(name, inspect.Parameter.empty),
+            )
+            for name in self.names
+        ]
         try:
             return inspect.Signature(parameters)
         except ValueError:  # a default before a required parameter: keep names, drop defaults' order rule
@@ -196,11 +211,28 @@ class CallRecord:
     ``GemmView``, ...), built lazily and once.
     """
 
-    __slots__ = ("state", "arguments", "args", "kwargs", "result", "index", "layer",
-                 "entry_point", "_view", "_callsite", "scratch")
+    __slots__ = (
+        "state",
+        "arguments",
+        "args",
+        "kwargs",
+        "result",
+        "index",
+        "layer",
+        "entry_point",
+        "_view",
+        "_callsite",
+        "scratch",
+    )
 
-    def __init__(self, state: GuardState, args: tuple[Any, ...], kwargs: Mapping[str, Any],
-                 layer: str | None = None, entry_point: str | None = None) -> None:
+    def __init__(
+        self,
+        state: GuardState,
+        args: tuple[Any, ...],
+        kwargs: Mapping[str, Any],
+        layer: str | None = None,
+        entry_point: str | None = None,
+    ) -> None:
         self.state = state
         self.args = args
         self.kwargs = kwargs
@@ -255,3 +287,36 @@ class CallRecord:
         if self._callsite is None:
             self._callsite = find_callsite(2)
         return self._callsite
+
+
+_SCALAR_TYPES: dict[int, Any] = {}
+_SCALAR_LOCK = threading.Lock()
+
+
+def scalar_type(code: Any) -> Any:
+    """The torch dtype behind a ``ScalarType`` integer (schemas store dtypes as ints); anything else as is."""
+    if not isinstance(code, int) or isinstance(code, bool):
+        return code
+    with _SCALAR_LOCK:
+        if not _SCALAR_TYPES:
+            _SCALAR_TYPES.update(_probe_scalar_types())
+    return _SCALAR_TYPES.get(code, code)
+
+
+def _probe_scalar_types() -> dict[int, Any]:
+    """Ask torch's schema parser which integer each dtype is (no hand-kept enum table)."""
+    import torch
+
+    found: dict[int, Any] = {}
+    for name in dir(torch):
+        dtype = getattr(torch, name, None)
+        if not isinstance(dtype, torch.dtype) or dtype in found.values():
+            continue
+        try:
+            schema = torch._C.parse_schema(f"probe(ScalarType d={str(dtype).replace('torch.', '')}) -> ()")
+            code = schema.arguments[0].default_value
+        except Exception:
+            continue
+        if isinstance(code, int):
+            found[code] = dtype
+    return found

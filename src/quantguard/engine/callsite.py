@@ -11,8 +11,15 @@ import sys
 __all__ = ["find_callsite", "INTERNAL_PREFIXES"]
 
 #: Modules whose frames are skipped: ours, the guarded library, and call plumbing.
-INTERNAL_PREFIXES = ("quantguard.", "aiter.", "wrapt.", "functools", "contextlib", "torch._ops",
-                     "torch.utils._contextlib")
+INTERNAL_PREFIXES = (
+    "quantguard.",
+    "aiter.",
+    "wrapt.",
+    "functools",
+    "contextlib",
+    "torch._ops",
+    "torch.utils._contextlib",
+)
 _INTERNAL_EXACT = ("quantguard", "aiter", "wrapt")
 #: Our own packages that play the role of user code (the simulator's workload).
 _USER_PREFIXES = ("quantguard.sim.workload", "quantguard.cli.", "quantguard.validate")

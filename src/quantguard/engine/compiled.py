@@ -33,7 +33,7 @@ import torch
 
 __all__ = ["register_state", "observe_traced", "observer_op"]
 
-_STATES: list[Any] = []   # weak references to GuardStates, by compiled_id
+_STATES: list[Any] = []  # weak references to GuardStates, by compiled_id
 _LAYOUTS: dict[str, Any] = {}  # parsed layout strings
 _LOCK = threading.Lock()
 _OP: Any = None
@@ -101,6 +101,7 @@ def observe_traced(compiled_id: int, args: tuple, kwargs: dict, result: Any) -> 
 
 
 # -- run time: the observer op's kernel -------------------------------------------------------------
+
 
 def _parse(layout: str) -> Any:
     """``"tti,dtype=d;t"`` -> (argument codes, ((name, codes), ...), result codes), cached."""
@@ -188,8 +189,9 @@ def observer_op() -> Any:
             if _OP is None:
                 if not hasattr(torch.ops.quantguard, "observe"):
                     _LIBRARY = torch.library.Library("quantguard", "DEF")
-                    _LIBRARY.define("observe(str layout, Tensor[] tensors, SymInt[] ints, float[] floats, "
-                                    "str[] strings) -> ()")
+                    _LIBRARY.define(
+                        "observe(str layout, Tensor[] tensors, SymInt[] ints, float[] floats, str[] strings) -> ()"
+                    )
                     _LIBRARY.impl("observe", _observe, "CompositeExplicitAutograd")
                     _LIBRARY._register_fake("observe", _observe_fake)
                 op = torch.ops.quantguard.observe.default

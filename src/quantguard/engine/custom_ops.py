@@ -20,11 +20,21 @@ from __future__ import annotations
 
 import re
 import sys
-import threading
 from typing import Any
 
-__all__ = ["DUMMY", "DispatchHook", "OpBinding", "OpParameters", "after_backend_select", "find_custom_op",
-           "op_implementation", "op_parameters", "scalar_type"]
+from quantguard.engine.calls import decorated_function, scalar_type
+
+__all__ = [
+    "DUMMY",
+    "DispatchHook",
+    "OpBinding",
+    "OpParameters",
+    "after_backend_select",
+    "find_custom_op",
+    "op_implementation",
+    "op_parameters",
+    "scalar_type",
+]
 
 #: Name AITER gives the placeholder tensor it prepends when the first parameter is not a tensor.
 DUMMY = "dummy"
@@ -35,6 +45,7 @@ _DEFAULT_NAMESPACES = ("aiter",)
 
 def _torch() -> Any:
     import torch
+
     return torch
 
 
@@ -60,8 +71,12 @@ def _closure_value(function: Any, name: str) -> Any:
         return None
 
 
-def find_custom_op(function: Any, declared: str | None = None,
-                   namespaces: tuple[str, ...] = _DEFAULT_NAMESPACES, public_name: str | None = None) -> Any:
+def find_custom_op(
+    function: Any,
+    declared: str | None = None,
+    namespaces: tuple[str, ...] = _DEFAULT_NAMESPACES,
+    public_name: str | None = None,
+) -> Any:
     """The OpOverload an entry point dispatches to, or None for a plain Python function.
 
     ``declared`` (a contract's ``op``, ``"namespace::name"``) wins.  Otherwise an
@@ -109,9 +124,16 @@ class OpParameters:
 
     __slots__ = ("names", "positions", "defaults", "kwarg_only", "leading_dummy", "schema", "dtype_params")
 
-    def __init__(self, names: tuple[str, ...], positions: dict[str, int], defaults: dict[str, Any],
-                 kwarg_only: frozenset[str], leading_dummy: bool, schema: str,
-                 dtype_params: frozenset[str] = frozenset()) -> None:
+    def __init__(
+        self,
+        names: tuple[str, ...],
+        positions: dict[str, int],
+        defaults: dict[str, Any],
+        kwarg_only: frozenset[str],
+        leading_dummy: bool,
+        schema: str,
+        dtype_params: frozenset[str] = frozenset(),
+    ) -> None:
         #: ``ScalarType`` parameters: the dispatcher may hand them to a kernel as integers.
         self.dtype_params = dtype_params
         self.names = names
@@ -128,9 +150,18 @@ def op_parameters(op: Any, expected: tuple[str, ...] | None = None) -> OpParamet
     names = [argument.name for argument in arguments]
     # AITER prepends a placeholder tensor when the function's first parameter is not a tensor: named
     # ``dummy`` by AITER; recognised by the names either way when the contract lists the parameters
-    leading_dummy = bool(arguments) and not (expected and expected[0] == names[0]) and (
-        names[0] == DUMMY or (expected is not None and names[1:len(expected) + 1] == list(expected)
-                              and str(arguments[0].type) == "Tensor"))
+    leading_dummy = (
+        bool(arguments)
+        and not (expected and expected[0] == names[0])
+        and (
+            names[0] == DUMMY
+            or (
+                expected is not None
+                and names[1 : len(expected) + 1] == list(expected)
+                and str(arguments[0].type) == "Tensor"
+            )
+        )
+    )
     names: list[str] = []
     positions: dict[str, int] = {}
     defaults: dict[str, Any] = {}
@@ -148,40 +179,15 @@ def op_parameters(op: Any, expected: tuple[str, ...] | None = None) -> OpParamet
         if argument.has_default_value():
             value = argument.default_value
             defaults[argument.name] = scalar_type(value) if argument.name in dtype_params else value
-    return OpParameters(tuple(names), positions, defaults, frozenset(kwarg_only), leading_dummy, str(op._schema),
-                        frozenset(dtype_params))
-
-
-_SCALAR_TYPES: dict[int, Any] = {}
-_SCALAR_LOCK = threading.Lock()
-
-
-def scalar_type(code: Any) -> Any:
-    """The torch dtype behind a ``ScalarType`` integer (schemas store dtypes as ints); anything else as is."""
-    if not isinstance(code, int) or isinstance(code, bool):
-        return code
-    with _SCALAR_LOCK:
-        if not _SCALAR_TYPES:
-            _SCALAR_TYPES.update(_probe_scalar_types())
-    return _SCALAR_TYPES.get(code, code)
-
-
-def _probe_scalar_types() -> dict[int, Any]:
-    """Ask torch's schema parser which integer each dtype is (no hand-kept enum table)."""
-    torch = _torch()
-    found: dict[int, Any] = {}
-    for name in dir(torch):
-        dtype = getattr(torch, name, None)
-        if not isinstance(dtype, torch.dtype) or dtype in found.values():
-            continue
-        try:
-            schema = torch._C.parse_schema(f"probe(ScalarType d={str(dtype).replace('torch.', '')}) -> ()")
-            code = schema.arguments[0].default_value
-        except Exception:
-            continue
-        if isinstance(code, int):
-            found[code] = dtype
-    return found
+    return OpParameters(
+        tuple(names),
+        positions,
+        defaults,
+        frozenset(kwarg_only),
+        leading_dummy,
+        str(op._schema),
+        frozenset(dtype_params),
+    )
 
 
 class DispatchHook:
@@ -201,8 +207,9 @@ class DispatchHook:
         self.where = f"torch.ops.{namespace}.{name} (BackendSelect)"
         self.library = torch.library.Library(namespace, "IMPL")
         overload = op._overloadname
-        self.library.impl(name if overload == "default" else f"{name}.{overload}", kernel, "BackendSelect",
-                          with_keyset=True)
+        self.library.impl(
+            name if overload == "default" else f"{name}.{overload}", kernel, "BackendSelect", with_keyset=True
+        )
 
     def remove(self) -> bool:
         library, self.library = self.library, None
@@ -219,7 +226,6 @@ def op_implementation(op: Any) -> Any:
     holds ``calling_func``); used for static scans, never to call.  None for ops
     whose kernel is compiled code (``compile_ops`` stubs have no body to read).
     """
-    from quantguard.engine.calls import decorated_function
 
     try:
         from torch._library import simple_registry
@@ -262,3 +268,18 @@ def after_backend_select() -> Any:
     return torch._C._dispatch_keyset_full_after(torch._C.DispatchKey.BackendSelect)
 
 
+def implementation_behind(callee: Any) -> Any:
+    """For an entry point that wraps a torch custom op, the Python function the op was made from (or None)."""
+    op = find_custom_op(callee)
+    return None if op is None else op_implementation(op)
+
+
+def install_static_scan_lookup() -> None:
+    """Give the (generic) static scan the engine's way of seeing through custom-op wrappers.
+
+    Called when guards are made (the checks, and torch, are imported by then;
+    importing this module must not import them: ``QUANTGUARD_ENABLED=1`` stays cheap).
+    """
+    from quantguard.checks import ignored_parameters
+
+    ignored_parameters.CUSTOM_OP_IMPLEMENTATION = implementation_behind

@@ -90,7 +90,7 @@ class _Ring:
             tail = self.live[0][0]
             if self.head > tail:  # in use: [tail, head); free: [head, size) then [0, tail)
                 start = self.head if self.head + length <= self.size else (0 if length <= tail else None)
-            else:                 # wrapped: in use [tail, size) and [0, head); free: [head, tail)
+            else:  # wrapped: in use [tail, size) and [0, head); free: [head, tail)
                 start = self.head if self.head + length <= tail else None
             if start is None:
                 return None
@@ -129,8 +129,11 @@ class EagerSnapshots:
         from quantguard.shadow.triton_kernels import available
 
         device = tensor_device(record)
-        return device is not None and (device.type == "cuda" or (self.allow_cpu and device.type == "cpu")) \
+        return (
+            device is not None
+            and (device.type == "cuda" or (self.allow_cpu and device.type == "cpu"))
             and available(device)
+        )
 
     def wanted(self, state: GuardState, key: Any, record: CallRecord) -> bool:
         """Whether this sampled call (past its signature's first calls) is light; else it is thorough."""
@@ -177,9 +180,11 @@ class EagerSnapshots:
         with self._lock:
             ring = _RINGS.get(device)
             if ring is None:
-                ring = _RINGS[device] = (torch.empty(RING_BYTES, dtype=torch.uint8, device=device),
-                                              torch.empty(RING_BYTES, dtype=torch.uint8,
-                                                          pin_memory=device.type == "cuda"), _Ring(RING_BYTES))
+                ring = _RINGS[device] = (
+                    torch.empty(RING_BYTES, dtype=torch.uint8, device=device),
+                    torch.empty(RING_BYTES, dtype=torch.uint8, pin_memory=device.type == "cuda"),
+                    _Ring(RING_BYTES),
+                )
             start = ring[2].take(layout.size)
         if start is None:
             self.stats["skipped"] += 1
@@ -245,8 +250,9 @@ class EagerSnapshots:
             batches: dict[Any, list[_Pending]] = {}
             for item in ready:
                 view = item.record.view
-                batches.setdefault((item.layout.key, view.fp8_read_as, view.shuffle_layout, view.alpha),
-                                   []).append(item)
+                batches.setdefault((item.layout.key, view.fp8_read_as, view.shuffle_layout, view.alpha), []).append(
+                    item
+                )
             for items in batches.values():
                 try:
                     first = items[0]
@@ -257,9 +263,16 @@ class EagerSnapshots:
                     continue
                 for item, snapshot in zip(items, results):
                     try:
-                        report_snapshot(self.runtime, item.state, item.record, item.check, item.layout, snapshot,
-                                        {"snapshot": True, "snapshot_sample": snapshot["sequence"]},
-                                        reference_kernels="eager snapshot")
+                        report_snapshot(
+                            self.runtime,
+                            item.state,
+                            item.record,
+                            item.check,
+                            item.layout,
+                            snapshot,
+                            {"snapshot": True, "snapshot_sample": snapshot["sequence"]},
+                            reference_kernels="eager snapshot",
+                        )
                         self.stats["judged"] += 1
                     except Exception as exc:
                         item.state.internal_error("eager_snapshot", exc)

@@ -83,9 +83,17 @@ def _detached_layout(layout: SnapshotLayout) -> SnapshotLayout:
     def detached(operand: Any) -> Any:
         return None if operand is None else replace(operand, tensor=_meta(operand.tensor))
 
-    return replace(layout, operands=replace(operands, x=detached(operands.x), x_scale=detached(operands.x_scale),
-                                            w=detached(operands.w), w_scale=detached(operands.w_scale),
-                                            out=_meta(operands.out)))
+    return replace(
+        layout,
+        operands=replace(
+            operands,
+            x=detached(operands.x),
+            x_scale=detached(operands.x_scale),
+            w=detached(operands.w),
+            w_scale=detached(operands.w_scale),
+            out=_meta(operands.out),
+        ),
+    )
 
 
 @dataclass
@@ -99,9 +107,9 @@ class _Probe:
     chunk: int
     offset: int
     last_sequence: int = 0
-    w_scale_span: Any = None   # the weight scales' memory, held only until the capture ends
+    w_scale_span: Any = None  # the weight scales' memory, held only until the capture ends
     truth_w_scale: Any = None  # host copy of it, made when the capture ends
-    truth_ready: Any = None    # event marking that copy complete
+    truth_ready: Any = None  # event marking that copy complete
 
 
 @dataclass
@@ -128,8 +136,16 @@ class GraphMonitor:
         self._originals: dict[str, Any] = {}
         self._names = itertools.count(1)
         self._lock = threading.RLock()
-        self.stats = {"graphs": 0, "sites": 0, "monitored": 0, "unmonitored": 0, "checks": 0, "drains": 0,
-                      "drains_skipped": 0, "judge_seconds": 0.0}
+        self.stats = {
+            "graphs": 0,
+            "sites": 0,
+            "monitored": 0,
+            "unmonitored": 0,
+            "checks": 0,
+            "drains": 0,
+            "drains_skipped": 0,
+            "judge_seconds": 0.0,
+        }
 
     # -- configuration -------------------------------------------------------------------
     @property
@@ -157,6 +173,7 @@ class GraphMonitor:
         if graph_class is None:
             try:
                 import torch
+
                 graph_class = torch.cuda.CUDAGraph
             except Exception:
                 return False
@@ -240,16 +257,22 @@ class GraphMonitor:
             self.stats["graphs"] += 1
             monitored = len(entry.probes)
             unmonitored = sum(entry.unmonitored.values())
-            events.emit(events.GRAPH, "warning" if unmonitored else "info", graph=entry.name,
-                        sites=monitored + unmonitored, monitored=monitored, unmonitored=dict(entry.unmonitored),
-                        snapshot_bytes=sum(end - start for _, start, end in entry.ranges), period=entry.period)
+            events.emit(
+                events.GRAPH,
+                "warning" if unmonitored else "info",
+                graph=entry.name,
+                sites=monitored + unmonitored,
+                monitored=monitored,
+                unmonitored=dict(entry.unmonitored),
+                snapshot_bytes=sum(end - start for _, start, end in entry.ranges),
+                period=entry.period,
+            )
         except Exception as exc:
             self.runtime.reporter.internal_error("torch.cuda.CUDAGraph", "graph_capture", exc)
 
     def _copy_weight_scales(self, entry: _Graph) -> None:
         """The weight scales as captured (weights do not change while a graph replays), copied without a sync."""
         import torch
-
 
         for probe in entry.probes:
             span, probe.w_scale_span = probe.w_scale_span, None
@@ -292,6 +315,7 @@ class GraphMonitor:
         if not self.capturing or self.current() is None:
             return False
         import torch
+
         return bool(torch.cuda.is_current_stream_capturing())
 
     # -- snapshot memory -----------------------------------------------------------------
@@ -380,14 +404,15 @@ class GraphMonitor:
         if where is None:
             return f"snapshot memory full ({self.runtime.config.graph_snapshot_mib} MiB)"
         chunk, offset = where
-        slot = self._chunks[chunk][0][offset:offset + layout.size]
+        slot = self._chunks[chunk][0][offset : offset + layout.size]
         launch_snapshot(layout, slot, entry.period, len(entry.probes) % entry.period)
         _ = record.callsite  # resolve on this thread: the drainer has another stack
         span = memory_span(layout.operands.w_scale.tensor) if layout.operands.w_scale is not None else None
         # the probe keeps metadata only: a graph's memory pool must not see tensors it did not hand out
         # (torch.compile's cudagraph trees check that every live allocation in its pool is an output)
-        entry.probes.append(_Probe(state, _detached(record), check, _detached_layout(layout), chunk, offset,
-                                   w_scale_span=span))
+        entry.probes.append(
+            _Probe(state, _detached(record), check, _detached_layout(layout), chunk, offset, w_scale_span=span)
+        )
         self.stats["monitored"] += 1
         return None
 
@@ -432,7 +457,7 @@ class GraphMonitor:
         chunks = self._chunks
         position = 0
         for chunk, start, end in entry.ranges:
-            host[position:position + end - start].copy_(chunks[chunk][0][start:end], non_blocking=True)
+            host[position : position + end - start].copy_(chunks[chunk][0][start:end], non_blocking=True)
             position += end - start
         event = None
         if chunks[0][0].is_cuda:
@@ -452,7 +477,7 @@ class GraphMonitor:
         for chunk, start, end in entry.ranges:
             if chunk == probe.chunk:
                 begin = position + probe.offset - start
-                return host[begin:begin + probe.layout.size]
+                return host[begin : begin + probe.layout.size]
             position += end - start
         return None
 
@@ -485,9 +510,12 @@ class GraphMonitor:
                         if probe.truth_ready is not None:
                             probe.truth_ready.synchronize()  # on the drainer; recorded long before this drain
                     first = items[0][0]
-                    results = snapshots_values(first.layout, first.record.view,
-                                               torch.stack([slot for _, slot, _ in items]),
-                                               [probe.truth_w_scale for probe, _, _ in items])
+                    results = snapshots_values(
+                        first.layout,
+                        first.record.view,
+                        torch.stack([slot for _, slot, _ in items]),
+                        [probe.truth_w_scale for probe, _, _ in items],
+                    )
                 except Exception as exc:
                     items[0][0].state.internal_error("graph_check", exc)
                     continue
@@ -506,19 +534,39 @@ class GraphMonitor:
 
         record = probe.record
         site = entry.probes.index(probe)
-        graph_fields = {"graph": True, "graph_name": entry.name, "graph_site": site,
-                        "replays": replays, "snapshot_replay": sequence}
+        graph_fields = {
+            "graph": True,
+            "graph_name": entry.name,
+            "graph_site": site,
+            "replays": replays,
+            "snapshot_replay": sequence,
+        }
         self.stats["checks"] += 1
         changed = snapshot["w_scale_groups_changed"]
         if changed:
-            self.runtime.reporter.report(probe.state, record, Finding(
-                "weight_scale", f"{changed} of {snapshot['w_scale_groups_compared']} weight-scale values read by "
-                f"replay {sequence} differ from the values at capture (output columns {snapshot['columns'][0]}-"
-                f"{snapshot['columns'][-1]}); the replay is judged against the captured scales",
-                details={"changed": changed, "compared": snapshot["w_scale_groups_compared"], **graph_fields},
-                variant=f"{entry.name}:{site}"), deferred=True)
-        report_snapshot(self.runtime, probe.state, record, probe.check, probe.layout, snapshot, graph_fields,
-                        f"@{entry.name}:{site}")
+            self.runtime.reporter.report(
+                probe.state,
+                record,
+                Finding(
+                    "weight_scale",
+                    f"{changed} of {snapshot['w_scale_groups_compared']} weight-scale values read by "
+                    f"replay {sequence} differ from the values at capture (output columns {snapshot['columns'][0]}-"
+                    f"{snapshot['columns'][-1]}); the replay is judged against the captured scales",
+                    details={"changed": changed, "compared": snapshot["w_scale_groups_compared"], **graph_fields},
+                    variant=f"{entry.name}:{site}",
+                ),
+                deferred=True,
+            )
+        report_snapshot(
+            self.runtime,
+            probe.state,
+            record,
+            probe.check,
+            probe.layout,
+            snapshot,
+            graph_fields,
+            f"@{entry.name}:{site}",
+        )
 
     def summary(self) -> dict[str, Any]:
         return dict(self.stats)

@@ -27,9 +27,9 @@ import wrapt
 
 from quantguard.contracts.base import Contract, KeyParam
 from quantguard.engine.calls import Binder, CallRecord, tensor_meta
-from quantguard.engine.policy import PROCEED
-from quantguard.engine.reentrancy import is_suppressed
+from quantguard.engine.policy import PROCEED, register_guard_code
 from quantguard.errors import QuantGuardError
+from quantguard.reentrancy import is_suppressed
 
 if TYPE_CHECKING:  # pragma: no cover
     from quantguard.checks.base import Finding
@@ -51,8 +51,14 @@ class Plan:
 
     __slots__ = ("hot", "budget", "findings", "blocked", "around", "identity")
 
-    def __init__(self, findings: tuple[Finding, ...], blocked: Finding | None,
-                 around: tuple[Any, ...], budget: int, identity: tuple[tuple[int, Any], ...]) -> None:
+    def __init__(
+        self,
+        findings: tuple[Finding, ...],
+        blocked: Finding | None,
+        around: tuple[Any, ...],
+        budget: int,
+        identity: tuple[tuple[int, Any], ...],
+    ) -> None:
         self.findings = findings
         self.blocked = blocked
         self.around = around
@@ -68,14 +74,41 @@ class Plan:
 class GuardState:
     """Per-target state shared by the wrapper and its bound variants."""
 
-    __slots__ = ("contract", "runtime", "binder", "plans", "hot", "calls", "next_sample", "sampler", "memo",
-                 "plan_checks", "data_checks", "around_checks", "key_params", "_identity_refs",
-                 "pending_error", "disabled_checks", "retired", "compiled_id", "__weakref__")
+    __slots__ = (
+        "contract",
+        "runtime",
+        "binder",
+        "plans",
+        "hot",
+        "calls",
+        "next_sample",
+        "sampler",
+        "memo",
+        "plan_checks",
+        "data_checks",
+        "around_checks",
+        "key_params",
+        "_identity_refs",
+        "pending_error",
+        "disabled_checks",
+        "retired",
+        "compiled_id",
+        "__weakref__",
+    )
 
-    def __init__(self, contract: Contract, original: Any, runtime: Runtime,
-                 disabled_checks: frozenset[str] = frozenset(), binder: Binder | None = None) -> None:
-        from quantguard.checks.base import get_check
+    def __init__(
+        self,
+        contract: Contract,
+        original: Any,
+        runtime: Runtime,
+        disabled_checks: frozenset[str] = frozenset(),
+        binder: Binder | None = None,
+    ) -> None:
+        from quantguard.checks import get_check  # the package: importing it registers the built-in checks
         from quantguard.engine.compiled import register_state
+        from quantguard.engine.custom_ops import install_static_scan_lookup
+
+        install_static_scan_lookup()
 
         self.contract = contract
         self.runtime = runtime
@@ -124,6 +157,10 @@ class GuardState:
             self.runtime.graphs.defer_schedule(self, index + gap)
             return
         self.next_sample = index + gap
+
+    def calls_so_far(self) -> int:
+        """Guarded calls made so far."""
+        return count_so_far(self.calls)
 
     # -- plans ---------------------------------------------------------------------------
     def generic_key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
@@ -224,12 +261,18 @@ class GuardState:
 
     def _identity_changed(self, plan: Plan, record: CallRecord) -> bool:
         by_id = {id(value): value for value in record.arguments.values()}
-        return any(identity in by_id and tensor_meta(by_id[identity]) != meta
-                   for identity, meta in plan.identity)
+        return any(identity in by_id and tensor_meta(by_id[identity]) != meta for identity, meta in plan.identity)
 
     # -- slow path -----------------------------------------------------------------------
-    def call(self, wrapped: Callable[..., Any], key: Any, plan: Plan | None, index: int,
-             args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    def call(
+        self,
+        wrapped: Callable[..., Any],
+        key: Any,
+        plan: Plan | None,
+        index: int,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
         """The slow path: plan verdicts, policy, findings, and (if admitted) the data checks.
 
         A call being recorded into a CUDA graph is not sampled (every replay
@@ -380,8 +423,9 @@ class GuardState:
         except Exception as exc:
             self.internal_error("compiled", exc)
 
-    def _invoke(self, wrapped: Callable[..., Any], plan: Plan, record: CallRecord,
-                args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    def _invoke(
+        self, wrapped: Callable[..., Any], plan: Plan, record: CallRecord, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
         if not plan.around:
             return wrapped(*args, **kwargs)
 
@@ -406,6 +450,7 @@ class GuardState:
                         raise
                     self.internal_error(check.name, exc)  # a failure of the check itself: fail open
                     return inner()
+
             return run
 
         proceed: Callable[[], Any] = lambda: wrapped(*args, **kwargs)  # noqa: E731
@@ -444,9 +489,10 @@ def has_empty_tensor(arguments: dict[str, Any]) -> bool:
 
 
 def count_so_far(counter: Any) -> int:
-    """Calls made so far on an ``itertools.count(1)``, without advancing it."""
+    """Calls made so far on an ``itertools.count(1)``, without advancing it (its repr is its only reader:
+    taking a value would shift every later call index, and ``__reduce__`` is gone in Python 3.14)."""
     text = repr(counter)
-    return int(text[text.index("(") + 1:text.rindex(")")].split(",")[0]) - 1
+    return int(text[text.index("(") + 1 : text.rindex(")")].split(",")[0]) - 1
 
 
 class Guard(wrapt.FunctionWrapper):
@@ -585,13 +631,22 @@ def _reads(state: GuardState) -> tuple[list[str], list[str], list[Any]]:
     """Source lines reading each key parameter, fast when required ones come positionally."""
     binder = state.binder
     lines, names, defaults = [], [], []
-    required = [(i, p, binder.position(p.name)) for i, p in enumerate(state.key_params)
-                if binder.position(p.name) >= 0 and p.name not in binder.defaults]
-    optional = [(i, p, binder.position(p.name)) for i, p in enumerate(state.key_params)
-                if (i, p, binder.position(p.name)) not in required]
+    required = [
+        (i, p, binder.position(p.name))
+        for i, p in enumerate(state.key_params)
+        if binder.position(p.name) >= 0 and p.name not in binder.defaults
+    ]
+    optional = [
+        (i, p, binder.position(p.name))
+        for i, p in enumerate(state.key_params)
+        if (i, p, binder.position(p.name)) not in required
+    ]
     # the required positional parameters, by position; an op's leading dummy tensor sits before them
-    leading = sorted((binder.position(name), name) for name in binder.names
-                     if name not in binder.defaults and binder.position(name) >= 0)
+    leading = sorted(
+        (binder.position(name), name)
+        for name in binder.names
+        if name not in binder.defaults and binder.position(name) >= 0
+    )
     by_name = {p.name: i for i, p in enumerate(state.key_params)}
     lines.append("            n = len(args)")
     if leading and [position for position, _ in leading] == list(range(leading[0][0], leading[-1][0] + 1)):
@@ -600,11 +655,15 @@ def _reads(state: GuardState) -> tuple[list[str], list[str], list[Any]]:
         lines.append(f"            if n == {len(slots)}:")
         lines.append(f"                {', '.join(slots)}{',' if len(slots) == 1 else ''} = args")
         lines.append("            else:")
-        lines += [f"                v{i} = args[{position}] if n > {position} else kwargs[{p.name!r}]"
-                  for i, p, position in required] or ["                pass"]
+        lines += [
+            f"                v{i} = args[{position}] if n > {position} else kwargs[{p.name!r}]"
+            for i, p, position in required
+        ] or ["                pass"]
     else:
-        lines += [f"            v{i} = args[{position}] if n > {position} else kwargs[{p.name!r}]"
-                  for i, p, position in required]
+        lines += [
+            f"            v{i} = args[{position}] if n > {position} else kwargs[{p.name!r}]"
+            for i, p, position in required
+        ]
     for i, p, position in optional:
         default_name = f"D{i}"
         names.append(default_name)
@@ -629,7 +688,9 @@ def _generate(template: str, state: GuardState, watches_provenance: bool, *leadi
     source = template.format(defaults="".join(f", {name}" for name in default_names), fast_path=fast_path)
     namespace: dict[str, Any] = {"__name__": __name__}
     exec(compile(source, f"<quantguard guard {state.contract.target}>", "exec"), namespace)
-    return namespace["make"](*leading, *defaults)
+    entry = namespace["make"](*leading, *defaults)
+    register_guard_code(entry.__code__, state.contract.target)
+    return entry
 
 
 def make_guard(original: Any, state: GuardState, watches_provenance: bool) -> Guard:
@@ -640,8 +701,19 @@ def make_guard(original: Any, state: GuardState, watches_provenance: bool) -> Gu
 
     observer_op()  # defined before any trace reaches it: tracing must find it ready
     function = getattr(original, "__func__", original)
-    call = _generate(_CALL_TEMPLATE, state, watches_provenance, state, original, state.hot, state.calls,
-                     state.runtime.provenance, is_compiling, observe_traced, state.compiled_id)
+    call = _generate(
+        _CALL_TEMPLATE,
+        state,
+        watches_provenance,
+        state,
+        original,
+        state.hot,
+        state.calls,
+        state.runtime.provenance,
+        is_compiling,
+        observe_traced,
+        state.compiled_id,
+    )
     cls = type(f"Guard[{state.contract.name}]", (Guard,), {"__call__": call, "__module__": __name__})
     guard = cls(original, state)
     _GUARDS_BY_ORIGINAL[id(function)] = guard
@@ -654,6 +726,16 @@ def make_dispatch_guard(original: Any, op: Any, state: GuardState, watches_prove
 
     from quantguard.engine.custom_ops import DispatchHook, after_backend_select, op_implementation
 
-    kernel = _generate(_KERNEL_TEMPLATE, state, watches_provenance, state, op.redispatch, after_backend_select(),
-                       functools.partial, state.hot, state.calls, state.runtime.provenance)
+    kernel = _generate(
+        _KERNEL_TEMPLATE,
+        state,
+        watches_provenance,
+        state,
+        op.redispatch,
+        after_backend_select(),
+        functools.partial,
+        state.hot,
+        state.calls,
+        state.runtime.provenance,
+    )
     return DispatchGuard(original, state, DispatchHook(op, kernel), kernel, op_implementation(op))

@@ -68,8 +68,12 @@ class _WatchFinder:
             return None
         finally:
             busy.discard(fullname)
-        if spec is not None and spec.loader is not None and hasattr(spec.loader, "exec_module") \
-                and not isinstance(spec.loader, _NotifyingLoader):
+        if (
+            spec is not None
+            and spec.loader is not None
+            and hasattr(spec.loader, "exec_module")
+            and not isinstance(spec.loader, _NotifyingLoader)
+        ):
             spec.loader = _NotifyingLoader(spec.loader)
         return spec
 

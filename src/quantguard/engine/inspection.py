@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING, Any
 
-from quantguard.checks.base import Finding
+from quantguard.checks.base import Finding, ShadowResult
 
 if TYPE_CHECKING:  # pragma: no cover
     from quantguard.checks.base import DataCheck, Measurement
@@ -14,17 +14,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from quantguard.engine.runtime import Runtime
 
 __all__ = ["InspectionSession", "ShadowResult", "tensor_device", "inspection_blocked"]
-
-
-class ShadowResult:
-    """What a numerics check measured for one call; becomes a ``quantguard.shadow`` event."""
-
-    __slots__ = ("fields", "passed", "cosine")
-
-    def __init__(self, fields: dict[str, Any], passed: bool, cosine: float) -> None:
-        self.fields = fields
-        self.passed = passed
-        self.cosine = cosine
 
 
 def tensor_device(record: CallRecord) -> Any:
@@ -59,8 +48,7 @@ def inspection_blocked(record: CallRecord) -> str | None:
 class InspectionSession:
     __slots__ = ("runtime", "state", "record", "checks")
 
-    def __init__(self, runtime: Runtime, state: GuardState, record: CallRecord,
-                 checks: list[DataCheck]) -> None:
+    def __init__(self, runtime: Runtime, state: GuardState, record: CallRecord, checks: list[DataCheck]) -> None:
         self.runtime = runtime
         self.state = state
         self.record = record
@@ -100,8 +88,9 @@ class InspectionSession:
                 items.append((check, measurement))
         return items
 
-    def _judge(self, record: CallRecord, items: list[tuple[DataCheck, Measurement]],
-               values: list[dict[str, Any]]) -> None:
+    def _judge(
+        self, record: CallRecord, items: list[tuple[DataCheck, Measurement]], values: list[dict[str, Any]]
+    ) -> None:
         deferred = self.runtime.executor.is_async(tensor_device(record))
         reporter = self.runtime.reporter
         for (check, measurement), host_values in zip(items, values):
@@ -112,7 +101,13 @@ class InspectionSession:
                 continue
             for outcome in outcomes:
                 if isinstance(outcome, ShadowResult):
-                    reporter.shadow(record.target, record.contract.backend, record.layer, outcome.fields,
-                                    outcome.passed, outcome.cosine)
+                    reporter.shadow(
+                        record.target,
+                        record.contract.backend,
+                        record.layer,
+                        outcome.fields,
+                        outcome.passed,
+                        outcome.cosine,
+                    )
                 elif isinstance(outcome, Finding):
                     reporter.report(self.state, record, outcome, deferred=deferred)

@@ -19,6 +19,7 @@ _STACK: ContextVar[tuple[str, ...]] = ContextVar("quantguard_layer_stack", defau
 
 def _is_compiling() -> bool:
     import torch
+
     return torch.compiler.is_compiling()
 
 
@@ -44,6 +45,7 @@ class LayerHooks:
             if _is_compiling():
                 return  # a context variable would break the graph; compiled calls carry their callsite
             _STACK.set(_STACK.get() + (name,))
+
         return hook
 
     @staticmethod

@@ -37,6 +37,7 @@ def is_enabled() -> bool:
 
 def _builtin_contracts() -> list[Contract]:
     from quantguard.contracts import builtin_contracts
+
     return builtin_contracts()
 
 
@@ -48,11 +49,21 @@ def registered_contracts() -> list[Contract]:
 
 
 def _config_summary(config: Config) -> dict[str, Any]:
-    return {"mode": config.mode, "targets": list(config.targets),
-            "disabled_targets": list(config.disabled_targets), "sample_rate": config.sample_rate,
-            "sample_first": config.sample_first, "log": config.log, "log_format": config.log_format,
-            "on_block": config.on_block, "shadow": config.shadow, "gfx": config.gfx,
-            "ck_free": config.ck_free, "e8m0_rounding": config.e8m0_rounding, "label": config.label}
+    return {
+        "mode": config.mode,
+        "targets": list(config.targets),
+        "disabled_targets": list(config.disabled_targets),
+        "sample_rate": config.sample_rate,
+        "sample_first": config.sample_first,
+        "log": config.log,
+        "log_format": config.log_format,
+        "on_block": config.on_block,
+        "shadow": config.shadow,
+        "gfx": config.gfx,
+        "ck_free": config.ck_free,
+        "e8m0_rounding": config.e8m0_rounding,
+        "label": config.label,
+    }
 
 
 def enable(**options: Any) -> Runtime:
@@ -65,15 +76,27 @@ def enable(**options: Any) -> Runtime:
                 return _runtime
             events.configure(config.log, config.log_format)
             _runtime.reconfigure(config)
-            events.emit(events.ENABLED, "info", reconfigured=True, config=_config_summary(config),
-                        contracts=len(_runtime.contracts), platform=_runtime.platform.as_dict())
+            events.emit(
+                events.ENABLED,
+                "info",
+                reconfigured=True,
+                config=_config_summary(config),
+                contracts=len(_runtime.contracts),
+                platform=_runtime.platform.as_dict(),
+            )
             return _runtime
         events.configure(config.log, config.log_format)
         runtime = Runtime(config, registered_contracts())
         runtime.extensions += [Audits(), StaleReferences()]
         _runtime = runtime
-        events.emit(events.ENABLED, "info", reconfigured=False, config=_config_summary(config),
-                    contracts=len(runtime.contracts), platform=runtime.platform.as_dict())
+        events.emit(
+            events.ENABLED,
+            "info",
+            reconfigured=False,
+            config=_config_summary(config),
+            contracts=len(runtime.contracts),
+            platform=runtime.platform.as_dict(),
+        )
         runtime.apply_all()
         if not _atexit_registered:
             atexit.register(_at_exit)
@@ -96,8 +119,7 @@ def disable() -> dict[str, Any] | None:
             hooks.remove()
         runtime.layer_hooks.clear()
         _runtime = None
-        events.emit(events.DISABLED, "info", restored_bindings=restored,
-                    violations=summary["violation_total"])
+        events.emit(events.DISABLED, "info", restored_bindings=restored, violations=summary["violation_total"])
         return summary
 
 

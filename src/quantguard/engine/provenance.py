@@ -37,50 +37,17 @@ import itertools
 import threading
 import time
 import weakref
-from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Produced", "ProducerCall", "ProvenanceStore", "WeightPair", "WeightPairs", "byte_range",
-           "fingerprint"]
+from quantguard.records import SCALE_SAMPLE, WEIGHT_SAMPLE, Produced, ProducerCall, fingerprint
+
+__all__ = ["Produced", "ProducerCall", "ProvenanceStore", "WeightPair", "WeightPairs", "byte_range", "fingerprint"]
 
 _MAX_ENTRIES = 1024
 _MAX_PER_STORAGE = 64
 _TTL_SECONDS = 30.0
 _MAX_WEIGHT_PAIRS = 1 << 16
-#: Elements of a weight read for its fingerprint (scales are read whole up to ``_SCALE_SAMPLE``).
-_WEIGHT_SAMPLE = 4096
-_SCALE_SAMPLE = 1 << 16
-
-
-@dataclass(frozen=True)
-class ProducerCall:
-    """One producer call: what it was and where it came from.  Its outputs share ``pair_id``."""
-
-    pair_id: int
-    producer: str
-    index: int
-    callsite: str = ""
-
-    def describe(self) -> str:
-        where = f" at {self.callsite}" if self.callsite else ""
-        return f"{self.producer} call #{self.index}{where}"
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"producer": self.producer, "call": self.index, "callsite": self.callsite, "pair": self.pair_id}
-
-
-@dataclass
-class Produced:
-    """What one producer call did to one tensor."""
-
-    producer: str                 # target path of the producing call
-    role: str                     # "scales", "quantized", "weight"
-    requested_layout: str | None  # layout the caller asked for (e.g. "transposed")
-    request: str = ""             # how it was asked ("transpose_scale=True")
-    written_layout: str | None = None   # set once the producer's scales were checked
-    attributes: dict[str, Any] = field(default_factory=dict)
-    created: float = field(default_factory=time.monotonic)
-    call: ProducerCall | None = None    # the producer call (shared by its quantized output and scales)
+#: Elements of a weight read for its fingerprint (scales are read whole up to ``SCALE_SAMPLE``).
 
 
 def byte_range(tensor: Any) -> tuple[Any, int, int, int] | None:
@@ -113,8 +80,8 @@ class _Entry:
     __slots__ = ("storage", "ref", "start", "stop", "version", "produced", "spent")
 
     def __init__(self, storage: Any, ref: Any, start: int, stop: int, version: int, produced: Any) -> None:
-        self.storage = storage      # weak reference to the untyped storage
-        self.ref = ref              # weak reference to the recorded tensor's base (its version counter)
+        self.storage = storage  # weak reference to the untyped storage
+        self.ref = ref  # weak reference to the recorded tensor's base (its version counter)
         self.start = start
         self.stop = stop
         self.version = version
@@ -148,6 +115,7 @@ class _Entry:
 
 def _anchor(tensor: Any, store_ref: Any, address: int) -> tuple[Any, Any, int] | None:
     """Weak references to ``tensor``'s storage and base (both drop the record when they die), its version."""
+
     def forget(_: Any, address: int = address) -> None:
         store = store_ref()
         if store is not None:
@@ -190,14 +158,16 @@ class ProvenanceStore:
             self._expire_locked()
             bucket = self._entries.setdefault(address, [])
             # the same kind of output rewritten over these bytes replaces what was there
-            bucket[:] = [e for e in bucket if e.alive() and not (
-                e.produced.role == produced.role and e.start < stop and start < e.stop)]
+            bucket[:] = [
+                e
+                for e in bucket
+                if e.alive() and not (e.produced.role == produced.role and e.start < stop and start < e.stop)
+            ]
             bucket.append(_Entry(storage_ref, base_ref, start, stop, version, produced))
             del bucket[:-_MAX_PER_STORAGE]
             self._recount_locked()
 
-    def lookup(self, tensor: Any, consume: bool = False, within: bool = False,
-               spent: bool = False) -> Produced | None:
+    def lookup(self, tensor: Any, consume: bool = False, within: bool = False, spent: bool = False) -> Produced | None:
         """The record for the bytes ``tensor`` reads, if still valid.
 
         By default ``tensor`` must start where the record starts (layouts are
@@ -240,11 +210,11 @@ class ProvenanceStore:
     def _expire_locked(self) -> None:
         now = time.monotonic()
         if len(self._entries) < _MAX_ENTRIES and not any(
-                now - e.produced.created > _TTL_SECONDS for b in self._entries.values() for e in b[:1]):
+            now - e.produced.created > _TTL_SECONDS for b in self._entries.values() for e in b[:1]
+        ):
             return
         for address in list(self._entries):
-            bucket = [e for e in self._entries[address]
-                      if e.alive() and now - e.produced.created <= _TTL_SECONDS]
+            bucket = [e for e in self._entries[address] if e.alive() and now - e.produced.created <= _TTL_SECONDS]
             if bucket:
                 self._entries[address] = bucket
             else:
@@ -268,39 +238,21 @@ class ProvenanceStore:
 
 # -- weights and their scales ----------------------------------------------------------------------
 
-def _as_integers(tensor: Any) -> Any:
-    """The tensor's elements as integers of the same width (bytes compared exactly, NaN-safe)."""
-    import torch
-    width = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}.get(tensor.element_size())
-    return tensor.detach().view(width) if width is not None else None
-
-
-def fingerprint(tensor: Any, sample: int) -> Any:
-    """A small int64 tensor summarizing ``tensor``'s bytes: element sum and position-weighted sum.
-
-    Up to ``sample`` evenly spaced elements (all of them when fewer), read in
-    integer form so equal bytes give equal fingerprints on every device.
-    Enqueued only: nothing is read back here.
-    """
-    import torch
-    integers = _as_integers(tensor)
-    if integers is None:
-        return None
-    numel = integers.numel()
-    if numel <= sample:
-        index = torch.arange(numel, device=integers.device)
-    else:
-        index = torch.linspace(0, numel - 1, sample, device=integers.device).long()
-    values = torch.take(integers, index).to(torch.int64)
-    weights = index % 251 + 1
-    return torch.stack([values.sum(), (values * weights).sum(), torch.tensor(numel, device=values.device)])
-
 
 class WeightPair:
     """A weight and the scale loaded with it, as registered (names, byte ranges, fingerprints)."""
 
-    __slots__ = ("layer", "weight_name", "scale_name", "weight", "scale", "weight_print", "scale_print",
-                 "experts", "__weakref__")
+    __slots__ = (
+        "layer",
+        "weight_name",
+        "scale_name",
+        "weight",
+        "scale",
+        "weight_print",
+        "scale_print",
+        "experts",
+        "__weakref__",
+    )
 
     def __init__(self, layer: str, weight_name: str, scale_name: str) -> None:
         self.layer = layer
@@ -364,29 +316,37 @@ class WeightPairs:
         store_ref = weakref.ref(self)
         entries = []
         for tensor, (storage, address, start, extent) in ((weight, weight_range), (scale, scale_range)):
+
             def forget(_: Any, address: int = address) -> None:
                 pairs = store_ref()
                 if pairs is not None:
                     pairs._discard_dead(address)
+
             try:
                 base = _base(tensor)
-                entry = _Entry(weakref.ref(storage, forget), weakref.ref(base, forget), start, start + extent,
-                               base._version, pair)
+                entry = _Entry(
+                    weakref.ref(storage, forget), weakref.ref(base, forget), start, start + extent, base._version, pair
+                )
             except TypeError:
                 return None
             entries.append((address, entry))
         pair.weight, pair.scale = entries[0][1], entries[1][1]
         if weight.dim() >= 3 and scale.dim() >= 3 and weight.shape[0] == scale.shape[0] > 1:
             pair.experts = int(weight.shape[0])
-        pair.weight_print = fingerprint(weight, _WEIGHT_SAMPLE)
-        pair.scale_print = fingerprint(scale, _SCALE_SAMPLE)
+        pair.weight_print = fingerprint(weight, WEIGHT_SAMPLE)
+        pair.scale_print = fingerprint(scale, SCALE_SAMPLE)
         with self._lock:
             self._unregister_locked(self._by_name.get((layer, weight_name)))
             for (address, entry), role in zip(entries, ("weight", "scale")):
                 for other_role, other in list(self._by_storage.get(address, ())):
                     held = other.weight if other_role == "weight" else other.scale
-                    if other_role == role and held is not None and held.storage() is entry.storage() \
-                            and held.start < entry.stop and entry.start < held.stop:
+                    if (
+                        other_role == role
+                        and held is not None
+                        and held.storage() is entry.storage()
+                        and held.start < entry.stop
+                        and entry.start < held.stop
+                    ):
                         self._unregister_locked(other)
             for (address, _entry), role in zip(entries, ("weight", "scale")):
                 self._by_storage.setdefault(address, []).append((role, pair))
@@ -434,8 +394,11 @@ class WeightPairs:
             for _role, pair in list(bucket):
                 if pair.weight.storage() is None and pair.scale.storage() is None:
                     self._unregister_locked(pair)
-            remaining = [(role, pair) for role, pair in self._by_storage.get(address, ())
-                         if (pair.weight if role == "weight" else pair.scale).storage() is not None]
+            remaining = [
+                (role, pair)
+                for role, pair in self._by_storage.get(address, ())
+                if (pair.weight if role == "weight" else pair.scale).storage() is not None
+            ]
             if remaining:
                 self._by_storage[address] = remaining
             else:

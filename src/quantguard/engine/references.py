@@ -57,8 +57,9 @@ def _owner_of_dict(namespace: dict) -> Any:
     """The object whose ``__dict__`` is ``namespace`` (instances only), ``_OURS`` for quantguard's, or None."""
     for referrer in gc.get_referrers(namespace):
         if getattr(referrer, "__dict__", None) is namespace and not isinstance(referrer, (type, types.ModuleType)):
-            if type(referrer).__module__.startswith("quantguard.") and \
-                    not type(referrer).__module__.startswith("quantguard.sim"):
+            if type(referrer).__module__.startswith("quantguard.") and not type(referrer).__module__.startswith(
+                "quantguard.sim"
+            ):
                 return _OURS
             return referrer
     return None
@@ -104,8 +105,11 @@ class StaleReferences:
         from quantguard.engine.guard import Guard
 
         # dispatch guards see every call of their op, whatever reference led there: nothing is stale
-        return {id(a.guard.__wrapped__): a.guard for a in runtime.applied.values()
-                if isinstance(a.guard, Guard) and a.bindings}
+        return {
+            id(a.guard.__wrapped__): a.guard
+            for a in runtime.applied.values()
+            if isinstance(a.guard, Guard) and a.bindings
+        }
 
     def _rebind(self, runtime: Runtime) -> None:
         try:
@@ -118,8 +122,9 @@ class StaleReferences:
             for referrer in gc.get_referrers(*originals):
                 if isinstance(referrer, functools.partial) and id(referrer.func) in guards:
                     partials.append(referrer)
-            self._own_cells = {id(cell) for guard in guards.values()
-                               for cell in (type(guard).__call__.__closure__ or ())}
+            self._own_cells = {
+                id(cell) for guard in guards.values() for cell in (type(guard).__call__.__closure__ or ())
+            }
             self._rebind_holders(runtime, originals, guards, lambda held: guards.get(id(held)))
             if partials:
                 replacements = {id(p): functools.partial(guards[id(p.func)], *p.args, **p.keywords) for p in partials}
@@ -127,8 +132,9 @@ class StaleReferences:
         except Exception as exc:  # never break enable()
             runtime.reporter.internal_error("stale_reference", "scan", exc)
 
-    def _rebind_holders(self, runtime: Runtime, held_objects: Iterable[Any], guards: dict[int, Any],
-                        replacement_for: Any) -> None:
+    def _rebind_holders(
+        self, runtime: Runtime, held_objects: Iterable[Any], guards: dict[int, Any], replacement_for: Any
+    ) -> None:
         held_ids = {id(obj) for obj in held_objects}
         ignore = {id(self.bindings), id(held_objects)}
         for referrer in gc.get_referrers(*held_objects):
@@ -144,8 +150,13 @@ class StaleReferences:
             elif isinstance(referrer, (list, tuple, set)):
                 for item in referrer:
                     if id(item) in held_ids:
-                        self._stale(runtime, f"a {type(referrer).__name__} of {len(referrer)} items",
-                                    type(referrer).__name__, replacement_for, item)
+                        self._stale(
+                            runtime,
+                            f"a {type(referrer).__name__} of {len(referrer)} items",
+                            type(referrer).__name__,
+                            replacement_for,
+                            item,
+                        )
 
     def _from_dict(self, runtime: Runtime, namespace: dict, held_ids: set[int], replacement_for: Any) -> None:
         if namespace.get("__name__") in sys.modules and sys.modules[namespace["__name__"]].__dict__ is namespace:
@@ -167,14 +178,18 @@ class StaleReferences:
                 try:
                     setattr(owner, name, replacement)
                 except (AttributeError, TypeError):
-                    self._stale(runtime, _describe(owner, name, self._layers), "read-only attribute", replacement_for,
-                                value)
+                    self._stale(
+                        runtime, _describe(owner, name, self._layers), "read-only attribute", replacement_for, value
+                    )
                     continue
                 binding = Binding(owner, name, value, replacement)
                 self.bindings.append(binding)
                 runtime.reporter.stats.stale_references += 1
-                where = f"{owner.__name__}.{name}" if isinstance(owner, types.ModuleType) \
+                where = (
+                    f"{owner.__name__}.{name}"
+                    if isinstance(owner, types.ModuleType)
                     else _describe(owner, name, self._layers)
+                )
                 kind = "partial" if isinstance(value, functools.partial) else "instance_attribute"
                 self._emit(where, kind, True, "rebound to the guard", value)
             else:
@@ -191,14 +206,22 @@ class StaleReferences:
         if key in self._reported:
             return
         self._reported.add(key)
-        events.emit(events.STALE_REFERENCE, "info" if rebound else "warning", target=target, where=where,
-                    kind=kind, rebound=rebound, reason=reason)
+        events.emit(
+            events.STALE_REFERENCE,
+            "info" if rebound else "warning",
+            target=target,
+            where=where,
+            kind=kind,
+            rebound=rebound,
+            reason=reason,
+        )
 
     def _clear_factory_caches(self) -> None:
         for path in FACTORIES:
             module_name, _, name = path.rpartition(".")
             factory = getattr(sys.modules.get(module_name), name, None)
-            clear = getattr(getattr(factory, "__wrapped__", factory), "cache_clear", None) or \
-                getattr(factory, "cache_clear", None)
+            clear = getattr(getattr(factory, "__wrapped__", factory), "cache_clear", None) or getattr(
+                factory, "cache_clear", None
+            )
             if clear is not None:
                 clear()

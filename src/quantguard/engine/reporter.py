@@ -44,8 +44,7 @@ class Reporter:
         self._shadow.interval = config.rate_limit_interval
 
     # -- violations ----------------------------------------------------------------------
-    def report(self, state: GuardState, record: CallRecord, finding: Finding,
-               deferred: bool = False) -> None:
+    def report(self, state: GuardState, record: CallRecord, finding: Finding, deferred: bool = False) -> None:
         """Count and (rate-limited) log a finding of a call; raise under ``mode="raise"``.
 
         ``deferred`` findings were judged after the call returned (on the drainer
@@ -66,15 +65,18 @@ class Reporter:
             else:
                 raise error
 
-    def violation(self, target: str, finding: Finding, callsite: str,
-                  extra: Mapping[str, Any] | None = None) -> None:
+    def violation(self, target: str, finding: Finding, callsite: str, extra: Mapping[str, Any] | None = None) -> None:
         self.stats.add_violation(target, finding.check)
         admission = self._violations.admit((target, finding.check, callsite, finding.variant))
         if not admission.emit:
             return
         fields: dict[str, Any] = {
-            "target": target, "check": finding.check, "severity": finding.severity,
-            "message": finding.message, "details": dict(finding.details), "callsite": callsite,
+            "target": target,
+            "check": finding.check,
+            "severity": finding.severity,
+            "message": finding.message,
+            "details": dict(finding.details),
+            "callsite": callsite,
             "count": admission.count,
         }
         if admission.suppressed:
@@ -91,35 +93,74 @@ class Reporter:
         """Emit the counts that rate limiting folded since the last event of each key."""
         for (target, check, callsite, variant), count, suppressed in self._violations.drain():
             fields = {"variant": variant} if variant else {}
-            events.emit(events.VIOLATION, "warning", target=target, check=check, severity="warning",
-                        message=f"{suppressed} more occurrence(s) since the last event",
-                        details={"repeat": True}, callsite=callsite, count=count,
-                        suppressed=suppressed, **fields)
+            events.emit(
+                events.VIOLATION,
+                "warning",
+                target=target,
+                check=check,
+                severity="warning",
+                message=f"{suppressed} more occurrence(s) since the last event",
+                details={"repeat": True},
+                callsite=callsite,
+                count=count,
+                suppressed=suppressed,
+                **fields,
+            )
 
     # -- other events --------------------------------------------------------------------
-    def blocked(self, target: str, reason: str, action: str, rerouted_to: str | None,
-                entry_point: str | None, callsite: str, details: Mapping[str, Any]) -> None:
+    def blocked(
+        self,
+        target: str,
+        reason: str,
+        action: str,
+        rerouted_to: str | None,
+        entry_point: str | None,
+        callsite: str,
+        details: Mapping[str, Any],
+    ) -> None:
         self.stats.add_blocked(target)
         admission = self._violations.admit((target, "blocked", callsite, ""))
         if admission.emit:
-            events.emit(events.BLOCKED, "error" if action != "reroute" else "warning",
-                        target=target, reason=reason, action=action, rerouted_to=rerouted_to,
-                        entry_point=entry_point, callsite=callsite, count=admission.count,
-                        details=dict(details))
+            events.emit(
+                events.BLOCKED,
+                "error" if action != "reroute" else "warning",
+                target=target,
+                reason=reason,
+                action=action,
+                rerouted_to=rerouted_to,
+                entry_point=entry_point,
+                callsite=callsite,
+                count=admission.count,
+                details=dict(details),
+            )
 
-    def shadow(self, target: str, backend: str, layer: str | None, fields: dict[str, Any], passed: bool,
-               cosine: float) -> None:
+    def shadow(
+        self, target: str, backend: str, layer: str | None, fields: dict[str, Any], passed: bool, cosine: float
+    ) -> None:
         self.stats.add_shadow(target, layer, cosine, passed)
         admission = self._shadow.admit((target, layer))
         if admission.emit or not passed:
-            events.emit(events.SHADOW, "info" if passed else "error", target=target, backend=backend, layer=layer,
-                        count=admission.count, **fields)
+            events.emit(
+                events.SHADOW,
+                "info" if passed else "error",
+                target=target,
+                backend=backend,
+                layer=layer,
+                count=admission.count,
+                **fields,
+            )
 
     def internal_error(self, target: str, check: str, exc: BaseException) -> None:
         """Log an internal error once per (target, check); count every occurrence."""
         if self.stats.add_internal_error(target, check) == 1:
-            events.emit(events.INTERNAL_ERROR, "error", target=target, check=check,
-                        error=f"{type(exc).__name__}: {exc}", traceback=format_exception(exc))
+            events.emit(
+                events.INTERNAL_ERROR,
+                "error",
+                target=target,
+                check=check,
+                error=f"{type(exc).__name__}: {exc}",
+                traceback=format_exception(exc),
+            )
 
     def after_fork(self) -> None:
         self.stats.after_fork()

@@ -23,7 +23,7 @@ from quantguard.engine import importhooks
 from quantguard.engine.aliases import Binding, find_aliases, rebind
 from quantguard.engine.calls import Binder
 from quantguard.engine.custom_ops import OpBinding, find_custom_op, op_parameters
-from quantguard.engine.guard import Guard, GuardState, count_so_far, has_empty_tensor, make_dispatch_guard, make_guard
+from quantguard.engine.guard import Guard, GuardState, has_empty_tensor, make_dispatch_guard, make_guard
 from quantguard.engine.layers import current_layer
 from quantguard.engine.policy import PolicyHandler
 from quantguard.engine.provenance import ProvenanceStore
@@ -79,8 +79,7 @@ def _raw(parent: Any, name: str) -> Any:
 class Runtime:
     def __init__(self, config: Config, contracts: Iterable[Contract]) -> None:
         self.config = config
-        self.sampler = Sampler(config.sample_rate, config.sample_first, config.max_samples_per_second,
-                               config.seed)
+        self.sampler = Sampler(config.sample_rate, config.sample_first, config.max_samples_per_second, config.seed)
         self.reporter = Reporter(config)
         self.provenance = ProvenanceStore()
         self.policy = PolicyHandler(self)
@@ -101,6 +100,7 @@ class Runtime:
         self.extensions: list[Any] = []
         from quantguard.engine.eager_snapshots import EagerSnapshots
         from quantguard.engine.graphs import GraphMonitor
+
         self.graphs = GraphMonitor(self)
         self.snapshots = EagerSnapshots(self)
 
@@ -109,6 +109,7 @@ class Runtime:
     def executor(self) -> Any:
         if self._executor is None:
             from quantguard.shadow.executor import Executor
+
             self._executor = Executor(self.config.shadow_queue_size, self.reporter.stats.add_dropped)
         return self._executor
 
@@ -128,13 +129,15 @@ class Runtime:
         if not inspect and self.provenance.live and "scale_provenance" in state.contract.checks:
             view = record.view
             inspect = view is not None and any(
-                self.provenance.lookup(tensor) is not None for tensor in view.provenance_inputs())
+                self.provenance.lookup(tensor) is not None for tensor in view.provenance_inputs()
+            )
         if inspect and (inspection_blocked(record) is not None or has_empty_tensor(record.arguments)):
             return False
         return inspect
 
-    def begin_inspection(self, state: GuardState, record: CallRecord,
-                         before_call: bool = True) -> InspectionSession | None:
+    def begin_inspection(
+        self, state: GuardState, record: CallRecord, before_call: bool = True
+    ) -> InspectionSession | None:
         """Start the data checks of an inspected call; ``before_call=False`` when it already ran."""
         from quantguard.checks.base import DataCheck
         from quantguard.engine.inspection import InspectionSession
@@ -152,8 +155,9 @@ class Runtime:
 
     # -- applying contracts --------------------------------------------------------------
     def wanted(self, contract: Contract) -> bool:
-        return target_matches(contract.target, self.config.targets) and \
-            not target_matches(contract.target, self.config.disabled_targets)
+        return target_matches(contract.target, self.config.targets) and not target_matches(
+            contract.target, self.config.disabled_targets
+        )
 
     def apply_all(self) -> None:
         with self._lock:
@@ -206,8 +210,13 @@ class Runtime:
                     if contract.module != module.__name__:
                         continue
                     previous = self.applied.get(contract.target)
-                    if previous is not None and previous.status == "patched" and previous.guard is not None \
-                            and previous.bindings and previous.bindings[0].owner is module:
+                    if (
+                        previous is not None
+                        and previous.status == "patched"
+                        and previous.guard is not None
+                        and previous.bindings
+                        and previous.bindings[0].owner is module
+                    ):
                         continue
                     applied = self._apply(contract)
                     if applied.status == "patched":
@@ -295,8 +304,13 @@ class Runtime:
         applied.mismatch = mismatch
         self.applied[contract.target] = applied
         if mismatch:
-            events.emit(events.TARGET_MISMATCH, "warning", target=contract.target, differences=mismatch,
-                        disabled_checks=sorted(disabled))
+            events.emit(
+                events.TARGET_MISMATCH,
+                "warning",
+                target=contract.target,
+                differences=mismatch,
+                disabled_checks=sorted(disabled),
+            )
         return applied
 
     def _release_op(self, op: Any) -> None:
@@ -328,9 +342,13 @@ class Runtime:
         if not found:
             self._reported_packages.add(package)
             waiting = sum(1 for c in self.contracts.values() if c.target.split(".")[0] == package)
-            events.emit(events.TARGET_MISSING, "info", target=package,
-                        reason=f"package {package!r} is not installed; {waiting} target(s) will be "
-                               "guarded if it is imported later")
+            events.emit(
+                events.TARGET_MISSING,
+                "info",
+                target=package,
+                reason=f"package {package!r} is not installed; {waiting} target(s) will be "
+                "guarded if it is imported later",
+            )
 
     def _rebind_aliases(self, applied_list: list[Applied]) -> None:
         originals = {}
@@ -352,15 +370,22 @@ class Runtime:
     def _announce(self, applied: Applied) -> None:
         aliases = len(applied.bindings) - 1
         contract = applied.contract
-        events.emit(events.PATCHED, "info", target=contract.target, aliases=aliases,
-                    alias_names=[b.where for b in applied.bindings[1:]][:32],
-                    backend=contract.backend, kind=contract.kind, parameters_from=applied.state.binder.source,
-                    dispatch=getattr(getattr(applied.guard, "hook", None), "where", None),
-                    checks=[c for c in contract.checks if c not in applied.state.disabled_checks])
+        events.emit(
+            events.PATCHED,
+            "info",
+            target=contract.target,
+            aliases=aliases,
+            alias_names=[b.where for b in applied.bindings[1:]][:32],
+            backend=contract.backend,
+            kind=contract.kind,
+            parameters_from=applied.state.binder.source,
+            dispatch=getattr(getattr(applied.guard, "hook", None), "where", None),
+            checks=[c for c in contract.checks if c not in applied.state.disabled_checks],
+        )
         self._static_scan(applied)
 
     def _static_scan(self, applied: Applied) -> None:
-        from quantguard.checks.base import get_check
+        from quantguard.checks import get_check
 
         contract = applied.contract
         for name in contract.checks:
@@ -373,8 +398,7 @@ class Runtime:
                     if id(function) in self._scanned:
                         continue
                     self._scanned.add(id(function))
-                    self.reporter.violation(contract.target, finding, where,
-                                            {"backend": contract.backend})
+                    self.reporter.violation(contract.target, finding, where, {"backend": contract.backend})
             except Exception as exc:
                 self.reporter.internal_error(contract.target, name, exc)
 
@@ -431,8 +455,7 @@ class Runtime:
         with self._lock:
             self.config = config
             self.reporter.reconfigure(config)
-            self.sampler = Sampler(config.sample_rate, config.sample_first, config.max_samples_per_second,
-                                   config.seed)
+            self.sampler = Sampler(config.sample_rate, config.sample_first, config.max_samples_per_second, config.seed)
             self._platform = None
             if self._executor is not None:
                 self._executor.capacity = config.shadow_queue_size
@@ -447,8 +470,11 @@ class Runtime:
             self.apply_all()
 
     def call_counts(self) -> dict[str, int]:
-        return {target: count_so_far(applied.state.calls) for target, applied in self.applied.items()
-                if applied.state is not None}
+        return {
+            target: applied.state.calls_so_far()
+            for target, applied in self.applied.items()
+            if applied.state is not None
+        }
 
     def summary(self) -> dict[str, Any]:
         if self._executor is not None:
@@ -472,4 +498,3 @@ class Runtime:
         self.snapshots.after_fork()
         if self._executor is not None:
             self._executor.after_fork()
-

@@ -21,11 +21,26 @@ __all__ = ["Sampler"]
 
 
 class Sampler:
-    __slots__ = ("rate", "first", "max_per_second", "draw", "_clock", "_window_start",
-                 "_window_count", "_lock", "dropped")
+    __slots__ = (
+        "rate",
+        "first",
+        "max_per_second",
+        "draw",
+        "_clock",
+        "_window_start",
+        "_window_count",
+        "_lock",
+        "dropped",
+    )
 
-    def __init__(self, rate: float, first: int, max_per_second: float | None = None,
-                 seed: int | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        rate: float,
+        first: int,
+        max_per_second: float | None = None,
+        seed: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.rate = rate
         self.first = first
         self.max_per_second = max_per_second

@@ -41,26 +41,42 @@ class _Picked:
         return len(self._indices)
 
 
-def report_snapshot(runtime: Runtime, state: GuardState, record: CallRecord, check: Any,
-                    layout: SnapshotLayout, snapshot: dict[str, Any], fields: dict[str, Any],
-                    variant_suffix: str = "", reference_kernels: str = "graph snapshot") -> None:
+def report_snapshot(
+    runtime: Runtime,
+    state: GuardState,
+    record: CallRecord,
+    check: Any,
+    layout: SnapshotLayout,
+    snapshot: dict[str, Any],
+    fields: dict[str, Any],
+    variant_suffix: str = "",
+    reference_kernels: str = "graph snapshot",
+) -> None:
     """Judge one decoded snapshot (:func:`~quantguard.shadow.graph_snapshot.snapshots_values`) and report it.
 
     ``fields`` are added to the shadow event and to any finding's details;
     ``variant_suffix`` keeps findings of different call sites apart.
     """
     from quantguard.checks._common import dtype_name
-    from quantguard.checks.base import Finding, Measurement
-    from quantguard.engine.inspection import ShadowResult
+    from quantguard.checks.base import Finding, Measurement, ShadowResult
 
-    context = {"rows": _Picked(snapshot["rows"]), "columns": _Picked(snapshot["columns"]),
-               "out_dtype": dtype_name(layout.operands.out.dtype), "reference_kernels": reference_kernels}
+    context = {
+        "rows": _Picked(snapshot["rows"]),
+        "columns": _Picked(snapshot["columns"]),
+        "out_dtype": dtype_name(layout.operands.out.dtype),
+        "reference_kernels": reference_kernels,
+    }
     reporter = runtime.reporter
     for outcome in check.judge(record, Measurement({}, context), snapshot["values"]):
         if isinstance(outcome, ShadowResult):
-            reporter.shadow(record.target, record.contract.backend, record.layer,
-                            {**outcome.fields, **fields}, outcome.passed, outcome.cosine)
+            reporter.shadow(
+                record.target,
+                record.contract.backend,
+                record.layer,
+                {**outcome.fields, **fields},
+                outcome.passed,
+                outcome.cosine,
+            )
         elif isinstance(outcome, Finding):
-            finding = replace(outcome, details={**outcome.details, **fields},
-                              variant=outcome.variant + variant_suffix)
+            finding = replace(outcome, details={**outcome.details, **fields}, variant=outcome.variant + variant_suffix)
             reporter.report(state, record, finding, deferred=True)

@@ -29,13 +29,26 @@ class _CosineStats:
 
     def as_dict(self) -> dict[str, Any]:
         finite = self.minimum if math.isfinite(self.minimum) else None
-        return {"samples": self.samples, "failed": self.failed, "min_cosine": finite,
-                "mean_cosine": (self.total / self.samples) if self.samples else None}
+        return {
+            "samples": self.samples,
+            "failed": self.failed,
+            "min_cosine": finite,
+            "mean_cosine": (self.total / self.samples) if self.samples else None,
+        }
 
 
 class Stats:
-    __slots__ = ("_lock", "violations", "blocked", "internal_errors", "shadow_targets",
-                 "shadow_layers", "dropped", "started", "stale_references")
+    __slots__ = (
+        "_lock",
+        "violations",
+        "blocked",
+        "internal_errors",
+        "shadow_targets",
+        "shadow_layers",
+        "dropped",
+        "started",
+        "stale_references",
+    )
 
     def __init__(self) -> None:
         self._lock = threading.Lock()

@@ -12,8 +12,7 @@ import torch
 
 from quantguard.numerics.formats import e8m0_decode, is_e8m0_dtype
 
-__all__ = ["fp8_values", "unpack_fp4", "scale_values", "expand_groups", "expand_blocks_2d",
-           "dequantize_rows"]
+__all__ = ["fp8_values", "unpack_fp4", "scale_values", "expand_groups", "expand_blocks_2d", "dequantize_rows"]
 
 
 def fp8_values(q: torch.Tensor, as_fp8: torch.dtype | None = None) -> torch.Tensor:
@@ -51,8 +50,13 @@ def expand_blocks_2d(scales: torch.Tensor, block_rows: int, block_cols: int, row
     return scales.repeat_interleave(block_rows, dim=0)[:rows].repeat_interleave(block_cols, dim=1)[:, :cols]
 
 
-def dequantize_rows(q: torch.Tensor, scales: torch.Tensor | None, group: int | None,
-                    as_fp8: torch.dtype | None = None, packed_fp4: bool = False) -> torch.Tensor:
+def dequantize_rows(
+    q: torch.Tensor,
+    scales: torch.Tensor | None,
+    group: int | None,
+    as_fp8: torch.dtype | None = None,
+    packed_fp4: bool = False,
+) -> torch.Tensor:
     """Dequantize ``(M, K)`` elements with ``(M, G)`` (or ``(M, 1)``/scalar) float32 multipliers."""
     values = unpack_fp4(q) if packed_fp4 else fp8_values(q, as_fp8)
     if scales is None:

@@ -15,8 +15,19 @@ from dataclasses import dataclass
 import torch
 
 __all__ = [
-    "ElementFormat", "FP8_E4M3FN", "FP8_E4M3FNUZ", "INT8", "FP4_E2M1", "INT4", "ROUNDING_MODES",
-    "element_format", "fp8_format", "e8m0_encode", "e8m0_decode", "is_e8m0_dtype", "E2M1_VALUES",
+    "ElementFormat",
+    "FP8_E4M3FN",
+    "FP8_E4M3FNUZ",
+    "INT8",
+    "FP4_E2M1",
+    "INT4",
+    "ROUNDING_MODES",
+    "element_format",
+    "fp8_format",
+    "e8m0_encode",
+    "e8m0_decode",
+    "is_e8m0_dtype",
+    "E2M1_VALUES",
     "saturating_cast",
 ]
 
@@ -31,10 +42,10 @@ class ElementFormat:
 
     name: str
     max: float
-    kind: str                  # "float" or "int"
-    target_max_pow2: int = 0   # log2 of the largest power of two <= max (e8m0 modes)
-    mbits: int = 0             # mantissa bits (Even mode)
-    family: str = ""           # fp8 | int8 | fp4 | int4 (threshold keys)
+    kind: str  # "float" or "int"
+    target_max_pow2: int = 0  # log2 of the largest power of two <= max (e8m0 modes)
+    mbits: int = 0  # mantissa bits (Even mode)
+    family: str = ""  # fp8 | int8 | fp4 | int4 (threshold keys)
 
 
 FP8_E4M3FN = ElementFormat("float8_e4m3fn", 448.0, "float", 8, 3, "fp8")
@@ -80,7 +91,7 @@ def e8m0_encode(amax: torch.Tensor, mode: str, fmt: ElementFormat) -> torch.Tens
         bump = (exponent < 0xFF) & ((bits & 0x7FFFFF) != 0)
         return exponent + bump.to(torch.int64)
     if mode in ("down", "ceil"):
-        bits = _f32_bits(amax * 2.0 ** -fmt.target_max_pow2)
+        bits = _f32_bits(amax * 2.0**-fmt.target_max_pow2)
         exponent = (bits >> 23) & 0xFF
         if mode == "ceil":
             exponent = exponent + ((exponent < 0xFF) & ((bits & 0x7FFFFF) != 0)).to(torch.int64)

@@ -18,8 +18,16 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["LAYOUT_NAMES", "memory_order", "read_scales", "mx_swizzle_index", "pad_to",
-           "unshuffle_weight", "shuffle_weight", "describe_layout"]
+__all__ = [
+    "LAYOUT_NAMES",
+    "memory_order",
+    "read_scales",
+    "mx_swizzle_index",
+    "pad_to",
+    "unshuffle_weight",
+    "shuffle_weight",
+    "describe_layout",
+]
 
 LAYOUT_NAMES = ("row_major", "transposed", "mx_swizzle", "padded", "logical")
 _DESCRIPTIONS = {
@@ -55,12 +63,19 @@ def mx_swizzle_index(rows: int, groups: int, device: torch.device | str = "cpu")
     padded_groups = pad_to(groups, 8)
     x = torch.arange(rows, device=device, dtype=torch.int64).view(-1, 1)
     y = torch.arange(groups, device=device, dtype=torch.int64).view(1, -1)
-    return ((x // 32) * padded_groups * 32 + (y // 8) * 256 + (y % 4) * 64 + (x % 16) * 4
-            + ((y % 8) // 4) * 2 + (x % 32) // 16)
+    return (
+        (x // 32) * padded_groups * 32
+        + (y // 8) * 256
+        + (y % 4) * 64
+        + (x % 16) * 4
+        + ((y % 8) // 4) * 2
+        + (x % 32) // 16
+    )
 
 
-def read_scales(buffer: torch.Tensor, layout: str, rows: int, groups: int,
-                row_index: torch.Tensor | slice | None = None) -> torch.Tensor | None:
+def read_scales(
+    buffer: torch.Tensor, layout: str, rows: int, groups: int, row_index: torch.Tensor | slice | None = None
+) -> torch.Tensor | None:
     """Scales of ``rows x groups`` groups read from ``buffer`` in ``layout``; ``None`` if it cannot hold them.
 
     ``row_index`` selects a subset of rows (the sampled ones) without reading the rest.
@@ -126,4 +141,3 @@ def unshuffle_weight(weight: torch.Tensor, layout: tuple[int, int] = (16, 16)) -
     out = values.reshape(-1, n // rows, k // block_k, block_k // k_pack, rows, k_pack)
     out = out.permute(0, 1, 4, 2, 3, 5).contiguous().view(values.shape)
     return out.view(weight.dtype)
-

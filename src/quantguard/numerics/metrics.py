@@ -16,8 +16,16 @@ from typing import Any
 
 import torch
 
-__all__ = ["Metrics", "comparison_tensors", "summarize", "merge_stats", "METRIC_KEYS", "slice_tensors",
-           "worst_slices", "batched_statistics"]
+__all__ = [
+    "Metrics",
+    "comparison_tensors",
+    "summarize",
+    "merge_stats",
+    "METRIC_KEYS",
+    "slice_tensors",
+    "worst_slices",
+    "batched_statistics",
+]
 
 METRIC_KEYS = ("stats",)
 
@@ -36,9 +44,16 @@ def _pooled(o: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
     basis = torch.stack((clean_o, clean_r, err), 1)
     gram = (basis @ basis.transpose(1, 2)).reshape(batch, 9)
     abs_err = err.abs()
-    extras = torch.stack((abs_err.amax(1) if count else abs_err.sum(1), abs_err.sum(1),
-                          torch.isnan(o).sum(1).to(torch.float64), torch.isinf(o).sum(1).to(torch.float64),
-                          o.new_full((batch,), float(count))), 1)
+    extras = torch.stack(
+        (
+            abs_err.amax(1) if count else abs_err.sum(1),
+            abs_err.sum(1),
+            torch.isnan(o).sum(1).to(torch.float64),
+            torch.isinf(o).sum(1).to(torch.float64),
+            o.new_full((batch,), float(count)),
+        ),
+        1,
+    )
     return torch.cat((gram, extras), 1)
 
 
@@ -51,8 +66,11 @@ def _worst(o: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
     values = []
     for dim in (2, 1):  # rows (summed over columns), then columns
         err, energy = err_sq.sum(dim), ref_sq.sum(dim)
-        ratio = torch.where(energy > 0, err / energy.clamp(min=1e-300),
-                            torch.where(err > 0, torch.full_like(err, math.inf), torch.zeros_like(err)))
+        ratio = torch.where(
+            energy > 0,
+            err / energy.clamp(min=1e-300),
+            torch.where(err > 0, torch.full_like(err, math.inf), torch.zeros_like(err)),
+        )
         if ratio.shape[1]:
             worst, position = ratio.max(1)
         else:
@@ -135,9 +153,15 @@ class Metrics:
         return self.nan + self.inf
 
     def as_dict(self) -> dict[str, Any]:
-        return {"cosine": self.cosine, "norm_ratio": self.norm_ratio, "sqnr_db": self.sqnr_db,
-                "max_abs_err": self.max_abs_err, "mean_abs_err": self.mean_abs_err,
-                "nan": self.nan, "inf": self.inf}
+        return {
+            "cosine": self.cosine,
+            "norm_ratio": self.norm_ratio,
+            "sqnr_db": self.sqnr_db,
+            "max_abs_err": self.max_abs_err,
+            "mean_abs_err": self.mean_abs_err,
+            "nan": self.nan,
+            "inf": self.inf,
+        }
 
 
 def summarize(values: Mapping[str, Any], prefix: str = "") -> Metrics:

@@ -26,7 +26,22 @@ from quantguard.report.records import Report
 from quantguard.report.verdict import EXIT_FAIL, EXIT_NO_EVENTS, EXIT_PASS, EXIT_USAGE, exit_code
 
 __all__ = [
-    "build_report", "render_markdown", "exit_code", "read_events", "Aggregator", "Report", "FileStats",
-    "LogReadError", "CosineDistribution", "heatmap_matrix", "write_heatmap_csv", "write_heatmap_png",
-    "Recommendation", "recommend", "EXIT_PASS", "EXIT_FAIL", "EXIT_USAGE", "EXIT_NO_EVENTS",
+    "build_report",
+    "render_markdown",
+    "exit_code",
+    "read_events",
+    "Aggregator",
+    "Report",
+    "FileStats",
+    "LogReadError",
+    "CosineDistribution",
+    "heatmap_matrix",
+    "write_heatmap_csv",
+    "write_heatmap_png",
+    "Recommendation",
+    "recommend",
+    "EXIT_PASS",
+    "EXIT_FAIL",
+    "EXIT_USAGE",
+    "EXIT_NO_EVENTS",
 ]

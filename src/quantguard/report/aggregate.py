@@ -121,10 +121,16 @@ class Aggregator:
         report = self.report
         return {
             "cosines": sum(layer.cosines.retained for layer in report.layers.values()),
-            "layers": len(report.layers), "count_keys": len(self._keys), "streams": len(self._streams),
-            "summaries": len(self._summaries), "configurations": len(report.configurations),
-            "checks": len(report.checks), "backends": len(report.backends), "blocked": len(report.blocked),
-            "internal_errors": len(report.internal_errors), "coverage": len(report.coverage),
+            "layers": len(report.layers),
+            "count_keys": len(self._keys),
+            "streams": len(self._streams),
+            "summaries": len(self._summaries),
+            "configurations": len(report.configurations),
+            "checks": len(report.checks),
+            "backends": len(report.backends),
+            "blocked": len(report.blocked),
+            "internal_errors": len(report.internal_errors),
+            "coverage": len(report.coverage),
         }
 
     def finish(self) -> Report:
@@ -169,8 +175,9 @@ class Aggregator:
             stream = self._streams[key] = _Stream(name, self._new_scope())
         return stream
 
-    def _delta(self, stream: _Stream, target: str, check: str, callsite: str,
-               event: Mapping[str, Any]) -> tuple[_Key, int]:
+    def _delta(
+        self, stream: _Stream, target: str, check: str, callsite: str, event: Mapping[str, Any]
+    ) -> tuple[_Key, int]:
         """The occurrences an event adds to its key: the growth of the cumulative ``count``.
 
         The engine keeps one counter per finding ``variant`` as well; events that
@@ -221,8 +228,9 @@ class Aggregator:
             producer = producer_of(check, event)
             if producer:
                 stats.producers.add(producer)
-        first = FirstSeen(as_text(event.get("timestamp")), callsite, as_text(event.get("message")), target,
-                          configuration.name, repeat)
+        first = FirstSeen(
+            as_text(event.get("timestamp")), callsite, as_text(event.get("message")), target, configuration.name, repeat
+        )
         if first.earlier_than(stats.first):
             stats.first = first
 
@@ -240,8 +248,9 @@ class Aggregator:
         target = as_text(event.get("target"), _UNKNOWN)
         self._count_blocked(event, stream, configuration, target, as_text(event.get("callsite"), _UNKNOWN))
 
-    def _count_blocked(self, event: Mapping[str, Any], stream: _Stream, configuration: Configuration,
-                       target: str, callsite: str) -> None:
+    def _count_blocked(
+        self, event: Mapping[str, Any], stream: _Stream, configuration: Configuration, target: str, callsite: str
+    ) -> None:
         key, delta = self._delta(stream, target, _BLOCKED_CHECK, callsite, event)
         if event.get("event") == names.BLOCKED or key.blocked is None:
             entry_point = as_text(event.get("entry_point"), target)
@@ -251,7 +260,8 @@ class Aggregator:
             group = self.report.blocked.get(group_key)
             if group is None:
                 group = self.report.blocked[group_key] = BlockedKernel(
-                    target, entry_point, action, reason, as_text(event.get("rerouted_to")) or None, callsite)
+                    target, entry_point, action, reason, as_text(event.get("rerouted_to")) or None, callsite
+                )
             key.blocked = group
         key.blocked.count += delta
         key.blocked.configurations.add(configuration.name)
@@ -288,7 +298,8 @@ class Aggregator:
         error = self.report.internal_errors.get((target, check))
         if error is None:
             error = self.report.internal_errors[(target, check)] = InternalError(
-                target, check, as_text(event.get("error"), _UNKNOWN), as_text(event.get("traceback")))
+                target, check, as_text(event.get("error"), _UNKNOWN), as_text(event.get("traceback"))
+            )
         error.events += 1
         error.configurations.add(configuration.name)
         error.ranks.add(as_int(event.get("rank")))
@@ -330,8 +341,9 @@ class Aggregator:
         else:
             kernels = as_strings(event.get("kernels"))
             target = "(ASM kernels no contract names)"
-            shown = ", ".join(kernels[:_KERNELS_SHOWN]) + (f" and {len(kernels) - _KERNELS_SHOWN} more"
-                                                           if len(kernels) > _KERNELS_SHOWN else "")
+            shown = ", ".join(kernels[:_KERNELS_SHOWN]) + (
+                f" and {len(kernels) - _KERNELS_SHOWN} more" if len(kernels) > _KERNELS_SHOWN else ""
+            )
             detail = f"{shown}; policy: {event.get('policy')}"
         note = self.report.coverage.get((kind, target))
         if note is None:

@@ -26,8 +26,9 @@ def heatmap_matrix(report: Report) -> tuple[list[str], list[str], list[list[floa
     ``None`` where the layer had no finite shadow result in that configuration.
     Layers are in natural order, configurations in the order first seen.
     """
-    configurations = [name for name in report.configurations
-                      if any(configuration == name for configuration, _ in report.layers)]
+    configurations = [
+        name for name in report.configurations if any(configuration == name for configuration, _ in report.layers)
+    ]
     layers = sorted({layer for _, layer in report.layers}, key=natural_key)
     rows = []
     for layer in layers:

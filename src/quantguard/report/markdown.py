@@ -29,7 +29,7 @@ _NOT_SEEN = "·"
 # -- cell formatting ---------------------------------------------------------------------
 def _cell(value: Any) -> str:
     text = str(value).replace("\r", " ").replace("\n", " ").replace("|", "\\|")
-    return text if len(text) <= _MESSAGE_CHARS else text[:_MESSAGE_CHARS - 1] + "…"
+    return text if len(text) <= _MESSAGE_CHARS else text[: _MESSAGE_CHARS - 1] + "…"
 
 
 def _code(name: str) -> str:
@@ -99,14 +99,18 @@ def _header(report: Report) -> list[str]:
     if not report.events:
         verdict = f"**Verdict: NO EVENTS** · exit code {code} · the logs hold no quantguard event"
     else:
-        verdict = (f"**Verdict: {'FAIL' if report.failing else 'PASS'}** · exit code {code} · "
-                   f"{len(failing)} of {len(configurations)} configuration(s) fail")
+        verdict = (
+            f"**Verdict: {'FAIL' if report.failing else 'PASS'}** · exit code {code} · "
+            f"{len(failing)} of {len(configurations)} configuration(s) fail"
+        )
     lines = ["# quantguard report", "", verdict, ""]
     span = f", {report.first_timestamp} to {report.last_timestamp}" if report.first_timestamp else ""
     lines.append(f"Read {report.events} event(s) from {len(report.files)} file(s){span}.")
-    lines.append(f"Error violations: {totals.errors} · blocked kernels: {totals.blocked} · "
-                 f"failed shadow checks: {totals.shadow_failed} · internal errors: {totals.internal_errors} · "
-                 f"warnings: {totals.warnings}.")
+    lines.append(
+        f"Error violations: {totals.errors} · blocked kernels: {totals.blocked} · "
+        f"failed shadow checks: {totals.shadow_failed} · internal errors: {totals.internal_errors} · "
+        f"warnings: {totals.warnings}."
+    )
     problems = []
     if report.malformed_lines:
         problems.append(f"{report.malformed_lines} malformed line(s)")
@@ -130,21 +134,56 @@ def _summary(report: Report) -> list[str]:
     rows = []
     for configuration in report.configurations.values():
         totals = configuration.totals
-        rows.append((configuration.name, _verdict(configuration.failing), configuration.platform,
-                     _names(configuration.files, code=False), _ranks(configuration.ranks), len(configuration.guarded),
-                     totals.errors, totals.warnings, totals.blocked,
-                     f"{totals.shadow_failed} / {totals.shadow_samples}", totals.internal_errors))
-    lines += _table(("configuration", "verdict", "platform at enable", "files", "ranks", "guarded targets",
-                     "error violations", "warnings", "blocked", "failed shadow / samples", "internal errors"), rows)
+        rows.append(
+            (
+                configuration.name,
+                _verdict(configuration.failing),
+                configuration.platform,
+                _names(configuration.files, code=False),
+                _ranks(configuration.ranks),
+                len(configuration.guarded),
+                totals.errors,
+                totals.warnings,
+                totals.blocked,
+                f"{totals.shadow_failed} / {totals.shadow_samples}",
+                totals.internal_errors,
+            )
+        )
+    lines += _table(
+        (
+            "configuration",
+            "verdict",
+            "platform at enable",
+            "files",
+            "ranks",
+            "guarded targets",
+            "error violations",
+            "warnings",
+            "blocked",
+            "failed shadow / samples",
+            "internal errors",
+        ),
+        rows,
+    )
     if not all(configuration.labeled for configuration in report.configurations.values()):
-        lines += ["", "Names without a label are derived from the platform at `enable()` and the file name; "
-                  "`QUANTGUARD_LABEL` names a run (and groups the files of its ranks)."]
-    lines += ["", "### Targets", "",
-              f"Per target and configuration: **FAIL** (an error violation, a block, a failed shadow check or an "
-              f"internal error), PASS (warn) (warnings only), PASS, or {_NOT_SEEN} (no event for the target there).", ""]
+        lines += [
+            "",
+            "Names without a label are derived from the platform at `enable()` and the file name; "
+            "`QUANTGUARD_LABEL` names a run (and groups the files of its ranks).",
+        ]
+    lines += [
+        "",
+        "### Targets",
+        "",
+        f"Per target and configuration: **FAIL** (an error violation, a block, a failed shadow check or an "
+        f"internal error), PASS (warn) (warnings only), PASS, or {_NOT_SEEN} (no event for the target there).",
+        "",
+    ]
     configurations = list(report.configurations.values())
-    targets = sorted({target for configuration in configurations for target in configuration.targets},
-                     key=lambda target: (not any(_failing(c, target) for c in configurations), target))
+    targets = sorted(
+        {target for configuration in configurations for target in configuration.targets},
+        key=lambda target: (not any(_failing(c, target) for c in configurations), target),
+    )
     if not targets:
         return lines + ["No target reported a shadow result, violation, block or internal error.", ""]
     rows = [(_code(target), *(_target_cell(c.targets.get(target)) for c in configurations)) for target in targets]
@@ -157,24 +196,37 @@ def _failing(configuration: Configuration, target: str) -> bool:
 
 
 def _layers(report: Report) -> list[str]:
-    lines = ["## 2. Per-layer cosine", "",
-             "From `quantguard.shadow` events, per layer (the target where an event has no layer) and configuration. "
-             "Samples are logged shadow results: quantguard logs the first per (target, layer), then one per rate-limit "
-             "interval, and every failure. p1 is the nearest-rank 1st percentile, computed from the "
-             f"{report.tail_size} smallest cosines kept per layer: exact up to {100 * report.tail_size:,} samples, "
-             "beyond that shown as `≥ x`, a lower bound (the smallest values are kept, not a sample). A result is "
-             "flagged when `passed` is false or its cosine is below its `threshold`.", ""]
+    lines = [
+        "## 2. Per-layer cosine",
+        "",
+        "From `quantguard.shadow` events, per layer (the target where an event has no layer) and configuration. "
+        "Samples are logged shadow results: quantguard logs the first per (target, layer), then one per rate-limit "
+        "interval, and every failure. p1 is the nearest-rank 1st percentile, computed from the "
+        f"{report.tail_size} smallest cosines kept per layer: exact up to {100 * report.tail_size:,} samples, "
+        "beyond that shown as `≥ x`, a lower bound (the smallest values are kept, not a sample). A result is "
+        "flagged when `passed` is false or its cosine is below its `threshold`.",
+        "",
+    ]
     if not report.layers:
         return lines + ["No shadow results in the logs.", ""]
     ordered = sorted(report.layers.items(), key=lambda item: (natural_key(item[0][1]), item[0][0]))
     flagged = [(key, stats) for key, stats in ordered if stats.flagged]
     lines += ["### Flagged layers", ""]
     if flagged:
-        lines += _table(("configuration", "layer", "failing targets", "failed / samples", "worst cosine", "threshold"),
-                        [(configuration, _code(layer), _names(stats.failing_targets),
-                          f"{stats.cosines.failed} / {stats.cosines.samples}", _cosine(stats.worst_failed),
-                          "n/a" if stats.threshold is None else f"{stats.threshold:g}")
-                         for (configuration, layer), stats in flagged])
+        lines += _table(
+            ("configuration", "layer", "failing targets", "failed / samples", "worst cosine", "threshold"),
+            [
+                (
+                    configuration,
+                    _code(layer),
+                    _names(stats.failing_targets),
+                    f"{stats.cosines.failed} / {stats.cosines.samples}",
+                    _cosine(stats.worst_failed),
+                    "n/a" if stats.threshold is None else f"{stats.threshold:g}",
+                )
+                for (configuration, layer), stats in flagged
+            ],
+        )
     else:
         lines.append("None: every shadow comparison passed.")
     lines += ["", "### All layers", ""]
@@ -182,8 +234,17 @@ def _layers(report: Report) -> list[str]:
     for (configuration, layer), stats in ordered:
         cosines = stats.cosines
         p1 = _cosine(cosines.p1)
-        rows.append((_code(layer), configuration, cosines.samples, _cosine(cosines.min), _cosine(cosines.mean),
-                     p1 if cosines.p1_exact or cosines.p1 is None else f"≥ {p1}", cosines.failed))
+        rows.append(
+            (
+                _code(layer),
+                configuration,
+                cosines.samples,
+                _cosine(cosines.min),
+                _cosine(cosines.mean),
+                p1 if cosines.p1_exact or cosines.p1 is None else f"≥ {p1}",
+                cosines.failed,
+            )
+        )
     return lines + _table(("layer", "configuration", "samples", "min", "mean", "p1", "failed"), rows) + [""]
 
 
@@ -196,47 +257,106 @@ def _ordered_checks(report: Report) -> list[CheckStats]:
 
 
 def _violations(report: Report) -> list[str]:
-    lines = ["## 3. Violations by check", "",
-             "Totals are occurrences, not log lines: per process, target, check and callsite the largest cumulative "
-             "`count` (rate-limit flushes included), summed.", ""]
+    lines = [
+        "## 3. Violations by check",
+        "",
+        "Totals are occurrences, not log lines: per process, target, check and callsite the largest cumulative "
+        "`count` (rate-limit flushes included), summed.",
+        "",
+    ]
     if not report.checks:
         return lines + ["No violations.", ""]
     rows = []
     for stats in _ordered_checks(report):
         first = stats.first
-        rows.append((_code(stats.check), stats.total, _severities(stats), _names(stats.targets), _ranks(stats.ranks),
-                     _names(stats.configurations, code=False), _code(first.callsite) if first else "",
-                     first.message if first else ""))
-    return lines + _table(("check", "total", "severities", "targets", "ranks", "configurations", "first callsite",
-                           "first message"), rows) + [""]
+        rows.append(
+            (
+                _code(stats.check),
+                stats.total,
+                _severities(stats),
+                _names(stats.targets),
+                _ranks(stats.ranks),
+                _names(stats.configurations, code=False),
+                _code(first.callsite) if first else "",
+                first.message if first else "",
+            )
+        )
+    return (
+        lines
+        + _table(
+            ("check", "total", "severities", "targets", "ranks", "configurations", "first callsite", "first message"),
+            rows,
+        )
+        + [""]
+    )
 
 
 def _backends(report: Report) -> list[str]:
-    lines = ["## 4. Backends", "",
-             "By the `backend` field of shadow and violation events (a rate-limit flush counts under the backend of "
-             "its first event).", ""]
+    lines = [
+        "## 4. Backends",
+        "",
+        "By the `backend` field of shadow and violation events (a rate-limit flush counts under the backend of "
+        "its first event).",
+        "",
+    ]
     if not report.backends:
         return lines + ["No shadow results or violations.", ""]
-    rows = [(backend, stats.cosines.samples, _cosine(stats.cosines.min), _cosine(stats.cosines.mean),
-             stats.cosines.failed, stats.violations, stats.errors)
-            for backend, stats in sorted(report.backends.items())]
-    return lines + _table(("backend", "shadow samples", "min cosine", "mean cosine", "failed shadow", "violations",
-                           "error violations"), rows) + [""]
+    rows = [
+        (
+            backend,
+            stats.cosines.samples,
+            _cosine(stats.cosines.min),
+            _cosine(stats.cosines.mean),
+            stats.cosines.failed,
+            stats.violations,
+            stats.errors,
+        )
+        for backend, stats in sorted(report.backends.items())
+    ]
+    return (
+        lines
+        + _table(
+            (
+                "backend",
+                "shadow samples",
+                "min cosine",
+                "mean cosine",
+                "failed shadow",
+                "violations",
+                "error violations",
+            ),
+            rows,
+        )
+        + [""]
+    )
 
 
 def _recommendations(report: Report) -> list[str]:
     lines = ["## 5. Recommendations", ""]
-    entries = [(f"`{stats.check}`: {stats.total} occurrence(s) ({_severities(stats)})",
-                recommend(stats.check, stats.targets, stats.producers, stats.hints))
-               for stats in _ordered_checks(report)]
+    entries = [
+        (
+            f"`{stats.check}`: {stats.total} occurrence(s) ({_severities(stats)})",
+            recommend(stats.check, stats.targets, stats.producers, stats.hints),
+        )
+        for stats in _ordered_checks(report)
+    ]
     if report.blocked:
         blocks = sum(kernel.count for kernel in report.blocked.values())
-        entries.insert(0, (f"`blocked`: {blocks} block(s)",
-                           recommend("blocked", (kernel.target for kernel in report.blocked.values()))))
+        entries.insert(
+            0,
+            (
+                f"`blocked`: {blocks} block(s)",
+                recommend("blocked", (kernel.target for kernel in report.blocked.values())),
+            ),
+        )
     if report.internal_errors:
         events = sum(error.events for error in report.internal_errors.values())
-        entries.append((f"`internal_error`: {events} event(s)",
-                        recommend("internal_error", (error.target for error in report.internal_errors.values()))))
+        entries.append(
+            (
+                f"`internal_error`: {events} event(s)",
+                recommend("internal_error", (error.target for error in report.internal_errors.values())),
+            )
+        )
     if not entries:
         return lines + ["Nothing to change: no violations, blocks or internal errors.", ""]
     for title, recommendation in entries:
@@ -251,12 +371,38 @@ def _blocked(report: Report) -> list[str]:
     lines = ["### Blocked kernels", ""]
     if not report.blocked:
         return lines + ["None.", ""]
-    rows = [(_code(kernel.target), _code(kernel.entry_point), kernel.action, _code(kernel.rerouted_to or ""),
-             kernel.count, _names(kernel.configurations, code=False), _ranks(kernel.ranks), kernel.reason,
-             _code(kernel.callsite))
-            for kernel in sorted(report.blocked.values(), key=lambda kernel: (-kernel.count, kernel.target))]
-    return lines + _table(("kernel", "entry point", "action", "rerouted to", "count", "configurations", "ranks",
-                           "reason", "first callsite"), rows) + [""]
+    rows = [
+        (
+            _code(kernel.target),
+            _code(kernel.entry_point),
+            kernel.action,
+            _code(kernel.rerouted_to or ""),
+            kernel.count,
+            _names(kernel.configurations, code=False),
+            _ranks(kernel.ranks),
+            kernel.reason,
+            _code(kernel.callsite),
+        )
+        for kernel in sorted(report.blocked.values(), key=lambda kernel: (-kernel.count, kernel.target))
+    ]
+    return (
+        lines
+        + _table(
+            (
+                "kernel",
+                "entry point",
+                "action",
+                "rerouted to",
+                "count",
+                "configurations",
+                "ranks",
+                "reason",
+                "first callsite",
+            ),
+            rows,
+        )
+        + [""]
+    )
 
 
 def _internal_errors(report: Report) -> list[str]:
@@ -264,9 +410,20 @@ def _internal_errors(report: Report) -> list[str]:
     if not report.internal_errors:
         return lines + ["None.", ""]
     errors = sorted(report.internal_errors.values(), key=lambda error: (error.target, error.check))
-    lines += _table(("target", "check", "error", "events", "configurations", "ranks"),
-                    [(_code(error.target), _code(error.check), error.error, error.events,
-                      _names(error.configurations, code=False), _ranks(error.ranks)) for error in errors])
+    lines += _table(
+        ("target", "check", "error", "events", "configurations", "ranks"),
+        [
+            (
+                _code(error.target),
+                _code(error.check),
+                error.error,
+                error.events,
+                _names(error.configurations, code=False),
+                _ranks(error.ranks),
+            )
+            for error in errors
+        ],
+    )
     lines += ["", "Attach these tracebacks to the bug report:", ""]
     for error in errors:
         lines += [f"<details><summary>{error.target} / {error.check}</summary>", ""]
@@ -275,35 +432,79 @@ def _internal_errors(report: Report) -> list[str]:
 
 
 def _run_totals(report: Report) -> list[str]:
-    lines = ["### Run totals (`quantguard.summary`)", "",
-             "quantguard's own exact counters (last summary of each process, summed): they cover every inspected "
-             "call, including those rate limiting kept out of the log.", ""]
+    lines = [
+        "### Run totals (`quantguard.summary`)",
+        "",
+        "quantguard's own exact counters (last summary of each process, summed): they cover every inspected "
+        "call, including those rate limiting kept out of the log.",
+        "",
+    ]
     configurations = [c for c in report.configurations.values() if c.run_totals.processes]
     if not configurations:
         return lines + ["No summary events (the processes may not have called `disable()` or exited cleanly).", ""]
     rows = []
     for configuration in configurations:
         totals, counted = configuration.run_totals, configuration.totals
-        rows.append((configuration.name, totals.processes, totals.calls, totals.violations,
-                     counted.errors + counted.warnings, totals.blocked, totals.internal_errors, totals.shadow_samples,
-                     totals.shadow_failed, totals.shadow_dropped, totals.stale_references, f"{totals.uptime_s:.1f}"))
-    lines += _table(("configuration", "processes", "guarded calls", "violations", "violations in events", "blocked",
-                     "internal errors", "shadow samples", "shadow failed", "shadow dropped", "stale references",
-                     "uptime (s)"), rows)
-    return lines + ["", "More violations than the events account for mean lost events (a truncated log, a process "
-                    "killed before its flush) or counters the events cannot tell apart (see docs/report.md).", ""]
+        rows.append(
+            (
+                configuration.name,
+                totals.processes,
+                totals.calls,
+                totals.violations,
+                counted.errors + counted.warnings,
+                totals.blocked,
+                totals.internal_errors,
+                totals.shadow_samples,
+                totals.shadow_failed,
+                totals.shadow_dropped,
+                totals.stale_references,
+                f"{totals.uptime_s:.1f}",
+            )
+        )
+    lines += _table(
+        (
+            "configuration",
+            "processes",
+            "guarded calls",
+            "violations",
+            "violations in events",
+            "blocked",
+            "internal errors",
+            "shadow samples",
+            "shadow failed",
+            "shadow dropped",
+            "stale references",
+            "uptime (s)",
+        ),
+        rows,
+    )
+    return lines + [
+        "",
+        "More violations than the events account for mean lost events (a truncated log, a process "
+        "killed before its flush) or counters the events cannot tell apart (see docs/report.md).",
+        "",
+    ]
 
 
 def _coverage(report: Report) -> list[str]:
-    lines = ["### Coverage notes", "",
-             "What quantguard could not guard as declared: drifted signatures (some checks off), functions missing "
-             "from this AITER, references it could not rebind, ASM kernels no contract names.", ""]
+    lines = [
+        "### Coverage notes",
+        "",
+        "What quantguard could not guard as declared: drifted signatures (some checks off), functions missing "
+        "from this AITER, references it could not rebind, ASM kernels no contract names.",
+        "",
+    ]
     if not report.coverage:
         return lines + ["None.", ""]
     notes = sorted(report.coverage.values(), key=lambda note: (note.kind, note.target))
-    return lines + _table(("kind", "target", "detail", "configurations"),
-                          [(note.kind, _code(note.target), note.detail, _names(note.configurations, code=False))
-                           for note in notes]) + [""]
+    return (
+        lines
+        + _table(
+            ("kind", "target", "detail", "configurations"),
+            [(note.kind, _code(note.target), note.detail, _names(note.configurations, code=False)) for note in notes],
+        )
+        + [""]
+    )
 
 
 def _malformed(counts: dict[str, int], examples: dict[str, list[int]]) -> str:
@@ -317,9 +518,17 @@ def _malformed(counts: dict[str, int], examples: dict[str, list[int]]) -> str:
 
 def _inputs(report: Report) -> list[str]:
     lines = ["### Input files", ""]
-    rows = [(stats.name, stats.lines, stats.events, _malformed(stats.malformed, stats.examples),
-             ", ".join(f"{name} {count}" for name, count in stats.unknown_events.most_common()) or "0",
-             stats.truncated or "") for stats in report.files]
+    rows = [
+        (
+            stats.name,
+            stats.lines,
+            stats.events,
+            _malformed(stats.malformed, stats.examples),
+            ", ".join(f"{name} {count}" for name, count in stats.unknown_events.most_common()) or "0",
+            stats.truncated or "",
+        )
+        for stats in report.files
+    ]
     return lines + _table(("file", "lines", "events", "malformed lines", "unknown events", "note"), rows) + [""]
 
 

@@ -37,141 +37,207 @@ _ADVICE: dict[str, dict[str, _Advice]] = {
             "(`_fallback_*`) that accepts the kwarg and never reads it; the consumer GEMM then reads permuted scales.",
             "Make the fallback honor the kwarg, or pin the backend to an implementation that does (a build with "
             "the CK/HIP kernel) until it is fixed. A `scale_layout` or `numerics` finding downstream on the same "
-            "layer is the consequence, not a second bug."),
+            "layer is the consequence, not a second bug.",
+        ),
         "routing": _Advice(
             "MoE routing kernel(s) {targets}: accepted `routed_scaling_factor` and did not apply it, so the "
             "routed-expert output is 1/factor too small.",
             "Multiply `topk_weights` by the factor in the caller, or use an AITER build whose routing kernel "
-            "applies it; check the model's `routed_scaling_factor` reaches the kernel."),
+            "applies it; check the model's `routed_scaling_factor` reaches the kernel.",
+        ),
     },
-    "ignored_parameter": {"": _Advice(
-        "Static scan: {producers} accept a parameter and never read it (named in the message), so every "
-        "caller passing it gets the default behaviour.",
-        "Treat calls passing that parameter as suspect. Fix the implementation (often a CK-free Triton fallback) "
-        "or avoid that code path by pinning the backend. A runtime `kwarg_ignored` on the same target confirms "
-        "the impact.")},
-    "e8m0_rounding": {"": _Advice(
-        "e8m0 producer(s) {producers}: rounded block scales with another mode than declared, or than the "
-        "model's reference (one power of two off on part of the blocks).",
-        "Align the producer's rounding mode with the model's reference (the kernel variant or its "
-        f"`scaling_mode`), and set `{env.QUANTGUARD_E8M0_ROUNDING}` to the mode the checkpoint was "
-        "calibrated with so quantguard compares against it.")},
-    "scale_pairing": {"": _Advice(
-        "GEMM(s) {targets} received a scale that is not its operand's: an activation and an x_scale written "
-        "by different producer calls, or a weight with a w_scale other than the one loaded with it (another "
-        "layer's, a fresh tensor such as ones, or one rewritten after loading). The message names both sides.",
-        "Pass the scale the producer returned with the activation, and the layer's own `weight_scale`. For "
-        "weights, look at the loader step named in the message (`process_weights_after_loading`, a "
-        "requantization, a `copy_` between parameters) and make weight and scale change together.")},
-    "weight_scale": {"": _Advice(
-        "Weight scale(s) used by {targets} do not describe their weights (the message says how: ones, zeroed "
-        "e8m0 bytes, implausible dequantized magnitudes, a constant scale, or no longer the checkpoint's).",
-        "Look at the loading step: a `copy_` from FP8 into a wider dtype drops the scale, a `copy_` of "
-        "`float8_e8m0fnu` into uint8 writes zeros, a requantization must rewrite weight and scale together. "
-        "Reload the layer and compare with the checkpoint.")},
-    "scale_plausibility": {"": _Advice(
-        "No producer of the activation reaching {targets} was observed, and its x_scale looks wrong for it "
-        "(another tensor's scale, ones, or maxima far from the format maximum). A weaker verdict than a chain "
-        "reference.",
-        "Guard the producer (enable quantguard before the model is built, or add a contract for a custom "
-        "quant kernel) so the quant->GEMM chain can be checked exactly; then fix the scale passed to the GEMM.")},
-    "scale_values": {"": _Advice(
-        "Scales reaching {targets} are all zero, negative or NaN, or match no known layout. All-zero uint8 "
-        "e8m0 scales mean a `copy_` converted `float8_e8m0fnu` values instead of copying bytes; zeros in "
-        "activation scales often mean an upstream transform left its buffer unwritten (`noop_transform`).",
-        "Load e8m0 scales byte-wise (`param.copy_(src.view(torch.uint8))`), re-run `quantguard.scan_weights` "
-        "after loading, and fix any upstream `noop_transform` / `kwarg_ignored` first.")},
-    "scale_shape": {"": _Advice(
-        "The x_scale/w_scale shapes given to {targets} differ from what the kernel reads (group size, "
-        "padding, per-token vs per-tensor).",
-        "Quantize with the group size the GEMM expects (e.g. 1x128 activations, 128x128 weights) and pass "
-        "scales unpadded unless the kernel documents padding.")},
-    "scale_dtype": {"": _Advice(
-        "The scales given to {targets} have another dtype than the kernel reads (fp32 vs e8m0/uint8).",
-        "Produce the scale dtype the consumer reads (`scale_type=` of the producer), or convert explicitly "
-        "before the call; never reinterpret bytes with a numeric cast.")},
-    "scale_layout": {"": _Advice(
-        "Producer/consumer layout mismatch: {producers} wrote scales in one major order and {targets} read "
-        "them in the other (`transpose_scale`/`shuffle_scale` on the producer vs the transposed x_scale a "
-        "`*_bpreshuffle` GEMM reads).",
-        "Make both sides agree: request the transposed layout from the producer when the consumer is a "
-        "bpreshuffle GEMM, or call the non-preshuffle GEMM for row-major scales. If the producer ignored the "
-        "request, fix that first (`kwarg_ignored`).")},
-    "weight_layout": {"": _Advice(
-        "The weight given to {targets} is not in the layout the kernel reads: a preshuffled weight read as "
-        "plain, a plain one read as preshuffled, or a (16, 16) vs (32, 16) shuffle.",
-        "Shuffle once at load with the layout of the kernel that will run (`shuffle_weight(w, layout=...)`) "
-        "and keep `ATOM_FP8_BLOCKSCALE_WEIGHT_PRESHUFFLE` consistent with the GEMM selected.")},
-    "gemm_shape": {"": _Advice(
-        "The operands of {targets} disagree on K (or on packing: fp4x2 halves K).",
-        "Check the weight's padding and packing at load and the activation quantization's output shape.")},
-    "fp8_variant": {"": _Advice(
-        "{targets} received e4m3fn data on an arch whose kernels read e4m3fnuz (gfx942: values read 2x "
-        "smaller, byte 0x80 reads as NaN), or the reverse on gfx950.",
-        "On gfx942 run `normalize_e4m3fn_to_e4m3fnuz` on FP8 weights and their scales at load (and not on "
-        "gfx950); quantize activations to `aiter.dtypes.fp8`.")},
-    "backend_selection": {"": _Advice(
-        "A CK kernel was reached in a CK-free build, or a selector ({targets}) chose CK there "
-        "(`use_triton_gemm()` False, or an MoE method's `use_triton` False, in CK-free mode).",
-        "ATOM main: set `ATOM_USE_TRITON_GEMM=1` (linear `use_triton_gemm()`, and `Mxfp4MoEMethod.use_triton` "
-        "on gfx950) or `ATOM_USE_TRITON_MOE=1` for the MoE layers; on ATOM's CK-free branch `ATOM_CK_FREE=1` "
-        "does both. Fix selectors that ignore the CK-free build.")},
+    "ignored_parameter": {
+        "": _Advice(
+            "Static scan: {producers} accept a parameter and never read it (named in the message), so every "
+            "caller passing it gets the default behaviour.",
+            "Treat calls passing that parameter as suspect. Fix the implementation (often a CK-free Triton fallback) "
+            "or avoid that code path by pinning the backend. A runtime `kwarg_ignored` on the same target confirms "
+            "the impact.",
+        )
+    },
+    "e8m0_rounding": {
+        "": _Advice(
+            "e8m0 producer(s) {producers}: rounded block scales with another mode than declared, or than the "
+            "model's reference (one power of two off on part of the blocks).",
+            "Align the producer's rounding mode with the model's reference (the kernel variant or its "
+            f"`scaling_mode`), and set `{env.QUANTGUARD_E8M0_ROUNDING}` to the mode the checkpoint was "
+            "calibrated with so quantguard compares against it.",
+        )
+    },
+    "scale_pairing": {
+        "": _Advice(
+            "GEMM(s) {targets} received a scale that is not its operand's: an activation and an x_scale written "
+            "by different producer calls, or a weight with a w_scale other than the one loaded with it (another "
+            "layer's, a fresh tensor such as ones, or one rewritten after loading). The message names both sides.",
+            "Pass the scale the producer returned with the activation, and the layer's own `weight_scale`. For "
+            "weights, look at the loader step named in the message (`process_weights_after_loading`, a "
+            "requantization, a `copy_` between parameters) and make weight and scale change together.",
+        )
+    },
+    "weight_scale": {
+        "": _Advice(
+            "Weight scale(s) used by {targets} do not describe their weights (the message says how: ones, zeroed "
+            "e8m0 bytes, implausible dequantized magnitudes, a constant scale, or no longer the checkpoint's).",
+            "Look at the loading step: a `copy_` from FP8 into a wider dtype drops the scale, a `copy_` of "
+            "`float8_e8m0fnu` into uint8 writes zeros, a requantization must rewrite weight and scale together. "
+            "Reload the layer and compare with the checkpoint.",
+        )
+    },
+    "scale_plausibility": {
+        "": _Advice(
+            "No producer of the activation reaching {targets} was observed, and its x_scale looks wrong for it "
+            "(another tensor's scale, ones, or maxima far from the format maximum). A weaker verdict than a chain "
+            "reference.",
+            "Guard the producer (enable quantguard before the model is built, or add a contract for a custom "
+            "quant kernel) so the quant->GEMM chain can be checked exactly; then fix the scale passed to the GEMM.",
+        )
+    },
+    "scale_values": {
+        "": _Advice(
+            "Scales reaching {targets} are all zero, negative or NaN, or match no known layout. All-zero uint8 "
+            "e8m0 scales mean a `copy_` converted `float8_e8m0fnu` values instead of copying bytes; zeros in "
+            "activation scales often mean an upstream transform left its buffer unwritten (`noop_transform`).",
+            "Load e8m0 scales byte-wise (`param.copy_(src.view(torch.uint8))`), re-run `quantguard.scan_weights` "
+            "after loading, and fix any upstream `noop_transform` / `kwarg_ignored` first.",
+        )
+    },
+    "scale_shape": {
+        "": _Advice(
+            "The x_scale/w_scale shapes given to {targets} differ from what the kernel reads (group size, "
+            "padding, per-token vs per-tensor).",
+            "Quantize with the group size the GEMM expects (e.g. 1x128 activations, 128x128 weights) and pass "
+            "scales unpadded unless the kernel documents padding.",
+        )
+    },
+    "scale_dtype": {
+        "": _Advice(
+            "The scales given to {targets} have another dtype than the kernel reads (fp32 vs e8m0/uint8).",
+            "Produce the scale dtype the consumer reads (`scale_type=` of the producer), or convert explicitly "
+            "before the call; never reinterpret bytes with a numeric cast.",
+        )
+    },
+    "scale_layout": {
+        "": _Advice(
+            "Producer/consumer layout mismatch: {producers} wrote scales in one major order and {targets} read "
+            "them in the other (`transpose_scale`/`shuffle_scale` on the producer vs the transposed x_scale a "
+            "`*_bpreshuffle` GEMM reads).",
+            "Make both sides agree: request the transposed layout from the producer when the consumer is a "
+            "bpreshuffle GEMM, or call the non-preshuffle GEMM for row-major scales. If the producer ignored the "
+            "request, fix that first (`kwarg_ignored`).",
+        )
+    },
+    "weight_layout": {
+        "": _Advice(
+            "The weight given to {targets} is not in the layout the kernel reads: a preshuffled weight read as "
+            "plain, a plain one read as preshuffled, or a (16, 16) vs (32, 16) shuffle.",
+            "Shuffle once at load with the layout of the kernel that will run (`shuffle_weight(w, layout=...)`) "
+            "and keep `ATOM_FP8_BLOCKSCALE_WEIGHT_PRESHUFFLE` consistent with the GEMM selected.",
+        )
+    },
+    "gemm_shape": {
+        "": _Advice(
+            "The operands of {targets} disagree on K (or on packing: fp4x2 halves K).",
+            "Check the weight's padding and packing at load and the activation quantization's output shape.",
+        )
+    },
+    "fp8_variant": {
+        "": _Advice(
+            "{targets} received e4m3fn data on an arch whose kernels read e4m3fnuz (gfx942: values read 2x "
+            "smaller, byte 0x80 reads as NaN), or the reverse on gfx950.",
+            "On gfx942 run `normalize_e4m3fn_to_e4m3fnuz` on FP8 weights and their scales at load (and not on "
+            "gfx950); quantize activations to `aiter.dtypes.fp8`.",
+        )
+    },
+    "backend_selection": {
+        "": _Advice(
+            "A CK kernel was reached in a CK-free build, or a selector ({targets}) chose CK there "
+            "(`use_triton_gemm()` False, or an MoE method's `use_triton` False, in CK-free mode).",
+            "ATOM main: set `ATOM_USE_TRITON_GEMM=1` (linear `use_triton_gemm()`, and `Mxfp4MoEMethod.use_triton` "
+            "on gfx950) or `ATOM_USE_TRITON_MOE=1` for the MoE layers; on ATOM's CK-free branch `ATOM_CK_FREE=1` "
+            "does both. Fix selectors that ignore the CK-free build.",
+        )
+    },
     "numerics": {
         "": _Advice(
             "Output of {targets} differs from its reference beyond tolerance (the message names the metric).",
             "Look for a layout, scale or dtype finding on the same layer first; if there is none, reproduce "
-            f"with `quantguard validate quant` and `{env.QUANTGUARD_LOG_VALUES}=1`."),
+            f"with `quantguard validate quant` and `{env.QUANTGUARD_LOG_VALUES}=1`.",
+        ),
         "norm_ratio": _Advice(
             "Norm ratio out of tolerance in {targets}: the output magnitude is wrong, typically a dropped "
             "scale (weights copied without their block scale, a missing `routed_scaling_factor`), a scale "
             "applied twice, or scales applied to the wrong rows/groups.",
             "Check how scales reach this kernel for the flagged layers (weight loading, routing factor, "
-            "e4m3fn vs e4m3fnuz halving) and fix the producer that drops or doubles it."),
+            "e4m3fn vs e4m3fnuz halving) and fix the producer that drops or doubles it.",
+        ),
         "direction": _Advice(
             "Cosine/SQNR out of tolerance in {targets} with the magnitude right: values are permuted, "
             "typically scales read in the wrong major order or a weight in the wrong shuffle layout.",
             "Compare the producer's scale layout with what the consumer reads (`scale_layout`, "
-            "`kwarg_ignored`, `weight_layout` findings on the same layer) and make them agree."),
+            "`kwarg_ignored`, `weight_layout` findings on the same layer) and make them agree.",
+        ),
     },
-    "nonfinite": {"": _Advice(
-        "NaN/Inf in the output of {targets}.",
-        "Check for e4m3fn byte 0x80 read as e4m3fnuz NaN (`fp8_variant`), zero or NaN scales "
-        f"(`scale_values`) and bf16 overflow; `{env.QUANTGUARD_SAMPLE_RATE}=1` finds the first layer where it "
-        "appears.")},
-    "noop_transform": {"": _Advice(
-        "Layout transform(s) {targets}: left the output unchanged or wrong (a CK-free Triton fallback that "
-        "returns without writing); consumers read whatever the buffer held.",
-        "Fix the fallback or pin a backend where the transform is implemented. Downstream `scale_values` or "
-        "`numerics` findings are consequences.")},
-    "jit_exit": {"": _Advice(
-        "The AITER JIT builder {targets} exited (`SystemExit`) while building a module, usually a CK module in a "
-        "CK-free install; quantguard converted it to a `RuntimeError`.",
-        "That module should not be built here: select Triton (ATOM main: `ATOM_USE_TRITON_GEMM=1`; CK-free branch: `ATOM_CK_FREE=1`) or install the CK sources "
-        "(`CK_3RDPARTY_DIR`).")},
-    "weight_magnitude": {"": _Advice(
-        "A weight checked at {targets} holds raw FP8 values in a BF16 parameter without their scale, or "
-        "implausible dequantized magnitudes.",
-        "Dequantize at load (multiply by the block scale) or keep the parameter FP8 with its scale; check "
-        "the loader's `copy_`.")},
-    "unloaded_parameter": {"": _Advice(
-        "A parameter seen by {targets} is all zeros: it was never loaded from the checkpoint.",
-        "Check the checkpoint key mapping and the weight loader for the parameter named in the message.")},
-    "blocked": {"": _Advice(
-        "quantguard stopped (or rerouted) {targets}, a kernel the platform's policy forbids (ASM on gfx950 "
-        "CK-free, CK in a CK-free build).",
-        "Make the caller select the allowed kernel: `use_triton_gemm()` true (ATOM main: "
-        "`ATOM_USE_TRITON_GEMM=1`; CK-free branch: `ATOM_CK_FREE=1`). Meanwhile "
-        f"`{env.QUANTGUARD_ON_BLOCK}=reroute` runs the equivalent kernel instead of raising.")},
-    "internal_error": {"": _Advice(
-        "A quantguard bug in the check named for {targets}; the user's call returned the original result, "
-        "but that check did not run.",
-        "Report it with the traceback below attached; meanwhile "
-        f"`{env.QUANTGUARD_DISABLED_TARGETS}=<target>` silences the target.")},
+    "nonfinite": {
+        "": _Advice(
+            "NaN/Inf in the output of {targets}.",
+            "Check for e4m3fn byte 0x80 read as e4m3fnuz NaN (`fp8_variant`), zero or NaN scales "
+            f"(`scale_values`) and bf16 overflow; `{env.QUANTGUARD_SAMPLE_RATE}=1` finds the first layer where it "
+            "appears.",
+        )
+    },
+    "noop_transform": {
+        "": _Advice(
+            "Layout transform(s) {targets}: left the output unchanged or wrong (a CK-free Triton fallback that "
+            "returns without writing); consumers read whatever the buffer held.",
+            "Fix the fallback or pin a backend where the transform is implemented. Downstream `scale_values` or "
+            "`numerics` findings are consequences.",
+        )
+    },
+    "jit_exit": {
+        "": _Advice(
+            "The AITER JIT builder {targets} exited (`SystemExit`) while building a module, usually a CK module in a "
+            "CK-free install; quantguard converted it to a `RuntimeError`.",
+            "That module should not be built here: select Triton (ATOM main: `ATOM_USE_TRITON_GEMM=1`; CK-free branch: `ATOM_CK_FREE=1`) or install the CK sources "
+            "(`CK_3RDPARTY_DIR`).",
+        )
+    },
+    "weight_magnitude": {
+        "": _Advice(
+            "A weight checked at {targets} holds raw FP8 values in a BF16 parameter without their scale, or "
+            "implausible dequantized magnitudes.",
+            "Dequantize at load (multiply by the block scale) or keep the parameter FP8 with its scale; check "
+            "the loader's `copy_`.",
+        )
+    },
+    "unloaded_parameter": {
+        "": _Advice(
+            "A parameter seen by {targets} is all zeros: it was never loaded from the checkpoint.",
+            "Check the checkpoint key mapping and the weight loader for the parameter named in the message.",
+        )
+    },
+    "blocked": {
+        "": _Advice(
+            "quantguard stopped (or rerouted) {targets}, a kernel the platform's policy forbids (ASM on gfx950 "
+            "CK-free, CK in a CK-free build).",
+            "Make the caller select the allowed kernel: `use_triton_gemm()` true (ATOM main: "
+            "`ATOM_USE_TRITON_GEMM=1`; CK-free branch: `ATOM_CK_FREE=1`). Meanwhile "
+            f"`{env.QUANTGUARD_ON_BLOCK}=reroute` runs the equivalent kernel instead of raising.",
+        )
+    },
+    "internal_error": {
+        "": _Advice(
+            "A quantguard bug in the check named for {targets}; the user's call returned the original result, "
+            "but that check did not run.",
+            "Report it with the traceback below attached; meanwhile "
+            f"`{env.QUANTGUARD_DISABLED_TARGETS}=<target>` silences the target.",
+        )
+    },
 }
 
 _FALLBACK = _Advice(
     "{targets} reported a check this version of the report has no advice for.",
-    "Read the first message and the check's row in docs/events.md.")
+    "Read the first message and the check's row in docs/events.md.",
+)
 
 #: Every kind with specific advice (the checks of docs/events.md, ``blocked`` and ``internal_error``).
 ADVISED_KINDS = tuple(_ADVICE)
@@ -194,8 +260,9 @@ def _names(names: Iterable[str]) -> str:
     return f"{shown} and {rest} more" if rest > 0 else shown
 
 
-def recommend(kind: str, targets: Iterable[str], producers: Iterable[str] = (),
-              hints: Mapping[str, Iterable[str]] | None = None) -> Recommendation:
+def recommend(
+    kind: str, targets: Iterable[str], producers: Iterable[str] = (), hints: Mapping[str, Iterable[str]] | None = None
+) -> Recommendation:
     """The advice for ``kind`` (a check, ``blocked`` or ``internal_error``) naming the functions seen.
 
     ``hints`` map each hint (from :func:`hints_of`) to the targets it was seen
@@ -223,7 +290,9 @@ def hints_of(check: str, event: Mapping[str, Any]) -> set[str]:
         return {"routing" if routing else "layout"}
     if check == "numerics":
         failed = details.get("failed")
-        failed_text = " ".join(item for item in failed if isinstance(item, str)) if isinstance(failed, list) else message
+        failed_text = (
+            " ".join(item for item in failed if isinstance(item, str)) if isinstance(failed, list) else message
+        )
         if "norm ratio" in failed_text:
             return {"norm_ratio"}
         if "cosine" in failed_text or "SQNR" in failed_text:

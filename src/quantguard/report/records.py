@@ -14,8 +14,18 @@ from quantguard.report.distribution import DEFAULT_TAIL_SIZE, CosineDistribution
 from quantguard.report.reader import FileStats
 
 __all__ = [
-    "TargetOutcome", "RunTotals", "Configuration", "FirstSeen", "CheckStats", "LayerStats",
-    "BackendStats", "BlockedKernel", "InternalError", "CoverageNote", "Report", "Rank",
+    "TargetOutcome",
+    "RunTotals",
+    "Configuration",
+    "FirstSeen",
+    "CheckStats",
+    "LayerStats",
+    "BackendStats",
+    "BlockedKernel",
+    "InternalError",
+    "CoverageNote",
+    "Report",
+    "Rank",
 ]
 
 Rank = int | None

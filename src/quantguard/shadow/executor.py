@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from quantguard.engine.reentrancy import suppressed
+from quantguard.reentrancy import suppressed
 
 if TYPE_CHECKING:  # pragma: no cover
     from quantguard.checks.base import DataCheck, Measurement
@@ -37,8 +37,8 @@ class Job:
     record: CallRecord
     items: list[tuple[DataCheck, Measurement]]
     judge: Callable[[CallRecord, list[tuple[DataCheck, Measurement]], list[dict[str, Any]]], None]
-    host: Any = None          # pinned host buffer (CUDA) or CPU tensor
-    event: Any = None         # completion event (CUDA)
+    host: Any = None  # pinned host buffer (CUDA) or CPU tensor
+    event: Any = None  # completion event (CUDA)
     layout: list[list[tuple[str, tuple[int, ...], int]]] | None = None
 
 
@@ -61,7 +61,7 @@ def _unpack(values: list[float], layout: list[list[tuple[str, tuple[int, ...], i
     for entries in layout:
         result: dict[str, Any] = {}
         for name, shape, count in entries:
-            chunk = values[offset:offset + count]
+            chunk = values[offset : offset + count]
             offset += count
             result[name] = chunk[0] if shape == () else chunk
         out.append(result)
@@ -69,8 +69,22 @@ def _unpack(values: list[float], layout: list[list[tuple[str, tuple[int, ...], i
 
 
 class Executor:
-    __slots__ = ("capacity", "dropped", "_queue", "_lock", "_thread", "_stream", "_stop",
-                 "_on_drop", "_pid", "_in_flight", "_wakeup", "_running", "_working", "_pinned")
+    __slots__ = (
+        "capacity",
+        "dropped",
+        "_queue",
+        "_lock",
+        "_thread",
+        "_stream",
+        "_stop",
+        "_on_drop",
+        "_pid",
+        "_in_flight",
+        "_wakeup",
+        "_running",
+        "_working",
+        "_pinned",
+    )
 
     def __init__(self, capacity: int, on_drop: Callable[[int], None]) -> None:
         self.capacity = capacity
@@ -86,7 +100,7 @@ class Executor:
         self._pid = os.getpid()
         self._running = threading.Event()  # cleared while a CUDA graph is captured
         self._running.set()
-        self._working = threading.Lock()   # held while the drainer judges one job
+        self._working = threading.Lock()  # held while the drainer judges one job
         self._pinned: dict[int, list[Any]] = {}
 
     # -- producer side -------------------------------------------------------------------
@@ -99,8 +113,13 @@ class Executor:
             self._stream = torch.cuda.Stream(device=device)
         return self._stream
 
-    def run(self, record: CallRecord, device: Any, measure: Callable[[], list[tuple[DataCheck, Measurement]]],
-            judge: Callable[..., None]) -> None:
+    def run(
+        self,
+        record: CallRecord,
+        device: Any,
+        measure: Callable[[], list[tuple[DataCheck, Measurement]]],
+        judge: Callable[..., None],
+    ) -> None:
         """Measure now (CPU) or on a side stream (CUDA) and judge when the values are on the host."""
         if not self.is_async(device):
             with suppressed():
@@ -159,8 +178,11 @@ class Executor:
     def pause(self, timeout: float = 5.0) -> None:
         """Hold the drainer between jobs (a global-mode graph capture forbids CUDA calls from other threads)."""
         self._running.clear()
-        if self._thread is not None and self._thread is not threading.current_thread() \
-                and self._working.acquire(timeout=timeout):
+        if (
+            self._thread is not None
+            and self._thread is not threading.current_thread()
+            and self._working.acquire(timeout=timeout)
+        ):
             self._working.release()
 
     def resume(self) -> None:

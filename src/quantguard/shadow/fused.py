@@ -46,8 +46,9 @@ def _selection_args(selection: Selection) -> tuple[int, int, int]:
     return strided.start or 0, strided.step or 1, count
 
 
-def fused_stats(view: GemmView, out: torch.Tensor, rows: Selection, columns: ColumnBlocks,
-                operands: GemmOperands | None = None) -> torch.Tensor | None:
+def fused_stats(
+    view: GemmView, out: torch.Tensor, rows: Selection, columns: ColumnBlocks, operands: GemmOperands | None = None
+) -> torch.Tensor | None:
     """Statistics of ``out`` against the precision-matched reference on the selection, on ``out``'s device.
 
     Returns the 18-value float64 vector (``comparison_tensors`` then ``slice_tensors``
@@ -79,22 +80,64 @@ def fused_stats(view: GemmView, out: torch.Tensor, rows: Selection, columns: Col
     r_start, r_step, r_count = _selection_args(rows)
     cb_start, cb_step, cb_count = _selection_args(columns.blocks)
     stats[(row_programs, col_programs)](
-        x.tensor, x.row_stride, x.element_stride, xs, xs_row, xs_group,
+        x.tensor,
+        x.row_stride,
+        x.element_stride,
+        xs,
+        xs_row,
+        xs_group,
         operands.x_scale.group if operands.x_scale else 1,
-        w.tensor, w.row_stride, w.element_stride, ws, ws_row, ws_group,
-        operands.w_scale.group if operands.w_scale else 1, operands.w_scale.row_div if operands.w_scale else 1,
-        operands.out, operands.out.stride(0), operands.out.stride(1),
-        bias.reshape(-1) if has_bias else out, float(view.alpha),
-        parts, row_parts, col_parts,
-        int(x.tensor.shape[0]), operands.k, rows_total, cols_total,
-        r_start, r_step, r_count, columns.size, cb_start, cb_step, cb_count, columns.blocks.total,
-        X_KIND=x.kind, W_KIND=w.kind,
+        w.tensor,
+        w.row_stride,
+        w.element_stride,
+        ws,
+        ws_row,
+        ws_group,
+        operands.w_scale.group if operands.w_scale else 1,
+        operands.w_scale.row_div if operands.w_scale else 1,
+        operands.out,
+        operands.out.stride(0),
+        operands.out.stride(1),
+        bias.reshape(-1) if has_bias else out,
+        float(view.alpha),
+        parts,
+        row_parts,
+        col_parts,
+        int(x.tensor.shape[0]),
+        operands.k,
+        rows_total,
+        cols_total,
+        r_start,
+        r_step,
+        r_count,
+        columns.size,
+        cb_start,
+        cb_step,
+        cb_count,
+        columns.blocks.total,
+        X_KIND=x.kind,
+        W_KIND=w.kind,
         XS_KIND=operands.x_scale.kind if operands.x_scale else 0,
         WS_KIND=operands.w_scale.kind if operands.w_scale else 0,
-        OUT_KIND=operands.out_kind, HAS_BIAS=has_bias,
-        BLOCK_R=block_r, BLOCK_C=_BLOCK_C, BLOCK_K=_BLOCK_K)
-    reduce[(1,)](parts, row_parts, col_parts, result, programs, row_programs, col_programs,
-                 rows_total, cols_total, BLOCK_P=32, BLOCK=128)
+        OUT_KIND=operands.out_kind,
+        HAS_BIAS=has_bias,
+        BLOCK_R=block_r,
+        BLOCK_C=_BLOCK_C,
+        BLOCK_K=_BLOCK_K,
+    )
+    reduce[(1,)](
+        parts,
+        row_parts,
+        col_parts,
+        result,
+        programs,
+        row_programs,
+        col_programs,
+        rows_total,
+        cols_total,
+        BLOCK_P=32,
+        BLOCK=128,
+    )
     return result
 
 

@@ -26,9 +26,17 @@ from quantguard.numerics.layouts import unshuffle_weight
 from quantguard.numerics.metrics import batched_statistics
 from quantguard.shadow.operands import GemmOperands, describe, raw_bits, scale_args
 
-__all__ = ["SnapshotLayout", "plan_snapshot", "launch_snapshot", "slot_values", "snapshots_values", "memory_span",
-           "SNAPSHOT_ROWS",
-           "SNAPSHOT_COLUMNS", "META_WORDS"]
+__all__ = [
+    "SnapshotLayout",
+    "plan_snapshot",
+    "launch_snapshot",
+    "slot_values",
+    "snapshots_values",
+    "memory_span",
+    "SNAPSHOT_ROWS",
+    "SNAPSHOT_COLUMNS",
+    "META_WORDS",
+]
 
 #: Rows of x and output columns per snapshot (a whole 16-row preshuffle block of W).
 SNAPSHOT_ROWS = 4
@@ -59,12 +67,24 @@ class SnapshotLayout:
     def parts(self) -> dict[str, tuple[int, int, torch.dtype, tuple[int, ...]]]:
         """Per part: byte offset, byte width, element dtype, shape (computed once per layout)."""
         o = self.operands
-        shapes = {"counter": (1,), "meta": (META_WORDS,), "x": (self.rows, o.x.width),
-                  "xs": (self.rows, o.x_scale.groups if o.x_scale else 0),
-                  "w": (self.columns, o.w.width), "ws": (self.columns, o.w_scale.groups if o.w_scale else 0),
-                  "out": (self.rows, self.columns)}
-        dtypes = {"counter": torch.int64, "meta": torch.int64, "x": self.x_bits, "xs": self.xs_bits or torch.uint8,
-                  "w": self.w_bits, "ws": self.ws_bits or torch.uint8, "out": raw_bits(o.out).dtype}
+        shapes = {
+            "counter": (1,),
+            "meta": (META_WORDS,),
+            "x": (self.rows, o.x.width),
+            "xs": (self.rows, o.x_scale.groups if o.x_scale else 0),
+            "w": (self.columns, o.w.width),
+            "ws": (self.columns, o.w_scale.groups if o.w_scale else 0),
+            "out": (self.rows, self.columns),
+        }
+        dtypes = {
+            "counter": torch.int64,
+            "meta": torch.int64,
+            "x": self.x_bits,
+            "xs": self.xs_bits or torch.uint8,
+            "w": self.w_bits,
+            "ws": self.ws_bits or torch.uint8,
+            "out": raw_bits(o.out).dtype,
+        }
         parts = {}
         for part, shape in shapes.items():
             count = 1
@@ -78,13 +98,13 @@ class SnapshotLayout:
         """One part of a slot (a uint8 tensor of ``size`` bytes) as the elements the kernel copies."""
         start, width, dtype, shape = self.parts[part]
         if slot.dim() == 2:  # a batch of slots, one per row
-            return slot[:, start:start + width].view(dtype).reshape(slot.shape[0], *shape)
-        return slot[start:start + width].view(dtype).view(shape)
+            return slot[:, start : start + width].view(dtype).reshape(slot.shape[0], *shape)
+        return slot[start : start + width].view(dtype).view(shape)
 
     def flat(self, slot: torch.Tensor, part: str) -> torch.Tensor:
         """One part of one slot as a flat tensor (all a kernel needs: its address and element type)."""
         start, width, dtype, _ = self.parts[part]
-        return slot[start:start + width].view(dtype)
+        return slot[start : start + width].view(dtype)
 
     @property
     def key(self) -> tuple[Any, ...]:
@@ -94,8 +114,21 @@ class SnapshotLayout:
         def scale(operand: Any) -> Any:
             return None if operand is None else (operand.tensor.dtype, operand.group, operand.groups, operand.kind)
 
-        return (self.rows, self.columns, self.size, tuple(self.offsets.items()), o.x.tensor.dtype, o.x.kind,
-                o.x.width, o.w.tensor.dtype, o.w.kind, o.w.width, scale(o.x_scale), scale(o.w_scale), o.out.dtype)
+        return (
+            self.rows,
+            self.columns,
+            self.size,
+            tuple(self.offsets.items()),
+            o.x.tensor.dtype,
+            o.x.kind,
+            o.x.width,
+            o.w.tensor.dtype,
+            o.w.kind,
+            o.w.width,
+            scale(o.x_scale),
+            scale(o.w_scale),
+            o.out.dtype,
+        )
 
 
 def plan_snapshot(view: GemmView, out: torch.Tensor) -> SnapshotLayout | str:
@@ -111,21 +144,30 @@ def plan_snapshot(view: GemmView, out: torch.Tensor) -> SnapshotLayout | str:
     if layout is not None and (columns != layout[0] or n % layout[0]):
         return f"preshuffle blocks of {layout[0]} rows do not fit a {columns}-column snapshot"
     rows = max(1, min(SNAPSHOT_ROWS, int(operands.x.tensor.shape[0])))
-    parts = {"counter": 8, "meta": 8 * META_WORDS,
-             "x": rows * operands.x.width * operands.x.tensor.element_size(),
-             "xs": rows * operands.x_scale.groups * operands.x_scale.tensor.element_size() if operands.x_scale else 0,
-             "w": columns * operands.w.width * operands.w.tensor.element_size(),
-             "ws": columns * operands.w_scale.groups * operands.w_scale.tensor.element_size()
-             if operands.w_scale else 0,
-             "out": rows * columns * operands.out.element_size()}
+    parts = {
+        "counter": 8,
+        "meta": 8 * META_WORDS,
+        "x": rows * operands.x.width * operands.x.tensor.element_size(),
+        "xs": rows * operands.x_scale.groups * operands.x_scale.tensor.element_size() if operands.x_scale else 0,
+        "w": columns * operands.w.width * operands.w.tensor.element_size(),
+        "ws": columns * operands.w_scale.groups * operands.w_scale.tensor.element_size() if operands.w_scale else 0,
+        "out": rows * columns * operands.out.element_size(),
+    }
     offsets, size = {}, 0
     for name, length in parts.items():
         offsets[name] = size
         size += _aligned(length)
-    return SnapshotLayout(rows, columns, operands, raw_bits(operands.x.tensor).dtype,
-                          raw_bits(operands.x_scale.tensor).dtype if operands.x_scale else None,
-                          raw_bits(operands.w.tensor).dtype,
-                          raw_bits(operands.w_scale.tensor).dtype if operands.w_scale else None, offsets, size)
+    return SnapshotLayout(
+        rows,
+        columns,
+        operands,
+        raw_bits(operands.x.tensor).dtype,
+        raw_bits(operands.x_scale.tensor).dtype if operands.x_scale else None,
+        raw_bits(operands.w.tensor).dtype,
+        raw_bits(operands.w_scale.tensor).dtype if operands.w_scale else None,
+        offsets,
+        size,
+    )
 
 
 @functools.lru_cache(maxsize=4096)
@@ -139,8 +181,9 @@ def _block_step(blocks: int) -> int:
     return step
 
 
-def launch_snapshot(layout: SnapshotLayout, slot: torch.Tensor, period: int, phase: int,
-                    counter: torch.Tensor | None = None) -> None:
+def launch_snapshot(
+    layout: SnapshotLayout, slot: torch.Tensor, period: int, phase: int, counter: torch.Tensor | None = None
+) -> None:
     """Enqueue the gated snapshot kernel on the current stream (recorded into the graph under capture).
 
     ``counter``: an int64 device counter to use instead of the slot's own
@@ -158,17 +201,46 @@ def launch_snapshot(layout: SnapshotLayout, slot: torch.Tensor, period: int, pha
     blocks = max(1, n // layout.columns)
     flat = layout.flat
     snapshot_kernel()[(1,)](
-        flat(slot, "counter") if counter is None else counter, flat(slot, "meta"), period, phase,
-        int(o.x.tensor.shape[0]), n, _block_step(blocks), blocks,
-        x_bits, o.x.row_stride, o.x.element_stride, o.x.width,
-        raw_bits(xs) if o.x_scale else x_bits, xs_row, xs_group, o.x_scale.groups if o.x_scale else 0,
-        w_bits, o.w.row_stride, o.w.element_stride, o.w.width,
-        raw_bits(ws) if o.w_scale else w_bits, ws_row, ws_group, o.w_scale.groups if o.w_scale else 0,
+        flat(slot, "counter") if counter is None else counter,
+        flat(slot, "meta"),
+        period,
+        phase,
+        int(o.x.tensor.shape[0]),
+        n,
+        _block_step(blocks),
+        blocks,
+        x_bits,
+        o.x.row_stride,
+        o.x.element_stride,
+        o.x.width,
+        raw_bits(xs) if o.x_scale else x_bits,
+        xs_row,
+        xs_group,
+        o.x_scale.groups if o.x_scale else 0,
+        w_bits,
+        o.w.row_stride,
+        o.w.element_stride,
+        o.w.width,
+        raw_bits(ws) if o.w_scale else w_bits,
+        ws_row,
+        ws_group,
+        o.w_scale.groups if o.w_scale else 0,
         o.w_scale.row_div if o.w_scale else 1,
-        raw_bits(o.out), o.out.stride(0), o.out.stride(1),
-        flat(slot, "x"), flat(slot, "xs"), flat(slot, "w"), flat(slot, "ws"), flat(slot, "out"),
-        R=layout.rows, C=layout.columns, HAS_XS=o.x_scale is not None, HAS_WS=o.w_scale is not None,
-        BLOCK=1024, BLOCK_C=max(16, 1 << (layout.columns - 1).bit_length()))
+        raw_bits(o.out),
+        o.out.stride(0),
+        o.out.stride(1),
+        flat(slot, "x"),
+        flat(slot, "xs"),
+        flat(slot, "w"),
+        flat(slot, "ws"),
+        flat(slot, "out"),
+        R=layout.rows,
+        C=layout.columns,
+        HAS_XS=o.x_scale is not None,
+        HAS_WS=o.w_scale is not None,
+        BLOCK=1024,
+        BLOCK_C=max(16, 1 << (layout.columns - 1).bit_length()),
+    )
 
 
 _FP8_TABLES: dict[Any, torch.Tensor] = {}
@@ -211,14 +283,16 @@ def _truth_groups(layout: SnapshotLayout, truth: torch.Tensor, columns: list[int
     return truth[index]
 
 
-def slot_values(layout: SnapshotLayout, view: GemmView, slot: torch.Tensor,
-                truth_w_scale: torch.Tensor | None = None) -> dict[str, Any]:
+def slot_values(
+    layout: SnapshotLayout, view: GemmView, slot: torch.Tensor, truth_w_scale: torch.Tensor | None = None
+) -> dict[str, Any]:
     """One slot's meta and statistics (see :func:`snapshots_values`)."""
     return snapshots_values(layout, view, slot.unsqueeze(0), [truth_w_scale])[0]
 
 
-def snapshots_values(layout: SnapshotLayout, view: GemmView, slots: torch.Tensor,
-                     truths: list[torch.Tensor | None]) -> list[dict[str, Any]]:
+def snapshots_values(
+    layout: SnapshotLayout, view: GemmView, slots: torch.Tensor, truths: list[torch.Tensor | None]
+) -> list[dict[str, Any]]:
     """From host copies of P filled slots of one layout (``(P, size)``): each one's meta and the statistics
     of its outputs against the precision-matched reference, computed for all P at once.
 
@@ -232,8 +306,12 @@ def snapshots_values(layout: SnapshotLayout, view: GemmView, slots: torch.Tensor
     batch = slots.shape[0]
     meta = layout.view(slots, "meta").tolist()
     x = _values(layout.view(slots, "x"), o.x.tensor.dtype, o.x.kind, view.fp8_read_as)
-    x = _scaled(x, layout.view(slots, "xs") if o.x_scale else None, o.x_scale.tensor.dtype if o.x_scale else None,
-                o.x_scale.group if o.x_scale else 1)
+    x = _scaled(
+        x,
+        layout.view(slots, "xs") if o.x_scale else None,
+        o.x_scale.tensor.dtype if o.x_scale else None,
+        o.x_scale.group if o.x_scale else 1,
+    )
     w_raw = layout.view(slots, "w")
     shuffle = view.shuffle_layout
     if shuffle is not None:
@@ -255,7 +333,15 @@ def snapshots_values(layout: SnapshotLayout, view: GemmView, slots: torch.Tensor
     compared = layout.view(slots, "out").view(out_dtype)
     statistics = batched_statistics(compared, reference).tolist()
     compared_groups = int(w_scale_raw[0].numel()) if w_scale_raw is not None else 0
-    return [{"sequence": meta[i][0], "hit": meta[i][1], "rows": meta[i][3:3 + layout.rows], "columns": columns[i],
-             "values": {"m_stats": statistics[i][:14], "m_slices": statistics[i][14:]},
-             "w_scale_groups_changed": changed[i], "w_scale_groups_compared": compared_groups}
-            for i in range(batch)]
+    return [
+        {
+            "sequence": meta[i][0],
+            "hit": meta[i][1],
+            "rows": meta[i][3 : 3 + layout.rows],
+            "columns": columns[i],
+            "values": {"m_stats": statistics[i][:14], "m_slices": statistics[i][14:]},
+            "w_scale_groups_changed": changed[i],
+            "w_scale_groups_compared": compared_groups,
+        }
+        for i in range(batch)
+    ]

@@ -91,8 +91,9 @@ def _scale_kind(tensor: torch.Tensor) -> tuple[torch.Tensor, int] | str:
     return f"{tensor.dtype} scales are not decoded by the kernels"
 
 
-def _ungrouped(scales: torch.Tensor, k: int, scheme: str, count: int,
-               name: str) -> tuple[torch.Tensor, int] | ScaleOperand | str:
+def _ungrouped(
+    scales: torch.Tensor, k: int, scheme: str, count: int, name: str
+) -> tuple[torch.Tensor, int] | ScaleOperand | str:
     """What every scale operand shares: its element code, and the one-scale and one-per-row cases.
 
     Returns the finished operand (or why not), or ``(tensor, kind)`` for a
@@ -124,8 +125,7 @@ def _x_scale(view: GemmView, k: int) -> ScaleOperand | None | str:
     return _grouped(common[0], layout, view.m, -(-k // group), group, 1)
 
 
-def _grouped(tensor: torch.Tensor, layout: str, rows: int, groups: int, group: int,
-             row_div: int) -> ScaleOperand | str:
+def _grouped(tensor: torch.Tensor, layout: str, rows: int, groups: int, group: int, row_div: int) -> ScaleOperand | str:
     if layout not in ("logical", "row_major", "transposed"):
         return f"scales read in the {layout} layout are not addressed by the kernels"
     if layout != "logical" and memory_order(tensor) is None:
@@ -133,8 +133,7 @@ def _grouped(tensor: torch.Tensor, layout: str, rows: int, groups: int, group: i
     strides = scale_address_strides(layout, tensor, rows, groups)
     if strides is None:
         return f"scales of shape {tuple(tensor.shape)} cannot be read in the {layout} layout"
-    return ScaleOperand(tensor, 2 if tensor.dtype == torch.uint8 else 1, strides[0], strides[1], group, groups,
-                        row_div)
+    return ScaleOperand(tensor, 2 if tensor.dtype == torch.uint8 else 1, strides[0], strides[1], group, groups, row_div)
 
 
 def _w_scale(view: GemmView, k: int, n: int) -> ScaleOperand | None | str:
@@ -147,8 +146,9 @@ def _w_scale(view: GemmView, k: int, n: int) -> ScaleOperand | None | str:
     if view.scheme == "block":
         if tensor.dim() != 2:
             return "block w_scale is not 2-D"
-        return ScaleOperand(tensor, kind, tensor.stride(0), tensor.stride(1), view.block_k, tensor.shape[1],
-                            view.block_n)
+        return ScaleOperand(
+            tensor, kind, tensor.stride(0), tensor.stride(1), view.block_k, tensor.shape[1], view.block_n
+        )
     if view.scheme == "mx":
         layout = "row_major" if view.w_scale_layout == "logical" else view.w_scale_layout
         return _grouped(tensor, layout, n, -(-k // view.mx_group), view.mx_group, 1)
@@ -188,7 +188,10 @@ def describe(view: GemmView, out: torch.Tensor, allow_preshuffled: bool = False)
         x_scale,  # type: ignore[arg-type]
         Operand(w_tensor, w_kind, w_tensor.stride(0), w_tensor.stride(1), w_tensor.shape[1]),
         w_scale,  # type: ignore[arg-type]
-        out, out_kind, k)
+        out,
+        out_kind,
+        k,
+    )
 
 
 def scale_args(scale: ScaleOperand | None, fallback: Any) -> tuple[Any, int, int]:

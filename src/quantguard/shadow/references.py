@@ -36,10 +36,25 @@ from quantguard.contracts.views import GemmView
 from quantguard.numerics.dequant import expand_groups, fp8_values, scale_values, unpack_fp4
 from quantguard.numerics.layouts import read_scales, unshuffle_weight
 
-__all__ = ["Selection", "ColumnBlocks", "select_rows", "select_columns", "x_scale_read_layout",
-           "scale_address_strides", "dequantize_x_rows", "dequantize_w_columns", "output_columns",
-           "matched_reference", "chain_reference", "SHADOW_COLUMNS", "M_TILE", "N_TILE", "MAX_ROWS",
-           "MAX_COLUMNS", "pick"]
+__all__ = [
+    "Selection",
+    "ColumnBlocks",
+    "select_rows",
+    "select_columns",
+    "x_scale_read_layout",
+    "scale_address_strides",
+    "dequantize_x_rows",
+    "dequantize_w_columns",
+    "output_columns",
+    "matched_reference",
+    "chain_reference",
+    "SHADOW_COLUMNS",
+    "M_TILE",
+    "N_TILE",
+    "MAX_ROWS",
+    "MAX_COLUMNS",
+    "pick",
+]
 
 #: Output columns compared per sampled call at least (unless N is smaller), unless ``shadow_full``.
 SHADOW_COLUMNS = 256
@@ -94,8 +109,7 @@ def pick(tensor: torch.Tensor, selected: Selection | slice, dim: int = 0) -> tor
     return tensor[(*index, selected)]
 
 
-def _cover(units: int, per_tile: int, minimum: int, budget: int, draw: float, turn: int,
-           full: bool) -> Selection:
+def _cover(units: int, per_tile: int, minimum: int, budget: int, draw: float, turn: int, full: bool) -> Selection:
     """At least one unit in every tile of ``per_tile`` units (or a rotating share of tiles), the last unit always."""
     if units <= 0:
         return Selection(slice(0, 0, 1), 0)
@@ -144,8 +158,9 @@ def select_columns(n: int, full: bool, draw: float, block_rows: int | None, turn
     size = block_rows if block_rows else (16 if n % 16 == 0 and n >= 16 else 1)
     count_blocks = n // size
     per_tile = max(1, N_TILE // size)
-    blocks = _cover(count_blocks, per_tile, max(1, SHADOW_COLUMNS // size), max(1, MAX_COLUMNS // size),
-                    draw, turn, full)
+    blocks = _cover(
+        count_blocks, per_tile, max(1, SHADOW_COLUMNS // size), max(1, MAX_COLUMNS // size), draw, turn, full
+    )
     return ColumnBlocks(size, blocks, n)
 
 
@@ -186,8 +201,9 @@ def _multipliers(scales: torch.Tensor, layout: str, rows: int, groups: int, sele
     return scale_values(reads[0] if len(reads) == 1 else torch.cat(reads))
 
 
-def dequantize_x_rows(view: GemmView, x_rows: torch.Tensor, x_scale: torch.Tensor | None,
-                      selected: Selection | slice) -> torch.Tensor | None:
+def dequantize_x_rows(
+    view: GemmView, x_rows: torch.Tensor, x_scale: torch.Tensor | None, selected: Selection | slice
+) -> torch.Tensor | None:
     """Dequantized selected rows of x (all of K), read the way the kernel reads them."""
     values = unpack_fp4(x_rows) if view.scheme == "mx" else fp8_values(x_rows, view.fp8_read_as)
     if x_scale is None:
@@ -274,8 +290,14 @@ def _bias_columns(bias: torch.Tensor | None, columns: ColumnBlocks) -> torch.Ten
     return _column_index_rows(flat, columns, 1)
 
 
-def matched_reference(view: GemmView, x_deq: torch.Tensor, w_deq: torch.Tensor, columns: ColumnBlocks,
-                      out_dtype: torch.dtype, precision: torch.dtype = torch.float32) -> torch.Tensor:
+def matched_reference(
+    view: GemmView,
+    x_deq: torch.Tensor,
+    w_deq: torch.Tensor,
+    columns: ColumnBlocks,
+    out_dtype: torch.dtype,
+    precision: torch.dtype = torch.float32,
+) -> torch.Tensor:
     """``x @ w^T`` in ``precision`` (+ bias, x alpha), cast like the kernel casts its output."""
     product = torch.matmul(x_deq.to(precision), w_deq.to(precision).transpose(-1, -2)) * view.alpha
     bias = _bias_columns(view.bias, columns)
@@ -284,8 +306,13 @@ def matched_reference(view: GemmView, x_deq: torch.Tensor, w_deq: torch.Tensor, 
     return product.to(out_dtype)
 
 
-def chain_reference(x_high: torch.Tensor, w_deq: torch.Tensor, view: GemmView, columns: ColumnBlocks,
-                    precision: torch.dtype = torch.float32) -> torch.Tensor:
+def chain_reference(
+    x_high: torch.Tensor,
+    w_deq: torch.Tensor,
+    view: GemmView,
+    columns: ColumnBlocks,
+    precision: torch.dtype = torch.float32,
+) -> torch.Tensor:
     """The unquantized product ``x @ dequant(W)^T`` for the same rows (the whole quant→GEMM chain)."""
     product = torch.matmul(x_high.to(precision), w_deq.to(precision).transpose(-1, -2)) * view.alpha
     bias = _bias_columns(view.bias, columns)

@@ -40,9 +40,9 @@ MATCHED_SQNR_DB = 25.0
 @dataclass(frozen=True)
 class Tolerance:
     cosine: float
-    norm_band: float      # |norm_ratio - 1| must stay within this
+    norm_band: float  # |norm_ratio - 1| must stay within this
     sqnr_db: float
-    source: str           # where the cosine threshold came from
+    source: str  # where the cosine threshold came from
 
     def failures(self, cosine: float, norm_ratio: float, sqnr_db: float, nonfinite: int = 0) -> list[str]:
         """Which of cosine, norm ratio, SQNR failed, each with its measured value (and NaN/Inf outputs)."""
@@ -77,8 +77,7 @@ def _override(overrides: Mapping[str, float], target: str, layer: str | None, fa
     return (best[1], f"thresholds[{best[2]!r}]") if best else None
 
 
-def tolerance_for(kind: str, family: str, target: str, layer: str | None,
-                  overrides: Mapping[str, float]) -> Tolerance:
+def tolerance_for(kind: str, family: str, target: str, layer: str | None, overrides: Mapping[str, float]) -> Tolerance:
     """The tolerance for one comparison (``kind`` is ``matched`` or ``chain``)."""
     if kind == "matched":
         cosine, band, sqnr, source = MATCHED_COSINE, MATCHED_NORM_BAND, MATCHED_SQNR_DB, "precision-matched default"

@@ -68,8 +68,9 @@ if _TRITON is not None:
             nibble = tl.where(HIGH, byte >> 4, byte & 0xF)
             code = nibble & 0x7
             exponent = (code >> 1) - 1
-            magnitude = tl.where(code < 2, code.to(tl.float32) * 0.5,
-                                 (1.0 + (code & 1).to(tl.float32) * 0.5) * _pow2(exponent))
+            magnitude = tl.where(
+                code < 2, code.to(tl.float32) * 0.5, (1.0 + (code & 1).to(tl.float32) * 0.5) * _pow2(exponent)
+            )
             return tl.where((nibble & 0x8) != 0, -magnitude, magnitude)
         else:
             byte = raw.to(tl.int32) & 0xFF
@@ -108,15 +109,52 @@ if _TRITON is not None:
             return value
 
     @triton.jit
-    def gemm_stats(x_ptr, sxm, sxk, xs_ptr, xs_sm, xs_sg, x_group,
-                   w_ptr, swn, swk, ws_ptr, ws_sn, ws_sg, w_group, w_row_div,
-                   out_ptr, som, son, bias_ptr, alpha,
-                   part_ptr, row_part_ptr, col_part_ptr,
-                   M, K, rows_total, cols_total,
-                   r_start, r_step, r_count, c_size, cb_start, cb_step, cb_count, n_blocks,
-                   X_KIND: tl.constexpr, W_KIND: tl.constexpr, XS_KIND: tl.constexpr, WS_KIND: tl.constexpr,
-                   OUT_KIND: tl.constexpr, HAS_BIAS: tl.constexpr,
-                   BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr):
+    def gemm_stats(
+        x_ptr,
+        sxm,
+        sxk,
+        xs_ptr,
+        xs_sm,
+        xs_sg,
+        x_group,
+        w_ptr,
+        swn,
+        swk,
+        ws_ptr,
+        ws_sn,
+        ws_sg,
+        w_group,
+        w_row_div,
+        out_ptr,
+        som,
+        son,
+        bias_ptr,
+        alpha,
+        part_ptr,
+        row_part_ptr,
+        col_part_ptr,
+        M,
+        K,
+        rows_total,
+        cols_total,
+        r_start,
+        r_step,
+        r_count,
+        c_size,
+        cb_start,
+        cb_step,
+        cb_count,
+        n_blocks,
+        X_KIND: tl.constexpr,
+        W_KIND: tl.constexpr,
+        XS_KIND: tl.constexpr,
+        WS_KIND: tl.constexpr,
+        OUT_KIND: tl.constexpr,
+        HAS_BIAS: tl.constexpr,
+        BLOCK_R: tl.constexpr,
+        BLOCK_C: tl.constexpr,
+        BLOCK_K: tl.constexpr,
+    ):
         """One (row block, column block) of the sampled output: reference, then partial statistics.
 
         Rows ``i``: ``r_start + i * r_step`` for ``i < r_count``, then ``M - 1``.
@@ -147,20 +185,28 @@ if _TRITON is not None:
             else:
                 w_k = k
             high = (k % 2) == 1
-            x_raw = tl.load(x_ptr + rows[:, None] * sxm + x_k[None, :] * sxk,
-                            mask=row_ok[:, None] & k_ok[None, :], other=0)
+            x_raw = tl.load(
+                x_ptr + rows[:, None] * sxm + x_k[None, :] * sxk, mask=row_ok[:, None] & k_ok[None, :], other=0
+            )
             x = _decode(x_raw, X_KIND, high[None, :])
             if XS_KIND != 0:
-                xs = tl.load(xs_ptr + rows[:, None] * xs_sm + (k // x_group)[None, :] * xs_sg,
-                             mask=row_ok[:, None] & k_ok[None, :], other=0)
+                xs = tl.load(
+                    xs_ptr + rows[:, None] * xs_sm + (k // x_group)[None, :] * xs_sg,
+                    mask=row_ok[:, None] & k_ok[None, :],
+                    other=0,
+                )
                 x = x * _scale(xs, XS_KIND)
             x = tl.where(row_ok[:, None] & k_ok[None, :], x, 0.0)
-            w_raw = tl.load(w_ptr + cols[:, None] * swn + w_k[None, :] * swk,
-                            mask=col_ok[:, None] & k_ok[None, :], other=0)
+            w_raw = tl.load(
+                w_ptr + cols[:, None] * swn + w_k[None, :] * swk, mask=col_ok[:, None] & k_ok[None, :], other=0
+            )
             w = _decode(w_raw, W_KIND, high[None, :])
             if WS_KIND != 0:
-                ws = tl.load(ws_ptr + (cols // w_row_div)[:, None] * ws_sn + (k // w_group)[None, :] * ws_sg,
-                             mask=col_ok[:, None] & k_ok[None, :], other=0)
+                ws = tl.load(
+                    ws_ptr + (cols // w_row_div)[:, None] * ws_sn + (k // w_group)[None, :] * ws_sg,
+                    mask=col_ok[:, None] & k_ok[None, :],
+                    other=0,
+                )
                 w = w * _scale(ws, WS_KIND)
             w = tl.where(col_ok[:, None] & k_ok[None, :], w, 0.0)
             acc += tl.dot(x, tl.trans(w), input_precision="ieee")
@@ -220,8 +266,19 @@ if _TRITON is not None:
         return best, best_at
 
     @triton.jit
-    def reduce_stats(part_ptr, row_part_ptr, col_part_ptr, result_ptr, programs, row_programs, col_programs,
-                     rows_total, cols_total, BLOCK_P: tl.constexpr, BLOCK: tl.constexpr):
+    def reduce_stats(
+        part_ptr,
+        row_part_ptr,
+        col_part_ptr,
+        result_ptr,
+        programs,
+        row_programs,
+        col_programs,
+        rows_total,
+        cols_total,
+        BLOCK_P: tl.constexpr,
+        BLOCK: tl.constexpr,
+    ):
         """Pool the partials into ``comparison_tensors`` (14 values) + ``slice_tensors`` (4 values) order."""
         sums = tl.zeros((16,), dtype=tl.float64)
         slot = tl.arange(0, 16)
@@ -266,13 +323,47 @@ if _TRITON is not None:
             tl.store(dst + idx, tl.load(src + idx.to(tl.int64) * stride, mask=ok), mask=ok)
 
     @triton.jit
-    def graph_snapshot(counter_ptr, meta_ptr, period, phase, M, N, block_step, n_blocks,
-                       x_ptr, sxm, sxk, x_width, xs_ptr, xs_sm, xs_sg, xs_width,
-                       w_ptr, swn, swk, w_width, ws_ptr, ws_sn, ws_sg, ws_width, w_row_div,
-                       out_ptr, som, son,
-                       x_snap, xs_snap, w_snap, ws_snap, out_snap,
-                       R: tl.constexpr, C: tl.constexpr, HAS_XS: tl.constexpr, HAS_WS: tl.constexpr,
-                       BLOCK: tl.constexpr, BLOCK_C: tl.constexpr):
+    def graph_snapshot(
+        counter_ptr,
+        meta_ptr,
+        period,
+        phase,
+        M,
+        N,
+        block_step,
+        n_blocks,
+        x_ptr,
+        sxm,
+        sxk,
+        x_width,
+        xs_ptr,
+        xs_sm,
+        xs_sg,
+        xs_width,
+        w_ptr,
+        swn,
+        swk,
+        w_width,
+        ws_ptr,
+        ws_sn,
+        ws_sg,
+        ws_width,
+        w_row_div,
+        out_ptr,
+        som,
+        son,
+        x_snap,
+        xs_snap,
+        w_snap,
+        ws_snap,
+        out_snap,
+        R: tl.constexpr,
+        C: tl.constexpr,
+        HAS_XS: tl.constexpr,
+        HAS_WS: tl.constexpr,
+        BLOCK: tl.constexpr,
+        BLOCK_C: tl.constexpr,
+    ):
         """Count this replay; on one replay in ``period`` copy R rows, C output columns and their scales.
 
         The rows move through all of M and the C-column block through all of N
@@ -300,8 +391,9 @@ if _TRITON is not None:
                 n = n0 + c
                 _copy_row(w_ptr + n.to(tl.int64) * swn, swk, w_width, w_snap + c * w_width, BLOCK)
                 if HAS_WS:
-                    _copy_row(ws_ptr + (n // w_row_div).to(tl.int64) * ws_sn, ws_sg, ws_width,
-                              ws_snap + c * ws_width, BLOCK)
+                    _copy_row(
+                        ws_ptr + (n // w_row_div).to(tl.int64) * ws_sn, ws_sg, ws_width, ws_snap + c * ws_width, BLOCK
+                    )
             tl.store(meta_ptr + 1, hit)
             tl.store(meta_ptr + 2, n0)
             tl.store(meta_ptr + 0, count + 1)

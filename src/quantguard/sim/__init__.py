@@ -113,9 +113,7 @@ def install(
     if not ck_free:
         for headers in ("include", os.path.join("library", "include")):
             os.makedirs(os.path.join(ck_dir, headers))
-    settings = SimSettings(
-        arch, ck_free, fault_set, torch.device(device), atom, ck_dir, release_build
-    )
+    settings = SimSettings(arch, ck_free, fault_set, torch.device(device), atom, ck_dir, release_build)
     finder = _finder.SimFinder(packages)
     _state.activate(settings)
     sys.meta_path.insert(_path_finder_index(), finder)
@@ -138,8 +136,10 @@ def default_release_build() -> bool:
     """``QUANTGUARD_SIM_BUILD``: ``head`` (default) or ``release``; anything else is an error."""
     value = os.environ.get(BUILD_VARIABLE, "head").strip().lower() or "head"
     if value not in ("head", "release"):
-        raise ValueError(f"{BUILD_VARIABLE}={value!r}: accepted values are 'head' (AITER HEAD e4048607, "
-                         "the default) and 'release' (kernels that work as documented)")
+        raise ValueError(
+            f"{BUILD_VARIABLE}={value!r}: accepted values are 'head' (AITER HEAD e4048607, "
+            "the default) and 'release' (kernels that work as documented)"
+        )
     return value == "release"
 
 

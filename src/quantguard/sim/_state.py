@@ -55,9 +55,7 @@ def current() -> SimSettings | None:
 def settings() -> SimSettings:
     """The active settings; the simulated modules cannot run without them."""
     if _active is None:
-        raise RuntimeError(
-            "the AITER simulator is not installed; call quantguard.sim.install() first"
-        )
+        raise RuntimeError("the AITER simulator is not installed; call quantguard.sim.install() first")
     return _active
 
 

@@ -97,8 +97,7 @@ FAULTS: Mapping[str, Fault] = {
         ),
         _fault(
             "partial_transpose_noop",
-            "CK-free AITER branch: the Triton fallback of partial_transpose returns "
-            "without writing its output",
+            "CK-free AITER branch: the Triton fallback of partial_transpose returns without writing its output",
             "the transposed activation scales inside MoE stay whatever the buffer held",
             ("triton",),
             ck_free=True,
@@ -130,8 +129,7 @@ FAULTS: Mapping[str, Fault] = {
         ),
         _fault(
             "e8m0_copy_zero_fill",
-            "copy_ of float8_e8m0fnu scales into a uint8 parameter converts them "
-            "numerically instead of copying bytes",
+            "copy_ of float8_e8m0fnu scales into a uint8 parameter converts them numerically instead of copying bytes",
             "scales below 1 become byte 0 (2^-127): the MXFP4 layer outputs zeros",
             ("atom",),
             atom=True,
@@ -145,8 +143,7 @@ FAULTS: Mapping[str, Fault] = {
         ),
         _fault(
             "e8m0_ceil_rounding",
-            "DeepSeek-V4: an e8m0 producer used ceil(log2) while its declared mode was "
-            "round-to-even",
+            "DeepSeek-V4: an e8m0 producer used ceil(log2) while its declared mode was round-to-even",
             "block scales one power of two larger than declared on ~half of the blocks",
             ("triton", "hip"),
             ("triton",),
@@ -167,8 +164,7 @@ FAULTS: Mapping[str, Fault] = {
         ),
         _fault(
             "atom_ignores_ck_free",
-            "ATOM's MoE path kept use_triton_gemm() False in CK-free mode and still called "
-            "AITER's CK fused_moe",
+            "ATOM's MoE path kept use_triton_gemm() False in CK-free mode and still called AITER's CK fused_moe",
             "the first MoE forward triggers a JIT build of a CK module, which fails",
             ("atom",),
             ck_free=True,
@@ -213,9 +209,7 @@ def _lookup(name: str) -> Fault:
     try:
         return FAULTS[name]
     except KeyError:
-        raise ValueError(
-            f"unknown fault {name!r}; accepted faults: {', '.join(sorted(FAULTS))}"
-        ) from None
+        raise ValueError(f"unknown fault {name!r}; accepted faults: {', '.join(sorted(FAULTS))}") from None
 
 
 def _scoped(fault: Fault, backends: str | Iterable[str] | None) -> frozenset[str]:
@@ -225,8 +219,7 @@ def _scoped(fault: Fault, backends: str | Iterable[str] | None) -> frozenset[str
     for backend in chosen:
         if backend not in BACKENDS:
             raise ValueError(
-                f"unknown backend {backend!r} for fault {fault.name!r}; "
-                f"accepted backends: {', '.join(BACKENDS)}"
+                f"unknown backend {backend!r} for fault {fault.name!r}; accepted backends: {', '.join(BACKENDS)}"
             )
         if backend not in fault.backends:
             raise ValueError(
@@ -253,9 +246,7 @@ def parse(spec: FaultSpec | FaultSet) -> FaultSet:
     if isinstance(spec, Mapping):
         items = [(name, backends) for name, backends in spec.items()]
     else:
-        items = [
-            (entry.partition("@")[0], entry.partition("@")[2] or None) for entry in spec
-        ]
+        items = [(entry.partition("@")[0], entry.partition("@")[2] or None) for entry in spec]
     for name, backends in items:
         fault = _lookup(name)
         merged.setdefault(name, set()).update(_scoped(fault, backends))

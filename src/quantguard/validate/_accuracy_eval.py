@@ -199,8 +199,10 @@ def _verdict(result: ConfigResult) -> list[str]:
     if not result.overall_cosine >= result.threshold:
         failures.append(f"overall cosine {result.overall_cosine:.5f} < {result.threshold}")
     if result.garbled:
-        failures.append(f"{len(result.garbled)} of {len(result.token_matches)} generations garbled "
-                        f"(token match < {GARBLED_BELOW:.0%})")
+        failures.append(
+            f"{len(result.garbled)} of {len(result.token_matches)} generations garbled "
+            f"(token match < {GARBLED_BELOW:.0%})"
+        )
     return failures
 
 
@@ -235,8 +237,15 @@ def evaluate(
         return result
     for name, stats in comparison.stats.items():
         metrics = stats.metrics()
-        result.layers.append(LayerResult(name, metrics.cosine, metrics.norm_ratio, metrics.nonfinite,
-                                         _layer_problems(metrics, threshold, norm_tolerance)))
+        result.layers.append(
+            LayerResult(
+                name,
+                metrics.cosine,
+                metrics.norm_ratio,
+                metrics.nonfinite,
+                _layer_problems(metrics, threshold, norm_tolerance),
+            )
+        )
     result.overall_cosine = LayerStats.pooled(comparison.stats.values()).metrics().cosine
     result.kl, result.top1 = logits.kl, logits.top1
     result.token_matches = [token_match(got, want) for got, want in zip(result.generations, reference.generations)]

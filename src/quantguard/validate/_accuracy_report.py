@@ -103,8 +103,18 @@ def _summary_rows(results: Sequence[ConfigResult]) -> list[list[str]]:
     ]
 
 
-_SUMMARY_HEADER = ("configuration", "overall cosine", "worst layer", "threshold", "KL(ref‖quant)", "top-1",
-                   "token match", "BLEU", "garbled", "verdict")
+_SUMMARY_HEADER = (
+    "configuration",
+    "overall cosine",
+    "worst layer",
+    "threshold",
+    "KL(ref‖quant)",
+    "top-1",
+    "token match",
+    "BLEU",
+    "garbled",
+    "verdict",
+)
 
 
 def _overall(results: Sequence[ConfigResult]) -> str:
@@ -117,9 +127,13 @@ def _overall(results: Sequence[ConfigResult]) -> str:
 
 
 def _heatmap(results: Sequence[ConfigResult], layers: Sequence[str], files: str) -> list[str]:
-    lines = ["## Per-layer cosine", "",
-             f"Cosine of each transformer layer's output to the reference's, over every position ({files}); "
-             "flagged cells are bold and marked ✗, norm ratio in brackets.", ""]
+    lines = [
+        "## Per-layer cosine",
+        "",
+        f"Cosine of each transformer layer's output to the reference's, over every position ({files}); "
+        "flagged cells are bold and marked ✗, norm ratio in brackets.",
+        "",
+    ]
     cells = {(result.name, layer.name): layer for result in results for layer in result.layers}
     rows = []
     for name in layers:
@@ -148,9 +162,13 @@ def _flagged(results: Sequence[ConfigResult]) -> list[str]:
 
 
 def _generation(results: Sequence[ConfigResult], reference: Reference) -> list[str]:
-    lines = ["## Generation", "",
-             f"Greedy decoding of every prompt, compared position by position with the reference's tokens; "
-             f"first prompt, first {_SAMPLE_TOKENS} tokens shown.", ""]
+    lines = [
+        "## Generation",
+        "",
+        f"Greedy decoding of every prompt, compared position by position with the reference's tokens; "
+        f"first prompt, first {_SAMPLE_TOKENS} tokens shown.",
+        "",
+    ]
     sample = list(reference.generations[0][:_SAMPLE_TOKENS]) if reference.generations else []
     lines.append(f"- reference: `{sample}`")
     for result in results:
@@ -158,8 +176,10 @@ def _generation(results: Sequence[ConfigResult], reference: Reference) -> list[s
             continue
         matches = result.token_matches
         garbled = ", ".join(str(index) for index in result.garbled) or "none"
-        lines.append(f"- {result.name}: `{result.generations[0][:_SAMPLE_TOKENS]}`; token match "
-                     f"min {_percent(min(matches))}, mean {_percent(result.token_match)}; garbled prompts: {garbled}")
+        lines.append(
+            f"- {result.name}: `{result.generations[0][:_SAMPLE_TOKENS]}`; token match "
+            f"min {_percent(min(matches))}, mean {_percent(result.token_match)}; garbled prompts: {garbled}"
+        )
     return lines
 
 
@@ -167,10 +187,13 @@ def _configurations(results: Sequence[ConfigResult]) -> list[str]:
     lines = ["## Configurations", ""]
     for result in results:
         preshuffle = {None: "default", True: "on", False: "off"}[result.config.preshuffle]
-        lines += [f"### {result.name}: {_verdict(result)}", "",
-                  f"- backend: {result.config.backend} (preshuffle requested: {preshuffle})",
-                  f"- kernels: {result.kernels or 'n/a'}",
-                  f"- quantized: {_names(result.quantized)}"]
+        lines += [
+            f"### {result.name}: {_verdict(result)}",
+            "",
+            f"- backend: {result.config.backend} (preshuffle requested: {preshuffle})",
+            f"- kernels: {result.kernels or 'n/a'}",
+            f"- quantized: {_names(result.quantized)}",
+        ]
         if result.kept:
             kept = "; ".join(f"`{name}`: {why}" for name, why in result.kept.items())
             lines.append(f"- kept in reference precision: {kept}")
@@ -191,8 +214,13 @@ def report_paths(markdown_path: Path) -> tuple[Path, Path]:
     return stem.with_name(stem.name + ".layers.csv"), stem.with_name(stem.name + ".json")
 
 
-def markdown(header: RunHeader, reference: Reference, results: Sequence[ConfigResult], layers: Sequence[str],
-             data_files: str = "CSV/JSON with -o") -> str:
+def markdown(
+    header: RunHeader,
+    reference: Reference,
+    results: Sequence[ConfigResult],
+    layers: Sequence[str],
+    data_files: str = "CSV/JSON with -o",
+) -> str:
     """The full report."""
     lines = [f"# quantguard validate accuracy: {header.model_name}", ""]
     lines += _settings(header, reference) + ["", _overall(results), "", "## Summary", ""]
@@ -221,12 +249,20 @@ def to_json(header: RunHeader, reference: Reference, results: Sequence[ConfigRes
     by_name = {result.name: {layer.name: layer for layer in result.layers} for result in results}
 
     def matrix(attribute: str) -> list[list[float | None]]:
-        return [[_finite(getattr(by_name[result.name][name], attribute)) if name in by_name[result.name] else None
-                 for result in results] for name in layers]
+        return [
+            [
+                _finite(getattr(by_name[result.name][name], attribute)) if name in by_name[result.name] else None
+                for result in results
+            ]
+            for name in layers
+        ]
 
     return {
-        "run": {**asdict(header), "calibration_sequences": reference.sequences,
-                "calibration_positions": reference.positions},
+        "run": {
+            **asdict(header),
+            "calibration_sequences": reference.sequences,
+            "calibration_positions": reference.positions,
+        },
         "verdict": "pass" if results and all(result.passed for result in results) else "fail",
         "configurations": [
             {
@@ -248,30 +284,54 @@ def to_json(header: RunHeader, reference: Reference, results: Sequence[ConfigRes
                 "bleu": None if result.bleu is None else asdict(result.bleu),
                 "quantized_layers": list(result.quantized),
                 "kept_layers": dict(result.kept),
-                "layers": [{"name": layer.name, "cosine": _finite(layer.cosine),
-                            "norm_ratio": _finite(layer.norm_ratio), "nonfinite": layer.nonfinite,
-                            "flagged": layer.flagged, "problems": list(layer.problems)} for layer in result.layers],
+                "layers": [
+                    {
+                        "name": layer.name,
+                        "cosine": _finite(layer.cosine),
+                        "norm_ratio": _finite(layer.norm_ratio),
+                        "nonfinite": layer.nonfinite,
+                        "flagged": layer.flagged,
+                        "problems": list(layer.problems),
+                    }
+                    for layer in result.layers
+                ],
             }
             for result in results
         ],
-        "heatmap": {"layers": list(layers), "configurations": [result.name for result in results],
-                    "cosine": matrix("cosine"), "norm_ratio": matrix("norm_ratio")},
+        "heatmap": {
+            "layers": list(layers),
+            "configurations": [result.name for result in results],
+            "cosine": matrix("cosine"),
+            "norm_ratio": matrix("norm_ratio"),
+        },
     }
 
 
-def write_reports(path: Path, header: RunHeader, reference: Reference, results: Sequence[ConfigResult],
-                  layers: Sequence[str]) -> tuple[Path, Path, Path]:
+def write_reports(
+    path: Path, header: RunHeader, reference: Reference, results: Sequence[ConfigResult], layers: Sequence[str]
+) -> tuple[Path, Path, Path]:
     """Write the markdown report and its CSV/JSON heatmap data; returns the three paths."""
     csv_path, json_path = report_paths(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(markdown(header, reference, results, layers, f"{csv_path.name}, {json_path.name}"))
     with csv_path.open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["configuration", "layer", "cosine", "norm_ratio", "nonfinite", "threshold", "flagged",
-                         "problems"])
+        writer.writerow(
+            ["configuration", "layer", "cosine", "norm_ratio", "nonfinite", "threshold", "flagged", "problems"]
+        )
         for result in results:
             for layer in result.layers:
-                writer.writerow([result.name, layer.name, repr(layer.cosine), repr(layer.norm_ratio),
-                                 layer.nonfinite, result.threshold, int(layer.flagged), "; ".join(layer.problems)])
+                writer.writerow(
+                    [
+                        result.name,
+                        layer.name,
+                        repr(layer.cosine),
+                        repr(layer.norm_ratio),
+                        layer.nonfinite,
+                        result.threshold,
+                        int(layer.flagged),
+                        "; ".join(layer.problems),
+                    ]
+                )
     json_path.write_text(json.dumps(to_json(header, reference, results, layers), indent=2) + "\n")
     return path, csv_path, json_path

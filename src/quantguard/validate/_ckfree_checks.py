@@ -36,16 +36,24 @@ from quantguard.hardware import detect_platform
 from quantguard.numerics.layouts import describe_layout, read_scales
 
 __all__ = [
-    "ERROR", "FAIL", "PASS", "SKIP", "Item", "decide", "partial_transpose_item", "platform_item",
-    "selector_items", "shuffle_scale_item",
+    "ERROR",
+    "FAIL",
+    "PASS",
+    "SKIP",
+    "Item",
+    "decide",
+    "partial_transpose_item",
+    "platform_item",
+    "selector_items",
+    "shuffle_scale_item",
 ]
 
 PASS, FAIL, SKIP, ERROR = "PASS", "FAIL", "SKIP", "ERROR"
 
 _GROUP = 128
-_PROBE_ROWS = 48       # several rows and groups, so row-major and column-major bytes differ
+_PROBE_ROWS = 48  # several rows and groups, so row-major and column-major bytes differ
 _PROBE_GROUPS = 4
-_SCALE_RTOL = 1e-5     # fp32 amax / max: exact up to the division's rounding
+_SCALE_RTOL = 1e-5  # fp32 amax / max: exact up to the division's rounding
 _TRANSPOSE_ROWS, _TRANSPOSE_COLS, _TRANSPOSE_VALID = 64, 4, 37
 _SENTINEL = -1.0
 
@@ -66,11 +74,11 @@ def decide(key: str, title: str, judge: Callable[[], Item]) -> Item:
     try:
         return judge()
     except (Exception, SystemExit) as exc:  # SystemExit: an AITER JIT build may exit
-        return Item(key, title, ERROR, f"{type(exc).__name__}: {exc}",
-                    {"traceback": traceback.format_exc(limit=6)})
+        return Item(key, title, ERROR, f"{type(exc).__name__}: {exc}", {"traceback": traceback.format_exc(limit=6)})
 
 
 # -- 1. CK-free build ------------------------------------------------------------------------
+
 
 def platform_item() -> Item:
     """AITER built without CK (``CK_3RDPARTY_DIR`` missing) and ATOM told so (``ATOM_CK_FREE=1``)."""
@@ -93,12 +101,20 @@ def _platform_item(key: str, title: str) -> Item:
     if branch and (atom_setting or "").strip() != "1":
         problems.append(f"ATOM_CK_FREE={atom_setting!r}, not '1': ATOM does not force Triton")
     same = platform.ck_free_source.startswith("aiter.jit.core.CK_3RDPARTY_DIR")
-    seen = (f"quantguard detects {platform.arch or 'no arch'} (from {platform.arch_source}), CK-free "
-            f"{'yes' if platform.ck_free else 'no'} (from {'that directory' if same else platform.ck_free_source})")
+    seen = (
+        f"quantguard detects {platform.arch or 'no arch'} (from {platform.arch_source}), CK-free "
+        f"{'yes' if platform.ck_free else 'no'} (from {'that directory' if same else platform.ck_free_source})"
+    )
     if problems:
         return Item(key, title, FAIL, "; ".join(problems) + f"; {seen}", details)
-    told = "ATOM_CK_FREE=1" if branch else ("ATOM main has no ATOM_CK_FREE: the selectors below (ATOM_USE_TRITON_GEMM, "
-                                            "per-layer MoE use_triton) must pick Triton")
+    told = (
+        "ATOM_CK_FREE=1"
+        if branch
+        else (
+            "ATOM main has no ATOM_CK_FREE: the selectors below (ATOM_USE_TRITON_GEMM, "
+            "per-layer MoE use_triton) must pick Triton"
+        )
+    )
     return Item(key, title, PASS, f"CK_3RDPARTY_DIR={directory} is missing; {told}; {seen}", details)
 
 
@@ -111,14 +127,20 @@ def _atom_has_ck_free_switch() -> bool:
 
 # -- 3. ATOM selects Triton --------------------------------------------------------------------
 
+
 def selector_items() -> list[Item]:
     """One item per ATOM path: each of its ``use_triton*`` selectors must return True."""
     items = []
     for module_name in ATOM_PATHS:
         path = module_name.rsplit(".", 1)[-1]
         key, title = f"triton_selected.{path}", f"use_triton_gemm() True in {path}"
-        items.append(decide(key, title, lambda key=key, title=title, module_name=module_name:
-                            _selector_item(key, title, module_name)))
+        items.append(
+            decide(
+                key,
+                title,
+                lambda key=key, title=title, module_name=module_name: _selector_item(key, title, module_name),
+            )
+        )
     return items
 
 
@@ -134,12 +156,18 @@ def _selector_item(key: str, title: str, module_name: str) -> Item:
     if not selectors:
         return Item(key, title, FAIL, f"no use_triton* selector in {module_name}: cannot tell which GEMMs it picks")
     returned = {name: selector() for name, selector in selectors}
-    shown = ", ".join(f"{name[len(prefix):]}()={value!r}" for name, value in returned.items())
+    shown = ", ".join(f"{name[len(prefix) :]}()={value!r}" for name, value in returned.items())
     details = {"selectors": {name: bool(value) for name, value in returned.items()}}
     wrong = [name for name, value in returned.items() if not value]
     if wrong:
-        return Item(key, title, FAIL, f"{', '.join(f'{name}()' for name in wrong)} returned False in CK-free mode: "
-                                      f"this path calls CK kernels, whose JIT build fails ({shown})", details)
+        return Item(
+            key,
+            title,
+            FAIL,
+            f"{', '.join(f'{name}()' for name in wrong)} returned False in CK-free mode: "
+            f"this path calls CK kernels, whose JIT build fails ({shown})",
+            details,
+        )
     return Item(key, title, PASS, shown, details)
 
 
@@ -147,17 +175,29 @@ def _moe_layers_item(key: str, title: str) -> Item:
     """ATOM main: each MoE layer's quant method chooses (``Mxfp4MoEMethod.use_triton``), no module selector."""
     layers = moe_selections()
     if not layers:
-        return Item(key, title, SKIP, "ATOM main chooses per MoE layer (quant_method.use_triton) and no MoE layer is "
-                                      "registered yet: build the model, or run a guarded server with --events")
+        return Item(
+            key,
+            title,
+            SKIP,
+            "ATOM main chooses per MoE layer (quant_method.use_triton) and no MoE layer is "
+            "registered yet: build the model, or run a guarded server with --events",
+        )
     wrong = [f"{layer} ({method})" for layer, method, use_triton in layers if not use_triton]
     details = {"layers": {layer: use_triton for layer, _, use_triton in layers}}
     if wrong:
-        return Item(key, title, FAIL, f"use_triton False on {len(wrong)} of {len(layers)} MoE layer(s): "
-                                      f"{', '.join(wrong[:4])}; they call CK kernels", details)
+        return Item(
+            key,
+            title,
+            FAIL,
+            f"use_triton False on {len(wrong)} of {len(layers)} MoE layer(s): "
+            f"{', '.join(wrong[:4])}; they call CK kernels",
+            details,
+        )
     return Item(key, title, PASS, f"use_triton True on all {len(layers)} MoE layer(s)", details)
 
 
 # -- 4a. Triton fallbacks honor shuffle_scale ----------------------------------------------------
+
 
 def _probe_input(device: torch.device) -> torch.Tensor:
     """(rows, groups * 128) bf16 whose groups all have different amax, so every layout permutation shows."""
@@ -171,8 +211,11 @@ def _written_layout(scales: torch.Tensor, expected: torch.Tensor, requested: str
     """The layout whose reading of ``scales``' bytes equals the recomputed scales (requested one first)."""
     for layout in dict.fromkeys((requested, "transposed", "row_major")):
         read = read_scales(scales.detach(), layout, _PROBE_ROWS, _PROBE_GROUPS)
-        if read is not None and read.shape == expected.shape and torch.allclose(
-                read.float().cpu(), expected, rtol=_SCALE_RTOL, atol=0.0):
+        if (
+            read is not None
+            and read.shape == expected.shape
+            and torch.allclose(read.float().cpu(), expected, rtol=_SCALE_RTOL, atol=0.0)
+        ):
             return layout
     return None
 
@@ -187,22 +230,36 @@ def _probe_calls(quant: Any, fp8: torch.dtype, x: torch.Tensor) -> list[tuple[st
             scales = torch.empty(rows, width // _GROUP, dtype=torch.float32, device=x.device)
             function(out, x.view(-1, _GROUP), scales, shuffle_scale=shuffle)
             return scales
+
         return call
 
     def per_group() -> torch.Tensor:
         return quant.per_group_quant_hip(x, quant_dtype=fp8, group_size=_GROUP, transpose_scale=True)[1]
 
-    probes = [("dynamic_per_token_scaled_quant", "shuffle_scale=True", "transposed",
-               per_token(quant.dynamic_per_token_scaled_quant, True))]
+    probes = [
+        (
+            "dynamic_per_token_scaled_quant",
+            "shuffle_scale=True",
+            "transposed",
+            per_token(quant.dynamic_per_token_scaled_quant, True),
+        )
+    ]
     fallback = getattr(quant, "_fallback_dynamic_per_token_scaled_quant", None)
     if fallback is not None:
-        probes.append(("_fallback_dynamic_per_token_scaled_quant", "shuffle_scale=True", "transposed",
-                       per_token(fallback, True)))
+        probes.append(
+            ("_fallback_dynamic_per_token_scaled_quant", "shuffle_scale=True", "transposed", per_token(fallback, True))
+        )
     probes.append(("per_group_quant_hip", "transpose_scale=True", "transposed", per_group))
     # the control: without the request the same bytes must be row-major (a fallback that always
     # transposes is as wrong as one that never does)
-    probes.append(("dynamic_per_token_scaled_quant", "shuffle_scale=False", "row_major",
-                   per_token(quant.dynamic_per_token_scaled_quant, False)))
+    probes.append(
+        (
+            "dynamic_per_token_scaled_quant",
+            "shuffle_scale=False",
+            "row_major",
+            per_token(quant.dynamic_per_token_scaled_quant, False),
+        )
+    )
     return probes
 
 
@@ -220,22 +277,41 @@ def shuffle_scale_item(device: torch.device) -> Item:
             written = _written_layout(call(), expected, requested)
             where = describe_layout(written) if written else "scales that match no layout (values wrong)"
             ok = written == requested
-            probes.append({"entry_point": f"aiter.ops.quant.{name}", "request": request,
-                           "expected": describe_layout(requested), "written": where, "ok": ok})
+            probes.append(
+                {
+                    "entry_point": f"aiter.ops.quant.{name}",
+                    "request": request,
+                    "expected": describe_layout(requested),
+                    "written": where,
+                    "ok": ok,
+                }
+            )
             if not ok:
                 failures.append(f"{name}: {request} requested; scales were written {where}")
-        details = {"probes": probes, "rows": _PROBE_ROWS, "groups": _PROBE_GROUPS, "group_size": _GROUP,
-                   "fp8": str(fp8).replace("torch.", "")}
+        details = {
+            "probes": probes,
+            "rows": _PROBE_ROWS,
+            "groups": _PROBE_GROUPS,
+            "group_size": _GROUP,
+            "fp8": str(fp8).replace("torch.", ""),
+        }
         if failures:
             return Item(key, title, FAIL, "; ".join(failures), details)
-        return Item(key, title, PASS, f"{len(probes)} probes (M={_PROBE_ROWS}, G={_PROBE_GROUPS}): "
-                                      "shuffle_scale/transpose_scale=True wrote (G, M) column-major bytes, "
-                                      "shuffle_scale=False row-major", details)
+        return Item(
+            key,
+            title,
+            PASS,
+            f"{len(probes)} probes (M={_PROBE_ROWS}, G={_PROBE_GROUPS}): "
+            "shuffle_scale/transpose_scale=True wrote (G, M) column-major bytes, "
+            "shuffle_scale=False row-major",
+            details,
+        )
 
     return decide(key, title, judge)
 
 
 # -- 4b. partial_transpose fallback writes -------------------------------------------------------
+
 
 def _transpose_probe(function: Callable[..., Any], device: torch.device) -> dict[str, Any]:
     rows, cols, valid = _TRANSPOSE_ROWS, _TRANSPOSE_COLS, _TRANSPOSE_VALID
@@ -246,9 +322,12 @@ def _transpose_probe(function: Callable[..., Any], device: torch.device) -> dict
     expected = torch.full((rows * cols,), _SENTINEL)
     expected[: valid * cols] = source[:valid].t().reshape(-1).cpu()
     region = slice(0, valid * cols)
-    return {"must_write": valid * cols, "wrong": int((written[region] != expected[region]).sum()),
-            "left_unwritten": int((written[region] == _SENTINEL).sum()),
-            "overwritten_past_num_rows": int((written[valid * cols:] != _SENTINEL).sum())}
+    return {
+        "must_write": valid * cols,
+        "wrong": int((written[region] != expected[region]).sum()),
+        "left_unwritten": int((written[region] == _SENTINEL).sum()),
+        "overwritten_past_num_rows": int((written[valid * cols :] != _SENTINEL).sum()),
+    }
 
 
 def partial_transpose_item(device: torch.device) -> Item:
@@ -257,29 +336,40 @@ def partial_transpose_item(device: torch.device) -> Item:
 
     def judge() -> Item:
         quant = importlib.import_module("aiter.ops.quant")
-        names = ["partial_transpose"] + (["_fallback_partial_transpose"]
-                                         if hasattr(quant, "_fallback_partial_transpose") else [])
+        names = ["partial_transpose"] + (
+            ["_fallback_partial_transpose"] if hasattr(quant, "_fallback_partial_transpose") else []
+        )
         probes, failures = [], []
         for name in names:
             result = {"entry_point": f"aiter.ops.quant.{name}", **_transpose_probe(getattr(quant, name), device)}
             probes.append(result)
             if result["left_unwritten"] == result["must_write"]:
-                failures.append(f"{name} was a no-op: out left unchanged where {result['must_write']} elements "
-                                f"(input[:{_TRANSPOSE_VALID}] transposed) must be written")
+                failures.append(
+                    f"{name} was a no-op: out left unchanged where {result['must_write']} elements "
+                    f"(input[:{_TRANSPOSE_VALID}] transposed) must be written"
+                )
             elif result["wrong"] or result["overwritten_past_num_rows"]:
-                failures.append(f"{name} wrote {result['wrong']} of {result['must_write']} elements wrong and "
-                                f"{result['overwritten_past_num_rows']} past num_rows")
+                failures.append(
+                    f"{name} wrote {result['wrong']} of {result['must_write']} elements wrong and "
+                    f"{result['overwritten_past_num_rows']} past num_rows"
+                )
         details = {"probes": probes, "input_shape": [_TRANSPOSE_ROWS, _TRANSPOSE_COLS], "num_rows": _TRANSPOSE_VALID}
         if failures:
             return Item(key, title, FAIL, "; ".join(failures), details)
-        return Item(key, title, PASS, f"{', '.join(names)}: input[:{_TRANSPOSE_VALID}] of "
-                                      f"({_TRANSPOSE_ROWS}, {_TRANSPOSE_COLS}) written transposed, rest untouched",
-                    details)
+        return Item(
+            key,
+            title,
+            PASS,
+            f"{', '.join(names)}: input[:{_TRANSPOSE_VALID}] of "
+            f"({_TRANSPOSE_ROWS}, {_TRANSPOSE_COLS}) written transposed, rest untouched",
+            details,
+        )
 
     return decide(key, title, judge)
 
 
 # -- 4c. A failed CK build must be catchable ---------------------------------------------------------
+
 
 def jit_failure_item(device: torch.device) -> Item:
     """Calling a CK entry point in a CK-free build must raise a catchable error, never ``SystemExit``.
@@ -296,8 +386,12 @@ def jit_failure_item(device: torch.device) -> Item:
         core = importlib.import_module("aiter.jit.core")
         directory = getattr(core, "CK_3RDPARTY_DIR", None)
         if directory is None or os.path.isdir(str(directory)):
-            return Item(key, title, SKIP, f"CK sources present (CK_3RDPARTY_DIR={directory}): the probe would "
-                                          "really build a CK module")
+            return Item(
+                key,
+                title,
+                SKIP,
+                f"CK sources present (CK_3RDPARTY_DIR={directory}): the probe would really build a CK module",
+            )
         aiter = importlib.import_module("aiter")
         fp8 = aiter.dtypes.fp8
         x = torch.ones(16, 128, device=device).to(fp8)
@@ -307,15 +401,30 @@ def jit_failure_item(device: torch.device) -> Item:
         try:
             aiter.gemm_a8w8_CK(x, w, *ones)
         except SystemExit as exc:
-            return Item(key, title, FAIL, f"{probe}: the JIT build raised SystemExit({exc.code!r}): "
-                                          "`except RuntimeError` fallbacks never run and the server process exits "
-                                          "(quantguard's jit_exit check converts it to RuntimeError when enabled)",
-                        {"probe": probe, "raised": "SystemExit"})
+            return Item(
+                key,
+                title,
+                FAIL,
+                f"{probe}: the JIT build raised SystemExit({exc.code!r}): "
+                "`except RuntimeError` fallbacks never run and the server process exits "
+                "(quantguard's jit_exit check converts it to RuntimeError when enabled)",
+                {"probe": probe, "raised": "SystemExit"},
+            )
         except Exception as exc:  # noqa: BLE001 - any catchable error is the correct behaviour here
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            return Item(key, title, PASS, f"{probe} raised {type(exc).__name__} (catchable): {first[:160]}",
-                        {"probe": probe, "raised": type(exc).__name__})
-        return Item(key, title, FAIL, f"{probe} ran a CK kernel in a build without CK sources: a stale prebuilt CK "
-                                      "module is installed", {"probe": probe, "raised": None})
+            return Item(
+                key,
+                title,
+                PASS,
+                f"{probe} raised {type(exc).__name__} (catchable): {first[:160]}",
+                {"probe": probe, "raised": type(exc).__name__},
+            )
+        return Item(
+            key,
+            title,
+            FAIL,
+            f"{probe} ran a CK kernel in a build without CK sources: a stale prebuilt CK module is installed",
+            {"probe": probe, "raised": None},
+        )
 
     return decide(key, title, judge)

@@ -43,8 +43,11 @@ def exit_code(items: Sequence[Item]) -> int:
 
 def verdict(items: Sequence[Item]) -> str:
     bad = [item.key for item in items if item.status in (FAIL, ERROR)]
-    counts = ", ".join(f"{sum(item.status == status for item in items)} {status}"
-                       for status in (PASS, FAIL, ERROR, SKIP) if any(item.status == status for item in items))
+    counts = ", ".join(
+        f"{sum(item.status == status for item in items)} {status}"
+        for status in (PASS, FAIL, ERROR, SKIP)
+        if any(item.status == status for item in items)
+    )
     if bad:
         return f"**Verdict: FAIL** ({counts}; failing: {', '.join(bad)})"
     return f"**Verdict: PASS** ({counts})"
@@ -66,36 +69,63 @@ def _details(items: Sequence[Item], prefix: str) -> list[Mapping[str, Any]]:
 def _asm(items: Sequence[Item]) -> list[str]:
     lines = ["## ASM kernels", ""]
     for details in _details(items, "asm_never_invoked"):
-        rows = [(f"`{row['entry_point']}`", f"`{row['kernel']}`", str(row["count"]), row["action"])
-                for row in details["blocked"]]
+        rows = [
+            (f"`{row['entry_point']}`", f"`{row['kernel']}`", str(row["count"]), row["action"])
+            for row in details["blocked"]
+        ]
         if rows:
             lines += _table(("entry point", "ASM kernel reached", "calls", "action"), rows) + [""]
         calls = ", ".join(f"`{target}` ×{count}" for target, count in details["asm_calls"].items())
         lines.append(f"- guarded ASM calls: {calls or 'none'}")
-        lines.append(f"- uncovered ASM-looking kernels (quantguard audit): {'; '.join(details['uncovered_kernels']) or 'none'}")
+        lines.append(
+            f"- uncovered ASM-looking kernels (quantguard audit): {'; '.join(details['uncovered_kernels']) or 'none'}"
+        )
     return lines
 
 
 def _selectors(items: Sequence[Item]) -> list[str]:
-    rows = [(f"`{name}()`", str(value)) for details in _details(items, "triton_selected.")
-            for name, value in details["selectors"].items()]
+    rows = [
+        (f"`{name}()`", str(value))
+        for details in _details(items, "triton_selected.")
+        for name, value in details["selectors"].items()
+    ]
     return ["## ATOM backend selectors", ""] + (_table(("selector", "returned"), rows) if rows else ["None found."])
 
 
 def _probes(items: Sequence[Item]) -> list[str]:
     lines = ["## Fallback probes", ""]
     for details in _details(items, "shuffle_scale_column_major"):
-        lines += [f"Scales recomputed from a ({details['rows']}, {details['groups']} x {details['group_size']}) "
-                  f"input as group amax / {details['fp8']} max, then looked up in the scale buffer's bytes.", ""]
-        lines += _table(("entry point", "request", "expected", "written", "ok"),
-                        [(f"`{p['entry_point']}`", p["request"], p["expected"], p["written"], "✓" if p["ok"] else "✗")
-                         for p in details["probes"]]) + [""]
+        lines += [
+            f"Scales recomputed from a ({details['rows']}, {details['groups']} x {details['group_size']}) "
+            f"input as group amax / {details['fp8']} max, then looked up in the scale buffer's bytes.",
+            "",
+        ]
+        lines += _table(
+            ("entry point", "request", "expected", "written", "ok"),
+            [
+                (f"`{p['entry_point']}`", p["request"], p["expected"], p["written"], "✓" if p["ok"] else "✗")
+                for p in details["probes"]
+            ],
+        ) + [""]
     for details in _details(items, "partial_transpose_writes"):
-        lines += _table(("entry point", "must write", "wrong", "left unwritten", "written past num_rows"),
-                        [(f"`{p['entry_point']}`", str(p["must_write"]), str(p["wrong"]), str(p["left_unwritten"]),
-                          str(p["overwritten_past_num_rows"])) for p in details["probes"]])
-    lines += [f"\nFailed CK JIT build ({item.status}): {item.evidence}" for item in items
-              if item.key == "jit_failure_catchable"]
+        lines += _table(
+            ("entry point", "must write", "wrong", "left unwritten", "written past num_rows"),
+            [
+                (
+                    f"`{p['entry_point']}`",
+                    str(p["must_write"]),
+                    str(p["wrong"]),
+                    str(p["left_unwritten"]),
+                    str(p["overwritten_past_num_rows"]),
+                )
+                for p in details["probes"]
+            ],
+        )
+    lines += [
+        f"\nFailed CK JIT build ({item.status}): {item.evidence}"
+        for item in items
+        if item.key == "jit_failure_catchable"
+    ]
     return lines
 
 
@@ -103,9 +133,13 @@ def _regressions(items: Sequence[Item]) -> list[str]:
     lines = ["## Regression checklist", ""]
     for details in _details(items, "regression_checklist"):
         lines += [f"Events from: {details['source']}.", ""]
-        lines += _table(("check", "catches", "violations", "first message"),
-                        [(f"`{row['check']}`", row["catches"], str(row["violations"]), row["first"] or "")
-                         for row in details["checks"]])
+        lines += _table(
+            ("check", "catches", "violations", "first message"),
+            [
+                (f"`{row['check']}`", row["catches"], str(row["violations"]), row["first"] or "")
+                for row in details["checks"]
+            ],
+        )
         lines += [f"- internal error: {error}" for error in details["internal_errors"]]
         lines += [f"- coverage: {note}" for note in details["coverage"]]
     return lines
@@ -114,13 +148,22 @@ def _regressions(items: Sequence[Item]) -> list[str]:
 def _layers(items: Sequence[Item]) -> list[str]:
     lines = ["## Per-layer cosine", ""]
     for details in _details(items, "layer_cosine"):
-        lines += [f"Float64 cosine and norm ratio of each module's output to the BF16 reference's over "
-                  f"{details['positions']} prompt positions; transformer layers are gated (cosine >= "
-                  f"{details['threshold']}, norm ratio within 1 ± {details['norm_tolerance']}), attention and "
-                  f"MoE outputs are shown to localize a drop.", ""]
-        rows = [(f"`{row['layer']}`", _number(row["cosine"]), _number(row["norm_ratio"], 4),
-                 ("FAIL: " + "; ".join(row["problems"]) if row["problems"] else "PASS") if row["gated"] else "shown")
-                for row in details["layers"]]
+        lines += [
+            f"Float64 cosine and norm ratio of each module's output to the BF16 reference's over "
+            f"{details['positions']} prompt positions; transformer layers are gated (cosine >= "
+            f"{details['threshold']}, norm ratio within 1 ± {details['norm_tolerance']}), attention and "
+            f"MoE outputs are shown to localize a drop.",
+            "",
+        ]
+        rows = [
+            (
+                f"`{row['layer']}`",
+                _number(row["cosine"]),
+                _number(row["norm_ratio"], 4),
+                ("FAIL: " + "; ".join(row["problems"]) if row["problems"] else "PASS") if row["gated"] else "shown",
+            )
+            for row in details["layers"]
+        ]
         lines += _table(("module", "cosine", "norm ratio", "verdict"), rows)
     return lines
 
@@ -128,14 +171,16 @@ def _layers(items: Sequence[Item]) -> list[str]:
 def _generation(items: Sequence[Item]) -> list[str]:
     lines = ["## Generation", ""]
     for details in _details(items, "generation"):
-        lines += [f"- prompt: `{details['prompt']}`",
-                  f"- reference (first {_SAMPLE_TOKENS}): `{details['reference_tokens'][:_SAMPLE_TOKENS]}`",
-                  f"- CK-free (first {_SAMPLE_TOKENS}): `{details['tokens'][:_SAMPLE_TOKENS]}`",
-                  f"- token match: {details['token_match']:.1%}",
-                  f"- output embedding (last decoder layer, each generated position, reference on the same "
-                  f"tokens): cosine {_number(details['embedding_cosine'])}, norm ratio "
-                  f"{_number(details['embedding_norm_ratio'], 4)}, non-finite {details['embedding_nonfinite']}",
-                  f"- logits cosine: {_number(details['logits_cosine'])}"]
+        lines += [
+            f"- prompt: `{details['prompt']}`",
+            f"- reference (first {_SAMPLE_TOKENS}): `{details['reference_tokens'][:_SAMPLE_TOKENS]}`",
+            f"- CK-free (first {_SAMPLE_TOKENS}): `{details['tokens'][:_SAMPLE_TOKENS]}`",
+            f"- token match: {details['token_match']:.1%}",
+            f"- output embedding (last decoder layer, each generated position, reference on the same "
+            f"tokens): cosine {_number(details['embedding_cosine'])}, norm ratio "
+            f"{_number(details['embedding_norm_ratio'], 4)}, non-finite {details['embedding_nonfinite']}",
+            f"- logits cosine: {_number(details['logits_cosine'])}",
+        ]
     return lines
 
 
@@ -166,12 +211,14 @@ def _jsonable(value: Any) -> Any:
 
 def to_json(header: RunHeader, items: Sequence[Item]) -> dict[str, Any]:
     """The run as JSON-ready data (NaN as null)."""
-    return _jsonable({
-        "run": asdict(header),
-        "verdict": "fail" if exit_code(items) else "pass",
-        "exit_code": exit_code(items),
-        "items": [asdict(item) for item in items],
-    })
+    return _jsonable(
+        {
+            "run": asdict(header),
+            "verdict": "fail" if exit_code(items) else "pass",
+            "exit_code": exit_code(items),
+            "items": [asdict(item) for item in items],
+        }
+    )
 
 
 def write_json(path: Path, header: RunHeader, items: Sequence[Item]) -> None:

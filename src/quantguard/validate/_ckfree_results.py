@@ -25,8 +25,17 @@ from quantguard.validate._accuracy_eval import _layer_problems
 from quantguard.validate._ckfree_checks import ERROR, FAIL, PASS, SKIP, Item
 from quantguard.validate._ckfree_workload import WorkloadRun
 
-__all__ = ["REGRESSIONS", "GuardedRun", "Thresholds", "asm_item", "fold_events", "fold_files",
-           "generation_item", "layer_item", "regression_item"]
+__all__ = [
+    "REGRESSIONS",
+    "GuardedRun",
+    "Thresholds",
+    "asm_item",
+    "fold_events",
+    "fold_files",
+    "generation_item",
+    "layer_item",
+    "regression_item",
+]
 
 #: The guards issue's regression checklist: every check a violation event can name, with what it catches.
 REGRESSIONS: Mapping[str, str] = {
@@ -66,7 +75,7 @@ class GuardedRun:
 
     report: Report
     calls: dict[str, int] = field(default_factory=dict)
-    uncovered: dict[str, bool] = field(default_factory=dict)   # ASM-looking kernel -> guarded by the policy
+    uncovered: dict[str, bool] = field(default_factory=dict)  # ASM-looking kernel -> guarded by the policy
     source: str = ""
     stopped: str | None = None
 
@@ -104,8 +113,9 @@ def fold_files(paths: Iterable[Path]) -> GuardedRun:
     from quantguard.report.reader import read_events
 
     paths = list(paths)
-    return _fold(((event, path.name) for path in paths for event in read_events(path)),
-                 ", ".join(str(path) for path in paths))
+    return _fold(
+        ((event, path.name) for path in paths for event in read_events(path)), ", ".join(str(path) for path in paths)
+    )
 
 
 def _short(path: str) -> str:
@@ -126,23 +136,50 @@ def asm_item(run: GuardedRun | None, arch: str | None) -> Item:
     if run is None:
         return Item(key, title, SKIP, "no guarded run: pass --events with the logs of a quantguard-enabled ATOM run")
     # the kernel the entry point dispatched to before the internal one it calls
-    blocked = sorted(run.report.blocked.values(),
-                     key=lambda kernel: (-kernel.count, _short(kernel.target).startswith("_"), kernel.target))
-    uncovered = [f"{kernel} ({'guarded by the CK-free ASM policy' if guarded else 'not guarded'})"
-                 for kernel, guarded in run.uncovered.items()]
-    details = {"blocked": [{"entry_point": kernel.entry_point, "kernel": kernel.target, "count": kernel.count,
-                            "action": kernel.action, "callsite": kernel.callsite} for kernel in blocked],
-               "asm_calls": run.asm_calls, "uncovered_kernels": uncovered}
+    blocked = sorted(
+        run.report.blocked.values(),
+        key=lambda kernel: (-kernel.count, _short(kernel.target).startswith("_"), kernel.target),
+    )
+    uncovered = [
+        f"{kernel} ({'guarded by the CK-free ASM policy' if guarded else 'not guarded'})"
+        for kernel, guarded in run.uncovered.items()
+    ]
+    details = {
+        "blocked": [
+            {
+                "entry_point": kernel.entry_point,
+                "kernel": kernel.target,
+                "count": kernel.count,
+                "action": kernel.action,
+                "callsite": kernel.callsite,
+            }
+            for kernel in blocked
+        ],
+        "asm_calls": run.asm_calls,
+        "uncovered_kernels": uncovered,
+    }
     invoked = [f"{_short(kernel.entry_point)} → {_short(kernel.target)} ×{kernel.count}" for kernel in blocked]
-    invoked += [f"{_short(target)} ×{count}" for target, count in run.asm_calls.items()
-                if not any(kernel.target == target for kernel in blocked)]
+    invoked += [
+        f"{_short(target)} ×{count}"
+        for target, count in run.asm_calls.items()
+        if not any(kernel.target == target for kernel in blocked)
+    ]
     unguarded = [kernel for kernel, guarded in run.uncovered.items() if not guarded]
-    audit = (f"{len(uncovered)} ASM-looking kernels no contract names"
-             + (f", not guarded: {_listed(unguarded)}" if unguarded else ", all guarded by the CK-free ASM policy")
-             if uncovered else "no uncovered ASM-looking kernels")
+    audit = (
+        f"{len(uncovered)} ASM-looking kernels no contract names"
+        + (f", not guarded: {_listed(unguarded)}" if unguarded else ", all guarded by the CK-free ASM policy")
+        if uncovered
+        else "no uncovered ASM-looking kernels"
+    )
     if arch != "gfx950":
-        return Item(key, title, SKIP, f"{arch}: ASM kernels are allowed (the CK-free ASM garbage is gfx950's); "
-                                      f"ASM calls seen: {_listed(invoked) or 'none'}", details)
+        return Item(
+            key,
+            title,
+            SKIP,
+            f"{arch}: ASM kernels are allowed (the CK-free ASM garbage is gfx950's); "
+            f"ASM calls seen: {_listed(invoked) or 'none'}",
+            details,
+        )
     if invoked:
         return Item(key, title, FAIL, f"ASM invoked on gfx950 in a CK-free build: {_listed(invoked)}", details)
     if run.stopped:
@@ -164,27 +201,40 @@ def regression_item(run: GuardedRun | None) -> Item:
     rows = []
     for name in names:
         stats = checks.get(name)
-        rows.append({"check": name, "catches": REGRESSIONS.get(name, ""), "violations": stats.total if stats else 0,
-                     "targets": sorted(stats.targets) if stats else [],
-                     "first": stats.first.message if stats and stats.first else "",
-                     "first_target": stats.first.target if stats and stats.first else ""})
+        rows.append(
+            {
+                "check": name,
+                "catches": REGRESSIONS.get(name, ""),
+                "violations": stats.total if stats else 0,
+                "targets": sorted(stats.targets) if stats else [],
+                "first": stats.first.message if stats and stats.first else "",
+                "first_target": stats.first.target if stats and stats.first else "",
+            }
+        )
     errors = [f"{error.target} ({error.check}): {error.error}" for error in run.report.internal_errors.values()]
-    coverage = [f"{note.kind} {note.target}: {note.detail}" for note in run.report.coverage.values()
-                if note.kind in ("target_missing", "target_mismatch")]
+    coverage = [
+        f"{note.kind} {note.target}: {note.detail}"
+        for note in run.report.coverage.values()
+        if note.kind in ("target_missing", "target_mismatch")
+    ]
     details = {"checks": rows, "internal_errors": errors, "coverage": coverage, "source": run.source}
     failed = [row for row in rows if row["violations"]]
     if failed:
-        listed = [f"{row['check']} ×{row['violations']} ({_short(row['first_target'])}: {_clip(row['first'])})"
-                  for row in failed]
+        listed = [
+            f"{row['check']} ×{row['violations']} ({_short(row['first_target'])}: {_clip(row['first'])})"
+            for row in failed
+        ]
         return Item(key, title, FAIL, "; ".join(listed), details)
     if run.stopped:
         return Item(key, title, ERROR, f"no violation before the workload stopped ({run.stopped})", details)
     if errors:
-        return Item(key, title, ERROR, f"no violation, but {len(errors)} checks failed internally: {errors[0]}",
-                    details)
+        return Item(
+            key, title, ERROR, f"no violation, but {len(errors)} checks failed internally: {errors[0]}", details
+        )
     note = f"; coverage: {_listed(coverage)}" if coverage else ""
-    return Item(key, title, PASS, f"0 violations in {len(names)} checks over {_total_calls(run)} guarded calls{note}",
-                details)
+    return Item(
+        key, title, PASS, f"0 violations in {len(names)} checks over {_total_calls(run)} guarded calls{note}", details
+    )
 
 
 def _number(value: float, digits: int = 5) -> str:
@@ -194,12 +244,25 @@ def _number(value: float, digits: int = 5) -> str:
 def layer_item(run: WorkloadRun, thresholds: Thresholds) -> Item:
     """Each transformer layer's output against the BF16 reference: cosine and norm ratio."""
     key, title = "layer_cosine", "per-layer cosine vs the BF16 reference"
-    rows = [{"layer": layer.name, "gated": layer.gated, "cosine": layer.metrics.cosine,
-             "norm_ratio": layer.metrics.norm_ratio, "nonfinite": layer.metrics.nonfinite,
-             "problems": list(_layer_problems(layer.metrics, thresholds.layer_cosine, thresholds.norm_tolerance))
-             if layer.gated else []} for layer in run.layers]
-    details = {"layers": rows, "positions": run.positions, "threshold": thresholds.layer_cosine,
-               "norm_tolerance": thresholds.norm_tolerance}
+    rows = [
+        {
+            "layer": layer.name,
+            "gated": layer.gated,
+            "cosine": layer.metrics.cosine,
+            "norm_ratio": layer.metrics.norm_ratio,
+            "nonfinite": layer.metrics.nonfinite,
+            "problems": list(_layer_problems(layer.metrics, thresholds.layer_cosine, thresholds.norm_tolerance))
+            if layer.gated
+            else [],
+        }
+        for layer in run.layers
+    ]
+    details = {
+        "layers": rows,
+        "positions": run.positions,
+        "threshold": thresholds.layer_cosine,
+        "norm_tolerance": thresholds.norm_tolerance,
+    }
     gated = [row for row in rows if row["gated"]]
     if not gated:
         return Item(key, title, FAIL, f"the CK-free workload did not run: {run.error}", details)
@@ -208,9 +271,15 @@ def layer_item(run: WorkloadRun, thresholds: Thresholds) -> Item:
         return Item(key, title, FAIL, "; ".join(flagged), details)
     worst = min(gated, key=lambda row: row["cosine"])
     ratios = [row["norm_ratio"] for row in gated]
-    return Item(key, title, PASS, f"worst {worst['layer']} cosine {_number(worst['cosine'])} "
-                                  f"(min {thresholds.layer_cosine}); norm ratios {min(ratios):.4f}-{max(ratios):.4f} "
-                                  f"(1 ± {thresholds.norm_tolerance}); {run.positions} positions", details)
+    return Item(
+        key,
+        title,
+        PASS,
+        f"worst {worst['layer']} cosine {_number(worst['cosine'])} "
+        f"(min {thresholds.layer_cosine}); norm ratios {min(ratios):.4f}-{max(ratios):.4f} "
+        f"(1 ± {thresholds.norm_tolerance}); {run.positions} positions",
+        details,
+    )
 
 
 def generation_item(run: WorkloadRun, thresholds: Thresholds, tokens: int) -> Item:
@@ -222,21 +291,39 @@ def generation_item(run: WorkloadRun, thresholds: Thresholds, tokens: int) -> It
     if generation is None:
         return Item(key, title, FAIL, f"the CK-free workload did not generate: {run.error}")
     embedding = generation.embedding
-    details = {"prompt": list(generation.prompt), "reference_tokens": list(generation.reference),
-               "tokens": list(generation.tokens), "token_match": generation.token_match,
-               "embedding_cosine": embedding.cosine, "embedding_norm_ratio": embedding.norm_ratio,
-               "embedding_nonfinite": embedding.nonfinite, "logits_cosine": generation.logits.cosine,
-               "thresholds": {"token_match": thresholds.token_match, "embedding_cosine": thresholds.embedding_cosine,
-                              "norm_tolerance": thresholds.norm_tolerance}}
+    details = {
+        "prompt": list(generation.prompt),
+        "reference_tokens": list(generation.reference),
+        "tokens": list(generation.tokens),
+        "token_match": generation.token_match,
+        "embedding_cosine": embedding.cosine,
+        "embedding_norm_ratio": embedding.norm_ratio,
+        "embedding_nonfinite": embedding.nonfinite,
+        "logits_cosine": generation.logits.cosine,
+        "thresholds": {
+            "token_match": thresholds.token_match,
+            "embedding_cosine": thresholds.embedding_cosine,
+            "norm_tolerance": thresholds.norm_tolerance,
+        },
+    }
     problems = []
     if not generation.token_match >= thresholds.token_match:
         problems.append(f"token match {generation.token_match:.1%} < {thresholds.token_match:.0%}")
-    problems += [f"output embedding {problem}" for problem in
-                 _layer_problems(embedding, thresholds.embedding_cosine, thresholds.norm_tolerance)]
-    measured = (f"token match {generation.matched}/{len(generation.reference)} ({generation.token_match:.1%}); "
-                f"output embedding cosine {_number(embedding.cosine)}, norm ratio {embedding.norm_ratio:.4f}; "
-                f"logits cosine {_number(generation.logits.cosine)}")
+    problems += [
+        f"output embedding {problem}"
+        for problem in _layer_problems(embedding, thresholds.embedding_cosine, thresholds.norm_tolerance)
+    ]
+    measured = (
+        f"token match {generation.matched}/{len(generation.reference)} ({generation.token_match:.1%}); "
+        f"output embedding cosine {_number(embedding.cosine)}, norm ratio {embedding.norm_ratio:.4f}; "
+        f"logits cosine {_number(generation.logits.cosine)}"
+    )
     if problems:
         return Item(key, title, FAIL, "; ".join(problems) + f" ({measured})", details)
-    return Item(key, title, PASS, measured + f" (min: match {thresholds.token_match:.0%}, "
-                                             f"embedding {thresholds.embedding_cosine})", details)
+    return Item(
+        key,
+        title,
+        PASS,
+        measured + f" (min: match {thresholds.token_match:.0%}, embedding {thresholds.embedding_cosine})",
+        details,
+    )

@@ -104,8 +104,10 @@ def _last_rows(model: nn.Module, run: Callable[[], Any], count: int) -> tuple[An
     """Run ``run()``; the last-position output embedding and logits of each of the first ``count`` forwards."""
     hidden: list[torch.Tensor] = []
     logits: list[torch.Tensor] = []
-    handles = [model.layers[-1].register_forward_hook(lambda m, a, out: hidden.append(out[-1:].detach().float())),
-               model.register_forward_hook(lambda m, a, out: logits.append(out[-1:].detach().float()))]
+    handles = [
+        model.layers[-1].register_forward_hook(lambda m, a, out: hidden.append(out[-1:].detach().float())),
+        model.register_forward_hook(lambda m, a, out: logits.append(out[-1:].detach().float())),
+    ]
     try:
         result = run()
     finally:
@@ -133,8 +135,15 @@ def _metrics(out: torch.Tensor, ref: torch.Tensor) -> Metrics:
     return stats.metrics()
 
 
-def _measure(run: WorkloadRun, model: nn.Module, reference: nn.Module, prompts: list[list[int]],
-             expected: list[dict[str, torch.Tensor]], reference_tokens: list[int], tokens: int) -> None:
+def _measure(
+    run: WorkloadRun,
+    model: nn.Module,
+    reference: nn.Module,
+    prompts: list[list[int]],
+    expected: list[dict[str, torch.Tensor]],
+    reference_tokens: list[int],
+    tokens: int,
+) -> None:
     from quantguard.sim import workload
 
     names = _layer_names(len(model.layers))
@@ -150,8 +159,13 @@ def _measure(run: WorkloadRun, model: nn.Module, reference: nn.Module, prompts: 
     prompt = prompts[0]
     generated, hidden, logits = _last_rows(model, lambda: workload.generate(model, prompt, tokens), tokens)
     ref_hidden, ref_logits = _teacher_forced(reference, prompt, generated)
-    run.generation = Generation(tuple(prompt), tuple(reference_tokens), tuple(generated),
-                                _metrics(hidden, ref_hidden), _metrics(logits, ref_logits))
+    run.generation = Generation(
+        tuple(prompt),
+        tuple(reference_tokens),
+        tuple(generated),
+        _metrics(hidden, ref_hidden),
+        _metrics(logits, ref_logits),
+    )
 
 
 def run_sim(settings: SimSettings, probes: Callable[[], list[Any]]) -> tuple[WorkloadRun, list[Any]]:
@@ -163,8 +177,10 @@ def run_sim(settings: SimSettings, probes: Callable[[], list[Any]]) -> tuple[Wor
     config = reference.config
     prompts = [list(prompt) for prompt in seeded_prompts(settings.prompts, config.vocab_size)]
     if len(prompts[0]) + settings.tokens > config.max_positions:
-        raise ValueError(f"--tokens {settings.tokens}: the workload has {config.max_positions} positions, "
-                         f"{len(prompts[0])} of them taken by the prompt")
+        raise ValueError(
+            f"--tokens {settings.tokens}: the workload has {config.max_positions} positions, "
+            f"{len(prompts[0])} of them taken by the prompt"
+        )
     names = [name for name, _ in _layer_names(config.num_layers)]
     expected = [workload.capture_outputs(reference, prompt, names) for prompt in prompts]
     reference_tokens = workload.generate(reference, prompts[0], settings.tokens) if settings.tokens else []
@@ -172,14 +188,23 @@ def run_sim(settings: SimSettings, probes: Callable[[], list[Any]]) -> tuple[Wor
     with capture_events() as events:
         run = WorkloadRun(events)
         # no gfx/ck_free overrides: the guard must detect the CK-free gfx950 build by itself, as in production
-        quantguard.enable(mode="log", on_block="log", log=settings.log, seed=0,
-                          label=f"validate ckfree {settings.arch}")
+        quantguard.enable(
+            mode="log", on_block="log", log=settings.log, seed=0, label=f"validate ckfree {settings.arch}"
+        )
         try:
-            with workload.deploy(arch=settings.arch, ck_free=True, backend=settings.backend,
-                                 preshuffle=settings.preshuffle, faults=settings.faults,
-                                 device=settings.device) as deployment:
-                run.deployment = {"backend": deployment.backend, "preshuffle": deployment.preshuffle,
-                                  "env": dict(deployment.env)}
+            with workload.deploy(
+                arch=settings.arch,
+                ck_free=True,
+                backend=settings.backend,
+                preshuffle=settings.preshuffle,
+                faults=settings.faults,
+                device=settings.device,
+            ) as deployment:
+                run.deployment = {
+                    "backend": deployment.backend,
+                    "preshuffle": deployment.preshuffle,
+                    "env": dict(deployment.env),
+                }
                 try:
                     model = workload.build_model(deployment)
                     _measure(run, model, reference, prompts, expected, reference_tokens, settings.tokens)

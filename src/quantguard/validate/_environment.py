@@ -34,13 +34,20 @@ class AiterEnvironment:
 
 
 def describe_sim(arch: str, ck_free: bool, faults: Sequence[str], scope: str = "installed for the run") -> str:
-    return (f"quantguard.sim {arch}, {scope} (CK-free: {'yes' if ck_free else 'no'}; "
-            f"faults: {', '.join(faults) or 'none'})")
+    return (
+        f"quantguard.sim {arch}, {scope} (CK-free: {'yes' if ck_free else 'no'}; faults: {', '.join(faults) or 'none'})"
+    )
 
 
 @contextmanager
-def aiter_environment(sim: bool, arch: str | None = None, ck_free: bool = False, faults: Sequence[str] = (),
-                      device: torch.device | str = "cpu", atom: bool = False) -> Iterator[AiterEnvironment]:
+def aiter_environment(
+    sim: bool,
+    arch: str | None = None,
+    ck_free: bool = False,
+    faults: Sequence[str] = (),
+    device: torch.device | str = "cpu",
+    atom: bool = False,
+) -> Iterator[AiterEnvironment]:
     """Make ``import aiter`` work for the block: the simulator when ``sim``, else the installed AITER.
 
     ``arch``, ``ck_free`` and ``faults`` configure the simulator; asking for
@@ -64,13 +71,17 @@ def aiter_environment(sim: bool, arch: str | None = None, ck_free: bool = False,
     try:
         import aiter
     except ImportError as exc:
-        raise EnvironmentProblem(f"AITER is not importable ({exc}); install AITER on a ROCm machine, "
-                                 "or pass --sim to run on the simulator") from exc
+        raise EnvironmentProblem(
+            f"AITER is not importable ({exc}); install AITER on a ROCm machine, or pass --sim to run on the simulator"
+        ) from exc
     from quantguard.hardware import detect_platform
 
     platform = detect_platform()
     if platform.arch is None:
         raise EnvironmentProblem(f"cannot tell the GPU arch: {platform.arch_source}")
-    yield AiterEnvironment(platform.arch, platform.ck_free,
-                           f"{aiter.__file__} (CK-free: {'yes' if platform.ck_free else 'no'}, "
-                           f"from {platform.ck_free_source})", False)
+    yield AiterEnvironment(
+        platform.arch,
+        platform.ck_free,
+        f"{aiter.__file__} (CK-free: {'yes' if platform.ck_free else 'no'}, from {platform.ck_free_source})",
+        False,
+    )

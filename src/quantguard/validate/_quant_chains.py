@@ -82,13 +82,13 @@ class Chain:
     variant: str
     quant: str
     gemm: str
-    expected_layout: str                 # how the GEMM reads x_scale: logical | row_major | transposed | mx_swizzle
+    expected_layout: str  # how the GEMM reads x_scale: logical | row_major | transposed | mx_swizzle
     prepare: Callable[[QuantWeight], Operands]
     quantize: Callable[[torch.Tensor], Quantized]
     run_gemm: Callable[[Quantized, Operands, torch.dtype], torch.Tensor]
     archs: tuple[str, ...] = ("gfx942", "gfx950")
-    ck: bool = False                     # runs CK/CK-tile code (absent from CK-free builds)
-    asm: bool = False                    # a prebuilt ASM kernel (blocked on gfx950 in CK-free builds)
+    ck: bool = False  # runs CK/CK-tile code (absent from CK-free builds)
+    asm: bool = False  # a prebuilt ASM kernel (blocked on gfx950 in CK-free builds)
     out_dtype: torch.dtype = torch.bfloat16
     n_multiple: int = 1
     k_multiple: int = 1
@@ -218,8 +218,9 @@ def _triton_per_tensor(x: torch.Tensor) -> Quantized:
 
 def _hip_groups(transpose_scale: bool) -> Callable[[torch.Tensor], Quantized]:
     def quantize(x: torch.Tensor) -> Quantized:
-        values, scales = _entry(_Q + "per_group_quant_hip")(x, quant_dtype=_fp8(), group_size=qw.BLOCK,
-                                                          transpose_scale=transpose_scale)
+        values, scales = _entry(_Q + "per_group_quant_hip")(
+            x, quant_dtype=_fp8(), group_size=qw.BLOCK, transpose_scale=transpose_scale
+        )
         return Quantized(values, scales, qw.BLOCK, "fp32", _fp8_element())
 
     return quantize
@@ -277,34 +278,39 @@ def _mx_shuffled(weight: QuantWeight) -> Operands:
 
 def _a8w8_ck(q, ops, dtype):
     n = ops["weight"].shape[0]
-    return _entry(_G8 + "gemm_a8w8_CK")(q.values, ops["weight"], _row_scale(q), _column_scale(ops["scale"], n),
-                                        dtype=dtype)
+    return _entry(_G8 + "gemm_a8w8_CK")(
+        q.values, ops["weight"], _row_scale(q), _column_scale(ops["scale"], n), dtype=dtype
+    )
 
 
 def _a8w8_bpreshuffle(q, ops, dtype):
     n = ops["weight"].shape[0]
-    return _entry(_G8 + "gemm_a8w8_bpreshuffle")(q.values, ops["weight"], _row_scale(q),
-                                                 _column_scale(ops["scale"], n), dtype=dtype)
+    return _entry(_G8 + "gemm_a8w8_bpreshuffle")(
+        q.values, ops["weight"], _row_scale(q), _column_scale(ops["scale"], n), dtype=dtype
+    )
 
 
 def _a8w8_bpreshuffle_cktile(q, ops, dtype):
     n = ops["weight"].shape[0]
     out = _out(q, n, dtype)
-    return _entry(_G8 + "gemm_a8w8_bpreshuffle_cktile")(q.values, ops["weight"], _row_scale(q),
-                                                        _column_scale(ops["scale"], n), out)
+    return _entry(_G8 + "gemm_a8w8_bpreshuffle_cktile")(
+        q.values, ops["weight"], _row_scale(q), _column_scale(ops["scale"], n), out
+    )
 
 
 def _a8w8_triton(q, ops, dtype):
     n = ops["weight"].shape[0]
-    return _entry(_TG + "gemm_a8w8.gemm_a8w8")(q.values, ops["weight"], _row_scale(q),
-                                               _column_scale(ops["scale"], n).view(1, n), dtype=dtype)
+    return _entry(_TG + "gemm_a8w8.gemm_a8w8")(
+        q.values, ops["weight"], _row_scale(q), _column_scale(ops["scale"], n).view(1, n), dtype=dtype
+    )
 
 
 def _a8w8_asm(q, ops, dtype):
     n = ops["weight"].shape[0]
     bias = torch.zeros(1, n, dtype=torch.float32, device=q.values.device)
-    return _entry(_G8 + "gemm_a8w8_ASM")(q.values, ops["weight"], _row_scale(q),
-                                         _column_scale(ops["scale"], n).view(1, n), bias, dtype=dtype)
+    return _entry(_G8 + "gemm_a8w8_ASM")(
+        q.values, ops["weight"], _row_scale(q), _column_scale(ops["scale"], n).view(1, n), bias, dtype=dtype
+    )
 
 
 def _hipblaslt(q, ops, dtype):
@@ -322,34 +328,37 @@ def _blockscale_cktile(q, ops, dtype):
 
 
 def _blockscale_bpreshuffle(q, ops, dtype):
-    return _entry(_G8 + "gemm_a8w8_blockscale_bpreshuffle")(q.values, ops["weight"], q.scales, ops["scale"],
-                                                            dtype=dtype)
+    return _entry(_G8 + "gemm_a8w8_blockscale_bpreshuffle")(
+        q.values, ops["weight"], q.scales, ops["scale"], dtype=dtype
+    )
 
 
 def _blockscale_triton(q, ops, dtype):
-    return _entry(_TG + "gemm_a8w8_blockscale.gemm_a8w8_blockscale")(q.values, ops["weight"], q.scales,
-                                                                     ops["scale"], dtype=dtype)
+    return _entry(_TG + "gemm_a8w8_blockscale.gemm_a8w8_blockscale")(
+        q.values, ops["weight"], q.scales, ops["scale"], dtype=dtype
+    )
 
 
 def _blockscale_triton_preshuffle(q, ops, dtype):
     weight = ops["weight"]
     flat = weight.reshape(weight.shape[0] // 16, weight.shape[1] * 16)
     return _entry(_TG + "gemm_a8w8_blockscale.gemm_a8w8_blockscale_preshuffle")(
-        q.values, flat, q.scales, ops["scale"], dtype=dtype, is_x_scale_tranposed=True)
+        q.values, flat, q.scales, ops["scale"], dtype=dtype, is_x_scale_tranposed=True
+    )
 
 
 def _blockscale_bpreshuffle_asm(q, ops, dtype):
     # The ASM kernel writes bf16 into a caller-owned buffer; note its (A, B, out, A_scale, B_scale) order.
     out = _out(q, ops["weight"].shape[0], torch.bfloat16)
-    result = _entry(_G8 + "gemm_a8w8_blockscale_bpreshuffle_asm")(q.values, ops["weight"], out, q.scales,
-                                                                  ops["scale"])
+    result = _entry(_G8 + "gemm_a8w8_blockscale_bpreshuffle_asm")(q.values, ops["weight"], out, q.scales, ops["scale"])
     return result.to(dtype)
 
 
 def _blockscale_gfx950_asm(q, ops, dtype):
     # gemm_a8w8_blockscale(isBpreshuffled=True) dispatches internally to gfx950_a8w8_blockscale_ASM.
-    return _entry(_G8 + "gemm_a8w8_blockscale")(q.values, ops["weight"], q.scales, ops["scale"], dtype=dtype,
-                                                isBpreshuffled=True)
+    return _entry(_G8 + "gemm_a8w8_blockscale")(
+        q.values, ops["weight"], q.scales, ops["scale"], dtype=dtype, isBpreshuffled=True
+    )
 
 
 def _a4w4(q, ops, dtype):
@@ -363,9 +372,13 @@ def _a4w4_ck(q, ops, dtype):
 
 
 def _afp4wfp4(q, ops, dtype):
-    return _entry(_TG + "gemm_afp4wfp4.gemm_afp4wfp4")(q.values.view(torch.uint8), ops["weight"].view(torch.uint8),
-                                                      q.scales.view(torch.uint8), ops["scale"].view(torch.uint8),
-                                                      dtype=dtype)
+    return _entry(_TG + "gemm_afp4wfp4.gemm_afp4wfp4")(
+        q.values.view(torch.uint8),
+        ops["weight"].view(torch.uint8),
+        q.scales.view(torch.uint8),
+        ops["scale"].view(torch.uint8),
+        dtype=dtype,
+    )
 
 
 def _afp4wfp4_preshuffle(q, ops, dtype):
@@ -375,8 +388,12 @@ def _afp4wfp4_preshuffle(q, ops, dtype):
     scales = scales.view(scales.shape[0] // qw.MX_GROUP, -1) if swizzled else scales[:rows]
     weight, w_scale = ops["weight"].view(torch.uint8), ops["scale"].view(torch.uint8)
     return _entry(_TG + "gemm_afp4wfp4.gemm_afp4wfp4_preshuffle")(
-        q.values.view(torch.uint8), weight.view(weight.shape[0] // 16, -1), scales,
-        w_scale.view(w_scale.shape[0] // qw.MX_GROUP, -1), dtype=dtype)
+        q.values.view(torch.uint8),
+        weight.view(weight.shape[0] // 16, -1),
+        scales,
+        w_scale.view(w_scale.shape[0] // qw.MX_GROUP, -1),
+        dtype=dtype,
+    )
 
 
 def _int4_prepare(weight: QuantWeight) -> Operands:
@@ -406,74 +423,309 @@ def _fp8_chains() -> list[Chain]:
     rows_t, rows_r = _hip_groups(True), _hip_groups(False)
     block = dict(n_multiple=qw.BLOCK, k_multiple=qw.BLOCK)
     return [
-        Chain("fp8_per_token", "ck", "", _PER_TOKEN_HIP, _G8 + "gemm_a8w8_CK", "logical", _plain, hip_token,
-              _a8w8_ck, ck=True),
-        Chain("fp8_per_token", "ck", "bpreshuffle", _PER_TOKEN_HIP, _G8 + "gemm_a8w8_bpreshuffle", "logical",
-              _shuffled(), hip_token, _a8w8_bpreshuffle, ck=True, n_multiple=16, k_multiple=32),
-        Chain("fp8_per_token", "cktile", "bpreshuffle", _PER_TOKEN_HIP, _G8 + "gemm_a8w8_bpreshuffle_cktile",
-              "logical", _shuffled(), hip_token, _a8w8_bpreshuffle_cktile, ck=True, n_multiple=16, k_multiple=32),
-        Chain("fp8_per_token", "triton", "", _PER_TOKEN_TRITON, _TG + "gemm_a8w8.gemm_a8w8", "logical", _plain,
-              triton_token, _a8w8_triton),
-        Chain("fp8_blockscale", "ck", "", _GROUPS.format(False), _G8 + "gemm_a8w8_blockscale", "row_major",
-              _plain, rows_r, _blockscale_ck, ck=True, **block),
-        Chain("fp8_blockscale", "ck", "bpreshuffle", _GROUPS.format(True), _G8 + "gemm_a8w8_blockscale_bpreshuffle",
-              "transposed", _shuffled(), rows_t, _blockscale_bpreshuffle, ck=True, **block),
-        Chain("fp8_blockscale", "cktile", "", _GROUPS.format(False), _G8 + "gemm_a8w8_blockscale_cktile",
-              "row_major", _plain, rows_r, _blockscale_cktile, ck=True, **block),
-        Chain("fp8_blockscale", "triton", "", _GROUPS.format(False),
-              _TG + "gemm_a8w8_blockscale.gemm_a8w8_blockscale", "logical", _plain, rows_r, _blockscale_triton,
-              **block),
-        Chain("fp8_blockscale", "triton", "preshuffle", _GROUPS.format(True),
-              _TG + "gemm_a8w8_blockscale.gemm_a8w8_blockscale_preshuffle", "transposed", _shuffled(), rows_t,
-              _blockscale_triton_preshuffle, **block),
-        Chain("fp8_blockscale", "asm", "bpreshuffle", _GROUPS.format(True),
-              _G8 + "gemm_a8w8_blockscale_bpreshuffle_asm", "transposed", _shuffled(), rows_t,
-              _blockscale_bpreshuffle_asm, asm=True, **block),
-        Chain("fp8_blockscale", "asm", "gfx950", _GROUPS.format(False),
-              _G8 + "gemm_a8w8_blockscale(isBpreshuffled=True) -> gfx950_a8w8_blockscale_ASM", "row_major",
-              _shuffled(), rows_r, _blockscale_gfx950_asm, archs=("gfx950",), asm=True, m_min=16,
-              k_min=512, **block),
-        Chain("fp8_per_tensor", "hipblaslt", "", _Q + "dynamic_per_tensor_quant", "aiter.tuned_gemm.tgemm.mm",
-              "logical", _plain, _hip_per_tensor, _hipblaslt),
-        Chain("fp8_per_tensor", "ck", "", _Q + "dynamic_per_tensor_quant", _G8 + "gemm_a8w8_CK", "logical", _plain,
-              _hip_per_tensor, _a8w8_ck, ck=True),
-        Chain("fp8_per_tensor", "triton", "", _TQ + "dynamic_per_tensor_quant_fp8_i8", _TG + "gemm_a8w8.gemm_a8w8",
-              "logical", _plain, _triton_per_tensor, _a8w8_triton),
+        Chain(
+            "fp8_per_token",
+            "ck",
+            "",
+            _PER_TOKEN_HIP,
+            _G8 + "gemm_a8w8_CK",
+            "logical",
+            _plain,
+            hip_token,
+            _a8w8_ck,
+            ck=True,
+        ),
+        Chain(
+            "fp8_per_token",
+            "ck",
+            "bpreshuffle",
+            _PER_TOKEN_HIP,
+            _G8 + "gemm_a8w8_bpreshuffle",
+            "logical",
+            _shuffled(),
+            hip_token,
+            _a8w8_bpreshuffle,
+            ck=True,
+            n_multiple=16,
+            k_multiple=32,
+        ),
+        Chain(
+            "fp8_per_token",
+            "cktile",
+            "bpreshuffle",
+            _PER_TOKEN_HIP,
+            _G8 + "gemm_a8w8_bpreshuffle_cktile",
+            "logical",
+            _shuffled(),
+            hip_token,
+            _a8w8_bpreshuffle_cktile,
+            ck=True,
+            n_multiple=16,
+            k_multiple=32,
+        ),
+        Chain(
+            "fp8_per_token",
+            "triton",
+            "",
+            _PER_TOKEN_TRITON,
+            _TG + "gemm_a8w8.gemm_a8w8",
+            "logical",
+            _plain,
+            triton_token,
+            _a8w8_triton,
+        ),
+        Chain(
+            "fp8_blockscale",
+            "ck",
+            "",
+            _GROUPS.format(False),
+            _G8 + "gemm_a8w8_blockscale",
+            "row_major",
+            _plain,
+            rows_r,
+            _blockscale_ck,
+            ck=True,
+            **block,
+        ),
+        Chain(
+            "fp8_blockscale",
+            "ck",
+            "bpreshuffle",
+            _GROUPS.format(True),
+            _G8 + "gemm_a8w8_blockscale_bpreshuffle",
+            "transposed",
+            _shuffled(),
+            rows_t,
+            _blockscale_bpreshuffle,
+            ck=True,
+            **block,
+        ),
+        Chain(
+            "fp8_blockscale",
+            "cktile",
+            "",
+            _GROUPS.format(False),
+            _G8 + "gemm_a8w8_blockscale_cktile",
+            "row_major",
+            _plain,
+            rows_r,
+            _blockscale_cktile,
+            ck=True,
+            **block,
+        ),
+        Chain(
+            "fp8_blockscale",
+            "triton",
+            "",
+            _GROUPS.format(False),
+            _TG + "gemm_a8w8_blockscale.gemm_a8w8_blockscale",
+            "logical",
+            _plain,
+            rows_r,
+            _blockscale_triton,
+            **block,
+        ),
+        Chain(
+            "fp8_blockscale",
+            "triton",
+            "preshuffle",
+            _GROUPS.format(True),
+            _TG + "gemm_a8w8_blockscale.gemm_a8w8_blockscale_preshuffle",
+            "transposed",
+            _shuffled(),
+            rows_t,
+            _blockscale_triton_preshuffle,
+            **block,
+        ),
+        Chain(
+            "fp8_blockscale",
+            "asm",
+            "bpreshuffle",
+            _GROUPS.format(True),
+            _G8 + "gemm_a8w8_blockscale_bpreshuffle_asm",
+            "transposed",
+            _shuffled(),
+            rows_t,
+            _blockscale_bpreshuffle_asm,
+            asm=True,
+            **block,
+        ),
+        Chain(
+            "fp8_blockscale",
+            "asm",
+            "gfx950",
+            _GROUPS.format(False),
+            _G8 + "gemm_a8w8_blockscale(isBpreshuffled=True) -> gfx950_a8w8_blockscale_ASM",
+            "row_major",
+            _shuffled(),
+            rows_r,
+            _blockscale_gfx950_asm,
+            archs=("gfx950",),
+            asm=True,
+            m_min=16,
+            k_min=512,
+            **block,
+        ),
+        Chain(
+            "fp8_per_tensor",
+            "hipblaslt",
+            "",
+            _Q + "dynamic_per_tensor_quant",
+            "aiter.tuned_gemm.tgemm.mm",
+            "logical",
+            _plain,
+            _hip_per_tensor,
+            _hipblaslt,
+        ),
+        Chain(
+            "fp8_per_tensor",
+            "ck",
+            "",
+            _Q + "dynamic_per_tensor_quant",
+            _G8 + "gemm_a8w8_CK",
+            "logical",
+            _plain,
+            _hip_per_tensor,
+            _a8w8_ck,
+            ck=True,
+        ),
+        Chain(
+            "fp8_per_tensor",
+            "triton",
+            "",
+            _TQ + "dynamic_per_tensor_quant_fp8_i8",
+            _TG + "gemm_a8w8.gemm_a8w8",
+            "logical",
+            _plain,
+            _triton_per_tensor,
+            _a8w8_triton,
+        ),
     ]
 
 
 def _fp4_chains() -> list[Chain]:
     fp4 = dict(archs=_FP4_ARCHS, n_multiple=16, k_multiple=64)
     return [
-        Chain("mxfp4", "asm", "", _MX_HIP.format(True), _G4 + "gemm_a4w4 -> gemm_a4w4_asm", "mx_swizzle",
-              _mx_shuffled, _hip_mx("per_1x32_mx_quant_hip", True), _a4w4, asm=True, **fp4),
-        Chain("mxfp4", "ck", "", _MX_HIP.format(True), _G4 + "gemm_a4w4_blockscale", "mx_swizzle", _mx_shuffled,
-              _hip_mx("per_1x32_mx_quant_hip", True), _a4w4_ck, ck=True, **fp4),
-        Chain("mxfp4", "triton", "", _MX_HIP.format(False), _TG + "gemm_afp4wfp4.gemm_afp4wfp4", "logical",
-              _plain, _hip_mx("per_1x32_mx_quant_hip", False), _afp4wfp4, **fp4),
-        Chain("mxfp4", "triton", "preshuffle", _MX_HIP.format("M>=32"),
-              _TG + "gemm_afp4wfp4.gemm_afp4wfp4_preshuffle", "mx_swizzle", _mx_shuffled,
-              _hip_mx("per_1x32_mx_quant_hip", None), _afp4wfp4_preshuffle, layout_below_32_rows="row_major",
-              **fp4),
-        Chain("fp4", "asm", "", _F4_HIP.format(True), _G4 + "gemm_a4w4 -> gemm_a4w4_asm", "mx_swizzle",
-              _mx_shuffled, _hip_mx("per_1x32_f4_quant_hip", True), _a4w4, asm=True, **fp4),
-        Chain("fp4", "triton", "", _MX_TRITON, _TG + "gemm_afp4wfp4.gemm_afp4wfp4", "logical", _plain, _triton_mx,
-              _afp4wfp4, **fp4),
+        Chain(
+            "mxfp4",
+            "asm",
+            "",
+            _MX_HIP.format(True),
+            _G4 + "gemm_a4w4 -> gemm_a4w4_asm",
+            "mx_swizzle",
+            _mx_shuffled,
+            _hip_mx("per_1x32_mx_quant_hip", True),
+            _a4w4,
+            asm=True,
+            **fp4,
+        ),
+        Chain(
+            "mxfp4",
+            "ck",
+            "",
+            _MX_HIP.format(True),
+            _G4 + "gemm_a4w4_blockscale",
+            "mx_swizzle",
+            _mx_shuffled,
+            _hip_mx("per_1x32_mx_quant_hip", True),
+            _a4w4_ck,
+            ck=True,
+            **fp4,
+        ),
+        Chain(
+            "mxfp4",
+            "triton",
+            "",
+            _MX_HIP.format(False),
+            _TG + "gemm_afp4wfp4.gemm_afp4wfp4",
+            "logical",
+            _plain,
+            _hip_mx("per_1x32_mx_quant_hip", False),
+            _afp4wfp4,
+            **fp4,
+        ),
+        Chain(
+            "mxfp4",
+            "triton",
+            "preshuffle",
+            _MX_HIP.format("M>=32"),
+            _TG + "gemm_afp4wfp4.gemm_afp4wfp4_preshuffle",
+            "mx_swizzle",
+            _mx_shuffled,
+            _hip_mx("per_1x32_mx_quant_hip", None),
+            _afp4wfp4_preshuffle,
+            layout_below_32_rows="row_major",
+            **fp4,
+        ),
+        Chain(
+            "fp4",
+            "asm",
+            "",
+            _F4_HIP.format(True),
+            _G4 + "gemm_a4w4 -> gemm_a4w4_asm",
+            "mx_swizzle",
+            _mx_shuffled,
+            _hip_mx("per_1x32_f4_quant_hip", True),
+            _a4w4,
+            asm=True,
+            **fp4,
+        ),
+        Chain(
+            "fp4",
+            "triton",
+            "",
+            _MX_TRITON,
+            _TG + "gemm_afp4wfp4.gemm_afp4wfp4",
+            "logical",
+            _plain,
+            _triton_mx,
+            _afp4wfp4,
+            **fp4,
+        ),
     ]
 
 
 def _int_chains() -> list[Chain]:
     hip_token = _hip_per_token("i8")
     return [
-        Chain("int8", "asm", "", _PER_TOKEN_HIP, _G8 + "gemm_a8w8_ASM", "logical", _shuffled((32, 16)), hip_token,
-              _a8w8_asm, asm=True, n_multiple=32, k_multiple=32),
-        Chain("int8", "ck", "", _PER_TOKEN_HIP, _G8 + "gemm_a8w8_CK", "logical", _plain, hip_token, _a8w8_ck,
-              ck=True),
-        Chain("int8", "triton", "", _PER_TOKEN_TRITON, _TG + "gemm_a8w8.gemm_a8w8", "logical", _plain,
-              _triton_per_token("i8"), _a8w8_triton),
-        Chain("int4", "torch", "W4A16", "none (16-bit activations)",
-              "torch W4A16 (AITER has no INT4 linear GEMM)", "none", _int4_prepare, _no_quant, _int4_torch,
-              k_multiple=qw.INT4_GROUP),
+        Chain(
+            "int8",
+            "asm",
+            "",
+            _PER_TOKEN_HIP,
+            _G8 + "gemm_a8w8_ASM",
+            "logical",
+            _shuffled((32, 16)),
+            hip_token,
+            _a8w8_asm,
+            asm=True,
+            n_multiple=32,
+            k_multiple=32,
+        ),
+        Chain("int8", "ck", "", _PER_TOKEN_HIP, _G8 + "gemm_a8w8_CK", "logical", _plain, hip_token, _a8w8_ck, ck=True),
+        Chain(
+            "int8",
+            "triton",
+            "",
+            _PER_TOKEN_TRITON,
+            _TG + "gemm_a8w8.gemm_a8w8",
+            "logical",
+            _plain,
+            _triton_per_token("i8"),
+            _a8w8_triton,
+        ),
+        Chain(
+            "int4",
+            "torch",
+            "W4A16",
+            "none (16-bit activations)",
+            "torch W4A16 (AITER has no INT4 linear GEMM)",
+            "none",
+            _int4_prepare,
+            _no_quant,
+            _int4_torch,
+            k_multiple=qw.INT4_GROUP,
+        ),
     ]
 
 

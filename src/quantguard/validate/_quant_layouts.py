@@ -54,8 +54,11 @@ class LayoutVerdict:
         if not self.written:
             return "scales match no known layout or rounding"
         if self.expected not in self.written:
-            shown = next(layout for layout in ("row_major", "transposed", "mx_swizzle", "logical", "per_token")
-                         if layout in self.written)
+            shown = next(
+                layout
+                for layout in ("row_major", "transposed", "mx_swizzle", "logical", "per_token")
+                if layout in self.written
+            )
             return f"written {_describe(shown)}; GEMM reads {_describe(self.expected)}"
         text = _describe(self.expected)
         if self.declared_rounding is not None:

@@ -95,24 +95,44 @@ def _number(value: float | None, digits: int = 4) -> str:
 
 def _cells(summary: ChainSummary) -> list[str]:
     chain = summary.chain
-    return [chain.scheme, chain.backend + (f" ({chain.variant})" if chain.variant else ""),
-            summary.status, _number(summary.worst("chain_metrics", "cosine")),
-            _number(summary.worst("matched_metrics", "cosine"), 6),
-            _number(summary.worst("chain_metrics", "norm_ratio")),
-            _number(summary.worst("chain_metrics", "max_abs_err"), 3),
-            f"{len(summary.ran)}/{len(summary.cases)}", summary.layout]
+    return [
+        chain.scheme,
+        chain.backend + (f" ({chain.variant})" if chain.variant else ""),
+        summary.status,
+        _number(summary.worst("chain_metrics", "cosine")),
+        _number(summary.worst("matched_metrics", "cosine"), 6),
+        _number(summary.worst("chain_metrics", "norm_ratio")),
+        _number(summary.worst("chain_metrics", "max_abs_err"), 3),
+        f"{len(summary.ran)}/{len(summary.cases)}",
+        summary.layout,
+    ]
 
 
-_HEADER = ["scheme", "backend", "verdict", "min cos vs fp32", "min cos vs matched", "norm ratio", "max abs err",
-           "shapes run", "scale layout (produced vs read)"]
+_HEADER = [
+    "scheme",
+    "backend",
+    "verdict",
+    "min cos vs fp32",
+    "min cos vs matched",
+    "norm ratio",
+    "max abs err",
+    "shapes run",
+    "scale layout (produced vs read)",
+]
 
 
 def console(header: RunHeader, summaries: Sequence[ChainSummary]) -> str:
     """The comparison table and the first reason of each failing chain, for a terminal."""
-    lines = [f"quantguard validate quant — {header.environment}; shapes: {header.shapes}", "",
-             text_table(_HEADER, [_cells(summary) for summary in summaries])]
-    notes = [f"  {summary.chain.name}: {summary.status}: {summary.reason}" for summary in summaries
-             if summary.status in ("FAIL", "ERROR")]
+    lines = [
+        f"quantguard validate quant — {header.environment}; shapes: {header.shapes}",
+        "",
+        text_table(_HEADER, [_cells(summary) for summary in summaries]),
+    ]
+    notes = [
+        f"  {summary.chain.name}: {summary.status}: {summary.reason}"
+        for summary in summaries
+        if summary.status in ("FAIL", "ERROR")
+    ]
     blocked = [f"  {summary.chain.name}: {summary.policy}" for summary in summaries if summary.policy]
     if notes:
         lines += ["", "failures:"] + notes
@@ -133,9 +153,12 @@ def _backend_matrix(summaries: Sequence[ChainSummary]) -> list[str]:
             continue
         row = [scheme]
         for backend in present:
-            cell = [f"{s.status} {_number(s.worst('chain_metrics', 'cosine'))}"
-                    + (f" ({s.chain.variant})" if s.chain.variant else "")
-                    for s in mine if s.chain.backend == backend]
+            cell = [
+                f"{s.status} {_number(s.worst('chain_metrics', 'cosine'))}"
+                + (f" ({s.chain.variant})" if s.chain.variant else "")
+                for s in mine
+                if s.chain.backend == backend
+            ]
             row.append("<br>".join(cell) or "n/a")
         rows.append(row)
     return markdown_table(["scheme"] + present, rows)
@@ -146,37 +169,72 @@ def _case_rows(results: Sequence[CaseResult]) -> list[list[str]]:
     for case in results:
         m, n, k = case.shape
         chain, matched = case.chain_metrics, case.matched_metrics
-        rows.append([case.chain.name, f"{m}x{n}x{k}", case.status,
-                     _number(chain.cosine if chain else None, 6), _number(matched.cosine if matched else None, 6),
-                     _number(chain.norm_ratio if chain else None), _number(chain.sqnr_db if chain else None, 1),
-                     _number(chain.max_abs_err if chain else None, 3), f"{case.seconds:.2f}",
-                     "; ".join(case.reasons)])
+        rows.append(
+            [
+                case.chain.name,
+                f"{m}x{n}x{k}",
+                case.status,
+                _number(chain.cosine if chain else None, 6),
+                _number(matched.cosine if matched else None, 6),
+                _number(chain.norm_ratio if chain else None),
+                _number(chain.sqnr_db if chain else None, 1),
+                _number(chain.max_abs_err if chain else None, 3),
+                f"{case.seconds:.2f}",
+                "; ".join(case.reasons),
+            ]
+        )
     return rows
 
 
 def markdown(header: RunHeader, results: Sequence[CaseResult], summaries: Sequence[ChainSummary]) -> str:
     failing = [s for s in summaries if s.status in ("FAIL", "ERROR")]
     verdict = "FAIL" if failing else "PASS"
-    lines = [f"# quantguard validate quant: {verdict}", "",
-             f"- AITER: {header.environment}", f"- arch: {header.arch}; CK-free: {'yes' if header.ck_free else 'no'}; "
-             f"device: {header.device}; seed: {header.seed}", f"- shapes (M, N, K): {header.shapes}",
-             f"- quantguard guards on every call: {'yes' if header.guards else 'no'}",
-             "- thresholds: " + "; ".join(f"{scheme}: cosine vs fp32 >= {limit.chain_cosine}, norm ratio 1 ± "
-                                         f"{limit.norm_tolerance}, kernel vs matched >= {limit.matched_cosine}"
-                                         for scheme, limit in header.limits.items()),
-             "", "## Backend comparison", "",
-             "Worst cosine against the fp32 product of the unquantized operands, per scheme and backend.", ""]
+    lines = [
+        f"# quantguard validate quant: {verdict}",
+        "",
+        f"- AITER: {header.environment}",
+        f"- arch: {header.arch}; CK-free: {'yes' if header.ck_free else 'no'}; "
+        f"device: {header.device}; seed: {header.seed}",
+        f"- shapes (M, N, K): {header.shapes}",
+        f"- quantguard guards on every call: {'yes' if header.guards else 'no'}",
+        "- thresholds: "
+        + "; ".join(
+            f"{scheme}: cosine vs fp32 >= {limit.chain_cosine}, norm ratio 1 ± "
+            f"{limit.norm_tolerance}, kernel vs matched >= {limit.matched_cosine}"
+            for scheme, limit in header.limits.items()
+        ),
+        "",
+        "## Backend comparison",
+        "",
+        "Worst cosine against the fp32 product of the unquantized operands, per scheme and backend.",
+        "",
+    ]
     lines += _backend_matrix(summaries)
     lines += ["", "## Chains", ""]
-    lines += markdown_table(_HEADER + ["quant entry point", "GEMM entry point"],
-                            [_cells(s) + [f"`{s.chain.quant}`", f"`{s.chain.gemm}`"] for s in summaries])
-    lines += ["", "## Scale layouts", "",
-              "What each producer actually wrote (recomputed from its input, strides ignored) and what the GEMM reads.",
-              ""]
-    lines += markdown_table(["chain", "GEMM reads", "producer wrote", "verdict"],
-                            [[s.chain.name, s.chain.expected_layout, s.layout,
-                              "ok" if all(c.layout is None or c.layout.ok for c in s.ran) else "MISMATCH"]
-                             for s in summaries if s.ran])
+    lines += markdown_table(
+        _HEADER + ["quant entry point", "GEMM entry point"],
+        [_cells(s) + [f"`{s.chain.quant}`", f"`{s.chain.gemm}`"] for s in summaries],
+    )
+    lines += [
+        "",
+        "## Scale layouts",
+        "",
+        "What each producer actually wrote (recomputed from its input, strides ignored) and what the GEMM reads.",
+        "",
+    ]
+    lines += markdown_table(
+        ["chain", "GEMM reads", "producer wrote", "verdict"],
+        [
+            [
+                s.chain.name,
+                s.chain.expected_layout,
+                s.layout,
+                "ok" if all(c.layout is None or c.layout.ok for c in s.ran) else "MISMATCH",
+            ]
+            for s in summaries
+            if s.ran
+        ],
+    )
     lines += ["", "## Failures", ""]
     if failing:
         for summary in failing:
@@ -189,8 +247,21 @@ def markdown(header: RunHeader, results: Sequence[CaseResult], summaries: Sequen
     if skipped:
         lines += ["", "## Not run", ""] + [f"- {s.chain.name}: {s.cases[0].reasons[0]}" for s in skipped]
     lines += ["", "## Every case", ""]
-    lines += markdown_table(["chain", "MxNxK", "verdict", "cos vs fp32", "cos vs matched", "norm ratio", "SQNR dB",
-                             "max abs err", "s", "reasons"], _case_rows(results))
+    lines += markdown_table(
+        [
+            "chain",
+            "MxNxK",
+            "verdict",
+            "cos vs fp32",
+            "cos vs matched",
+            "norm ratio",
+            "SQNR dB",
+            "max abs err",
+            "s",
+            "reasons",
+        ],
+        _case_rows(results),
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -200,22 +271,45 @@ def _finite(value: float | None) -> float | None:
 
 def to_json(header: RunHeader, results: Sequence[CaseResult]) -> dict[str, Any]:
     def metrics(value: Any) -> dict[str, Any] | None:
-        return None if value is None else {key: _finite(v) if isinstance(v, float) else v
-                                           for key, v in value.as_dict().items()}
+        return (
+            None
+            if value is None
+            else {key: _finite(v) if isinstance(v, float) else v for key, v in value.as_dict().items()}
+        )
 
     return {
-        "environment": header.environment, "arch": header.arch, "ck_free": header.ck_free,
-        "device": header.device, "seed": header.seed, "guards": header.guards,
+        "environment": header.environment,
+        "arch": header.arch,
+        "ck_free": header.ck_free,
+        "device": header.device,
+        "seed": header.seed,
+        "guards": header.guards,
         "passed": all(case.status in ("PASS", "SKIP") for case in results),
-        "cases": [{
-            "scheme": case.chain.scheme, "backend": case.chain.backend, "variant": case.chain.variant,
-            "quant": case.chain.quant, "gemm": case.chain.gemm, "shape": list(case.shape),
-            "status": case.status, "reasons": case.reasons,
-            "vs_fp32": metrics(case.chain_metrics), "vs_matched": metrics(case.matched_metrics),
-            "scale_layout": None if case.layout is None else {
-                "expected": case.layout.expected, "written": list(case.layout.written),
-                "rounding": list(case.layout.rounding), "declared_rounding": case.layout.declared_rounding,
-                "ok": case.layout.ok},
-            "quantguard_findings": case.guard_findings, "blocked": case.blocked, "seconds": case.seconds,
-        } for case in results],
+        "cases": [
+            {
+                "scheme": case.chain.scheme,
+                "backend": case.chain.backend,
+                "variant": case.chain.variant,
+                "quant": case.chain.quant,
+                "gemm": case.chain.gemm,
+                "shape": list(case.shape),
+                "status": case.status,
+                "reasons": case.reasons,
+                "vs_fp32": metrics(case.chain_metrics),
+                "vs_matched": metrics(case.matched_metrics),
+                "scale_layout": None
+                if case.layout is None
+                else {
+                    "expected": case.layout.expected,
+                    "written": list(case.layout.written),
+                    "rounding": list(case.layout.rounding),
+                    "declared_rounding": case.layout.declared_rounding,
+                    "ok": case.layout.ok,
+                },
+                "quantguard_findings": case.guard_findings,
+                "blocked": case.blocked,
+                "seconds": case.seconds,
+            }
+            for case in results
+        ],
     }

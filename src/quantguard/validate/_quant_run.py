@@ -76,8 +76,10 @@ def _judge(result: CaseResult, limits: Limits) -> None:
     if matched is None:
         reasons.append("the activation scales cannot be read in the layout the GEMM expects")
     elif matched.cosine < limits.matched_cosine or abs(matched.norm_ratio - 1.0) > 1.0 - limits.matched_cosine + 1e-3:
-        reasons.append(f"kernel vs its precision-matched reference: cosine {matched.cosine:.6f}, "
-                       f"norm ratio {matched.norm_ratio:.4g} (the GEMM does not compute what its inputs say)")
+        reasons.append(
+            f"kernel vs its precision-matched reference: cosine {matched.cosine:.6f}, "
+            f"norm ratio {matched.norm_ratio:.4g} (the GEMM does not compute what its inputs say)"
+        )
     if chain.nonfinite:
         reasons.append(f"{chain.nan} NaN and {chain.inf} Inf in the output")
     if chain.cosine < limits.chain_cosine:
@@ -95,8 +97,15 @@ def _describe_event(event: Mapping[str, Any]) -> str:
     return f"{event.get('check')} on {target}: {event.get('message', '')}"
 
 
-def run_case(chain: Chain, shape: Shape, weight: QuantWeight, x: torch.Tensor, reference: torch.Tensor,
-             limits: Limits, events: list | None = None) -> CaseResult:
+def run_case(
+    chain: Chain,
+    shape: Shape,
+    weight: QuantWeight,
+    x: torch.Tensor,
+    reference: torch.Tensor,
+    limits: Limits,
+    events: list | None = None,
+) -> CaseResult:
     """Quantize ``x``, run the chain's GEMM, compare; never raises for a failing kernel."""
     started = time.perf_counter()
     result = CaseResult(chain, shape, "PASS")
@@ -143,8 +152,17 @@ def guarded(arch: str, ck_free: bool, enabled: bool, log: str = os.devnull) -> I
     from quantguard.testing import capture_events
 
     with capture_events() as events:
-        quantguard.enable(mode="log", sample_rate=1.0, sample_first=1_000_000, on_block="log", gfx=arch,
-                          ck_free=ck_free, log=log, summary_at_exit=False, label="validate-quant")
+        quantguard.enable(
+            mode="log",
+            sample_rate=1.0,
+            sample_first=1_000_000,
+            on_block="log",
+            gfx=arch,
+            ck_free=ck_free,
+            log=log,
+            summary_at_exit=False,
+            label="validate-quant",
+        )
         try:
             yield events
         finally:

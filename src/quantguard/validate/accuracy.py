@@ -38,8 +38,9 @@ from quantguard.validate._accuracy_eval import DEFAULT_THRESHOLDS, FAMILIES, eva
 from quantguard.validate._accuracy_report import RunHeader, markdown, summary, write_reports
 from quantguard.validate._environment import aiter_environment, describe_sim
 from quantguard.validate._usage import UsageError, run_validation
-from quantguard.validate.models import READY_MADE, LoadOptions, ModelError, ModelSpec, load_model, supported
+from quantguard.validate.models import LoadOptions, ModelError, ModelSpec, supported
 from quantguard.validate.quantize import BACKENDS, DEFAULT_SKIP, SCHEMES, QuantConfig, UnsupportedPath
+from quantguard.validate.ready_models import READY_MADE, load_model
 
 __all__ = ["add_arguments", "parse_thresholds", "run"]
 
@@ -62,47 +63,98 @@ def _count(minimum: int):
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``quantguard validate accuracy``."""
     model = parser.add_argument_group("model")
-    model.add_argument("--model", default="tiny-llama",
-                       help=f"{' | '.join(READY_MADE)} | module:function returning (model, inputs) or a dict "
-                            "with model, prompts[, tokenize] (default: tiny-llama)")
-    model.add_argument("--prompts", type=_count(1), default=10, metavar="N",
-                       help="generation prompts (built-in models: also the calibration prompts) (default: 10)")
-    model.add_argument("--max-new-tokens", type=_count(0), default=50, metavar="N",
-                       help="greedy tokens per prompt (default: 50)")
+    model.add_argument(
+        "--model",
+        default="tiny-llama",
+        help=f"{' | '.join(READY_MADE)} | module:function returning (model, inputs) or a dict "
+        "with model, prompts[, tokenize] (default: tiny-llama)",
+    )
+    model.add_argument(
+        "--prompts",
+        type=_count(1),
+        default=10,
+        metavar="N",
+        help="generation prompts (built-in models: also the calibration prompts) (default: 10)",
+    )
+    model.add_argument(
+        "--max-new-tokens", type=_count(0), default=50, metavar="N", help="greedy tokens per prompt (default: 50)"
+    )
     model.add_argument("--dtype", choices=sorted(_DTYPES), default="bf16", help="reference precision (default: bf16)")
     model.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
-    model.add_argument("--layers", metavar="REGEX", default=None,
-                       help="module names of the transformer layers (default: the longest list of identical "
-                            "blocks; not used by --model sim)")
-    model.add_argument("--skip", metavar="PATTERN", action="append", default=None,
-                       help="fnmatch pattern of linear layers kept unquantized; repeatable "
-                            f"(default: {' '.join(DEFAULT_SKIP)}; not used by --model sim)")
+    model.add_argument(
+        "--layers",
+        metavar="REGEX",
+        default=None,
+        help="module names of the transformer layers (default: the longest list of identical "
+        "blocks; not used by --model sim)",
+    )
+    model.add_argument(
+        "--skip",
+        metavar="PATTERN",
+        action="append",
+        default=None,
+        help="fnmatch pattern of linear layers kept unquantized; repeatable "
+        f"(default: {' '.join(DEFAULT_SKIP)}; not used by --model sim)",
+    )
 
     target = parser.add_argument_group("configurations")
-    target.add_argument("--configs", default=None, metavar="LIST",
-                        help=f"comma-separated, from {','.join(SCHEMES)} (default: those the arch and backend support)")
+    target.add_argument(
+        "--configs",
+        default=None,
+        metavar="LIST",
+        help=f"comma-separated, from {','.join(SCHEMES)} (default: those the arch and backend support)",
+    )
     target.add_argument("--backend", choices=BACKENDS, default="ck", help="GEMM backend (default: ck)")
-    target.add_argument("--preshuffle", action=argparse.BooleanOptionalAction, default=None,
-                        help="preshuffled weights and the preshuffle GEMMs (default: on unless --backend triton)")
-    target.add_argument("--threshold", action="append", default=[], metavar="KEY=VALUE[,KEY=VALUE]",
-                        help="minimum per-layer cosine per family (fp8, fp4, int4) or configuration name "
-                             f"(default: {', '.join(f'{k}={v}' for k, v in DEFAULT_THRESHOLDS.items())})")
-    target.add_argument("--norm-tolerance", type=float, default=_NORM_TOLERANCE, metavar="X",
-                        help=f"flag a layer whose output norm ratio is outside 1 +- X (default: {_NORM_TOLERANCE})")
+    target.add_argument(
+        "--preshuffle",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="preshuffled weights and the preshuffle GEMMs (default: on unless --backend triton)",
+    )
+    target.add_argument(
+        "--threshold",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE[,KEY=VALUE]",
+        help="minimum per-layer cosine per family (fp8, fp4, int4) or configuration name "
+        f"(default: {', '.join(f'{k}={v}' for k, v in DEFAULT_THRESHOLDS.items())})",
+    )
+    target.add_argument(
+        "--norm-tolerance",
+        type=float,
+        default=_NORM_TOLERANCE,
+        metavar="X",
+        help=f"flag a layer whose output norm ratio is outside 1 +- X (default: {_NORM_TOLERANCE})",
+    )
 
     output = parser.add_argument_group("output")
-    output.add_argument("-o", "--output", type=Path, default=None, metavar="REPORT.md",
-                        help="write the markdown report there, REPORT.layers.csv and REPORT.json beside it "
-                             "(default: markdown on stdout)")
+    output.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        default=None,
+        metavar="REPORT.md",
+        help="write the markdown report there, REPORT.layers.csv and REPORT.json beside it "
+        "(default: markdown on stdout)",
+    )
 
     simulator = parser.add_argument_group("simulator (no GPU)")
-    simulator.add_argument("--sim", action="store_true",
-                           help="run on quantguard.sim instead of the installed AITER (implied by --model sim)")
-    simulator.add_argument("--gfx", choices=_SIM_ARCHS, default=None,
-                           help=f"simulated arch (default: {_SIM_DEFAULT_ARCH})")
+    simulator.add_argument(
+        "--sim",
+        action="store_true",
+        help="run on quantguard.sim instead of the installed AITER (implied by --model sim)",
+    )
+    simulator.add_argument(
+        "--gfx", choices=_SIM_ARCHS, default=None, help=f"simulated arch (default: {_SIM_DEFAULT_ARCH})"
+    )
     simulator.add_argument("--ck-free", action="store_true", help="simulate a CK-free AITER build")
-    simulator.add_argument("--fault", action="append", default=[], metavar="NAME[@BACKEND]",
-                           help="inject a simulator fault; repeatable (see docs/sim.md)")
+    simulator.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="NAME[@BACKEND]",
+        help="inject a simulator fault; repeatable (see docs/sim.md)",
+    )
 
 
 def parse_thresholds(values: list[str]) -> dict[str, float]:
@@ -190,19 +242,30 @@ def _validate(args: argparse.Namespace) -> int:
     command_line_thresholds = parse_thresholds(args.threshold)
     device = _device(args)
     with _aiter_environment(args, device) as (arch, environment):
-        options = LoadOptions(arch=arch, device=device, dtype=_DTYPES[args.dtype], num_prompts=args.prompts,
-                              skip=tuple(args.skip or DEFAULT_SKIP), layers=args.layers, ck_free=args.ck_free,
-                              faults=tuple(args.fault))
+        options = LoadOptions(
+            arch=arch,
+            device=device,
+            dtype=_DTYPES[args.dtype],
+            num_prompts=args.prompts,
+            skip=tuple(args.skip or DEFAULT_SKIP),
+            layers=args.layers,
+            ck_free=args.ck_free,
+            faults=tuple(args.fault),
+        )
         try:
             spec = load_model(args.model, options)
             configs, not_run = _configs(spec, requested, args.backend, args.preshuffle)
             reference = run_reference(spec, args.max_new_tokens)
         except (ModelError, UnsupportedPath) as exc:
             raise UsageError(str(exc)) from exc
-        thresholds = {config.scheme: _resolve_threshold(config.scheme, command_line_thresholds, spec.thresholds)
-                      for config in configs}
-        results = [evaluate(spec, reference, config, thresholds[config.scheme][0], args.norm_tolerance,
-                            args.max_new_tokens) for config in configs]
+        thresholds = {
+            config.scheme: _resolve_threshold(config.scheme, command_line_thresholds, spec.thresholds)
+            for config in configs
+        }
+        results = [
+            evaluate(spec, reference, config, thresholds[config.scheme][0], args.norm_tolerance, args.max_new_tokens)
+            for config in configs
+        ]
     header = RunHeader(
         model_name=spec.name,
         model=spec.description,

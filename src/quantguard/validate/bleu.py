@@ -70,8 +70,9 @@ def _score(counts: list[int], totals: list[int], sys_len: int, ref_len: int) -> 
                 precisions[order - 1] = 100.0 * counts[order - 1] / totals[order - 1]
         logs = (math.log(p) if p > 0 else _LOG_ZERO for p in precisions)
         score = brevity_penalty * math.exp(sum(logs) / MAX_ORDER)
-    return BleuScore(score, tuple(counts), tuple(totals), tuple(precisions), brevity_penalty,
-                     sys_len, ref_len, "builtin")
+    return BleuScore(
+        score, tuple(counts), tuple(totals), tuple(precisions), brevity_penalty, sys_len, ref_len, "builtin"
+    )
 
 
 def _check_pairs(hypotheses: Sequence[Sequence[Hashable]], references: Sequence[Sequence[Hashable]]) -> None:
@@ -101,9 +102,7 @@ def builtin_corpus_bleu(
     return _score(counts, totals, sys_len, ref_len)
 
 
-def corpus_bleu(
-    hypotheses: Sequence[Sequence[Hashable]], references: Sequence[Sequence[Hashable]]
-) -> BleuScore:
+def corpus_bleu(hypotheses: Sequence[Sequence[Hashable]], references: Sequence[Sequence[Hashable]]) -> BleuScore:
     """Corpus BLEU-4 with sacrebleu when it is installed, else :func:`builtin_corpus_bleu`."""
     try:
         import sacrebleu
@@ -115,5 +114,13 @@ def corpus_bleu(
         [[" ".join(map(str, reference)) for reference in references]],
         tokenize="none",
     )
-    return BleuScore(result.score, tuple(result.counts), tuple(result.totals), tuple(result.precisions),
-                     result.bp, result.sys_len, result.ref_len, "sacrebleu")
+    return BleuScore(
+        result.score,
+        tuple(result.counts),
+        tuple(result.totals),
+        tuple(result.precisions),
+        result.bp,
+        result.sys_len,
+        result.ref_len,
+        "sacrebleu",
+    )

@@ -78,8 +78,10 @@ _BACKENDS = ("ck", "triton", "asm")
 #: layers.1 pools at 0.961-0.977 on gfx942 (FP8 only) and 0.932-0.961 on gfx950, whose o_proj is MXFP4.
 _LAYER_COSINE = {"gfx942": 0.94, "gfx950": 0.90}
 _NORM_TOLERANCE, _EMBEDDING_COSINE, _TOKEN_MATCH = 0.05, 0.95, 0.8
-_GUARD_OPTIONS = ("mode=log, on_block=log, arch and CK-free detected from AITER, default sampling (first 3 calls "
-                  "per signature, then 1%), seed=0")
+_GUARD_OPTIONS = (
+    "mode=log, on_block=log, arch and CK-free detected from AITER, default sampling (first 3 calls "
+    "per signature, then 1%), seed=0"
+)
 
 
 def _count(text: str) -> int:
@@ -99,45 +101,97 @@ def _fraction(text: str) -> float:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``quantguard validate ckfree``."""
     run = parser.add_argument_group("workload")
-    run.add_argument("--tokens", "--max-new-tokens", dest="tokens", type=_count, default=50, metavar="N",
-                     help="greedy tokens generated (default: 50)")
-    run.add_argument("--prompts", type=_count, default=4, metavar="N",
-                     help="calibration prompts of 16 tokens for the per-layer cosine; generation uses the first "
-                          "(default: 4)")
+    run.add_argument(
+        "--tokens",
+        "--max-new-tokens",
+        dest="tokens",
+        type=_count,
+        default=50,
+        metavar="N",
+        help="greedy tokens generated (default: 50)",
+    )
+    run.add_argument(
+        "--prompts",
+        type=_count,
+        default=4,
+        metavar="N",
+        help="calibration prompts of 16 tokens for the per-layer cosine; generation uses the first (default: 4)",
+    )
     run.add_argument("--device", default=None, help="torch device (default: cpu with --sim, else cuda when available)")
-    run.add_argument("--events", action="append", type=Path, default=[], metavar="EVENTS.jsonl",
-                     help="without --sim: quantguard event logs of a CK-free ATOM run, for the ASM and regression "
-                          "items; repeatable")
+    run.add_argument(
+        "--events",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="EVENTS.jsonl",
+        help="without --sim: quantguard event logs of a CK-free ATOM run, for the ASM and regression items; repeatable",
+    )
 
     limits = parser.add_argument_group("thresholds")
-    limits.add_argument("--layer-cosine", type=_fraction, default=None, metavar="X",
-                        help="minimum per-layer cosine (default: "
-                             + ", ".join(f"{value} on {arch}" for arch, value in _LAYER_COSINE.items()) + ")")
-    limits.add_argument("--norm-tolerance", type=float, default=_NORM_TOLERANCE, metavar="X",
-                        help=f"layer and output-embedding norm ratio within 1 +- X (default: {_NORM_TOLERANCE})")
-    limits.add_argument("--embedding-cosine", type=_fraction, default=_EMBEDDING_COSINE, metavar="X",
-                        help=f"minimum output-embedding cosine over the generation (default: {_EMBEDDING_COSINE})")
-    limits.add_argument("--min-token-match", type=_fraction, default=_TOKEN_MATCH, metavar="X",
-                        help=f"minimum share of generated tokens equal to the reference's (default: {_TOKEN_MATCH})")
+    limits.add_argument(
+        "--layer-cosine",
+        type=_fraction,
+        default=None,
+        metavar="X",
+        help="minimum per-layer cosine (default: "
+        + ", ".join(f"{value} on {arch}" for arch, value in _LAYER_COSINE.items())
+        + ")",
+    )
+    limits.add_argument(
+        "--norm-tolerance",
+        type=float,
+        default=_NORM_TOLERANCE,
+        metavar="X",
+        help=f"layer and output-embedding norm ratio within 1 +- X (default: {_NORM_TOLERANCE})",
+    )
+    limits.add_argument(
+        "--embedding-cosine",
+        type=_fraction,
+        default=_EMBEDDING_COSINE,
+        metavar="X",
+        help=f"minimum output-embedding cosine over the generation (default: {_EMBEDDING_COSINE})",
+    )
+    limits.add_argument(
+        "--min-token-match",
+        type=_fraction,
+        default=_TOKEN_MATCH,
+        metavar="X",
+        help=f"minimum share of generated tokens equal to the reference's (default: {_TOKEN_MATCH})",
+    )
 
     output = parser.add_argument_group("output")
     output.add_argument("-o", "--output", type=Path, default=None, metavar="REPORT.md", help="write a markdown report")
     output.add_argument("--json", type=Path, default=None, metavar="REPORT.json", help="write the run as JSON")
-    output.add_argument("--log", default=None, metavar="EVENTS.jsonl",
-                        help="with --sim: keep the guarded run's quantguard events there")
+    output.add_argument(
+        "--log", default=None, metavar="EVENTS.jsonl", help="with --sim: keep the guarded run's quantguard events there"
+    )
 
     simulator = parser.add_argument_group("simulator (no GPU)")
     simulator.add_argument("--sim", action="store_true", help="run on quantguard.sim installed CK-free with ATOM")
-    simulator.add_argument("--gfx", "--arch", dest="gfx", choices=SIM_ARCHS, default=None,
-                           help="simulated arch (default: gfx950)")
-    simulator.add_argument("--fault", action="append", default=[], metavar="NAME[@BACKEND]",
-                           help="inject a simulator fault; repeatable (see docs/sim.md)")
-    simulator.add_argument("--backend", choices=_BACKENDS, default=None,
-                           help="what the deployment prefers besides CK-free: asm registers AITER tuned configs "
-                                "sending FP8 blockscale shapes to ASM, triton sets ATOM_USE_TRITON_GEMM=1, ck "
-                                "leaves ATOM_CK_FREE=1 alone to pick Triton (default: ck)")
-    simulator.add_argument("--preshuffle", action=argparse.BooleanOptionalAction, default=None,
-                           help="ATOM_FP8_BLOCKSCALE_WEIGHT_PRESHUFFLE (default: off, as a CK-free ATOM deploys)")
+    simulator.add_argument(
+        "--gfx", "--arch", dest="gfx", choices=SIM_ARCHS, default=None, help="simulated arch (default: gfx950)"
+    )
+    simulator.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="NAME[@BACKEND]",
+        help="inject a simulator fault; repeatable (see docs/sim.md)",
+    )
+    simulator.add_argument(
+        "--backend",
+        choices=_BACKENDS,
+        default=None,
+        help="what the deployment prefers besides CK-free: asm registers AITER tuned configs "
+        "sending FP8 blockscale shapes to ASM, triton sets ATOM_USE_TRITON_GEMM=1, ck "
+        "leaves ATOM_CK_FREE=1 alone to pick Triton (default: ck)",
+    )
+    simulator.add_argument(
+        "--preshuffle",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="ATOM_FP8_BLOCKSCALE_WEIGHT_PRESHUFFLE (default: off, as a CK-free ATOM deploys)",
+    )
 
 
 def _thresholds(args: argparse.Namespace, arch: str) -> Thresholds:
@@ -148,8 +202,10 @@ def _thresholds(args: argparse.Namespace, arch: str) -> Thresholds:
 
 
 def _threshold_text(thresholds: Thresholds) -> str:
-    return (f"layer cosine >= {thresholds.layer_cosine}, norm ratio within 1 ± {thresholds.norm_tolerance}; "
-            f"output embedding cosine >= {thresholds.embedding_cosine}; token match >= {thresholds.token_match:.0%}")
+    return (
+        f"layer cosine >= {thresholds.layer_cosine}, norm ratio within 1 ± {thresholds.norm_tolerance}; "
+        f"output embedding cosine >= {thresholds.embedding_cosine}; token match >= {thresholds.token_match:.0%}"
+    )
 
 
 def _sim_settings(args: argparse.Namespace) -> SimSettings:
@@ -165,8 +221,16 @@ def _sim_settings(args: argparse.Namespace) -> SimSettings:
     if args.prompts < 1:
         raise UsageError("--prompts must be >= 1: the per-layer cosine needs a prompt")
     device = torch.device(args.device or "cpu")
-    return SimSettings(arch, args.backend or "ck", args.preshuffle, tuple(args.fault), device, args.prompts,
-                       args.tokens, args.log or os.devnull)
+    return SimSettings(
+        arch,
+        args.backend or "ck",
+        args.preshuffle,
+        tuple(args.fault),
+        device,
+        args.prompts,
+        args.tokens,
+        args.log or os.devnull,
+    )
 
 
 def _run_sim(args: argparse.Namespace) -> tuple[RunHeader, list[Item]]:
@@ -174,16 +238,27 @@ def _run_sim(args: argparse.Namespace) -> tuple[RunHeader, list[Item]]:
     thresholds = _thresholds(args, settings.arch)
 
     def probes() -> list[Item]:
-        return [platform_item(), *selector_items(), shuffle_scale_item(settings.device),
-                partial_transpose_item(settings.device), jit_failure_item(settings.device)]
+        return [
+            platform_item(),
+            *selector_items(),
+            shuffle_scale_item(settings.device),
+            partial_transpose_item(settings.device),
+            jit_failure_item(settings.device),
+        ]
 
     try:
         run, (platform, *probed) = run_sim(settings, probes)
     except (RuntimeError, ValueError) as exc:  # the simulator refused to install, a position limit
         raise UsageError(str(exc)) from exc
     guarded = fold_events(run)
-    items = [platform, asm_item(guarded, settings.arch), *probed, regression_item(guarded),
-             layer_item(run, thresholds), generation_item(run, thresholds, settings.tokens)]
+    items = [
+        platform,
+        asm_item(guarded, settings.arch),
+        *probed,
+        regression_item(guarded),
+        layer_item(run, thresholds),
+        generation_item(run, thresholds, settings.tokens),
+    ]
     env = ", ".join(f"{name}={value}" for name, value in run.deployment.get("env", {}).items())
     header = RunHeader(
         arch=f"{settings.arch} (simulated)",
@@ -191,9 +266,11 @@ def _run_sim(args: argparse.Namespace) -> tuple[RunHeader, list[Item]]:
         deployment=f"{env}; AITER tuned configs: {settings.backend}" if env else "not deployed",
         faults=", ".join(settings.faults) or "none",
         device=str(settings.device),
-        workload=(f"quantguard.sim ATOM-like workload (2 DeepSeek-shaped layers: MLA + MoE, FP8/MXFP4 linears); "
-                  f"{settings.prompts} prompts x 16 tokens vs BF16; greedy {settings.tokens} tokens from prompt 0; "
-                  f"{run.seconds:.1f} s" + (f"; stopped: {run.error}" if run.error else "")),
+        workload=(
+            f"quantguard.sim ATOM-like workload (2 DeepSeek-shaped layers: MLA + MoE, FP8/MXFP4 linears); "
+            f"{settings.prompts} prompts x 16 tokens vs BF16; greedy {settings.tokens} tokens from prompt 0; "
+            f"{run.seconds:.1f} s" + (f"; stopped: {run.error}" if run.error else "")
+        ),
         thresholds=_threshold_text(thresholds),
         guard=f"quantguard {_GUARD_OPTIONS}" + (f"; events in {args.log}" if args.log else ""),
     )
@@ -201,8 +278,15 @@ def _run_sim(args: argparse.Namespace) -> tuple[RunHeader, list[Item]]:
 
 
 def _run_installed(args: argparse.Namespace) -> tuple[RunHeader, list[Item]]:
-    sim_only = [flag for flag, given in (("--backend", args.backend), ("--preshuffle", args.preshuffle is not None),
-                                         ("--log", args.log)) if given]
+    sim_only = [
+        flag
+        for flag, given in (
+            ("--backend", args.backend),
+            ("--preshuffle", args.preshuffle is not None),
+            ("--log", args.log),
+        )
+        if given
+    ]
     if sim_only:
         verb = "configures" if len(sim_only) == 1 else "configure"
         raise UsageError(f"{', '.join(sim_only)} {verb} the simulated run; add --sim")
@@ -215,13 +299,23 @@ def _run_installed(args: argparse.Namespace) -> tuple[RunHeader, list[Item]]:
     except (LogReadError, OSError) as exc:
         raise UsageError(f"--events: {exc}") from exc
     with aiter_environment(False, args.gfx, False, args.fault, device) as environment:
-        items = [platform_item(), asm_item(guarded, environment.arch), *selector_items(),
-                 shuffle_scale_item(device), partial_transpose_item(device), jit_failure_item(device),
-                 regression_item(guarded)]
-    workload = ("needs the simulated workload (--sim); on hardware, `quantguard validate accuracy --backend triton "
-                "--model ...` measures your model's per-layer cosine and generation in this build")
-    items += [Item("layer_cosine", "per-layer cosine vs the BF16 reference", SKIP, workload),
-              Item("generation", f"{args.tokens}-token greedy generation vs the BF16 reference", SKIP, workload)]
+        items = [
+            platform_item(),
+            asm_item(guarded, environment.arch),
+            *selector_items(),
+            shuffle_scale_item(device),
+            partial_transpose_item(device),
+            jit_failure_item(device),
+            regression_item(guarded),
+        ]
+    workload = (
+        "needs the simulated workload (--sim); on hardware, `quantguard validate accuracy --backend triton "
+        "--model ...` measures your model's per-layer cosine and generation in this build"
+    )
+    items += [
+        Item("layer_cosine", "per-layer cosine vs the BF16 reference", SKIP, workload),
+        Item("generation", f"{args.tokens}-token greedy generation vs the BF16 reference", SKIP, workload),
+    ]
     atom = {name: value for name, value in sorted(os.environ.items()) if name.startswith("ATOM_")}
     header = RunHeader(
         arch=environment.arch,

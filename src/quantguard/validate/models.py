@@ -5,7 +5,8 @@ metrics: the FP16/BF16 reference, the transformer layers to hook, calibration
 token-id batches, generation prompts, how to get logits and greedy tokens, and
 how to build the model under one :class:`~quantguard.validate.quantize.QuantConfig`.
 
-:func:`load_model` resolves ``--model``:
+:func:`user_model` loads a user's ``--model module:function``; the ready-made
+names are in :mod:`quantguard.validate.ready_models`:
 
 * ``module:function``: the function returns ``(model, inputs)`` with inputs
   a (B, T) token-id tensor, a list of prompts (token-id lists or 1D tensors) or
@@ -35,21 +36,18 @@ from quantguard.validate.quantize import QuantConfig, UnsupportedPath, quantized
 from quantguard.validate.quantize_kernels import kernel_path
 
 __all__ = [
-    "READY_MADE",
     "LoadOptions",
     "ModelError",
     "ModelSpec",
     "Variant",
     "greedy_generate",
-    "load_model",
+    "prompt_batches",
     "recompute_step",
     "seeded_prompts",
     "supported",
     "swapper_spec",
+    "user_model",
 ]
-
-#: Names ``--model`` accepts besides ``module:function``.
-READY_MADE: tuple[str, ...] = ("tiny-llama", "sim")
 
 LogitsFn = Callable[[nn.Module, torch.Tensor], torch.Tensor]
 #: One greedy step: (model, ids so far (B, T), state) -> (next-token logits (B, V), new state).
@@ -158,8 +156,10 @@ def _logits_of(output: object) -> torch.Tensor:
         return output.logits
     if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
         return output[0]
-    raise ModelError(f"the model returned {type(output).__name__}; expected logits, an object with "
-                     ".logits, or a tuple starting with the logits")
+    raise ModelError(
+        f"the model returned {type(output).__name__}; expected logits, an object with "
+        ".logits, or a tuple starting with the logits"
+    )
 
 
 def _call_model(model: nn.Module, ids: torch.Tensor) -> torch.Tensor:
@@ -182,8 +182,10 @@ def _transformer_layers(model: nn.Module, pattern: str | None) -> tuple[str, ...
         if uniform and all(any(isinstance(m, nn.Linear) for m in child.modules()) for child in children):
             best = tuple(f"{name}.{index}" if name else str(index) for index in range(len(children)))
     if not best:
-        raise ModelError("cannot find the transformer layers (no ModuleList of identical blocks with "
-                         "linear layers); name them with --layers REGEX")
+        raise ModelError(
+            "cannot find the transformer layers (no ModuleList of identical blocks with "
+            "linear layers); name them with --layers REGEX"
+        )
     return best
 
 
@@ -252,9 +254,11 @@ def _as_batches(inputs: object) -> list[torch.Tensor]:
     return batches
 
 
-def _prompt_batches(prompts: Sequence[Sequence[int]]) -> list[torch.Tensor]:
-    return [torch.tensor([list(prompts[i]) for i in indices], dtype=torch.long)
-            for indices in _batches_by_length(prompts).values()]
+def prompt_batches(prompts: Sequence[Sequence[int]]) -> list[torch.Tensor]:
+    return [
+        torch.tensor([list(prompts[i]) for i in indices], dtype=torch.long)
+        for indices in _batches_by_length(prompts).values()
+    ]
 
 
 def _from_dict(returned: Mapping[str, object]) -> tuple[nn.Module, list[torch.Tensor], list[list[int]]]:
@@ -270,10 +274,10 @@ def _from_dict(returned: Mapping[str, object]) -> tuple[nn.Module, list[torch.Te
         prompts.append([int(t) for t in torch.as_tensor(prompt).reshape(-1).tolist()])
     if not prompts or not all(prompts):
         raise ModelError("'prompts' must be a non-empty list of non-empty prompts")
-    return returned["model"], _prompt_batches(prompts), prompts  # type: ignore[return-value]
+    return returned["model"], prompt_batches(prompts), prompts  # type: ignore[return-value]
 
 
-def _user_model(target: str, options: LoadOptions) -> ModelSpec:
+def user_model(target: str, options: LoadOptions) -> ModelSpec:
     module_name, _, function_name = target.partition(":")
     try:
         factory = getattr(importlib.import_module(module_name), function_name)
@@ -290,31 +294,6 @@ def _user_model(target: str, options: LoadOptions) -> ModelSpec:
     if not isinstance(model, nn.Module):
         raise ModelError(f"{target} returned a {type(model).__name__} as the model; expected a torch nn.Module")
     return swapper_spec(target, f"{target} ({type(model).__name__})", model, calibration, prompts, options)
-
-
-def _tiny_llama(options: LoadOptions) -> ModelSpec:
-    from quantguard.validate.models_llama import TinyLlamaConfig, build_tiny_llama
-
-    config = TinyLlamaConfig()
-    built = build_tiny_llama(config)
-    prompts = seeded_prompts(options.num_prompts, config.vocab_size)
-    description = (f"tiny-llama ({built.implementation} Llama, {config.num_layers} layers, "
-                   f"hidden {config.hidden_size}, vocab {config.vocab_size}, seeded weights)")
-    return swapper_spec("tiny-llama", description, built.model, _prompt_batches(prompts), prompts, options,
-                        built.logits, built.step)
-
-
-def load_model(target: str, options: LoadOptions) -> ModelSpec:
-    """The :class:`ModelSpec` for ``--model`` (a ready-made name or ``module:function``)."""
-    if target == "tiny-llama":
-        return _tiny_llama(options)
-    if target == "sim":
-        from quantguard.validate.models_sim import sim_workload
-
-        return sim_workload(options)
-    if ":" not in target:
-        raise ModelError(f"--model must be one of {', '.join(READY_MADE)} or module:function, got {target!r}")
-    return _user_model(target, options)
 
 
 def supported(spec: ModelSpec, config: QuantConfig) -> str | None:

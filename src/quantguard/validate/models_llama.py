@@ -67,17 +67,19 @@ def seeded_weights(config: TinyLlamaConfig) -> dict[str, torch.Tensor]:
     weights = {"model.embed_tokens.weight": embed, "model.norm.weight": torch.ones(d)}
     for layer in range(config.num_layers):
         prefix = f"model.layers.{layer}."
-        weights.update({
-            prefix + "input_layernorm.weight": torch.ones(d),
-            prefix + "post_attention_layernorm.weight": torch.ones(d),
-            prefix + "self_attn.q_proj.weight": normal(q_rows, d),
-            prefix + "self_attn.k_proj.weight": normal(kv_rows, d),
-            prefix + "self_attn.v_proj.weight": normal(kv_rows, d),
-            prefix + "self_attn.o_proj.weight": normal(d, q_rows, config.update_gain),
-            prefix + "mlp.gate_proj.weight": normal(inter, d),
-            prefix + "mlp.up_proj.weight": normal(inter, d),
-            prefix + "mlp.down_proj.weight": normal(d, inter, config.update_gain),
-        })
+        weights.update(
+            {
+                prefix + "input_layernorm.weight": torch.ones(d),
+                prefix + "post_attention_layernorm.weight": torch.ones(d),
+                prefix + "self_attn.q_proj.weight": normal(q_rows, d),
+                prefix + "self_attn.k_proj.weight": normal(kv_rows, d),
+                prefix + "self_attn.v_proj.weight": normal(kv_rows, d),
+                prefix + "self_attn.o_proj.weight": normal(d, q_rows, config.update_gain),
+                prefix + "mlp.gate_proj.weight": normal(inter, d),
+                prefix + "mlp.up_proj.weight": normal(inter, d),
+                prefix + "mlp.down_proj.weight": normal(d, inter, config.update_gain),
+            }
+        )
     permutation = torch.randperm(config.vocab_size, generator=gen)
     weights["lm_head.weight"] = embed[permutation] / math.sqrt(d)
     return weights
@@ -120,7 +122,7 @@ class _Rotary(nn.Module):
     def __init__(self, config: TinyLlamaConfig):
         super().__init__()
         exponents = torch.arange(0, config.head_dim, 2, dtype=torch.float32) / config.head_dim
-        self.register_buffer("inv_freq", 1.0 / _ROPE_THETA ** exponents, persistent=False)
+        self.register_buffer("inv_freq", 1.0 / _ROPE_THETA**exponents, persistent=False)
 
     def forward(self, x: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         freqs = positions.float()[:, None] * self.inv_freq.float()[None, :]
@@ -138,8 +140,9 @@ class _Attention(nn.Module):
         self.v_proj = nn.Linear(d, self.kv_heads * self.head_dim, bias=False)
         self.o_proj = nn.Linear(self.heads * self.head_dim, d, bias=False)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: _KVCache | None,
-                layer: int) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: _KVCache | None, layer: int
+    ) -> torch.Tensor:
         batch, length, _ = x.shape
 
         def split(t: torch.Tensor, heads: int) -> torch.Tensor:
@@ -182,8 +185,9 @@ class _DecoderLayer(nn.Module):
         self.post_attention_layernorm = _RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.mlp = _MLP(config)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: _KVCache | None,
-                layer: int) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: _KVCache | None, layer: int
+    ) -> torch.Tensor:
         x = x + self.self_attn(self.input_layernorm(x), cos, sin, cache, layer)
         return x + self.mlp(self.post_attention_layernorm(x))
 
@@ -268,17 +272,19 @@ def _transformers_llama(config: TinyLlamaConfig) -> nn.Module | None:
         from transformers import LlamaConfig, LlamaForCausalLM
     except ImportError:
         return None
-    return LlamaForCausalLM(LlamaConfig(
-        vocab_size=config.vocab_size,
-        hidden_size=config.hidden_size,
-        intermediate_size=config.intermediate_size,
-        num_hidden_layers=config.num_layers,
-        num_attention_heads=config.num_heads,
-        num_key_value_heads=config.num_kv_heads,
-        max_position_embeddings=config.max_positions,
-        rms_norm_eps=config.rms_norm_eps,
-        tie_word_embeddings=False,
-    ))
+    return LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=config.vocab_size,
+            hidden_size=config.hidden_size,
+            intermediate_size=config.intermediate_size,
+            num_hidden_layers=config.num_layers,
+            num_attention_heads=config.num_heads,
+            num_key_value_heads=config.num_kv_heads,
+            max_position_embeddings=config.max_positions,
+            rms_norm_eps=config.rms_norm_eps,
+            tie_word_embeddings=False,
+        )
+    )
 
 
 def build_tiny_llama(config: TinyLlamaConfig = TinyLlamaConfig(), use_transformers: bool = True) -> TinyLlama:

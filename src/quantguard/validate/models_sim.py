@@ -73,8 +73,9 @@ def sim_workload(options: LoadOptions) -> ModelSpec:
 
     def check(quant: QuantConfig) -> None:
         if quant.scheme not in WORKLOAD_SCHEMES:
-            raise UnsupportedPath(f"{quant.scheme} has no ATOM path in the simulated workload; "
-                                  f"it runs {', '.join(WORKLOAD_SCHEMES)}")
+            raise UnsupportedPath(
+                f"{quant.scheme} has no ATOM path in the simulated workload; it runs {', '.join(WORKLOAD_SCHEMES)}"
+            )
         if quant.scheme == "mxfp4" and options.arch == "gfx942":
             raise UnsupportedPath("mxfp4 needs an FP4 GEMM, which AITER has only on gfx950 (this is gfx942)")
 
@@ -82,20 +83,29 @@ def sim_workload(options: LoadOptions) -> ModelSpec:
     def variant(quant: QuantConfig) -> Iterator[Variant]:
         triton = quant.backend == "triton" or options.ck_free
         schemes = _schemes(WORKLOAD_SCHEMES[quant.scheme], triton)
-        with workload.deploy(arch=options.arch, ck_free=options.ck_free, backend=quant.backend,
-                             preshuffle=quant.preshuffle, faults=options.faults,
-                             device=options.device) as deployment:
+        with workload.deploy(
+            arch=options.arch,
+            ck_free=options.ck_free,
+            backend=quant.backend,
+            preshuffle=quant.preshuffle,
+            faults=options.faults,
+            device=options.device,
+        ) as deployment:
             model = workload.build_model(deployment, schemes=schemes)
-            kernels = (f"simulated ATOM dispatch: backend {deployment.backend}"
-                       f"{' (CK-free: ATOM forces Triton)' if options.ck_free else ''}, "
-                       f"preshuffle {'on' if deployment.preshuffle else 'off'}; "
-                       + ", ".join(f"{family}={scheme}" for family, scheme in schemes.items()))
+            kernels = (
+                f"simulated ATOM dispatch: backend {deployment.backend}"
+                f"{' (CK-free: ATOM forces Triton)' if options.ck_free else ''}, "
+                f"preshuffle {'on' if deployment.preshuffle else 'off'}; "
+                + ", ".join(f"{family}={scheme}" for family, scheme in schemes.items())
+            )
             yield Variant(model, kernels, tuple(schemes))
 
     return ModelSpec(
         name="sim",
-        description=(f"sim (quantguard.sim ATOM-like workload: {config.num_layers} DeepSeek-shaped layers, "
-                     f"MLA + MoE, hidden {config.hidden_size}, vocab {config.vocab_size})"),
+        description=(
+            f"sim (quantguard.sim ATOM-like workload: {config.num_layers} DeepSeek-shaped layers, "
+            f"MLA + MoE, hidden {config.hidden_size}, vocab {config.vocab_size})"
+        ),
         reference=workload.build_reference(device=options.device),
         layers=tuple(f"layers.{index}" for index in range(config.num_layers)),
         calibration=(torch.tensor(prompts, dtype=torch.long, device=options.device),),

@@ -88,39 +88,73 @@ def _shape(text: str) -> Shape:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``quantguard validate quant``."""
     what = parser.add_argument_group("what to run")
-    what.add_argument("--schemes", default=None, metavar="LIST",
-                      help=f"comma-separated, from {','.join(SCHEMES)} (default: all)")
-    what.add_argument("--backends", default=None, metavar="LIST",
-                      help=f"comma-separated, from {','.join(BACKENDS)} (default: all present)")
-    what.add_argument("--shapes", nargs="+", type=_shape, default=None, metavar="M,N,K",
-                      help="shapes to run (default: --shape-set)")
-    what.add_argument("--shape-set", choices=sorted(SHAPE_SETS), default=None,
-                      help="built-in shapes (default: deepseek-v3 on a real AITER, small on --sim)")
-    what.add_argument("--include-ck", action="store_true",
-                      help="run CK and CK-Tile chains even in a CK-free build (they are expected to fail to build)")
+    what.add_argument(
+        "--schemes", default=None, metavar="LIST", help=f"comma-separated, from {','.join(SCHEMES)} (default: all)"
+    )
+    what.add_argument(
+        "--backends",
+        default=None,
+        metavar="LIST",
+        help=f"comma-separated, from {','.join(BACKENDS)} (default: all present)",
+    )
+    what.add_argument(
+        "--shapes", nargs="+", type=_shape, default=None, metavar="M,N,K", help="shapes to run (default: --shape-set)"
+    )
+    what.add_argument(
+        "--shape-set",
+        choices=sorted(SHAPE_SETS),
+        default=None,
+        help="built-in shapes (default: deepseek-v3 on a real AITER, small on --sim)",
+    )
+    what.add_argument(
+        "--include-ck",
+        action="store_true",
+        help="run CK and CK-Tile chains even in a CK-free build (they are expected to fail to build)",
+    )
     judge = parser.add_argument_group("verdicts")
-    judge.add_argument("--threshold", action="append", default=[], metavar="KEY=VALUE[,KEY=VALUE]",
-                       help="minimum cosine vs fp32 per scheme or family (fp8, fp4) (defaults: "
-                            + ", ".join(f"{k}={v.chain_cosine}" for k, v in DEFAULT_LIMITS.items()) + ")")
-    judge.add_argument("--norm-tolerance", type=float, default=None, metavar="X",
-                       help="norm ratio vs fp32 must be within 1 +- X (default: per scheme, 0.02 for 8-bit, "
-                            "0.03 int4, 0.08 fp4)")
-    judge.add_argument("--matched-threshold", type=float, default=0.9999, metavar="C",
-                       help="minimum cosine of the kernel vs its precision-matched reference (default 0.9999)")
+    judge.add_argument(
+        "--threshold",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE[,KEY=VALUE]",
+        help="minimum cosine vs fp32 per scheme or family (fp8, fp4) (defaults: "
+        + ", ".join(f"{k}={v.chain_cosine}" for k, v in DEFAULT_LIMITS.items())
+        + ")",
+    )
+    judge.add_argument(
+        "--norm-tolerance",
+        type=float,
+        default=None,
+        metavar="X",
+        help="norm ratio vs fp32 must be within 1 +- X (default: per scheme, 0.02 for 8-bit, 0.03 int4, 0.08 fp4)",
+    )
+    judge.add_argument(
+        "--matched-threshold",
+        type=float,
+        default=0.9999,
+        metavar="C",
+        help="minimum cosine of the kernel vs its precision-matched reference (default 0.9999)",
+    )
     judge.add_argument("--no-guards", action="store_true", help="do not run quantguard's guards during the chains")
     output = parser.add_argument_group("output")
     output.add_argument("-o", "--output", type=Path, default=None, metavar="REPORT.md", help="write a markdown report")
     output.add_argument("--json", type=Path, default=None, metavar="PATH", help="write every case as JSON")
-    output.add_argument("--events", default=None, metavar="PATH",
-                        help="keep quantguard's JSON-lines events (for quantguard report)")
+    output.add_argument(
+        "--events", default=None, metavar="PATH", help="keep quantguard's JSON-lines events (for quantguard report)"
+    )
     run_on = parser.add_argument_group("where")
     run_on.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     run_on.add_argument("--seed", type=int, default=0, help="seed of the random operands (default 0)")
     run_on.add_argument("--sim", action="store_true", help="run on quantguard.sim instead of the installed AITER")
     run_on.add_argument("--gfx", choices=SIM_ARCHS, default=None, help="simulated arch (default gfx942)")
     run_on.add_argument("--ck-free", action="store_true", help="simulate a CK-free AITER build")
-    run_on.add_argument("--fault", action="append", default=[], metavar="NAME[@BACKEND]",
-                        help="inject a simulator fault; repeatable (see docs/sim.md)")
+    run_on.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="NAME[@BACKEND]",
+        help="inject a simulator fault; repeatable (see docs/sim.md)",
+    )
 
 
 def _names(text: str | None, accepted: Sequence[str], option: str) -> list[str]:
@@ -146,17 +180,23 @@ def _limits(args: argparse.Namespace) -> dict[str, Limits]:
             raise UsageError(f"--threshold {item!r}: a cosine threshold is between 0 and 1")
         schemes = _FAMILIES.get(key, (key,))
         if any(scheme not in SCHEMES for scheme in schemes):
-            raise UsageError(f"--threshold {item!r}: keys are {', '.join(SCHEMES)} or a family "
-                              f"({', '.join(_FAMILIES)})")
+            raise UsageError(
+                f"--threshold {item!r}: keys are {', '.join(SCHEMES)} or a family ({', '.join(_FAMILIES)})"
+            )
         for scheme in schemes:
             limits[scheme] = Limits(value, limits[scheme].norm_tolerance, limits[scheme].matched_cosine)
     if args.norm_tolerance is not None and args.norm_tolerance <= 0:
         raise UsageError(f"--norm-tolerance {args.norm_tolerance}: must be > 0")
     if not 0.0 < args.matched_threshold <= 1.0:
         raise UsageError(f"--matched-threshold {args.matched_threshold}: must be in (0, 1]")
-    return {scheme: Limits(limit.chain_cosine,
-                           args.norm_tolerance if args.norm_tolerance is not None else limit.norm_tolerance,
-                           args.matched_threshold) for scheme, limit in limits.items()}
+    return {
+        scheme: Limits(
+            limit.chain_cosine,
+            args.norm_tolerance if args.norm_tolerance is not None else limit.norm_tolerance,
+            args.matched_threshold,
+        )
+        for scheme, limit in limits.items()
+    }
 
 
 def _skip(chain: Chain, shape: Shape, reason: str) -> CaseResult:
@@ -173,8 +213,16 @@ def _operands(shape: Shape, seed: int, device: torch.device) -> tuple[torch.Tens
     return x.to(torch.bfloat16).to(device), w.to(torch.bfloat16).to(device)
 
 
-def _run_all(chains: Sequence[Chain], shapes: Sequence[Shape], arch: str, ck_free: bool, args: argparse.Namespace,
-             limits: dict[str, Limits], device: torch.device, events: list | None) -> list[CaseResult]:
+def _run_all(
+    chains: Sequence[Chain],
+    shapes: Sequence[Shape],
+    arch: str,
+    ck_free: bool,
+    args: argparse.Namespace,
+    limits: dict[str, Limits],
+    device: torch.device,
+    events: list | None,
+) -> list[CaseResult]:
     results: list[CaseResult] = []
     for shape in shapes:
         x, w = _operands(shape, args.seed, device)
@@ -182,11 +230,16 @@ def _run_all(chains: Sequence[Chain], shapes: Sequence[Shape], arch: str, ck_fre
         weights: dict[str, QuantWeight | Exception] = {}
         for chain in chains:
             if arch not in chain.archs:
-                results.append(_skip(chain, shape, f"no {chain.scheme} kernel on {arch} "
-                                                   f"(AITER has it on {', '.join(chain.archs)})"))
+                results.append(
+                    _skip(
+                        chain, shape, f"no {chain.scheme} kernel on {arch} (AITER has it on {', '.join(chain.archs)})"
+                    )
+                )
                 continue
             if chain.ck and ck_free and not args.include_ck:
-                results.append(_skip(chain, shape, "CK module: not buildable in a CK-free build (--include-ck runs it)"))
+                results.append(
+                    _skip(chain, shape, "CK module: not buildable in a CK-free build (--include-ck runs it)")
+                )
                 continue
             reason = chain.unsupported_shape(*shape)
             if reason:
@@ -224,11 +277,21 @@ def _validate(args: argparse.Namespace) -> int:
         name = args.shape_set or ("small" if args.sim else "deepseek-v3")
         shapes, shape_text = SHAPE_SETS[name], name
     shape_text += " — " + ", ".join(f"{m}x{n}x{k}" for m, n, k in shapes)
-    with aiter_environment(args.sim, args.gfx, args.ck_free, args.fault, device) as environment, \
-            guarded(environment.arch, environment.ck_free, not args.no_guards, args.events or os.devnull) as events:
+    with (
+        aiter_environment(args.sim, args.gfx, args.ck_free, args.fault, device) as environment,
+        guarded(environment.arch, environment.ck_free, not args.no_guards, args.events or os.devnull) as events,
+    ):
         results = _run_all(chains, shapes, environment.arch, environment.ck_free, args, limits, device, events)
-    header = RunHeader(environment.description, environment.arch, environment.ck_free, str(device), shape_text,
-                       not args.no_guards, {scheme: limits[scheme] for scheme in schemes}, args.seed)
+    header = RunHeader(
+        environment.description,
+        environment.arch,
+        environment.ck_free,
+        str(device),
+        shape_text,
+        not args.no_guards,
+        {scheme: limits[scheme] for scheme in schemes},
+        args.seed,
+    )
     summaries = summarize_chains(results)
     sys.stdout.write(console(header, summaries))
     if args.output is not None:

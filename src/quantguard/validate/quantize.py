@@ -102,8 +102,10 @@ def _plan(model: nn.Module, path: KernelPath, skip: Sequence[str]) -> tuple[dict
         if _skipped(name, skip):
             kept[name] = "skipped (--skip)"
         elif not path.supports(module.out_features, module.in_features):
-            kept[name] = (f"N={module.out_features}, K={module.in_features}: {path.gemm} needs N a multiple of "
-                          f"{path.out_multiple} and K of {path.in_multiple}")
+            kept[name] = (
+                f"N={module.out_features}, K={module.in_features}: {path.gemm} needs N a multiple of "
+                f"{path.out_multiple} and K of {path.in_multiple}"
+            )
         else:
             chosen[name] = module
     return chosen, kept

@@ -122,8 +122,9 @@ def _fp8_per_token(backend: str, preshuffle: bool) -> KernelPath:
         return gemm(xq, xs, ops, dtype)
 
     multiple = (32, 16) if preshuffle else (1, 1)
-    return KernelPath("fp8_per_token", backend, preshuffle, "aiter.ops.quant.per_token_quant_hip",
-                      name, *multiple, prepare, run)
+    return KernelPath(
+        "fp8_per_token", backend, preshuffle, "aiter.ops.quant.per_token_quant_hip", name, *multiple, prepare, run
+    )
 
 
 # --------------------------------------------------------------------------
@@ -154,8 +155,7 @@ def _fp8_blockscale(backend: str, preshuffle: bool) -> KernelPath:
         def gemm(xq, xs, ops, dtype):
             weight = ops["weight"]
             flat = weight.reshape(weight.shape[0] // 16, weight.shape[1] * 16)
-            return gemm_a8w8_blockscale_preshuffle(xq, flat, xs, ops["scale"], dtype=dtype,
-                                                   is_x_scale_tranposed=True)
+            return gemm_a8w8_blockscale_preshuffle(xq, flat, xs, ops["scale"], dtype=dtype, is_x_scale_tranposed=True)
 
         name = "aiter.ops.triton.gemm.basic.gemm_a8w8_blockscale.gemm_a8w8_blockscale_preshuffle"
     elif backend == "triton":
@@ -182,8 +182,9 @@ def _fp8_blockscale(backend: str, preshuffle: bool) -> KernelPath:
 
     def run(x: torch.Tensor, ops: Operands, dtype: torch.dtype) -> torch.Tensor:
         # Preshuffle GEMMs read a transposed x_scale: (M, G) whose bytes are (G, M).
-        xq, xs = per_group_quant_hip(x, quant_dtype=dtypes.fp8, group_size=quantize_weights.BLOCK,
-                                     transpose_scale=preshuffle)
+        xq, xs = per_group_quant_hip(
+            x, quant_dtype=dtypes.fp8, group_size=quantize_weights.BLOCK, transpose_scale=preshuffle
+        )
         return gemm(xq, xs, ops, dtype)
 
     quant = f"aiter.ops.quant.per_group_quant_hip(group_size=128, transpose_scale={preshuffle})"
@@ -222,8 +223,11 @@ def _mxfp4(backend: str, preshuffle: bool) -> KernelPath:
             xs = xs.view(xs.shape[0] // quantize_weights.MX_GROUP, -1) if swizzled else xs[:rows]
             weight, scale = ops["weight"].view(torch.uint8), ops["scale"].view(torch.uint8)
             return gemm_afp4wfp4_preshuffle(
-                xq.view(torch.uint8), weight.view(weight.shape[0] // 16, -1), xs,
-                scale.view(scale.shape[0] // quantize_weights.MX_GROUP, -1), dtype=dtype,
+                xq.view(torch.uint8),
+                weight.view(weight.shape[0] // 16, -1),
+                xs,
+                scale.view(scale.shape[0] // quantize_weights.MX_GROUP, -1),
+                dtype=dtype,
             )
 
         name = "aiter.ops.triton.gemm.basic.gemm_afp4wfp4.gemm_afp4wfp4_preshuffle"
@@ -232,14 +236,20 @@ def _mxfp4(backend: str, preshuffle: bool) -> KernelPath:
 
         def run(x: torch.Tensor, ops: Operands, dtype: torch.dtype) -> torch.Tensor:
             xq, xs = quant(x, False)
-            return gemm_afp4wfp4(xq.view(torch.uint8), ops["weight"].view(torch.uint8), xs.view(torch.uint8),
-                                 ops["scale"].view(torch.uint8), dtype=dtype)
+            return gemm_afp4wfp4(
+                xq.view(torch.uint8),
+                ops["weight"].view(torch.uint8),
+                xs.view(torch.uint8),
+                ops["scale"].view(torch.uint8),
+                dtype=dtype,
+            )
 
         name = "aiter.ops.triton.gemm.basic.gemm_afp4wfp4.gemm_afp4wfp4"
     else:
         if not preshuffle:
-            raise UnsupportedPath("gemm_a4w4 reads preshuffled weights only; drop --no-preshuffle "
-                                  "or use --backend triton")
+            raise UnsupportedPath(
+                "gemm_a4w4 reads preshuffled weights only; drop --no-preshuffle or use --backend triton"
+            )
         from aiter import gemm_a4w4
 
         def run(x: torch.Tensor, ops: Operands, dtype: torch.dtype) -> torch.Tensor:
@@ -268,9 +278,17 @@ def _int4(backend: str, preshuffle: bool) -> KernelPath:
         # A W4A16 kernel: weight dequantized to the activation dtype, fp32 accumulation.
         return (x.float() @ ops["weight"].float().T).to(dtype)
 
-    return KernelPath("int4", backend, False, "none (16-bit activations)",
-                      "torch W4A16 reference (AITER has no INT4 linear GEMM)",
-                      quantize_weights.INT4_GROUP, 1, prepare, run)
+    return KernelPath(
+        "int4",
+        backend,
+        False,
+        "none (16-bit activations)",
+        "torch W4A16 reference (AITER has no INT4 linear GEMM)",
+        quantize_weights.INT4_GROUP,
+        1,
+        prepare,
+        run,
+    )
 
 
 _BUILDERS: dict[str, Callable[[str, bool], KernelPath]] = {
@@ -294,11 +312,13 @@ def kernel_path(scheme: str, backend: str, preshuffle: bool | None, arch: str) -
     if backend not in BACKENDS:
         raise UnsupportedPath(f"unknown backend {backend!r}; accepted: {', '.join(BACKENDS)}")
     if scheme == "mxfp4" and arch not in _FP4_ARCHS:
-        raise UnsupportedPath(f"mxfp4 needs an FP4 GEMM, which AITER has only on {', '.join(_FP4_ARCHS)} "
-                              f"(this is {arch})")
+        raise UnsupportedPath(
+            f"mxfp4 needs an FP4 GEMM, which AITER has only on {', '.join(_FP4_ARCHS)} (this is {arch})"
+        )
     if scheme == "fp8_per_token" and backend == "asm":
-        raise UnsupportedPath("fp8_per_token has no ASM GEMM in AITER (gemm_a8w8_ASM is INT8-only); "
-                              "use --backend ck or triton")
+        raise UnsupportedPath(
+            "fp8_per_token has no ASM GEMM in AITER (gemm_a8w8_ASM is INT8-only); use --backend ck or triton"
+        )
     if preshuffle is None:
         preshuffle = default_preshuffle(backend)
     if scheme == "fp8_blockscale" and backend == "asm" and not preshuffle:

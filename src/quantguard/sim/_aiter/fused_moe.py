@@ -152,9 +152,7 @@ def fused_moe(
     device = hidden_states.device
     dtype = dtype or (dtypes.bf16 if hidden_states.dtype == dtypes.fp8 else hidden_states.dtype)
     num_rows = (
-        num_local_tokens
-        if num_local_tokens is not None
-        else torch.tensor([tokens], dtype=torch.int32, device=device)
+        num_local_tokens if num_local_tokens is not None else torch.tensor([tokens], dtype=torch.int32, device=device)
     )
     valid = min(tokens, int(num_rows.reshape(-1)[0]))
 

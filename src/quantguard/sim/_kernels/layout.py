@@ -20,9 +20,7 @@ def _weight_tiles(shape: torch.Size, element_size: int, layout: tuple[int, int])
     pack = 16 // element_size
     n, k = shape[-2], shape[-1]
     if n % tile_n or k % block_k:
-        raise ValueError(
-            f"weight shape {tuple(shape)} is not a multiple of the ({tile_n}, {block_k}) shuffle tile"
-        )
+        raise ValueError(f"weight shape {tuple(shape)} is not a multiple of the ({tile_n}, {block_k}) shuffle tile")
     return (-1, n // tile_n, tile_n, k // block_k, block_k // pack, pack)
 
 
@@ -35,9 +33,7 @@ def shuffle_weight(weight: torch.Tensor, layout: tuple[int, int]) -> torch.Tenso
 
 def unshuffle_weight(weight: torch.Tensor, layout: tuple[int, int]) -> torch.Tensor:
     """Inverse of :func:`shuffle_weight`; what a preshuffle kernel effectively reads."""
-    b, n_tiles, tile_n, k_tiles, k_packs, pack = _weight_tiles(
-        weight.shape, weight.element_size(), layout
-    )
+    b, n_tiles, tile_n, k_tiles, k_packs, pack = _weight_tiles(weight.shape, weight.element_size(), layout)
     tiled = weight.reshape(b, n_tiles, k_tiles, k_packs, tile_n, pack)
     return tiled.permute(0, 1, 4, 2, 3, 5).contiguous().view(weight.shape)
 

@@ -69,7 +69,11 @@ def deploy(
     os.environ.update(env)
     try:
         settings = sim.install(
-            arch=arch, ck_free=ck_free, faults=faults, device=device, atom=True,
+            arch=arch,
+            ck_free=ck_free,
+            faults=faults,
+            device=device,
+            atom=True,
             release_build=release_build,
         )
         yield Deployment(arch, ck_free, backend, preshuffle, settings.device, env)

@@ -105,9 +105,7 @@ class MoE(nn.Module):
         super().__init__()
         self.gate = parts.linear(f"{name}.gate", config.hidden_size, config.num_experts)
         self.experts = parts.experts(f"{name}.experts")
-        self.shared_expert = MLP(
-            parts, f"{name}.shared_expert", config.hidden_size, config.shared_intermediate_size
-        )
+        self.shared_expert = MLP(parts, f"{name}.shared_expert", config.hidden_size, config.shared_intermediate_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.experts(x, self.gate(x)) + self.shared_expert(x)

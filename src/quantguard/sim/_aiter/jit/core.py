@@ -93,11 +93,7 @@ def get_args_of_build(md_name):
         "flags_extra_cc": [],
         "flags_extra_hip": [],
         "blob_gen_cmd": "",
-        "extra_include": (
-            [f"{CK_3RDPARTY_DIR}/include", f"{CK_3RDPARTY_DIR}/library/include"]
-            if needs_ck
-            else []
-        ),
+        "extra_include": ([f"{CK_3RDPARTY_DIR}/include", f"{CK_3RDPARTY_DIR}/library/include"] if needs_ck else []),
         "extra_ldflags": None,
         "verbose": False,
         "is_python_module": True,
@@ -121,9 +117,7 @@ def _exit_on_build_failure(md_name, op_dir, missing):
 
 
 _report_build_failure = (
-    _exit_on_build_failure
-    if "jit_build_systemexit" in _state.settings().faults
-    else _raise_build_failed
+    _exit_on_build_failure if "jit_build_systemexit" in _state.settings().faults else _raise_build_failed
 )
 
 

@@ -118,9 +118,7 @@ def gemm_a4w4(
     if dtype in (dtypes.fp4x2, dtypes.fp8):
         raise NotImplementedError("gemm_a4w4 returns one plain-dtype tensor")
     if apreshuffle or global_A_scale is not None or global_B_scale is not None:
-        raise NotImplementedError(
-            "A preshuffle and NVFP4 global scales are gfx1250-only (not simulated)"
-        )
+        raise NotImplementedError("A preshuffle and NVFP4 global scales are gfx1250-only (not simulated)")
     gfx_arch = get_gfx()
     if gfx_arch == "gfx942":
         raise RuntimeError(f"A4W4 GEMM kernel is not supported on gfx942, but got {gfx_arch}!")

@@ -188,9 +188,7 @@ def _gemm_a8w8_asm(
 
 
 @compile_ops("module_gemm_a8w8_blockscale_asm")
-def _flatmm_a8w8_blockscale_asm(
-    XQ: Tensor, WQ: Tensor, x_scale: Tensor, w_scale: Tensor, out: Tensor
-) -> None:
+def _flatmm_a8w8_blockscale_asm(XQ: Tensor, WQ: Tensor, x_scale: Tensor, w_scale: Tensor, out: Tensor) -> None:
     # AITER's flat layout: weight shuffled with layout (16, 32) ([N/16, K/64, 4, 16, 16]),
     # x_scale [K/128, M] and w_scale [K/128, N/128], both transposed in shape.
     weight = _read_asm_weight(WQ, (16, 32))
@@ -200,9 +198,7 @@ def _flatmm_a8w8_blockscale_asm(
 if _state.settings().release_build:
 
     @compile_ops("module_gemm_a8w8_blockscale_asm", gen_fake=_output_fake)
-    def gfx950_a8w8_blockscale_asm(
-        XQ: Tensor, WQ: Tensor, x_scale: Tensor, w_scale: Tensor, Y: Tensor
-    ) -> Tensor:
+    def gfx950_a8w8_blockscale_asm(XQ: Tensor, WQ: Tensor, x_scale: Tensor, w_scale: Tensor, Y: Tensor) -> Tensor:
         """The kernel HEAD's ``gfx950_a8w8_blockscale_ASM`` names (defined only in a release build)."""
         weight = _read_asm_weight(WQ, (16, 16))
         return _store(Y, _blockscale(XQ, weight, x_scale, w_scale, _asm_row_scale))
@@ -368,8 +364,7 @@ def gemm_a8w8_bpreshuffle(
         return gemm_a8w8_bpreshuffle_ck(XQ, WQ, x_scale, w_scale, Y, 0)
     except RuntimeError as error:
         raise RuntimeError(
-            f"gemm_a8w8_bpreshuffle failed for shape M={m}, N={n}, K={k}, {dtype=}, "
-            f"config={config}: {error}"
+            f"gemm_a8w8_bpreshuffle failed for shape M={m}, N={n}, K={k}, {dtype=}, config={config}: {error}"
         ) from error
 
 
@@ -410,8 +405,7 @@ def gemm_a8w8_blockscale(
         return gemm_a8w8_blockscale_ck(XQ, WQ, x_scale, w_scale, Y)
     except RuntimeError as error:
         raise RuntimeError(
-            f"gemm_a8w8_blockscale failed for shape M={m}, N={n}, K={k}, {dtype=}, "
-            f"config={config}: {error}"
+            f"gemm_a8w8_blockscale failed for shape M={m}, N={n}, K={k}, {dtype=}, config={config}: {error}"
         ) from error
 
 
@@ -502,8 +496,7 @@ def gemm_a8w8_blockscale_bpreshuffle(
         return gemm_a8w8_blockscale_bpreshuffle_ck(XQ, WQ, x_scale, w_scale, Y)
     except RuntimeError as error:
         raise RuntimeError(
-            f"gemm_a8w8_blockscale_bpreshuffle failed for shape M={m}, N={n}, K={k}, "
-            f"{dtype=}, config={config}: {error}"
+            f"gemm_a8w8_blockscale_bpreshuffle failed for shape M={m}, N={n}, K={k}, {dtype=}, config={config}: {error}"
         ) from error
 
 

@@ -63,9 +63,7 @@ __all__ = [
 ]
 
 # HIP e8m0 producers derive scales with kDefaultMxScaleRoundMode (RoundUp).
-_HIP_E8M0_MODE = (
-    _e8m0.CEIL if _state.fault_active("e8m0_ceil_rounding", "hip") else _e8m0.ROUND_UP
-)
+_HIP_E8M0_MODE = _e8m0.CEIL if _state.fault_active("e8m0_ceil_rounding", "hip") else _e8m0.ROUND_UP
 _GROUP_SIZES = (32, 64, 128)
 
 
@@ -197,9 +195,7 @@ def _quantize_rows_into(out, rows, scales, group_size, shuffle, e8m0_mode, amax_
     """
     valid, k = rows.shape
     groups = k // group_size
-    values, scale = _quantize.quantize(
-        rows, group_size, _element_dtype(out), e8m0_mode, dtypes.fp8, amax_cap
-    )
+    values, scale = _quantize.quantize(rows, group_size, _element_dtype(out), e8m0_mode, dtypes.fp8, amax_cap)
     out_bytes = out.view(torch.uint8).reshape(-1, values.shape[-1])
     out_bytes[:valid] = values.view(torch.uint8)
     flat = scales.view(-1) if e8m0_mode is None else scales.view(torch.uint8).view(-1)
@@ -303,9 +299,7 @@ else:
     def _fallback_dynamic_per_token_scaled_quant(
         out, input, scales, scale_ub=None, shuffle_scale=False, num_rows=None, num_rows_factor=1
     ):
-        _per_token_scaled_quant(
-            out, input, scales, scale_ub, shuffle_scale, num_rows, num_rows_factor
-        )
+        _per_token_scaled_quant(out, input, scales, scale_ub, shuffle_scale, num_rows, num_rows_factor)
 
 
 if _state.fault_active("partial_transpose_noop", "triton"):
@@ -343,13 +337,9 @@ def dynamic_per_token_scaled_quant(
     dtype of ``scales``: the kernel writes bytes, not fp32 values.
     """
     if is_ck_free():
-        _fallback_dynamic_per_token_scaled_quant(
-            out, input, scales, scale_ub, shuffle_scale, num_rows, num_rows_factor
-        )
+        _fallback_dynamic_per_token_scaled_quant(out, input, scales, scale_ub, shuffle_scale, num_rows, num_rows_factor)
     else:
-        _per_token_scaled_quant(
-            out, input, scales, scale_ub, shuffle_scale, num_rows, num_rows_factor
-        )
+        _per_token_scaled_quant(out, input, scales, scale_ub, shuffle_scale, num_rows, num_rows_factor)
 
 
 @compile_ops("module_quant")
@@ -386,9 +376,7 @@ def per_token_quant_hip(
     _static_scale_unsupported(scale)
     y_scale = torch.empty((*x.shape[:-1], 1), dtype=dtypes.fp32, device=x.device)
     y = torch.empty(x.shape, dtype=quant_dtype, device=x.device)
-    dynamic_per_token_scaled_quant(
-        y, x, y_scale, num_rows=num_rows, num_rows_factor=num_rows_factor
-    )
+    dynamic_per_token_scaled_quant(y, x, y_scale, num_rows=num_rows, num_rows_factor=num_rows_factor)
     return y, y_scale
 
 
@@ -520,9 +508,7 @@ def per_token_quant_triton(x, scale=None, quant_dtype=dtypes.i8):
     _static_scale_unsupported(scale)
     y = torch.empty(x.shape, dtype=quant_dtype, device=x.device)
     y_scale = torch.empty((*x.shape[:-1], 1), dtype=dtypes.fp32, device=x.device)
-    triton.quant.dynamic_per_token_quant_fp8_i8(
-        y.view(-1, x.shape[-1]), x.view(-1, x.shape[-1]), y_scale
-    )
+    triton.quant.dynamic_per_token_quant_fp8_i8(y.view(-1, x.shape[-1]), x.view(-1, x.shape[-1]), y_scale)
     return y, y_scale
 
 

@@ -72,9 +72,7 @@ def biased_grouped_topk_hip(
     routed_scaling_factor: float = 1.0,
 ) -> None:
     """DeepSeek-V3 routing kernel: sigmoid scores, bias-corrected group-limited top-k."""
-    weights, ids = _biased_selection(
-        gating_output, correction_bias, topk_ids.shape[1], num_expert_group, topk_grp
-    )
+    weights, ids = _biased_selection(gating_output, correction_bias, topk_ids.shape[1], num_expert_group, topk_grp)
     _emit(topk_weights, topk_ids, weights, ids, need_renorm, routed_scaling_factor)
 
 
@@ -141,9 +139,7 @@ def grouped_topk(
 ) -> None:
     """Group-limited top-k on softmax (or sigmoid) scores, groups ranked by their max."""
     scores = _SCORE_FUNCS["softmax" if is_softmax else "sigmoid"](gating_output.float())
-    weights, ids = _select(
-        scores, scores, topk_ids.shape[1], num_expert_group, topk_group, _group_max
-    )
+    weights, ids = _select(scores, scores, topk_ids.shape[1], num_expert_group, topk_group, _group_max)
     _emit(topk_weights, topk_ids, weights, ids, need_renorm, routed_scaling_factor)
 
 

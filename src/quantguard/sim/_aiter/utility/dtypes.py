@@ -53,6 +53,4 @@ u8 = torch.uint8
 i64 = torch.int64
 u64 = torch.uint64
 
-d_dtypes = {
-    name: value for name, value in dict(globals()).items() if isinstance(value, torch.dtype)
-}
+d_dtypes = {name: value for name, value in dict(globals()).items() if isinstance(value, torch.dtype)}

@@ -27,4 +27,3 @@ def e8m0_shuffle(scale):
     from aiter.ops.shuffle import shuffle_scale
 
     return shuffle_scale(scale)
-

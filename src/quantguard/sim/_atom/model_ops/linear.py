@@ -125,17 +125,13 @@ else:
 
 if _state.fault_active("fp8_copy_drops_scale", "atom"):
 
-    def load_fp8_into_dense(
-        dense: torch.Tensor, fp8_weight: torch.Tensor, block_scale: torch.Tensor
-    ) -> None:
+    def load_fp8_into_dense(dense: torch.Tensor, fp8_weight: torch.Tensor, block_scale: torch.Tensor) -> None:
         # The broken loader lets copy_ convert the FP8 values and forgets the scale.
         dense.copy_(fp8_weight)
 
 else:
 
-    def load_fp8_into_dense(
-        dense: torch.Tensor, fp8_weight: torch.Tensor, block_scale: torch.Tensor
-    ) -> None:
+    def load_fp8_into_dense(dense: torch.Tensor, fp8_weight: torch.Tensor, block_scale: torch.Tensor) -> None:
         """Dequantize a 128x128-block FP8 checkpoint weight into a dense parameter."""
         rows, cols = fp8_weight.shape
         dense.copy_(fp8_weight.float() * _gemm.expand(block_scale, rows, cols, 128, 128))
@@ -184,11 +180,7 @@ def gemm_a4w4_quant(
             weight_scale.view(torch.uint8),
             otype,
         )
-    elif (
-        params_dtype == dtypes.fp4x2
-        and use_triton_gemm()
-        and gemm_afp4wfp4_preshuffle is not None
-    ):
+    elif params_dtype == dtypes.fp4x2 and use_triton_gemm() and gemm_afp4wfp4_preshuffle is not None:
         shuffled = m >= MXFP4_QUANT_BLOCK_SIZE
         if x_scale is None:
             x, x_scale = quant_func(x, quant_dtype=params_dtype, scale=input_scale, shuffle=shuffled)
@@ -260,11 +252,7 @@ class LinearBase(nn.Module):
         packed = weight_dtype in (dtypes.fp4x2, dtypes.i4x2)
         weight_shape = (output_size, input_size // 2 if packed else input_size)
         self.weight = atom_parameter(torch.empty(weight_shape, dtype=weight_dtype))
-        self.weight_scale = (
-            None
-            if scale_shape is None
-            else atom_parameter(torch.empty(scale_shape, dtype=scale_dtype))
-        )
+        self.weight_scale = None if scale_shape is None else atom_parameter(torch.empty(scale_shape, dtype=scale_dtype))
         self.bias = atom_parameter(torch.empty(output_size, dtype=dtypes.bf16)) if bias else None
         self.need_normalize_e4m3fn_to_e4m3fnuz = self.params_dtype == torch.float8_e4m3fnuz
         self.quant_func = get_hip_quant(self.quant_type)
@@ -281,9 +269,7 @@ class LinearBase(nn.Module):
             self.weight_scale = None
             return
         if self.need_normalize_e4m3fn_to_e4m3fnuz and self.weight_scale is not None:
-            self.weight.data, self.weight_scale.data, _ = fp8_checkpoint_fixup(
-                self.weight.data, self.weight_scale.data
-            )
+            self.weight.data, self.weight_scale.data, _ = fp8_checkpoint_fixup(self.weight.data, self.weight_scale.data)
         if self._needs_shuffle():
             shuffle_weights(self.weight)
         if self.quant_type == QuantType.per_1x32 and not use_fp4_non_shuffle_triton_gemm():
@@ -313,15 +299,9 @@ class LinearBase(nn.Module):
                 quant_func = functools_partial(
                     self.quant_func,
                     transpose_scale=envs.ATOM_FP8_BLOCKSCALE_WEIGHT_PRESHUFFLE,
-                    **(
-                        {"scale_type": dtypes.fp8_e8m0}
-                        if envs.ATOM_FP8_BLOCKSCALE_USE_E8M0_SCALE
-                        else {}
-                    ),
+                    **({"scale_type": dtypes.fp8_e8m0} if envs.ATOM_FP8_BLOCKSCALE_USE_E8M0_SCALE else {}),
                 )
-            x, x_scale = quant_func(
-                x, quant_dtype=self.params_dtype, scale=getattr(self, "input_scale", None)
-            )
+            x, x_scale = quant_func(x, quant_dtype=self.params_dtype, scale=getattr(self, "input_scale", None))
         if self.quant_type == QuantType.per_Tensor:
             return self._per_tensor(x, x_scale, otype)
         if self.quant_type == QuantType.per_Token:
@@ -352,9 +332,7 @@ class LinearBase(nn.Module):
                 bias=self.bias,
                 dtype=otype,
             )
-        return tgemm.mm(
-            x, self.weight, self.bias, otype=otype, scale_a=x_scale, scale_b=self.weight_scale
-        )
+        return tgemm.mm(x, self.weight, self.bias, otype=otype, scale_a=x_scale, scale_b=self.weight_scale)
 
     def _per_token(self, x, x_scale, otype):
         if self.params_dtype == dtypes.i8:
@@ -373,9 +351,7 @@ class LinearBase(nn.Module):
 
     def _per_1x128(self, x, x_scale, otype):
         if envs.ATOM_FP8_BLOCKSCALE_WEIGHT_PRESHUFFLE:
-            return gemm_a8w8_blockscale_bpreshuffle(
-                x, self.weight, x_scale, self.weight_scale, otype
-            )
+            return gemm_a8w8_blockscale_bpreshuffle(x, self.weight, x_scale, self.weight_scale, otype)
         if use_triton_gemm() and gemm_a8w8_blockscale_triton is not None:
             return gemm_a8w8_blockscale_triton(x, self.weight, x_scale, self.weight_scale, otype)
         return gemm_a8w8_blockscale(x, self.weight, x_scale, self.weight_scale, dtype=otype)

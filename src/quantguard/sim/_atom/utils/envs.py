@@ -21,15 +21,9 @@ CK_FREE_BRANCH = "ATOM_CK_FREE" in os.environ
 environment_variables = {
     "ATOM_USE_TRITON_GEMM": lambda: os.getenv("ATOM_USE_TRITON_GEMM", "0") == "1",
     "ATOM_USE_TRITON_MOE": lambda: os.getenv("ATOM_USE_TRITON_MOE", "0") == "1",
-    "ATOM_FP8_BLOCKSCALE_WEIGHT_PRESHUFFLE": lambda: (
-        os.getenv("ATOM_FP8_BLOCKSCALE_WEIGHT_PRESHUFFLE", "1") == "1"
-    ),
-    "ATOM_FP8_BLOCKSCALE_USE_E8M0_SCALE": lambda: (
-        os.getenv("ATOM_FP8_BLOCKSCALE_USE_E8M0_SCALE", "0") == "1"
-    ),
-    "ATOM_USE_FP4_NON_SHUFFLE_TRITON_GEMM": lambda: (
-        os.getenv("ATOM_USE_FP4_NON_SHUFFLE_TRITON_GEMM", "0") == "1"
-    ),
+    "ATOM_FP8_BLOCKSCALE_WEIGHT_PRESHUFFLE": lambda: os.getenv("ATOM_FP8_BLOCKSCALE_WEIGHT_PRESHUFFLE", "1") == "1",
+    "ATOM_FP8_BLOCKSCALE_USE_E8M0_SCALE": lambda: os.getenv("ATOM_FP8_BLOCKSCALE_USE_E8M0_SCALE", "0") == "1",
+    "ATOM_USE_FP4_NON_SHUFFLE_TRITON_GEMM": lambda: os.getenv("ATOM_USE_FP4_NON_SHUFFLE_TRITON_GEMM", "0") == "1",
 }
 if CK_FREE_BRANCH:
     environment_variables["ATOM_CK_FREE"] = lambda: os.getenv("ATOM_CK_FREE", "0") == "1"

@@ -172,9 +172,7 @@ def fused_reduce_rms_fp8_group_quant(
             raise AssertionError("Split-k dimension should have more than 1 element.")
     else:
         partials, (rows, cols) = 1, inp1.shape
-    if inp2 is not None and split_k and not (
-        inp2.dim() == 3 and inp2.shape[0] == partials and inp2.shape[1] == rows
-    ):
+    if inp2 is not None and split_k and not (inp2.dim() == 3 and inp2.shape[0] == partials and inp2.shape[1] == rows):
         raise AssertionError(f"Incompatible shapes {inp1.shape=}, {inp2.shape=}")
     if inp3 is not None and not (inp3.dim() == 3 and inp3.shape[0] == partials and inp3.shape[1] == rows):
         raise AssertionError(f"Incompatible shapes {inp1.shape=}, {inp3.shape=}")

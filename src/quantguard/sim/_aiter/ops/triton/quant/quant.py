@@ -62,9 +62,7 @@ def _mxfp4_quant(x, mode):
         raise AssertionError("N must be a multiple of 4")
     values, scale_bytes = _quantize.quantize(x, 32, dtypes.fp4x2, mode, dtypes.fp8)
     # The kernel writes the scale through a column-major (M, G) view of a (G, M) buffer.
-    blockscale_e8m0 = torch.empty(
-        (scale_bytes.shape[1], rows), dtype=torch.uint8, device=x.device
-    ).T
+    blockscale_e8m0 = torch.empty((scale_bytes.shape[1], rows), dtype=torch.uint8, device=x.device).T
     blockscale_e8m0.copy_(scale_bytes)
     return values.view(torch.uint8), blockscale_e8m0
 
@@ -73,24 +71,18 @@ def _rounding_mode(scaling_mode):
     try:
         return _e8m0.MODES[scaling_mode]
     except KeyError:
-        raise ValueError(
-            f"unknown scaling_mode {scaling_mode!r}; accepted: {', '.join(_e8m0.MODES)}"
-        ) from None
+        raise ValueError(f"unknown scaling_mode {scaling_mode!r}; accepted: {', '.join(_e8m0.MODES)}") from None
 
 
 if _state.fault_active("e8m0_ceil_rounding", "triton"):
 
-    def dynamic_mxfp4_quant(
-        x: torch.Tensor, scaling_mode: str = "even"
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def dynamic_mxfp4_quant(x: torch.Tensor, scaling_mode: str = "even") -> tuple[torch.Tensor, torch.Tensor]:
         # The broken producer ignores its declared mode and rounds scales up.
         return _mxfp4_quant(x, _e8m0.CEIL)
 
 elif _state.settings().release_build:
 
-    def dynamic_mxfp4_quant(
-        x: torch.Tensor, scaling_mode: str = "even"
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def dynamic_mxfp4_quant(x: torch.Tensor, scaling_mode: str = "even") -> tuple[torch.Tensor, torch.Tensor]:
         """MXFP4 quant of (M, N): fp4 bytes (M, N/2) and e8m0 bytes (M, N/32).
 
         The scale is a column-major view (strides (1, M)); ``scaling_mode``
@@ -100,9 +92,7 @@ elif _state.settings().release_build:
 
 else:
 
-    def dynamic_mxfp4_quant(
-        x: torch.Tensor, scaling_mode: str = "even"
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def dynamic_mxfp4_quant(x: torch.Tensor, scaling_mode: str = "even") -> tuple[torch.Tensor, torch.Tensor]:
         """MXFP4 quant of (M, N): fp4 bytes (M, N/2) and e8m0 bytes (M, N/32), Even scales.
 
         The scale is a column-major view (strides (1, M)). As at AITER HEAD,

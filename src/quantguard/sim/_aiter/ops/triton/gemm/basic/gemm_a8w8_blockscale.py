@@ -45,11 +45,7 @@ def _other_major_grid(x_scale, rows, cols, transposed):
     return reader(x_scale, rows, cols)
 
 
-_x_scale_grid = (
-    _other_major_grid
-    if _state.fault_active("gemm_reads_scale_wrong_major", "triton")
-    else _stride_grid
-)
+_x_scale_grid = _other_major_grid if _state.fault_active("gemm_reads_scale_wrong_major", "triton") else _stride_grid
 
 
 def _run(x, weight, x_scale, w_scale, dtype, y, config, skip_reduce, transposed):

@@ -15,8 +15,18 @@ from .....utility import dtypes
 __all__ = ["batched_gemm_a8w8_a_per_token_group_prequant_w_per_batched_tensor_quant"]
 
 _CONFIG_KEYS = frozenset(
-    {"BLOCK_SIZE_M", "BLOCK_SIZE_N", "BLOCK_SIZE_K", "GROUP_SIZE_M", "num_warps", "num_stages",
-     "waves_per_eu", "matrix_instr_nonkdim", "kpack", "cache_modifier"}
+    {
+        "BLOCK_SIZE_M",
+        "BLOCK_SIZE_N",
+        "BLOCK_SIZE_K",
+        "GROUP_SIZE_M",
+        "num_warps",
+        "num_stages",
+        "waves_per_eu",
+        "matrix_instr_nonkdim",
+        "kpack",
+        "cache_modifier",
+    }
 )
 
 

@@ -1,0 +1,1 @@
+"""Shadow references: precision-matched reference computations, Triton kernels, snapshots and the executor."""
