@@ -163,3 +163,26 @@ def test_wrong_x_scale_downstream_of_a_fused_producer(tmp_path, arch, wrong, cha
     assert "unquantized quant→GEMM chain" in failed[0]["message"]
     produced_by = [e["producer"] for e in events.named("shadow") if e.get("reference") == "chain"]
     assert produced_by and chain.split("(")[0] in produced_by[0]
+
+
+@pytest.mark.parametrize("fault", [False, True], ids=["exact", "scale-ignored"])
+def test_a_static_quantizer_is_judged_against_its_own_scale_not_the_calibration(tmp_path, monkeypatch, fault):
+    """Rows far below a static per-tensor scale land in fp8's subnormal steps, so q * scale reproduces
+    them poorly although the kernel did exactly its job (x / scale, rounded): quiet. A kernel that does
+    not divide by the scale is caught."""
+    sim.install("gfx950")
+    import aiter
+    from aiter.ops.triton.quant import fused_fp8_quant as ff
+
+    inp = _x(32, 2 * K)
+    # calibrated on a batch 5000x larger: this batch sits in fp8's lowest binades
+    scale = _static_scale(silu_mul(inp) * 5000, aiter.dtypes.fp8)
+    if fault:
+        exact = ff._static_quant
+        monkeypatch.setattr(ff, "_static_quant", lambda x, s, dtype: exact(x, torch.ones_like(s), dtype))
+    with capture_events() as events:
+        quantguard.enable(log=str(tmp_path / "log.jsonl"), sample_rate=1.0, shadow_full=True)
+        ff.fused_silu_mul_fp8_per_tensor_static_quant(inp, scale, dtype_quant=aiter.dtypes.fp8)
+        quantguard.disable()
+    found = {e["check"] for e in events.violations()}
+    assert found == ({"numerics"} if fault else set()), found

@@ -126,6 +126,27 @@ def _judge_scale_rows(view: Any, measured: Any) -> list[Finding]:
     ]
 
 
+def _static_roundtrip(reference: torch.Tensor, multipliers: torch.Tensor, view: Any) -> torch.Tensor:
+    """The precision-matched reference of a static quantizer: ``round(x / scale) * scale`` in its format.
+
+    A static scale is the caller's (calibrated offline), not derived from the
+    data, so how well ``q * scale`` reproduces ``x`` depends on that
+    calibration: rows far below the tensor's maximum land in fp8's subnormal
+    steps, and a correct kernel measured a norm ratio of 1.03 on such rows.
+    The producer's own job is exact — divide by the given scale, round,
+    saturate — so that is the reference; a kernel that ignores or inverts the
+    scale still lands orders of magnitude away.
+    """
+    scaled = reference / multipliers
+    dtype = view.q_read_as if view.q_read_as is not None else view.q.dtype
+    if dtype.is_floating_point and dtype.itemsize == 1:
+        limit = torch.finfo(dtype).max
+        return scaled.clamp(-limit, limit).to(dtype).to(torch.float32) * multipliers
+    if dtype == torch.int8:
+        return scaled.round().clamp(-128, 127) * multipliers
+    return reference
+
+
 @register_check
 class QuantNumerics(DataCheck):
     name = "quant_numerics"
@@ -171,6 +192,8 @@ class QuantNumerics(DataCheck):
             reference = reference * view.smooth.to(torch.float32)
         if dequantized.shape != reference.shape:
             return None
+        if view.static and group is None:
+            reference = _static_roundtrip(reference, multipliers, view)
         tensors = comparison_tensors(dequantized, reference)
         tensors.update(_scale_rows(view, buffer, snap["amax"]))
         return Measurement(
