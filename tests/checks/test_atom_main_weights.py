@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from quantguard.checks.backend_selection import audit_backend_selection, moe_selections
+from quantguard.checks.backend_selection import audit_backend_selection
 from quantguard.checks.weights import scale_name, scan_tensors
+from quantguard.contracts.atom_selection import moe_selections
 from quantguard.hardware import Platform
 
 #: Dense linear, and ATOM's MoE gate/up and down experts (3D: experts first).

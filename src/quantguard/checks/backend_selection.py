@@ -23,101 +23,23 @@ Triton selected is clean and a CK path selected is a violation.
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from quantguard.checks.base import DataCheck, Finding, Measurement, register_check
+from quantguard.contracts.atom_selection import (
+    MOE_TRITON_HINT,
+    atom_selectors,
+    layer_name,
+    moe_choice,
+    moe_selections,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from quantguard.engine.calls import CallRecord
     from quantguard.hardware import Platform
 
-__all__ = [
-    "SelectorResult",
-    "MoeMethodSelection",
-    "atom_selectors",
-    "moe_selections",
-    "audit_backend_selection",
-    "ATOM_PATHS",
-]
-
-#: The ATOM modules whose GEMM paths must go to Triton in CK-free mode.
-ATOM_PATHS = ("atom.model_ops.linear", "atom.model_ops.attention_mla", "atom.model_ops.moe")
-
-
-def atom_selectors() -> list[tuple[str, Callable[[], Any]]]:
-    """Zero-argument ``use_triton*`` selectors bound in the loaded ATOM path modules."""
-    import inspect
-
-    found = []
-    for module_name in ATOM_PATHS:
-        module = sys.modules.get(module_name)
-        if module is None:
-            continue
-        for name, value in sorted(vars(module).items()):
-            if "use_triton" not in name or not callable(value) or "fp4" in name:
-                continue
-            try:
-                required = [
-                    p
-                    for p in inspect.signature(value).parameters.values()
-                    if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
-                ]
-            except (TypeError, ValueError):
-                continue
-            if not required:
-                found.append((f"{module_name}.{name}", value))
-    return found
-
-
-def _layer_name(layer: Any, fallback: str = "") -> str:
-    for attribute in ("prefix", "layer_name"):
-        value = getattr(layer, attribute, None)
-        if isinstance(value, str) and value:
-            return value
-    return fallback or type(layer).__name__
-
-
-def _moe_choice(method: Any) -> bool | None:
-    """The quant method's per-instance backend choice, or None when it has none."""
-    chosen = getattr(method, "use_triton", None)
-    return chosen if isinstance(chosen, bool) else None
-
-
-def _registered_layers() -> list[tuple[str, Any]]:
-    """Layers ATOM registered by name (``atom_config.compilation_config.static_forward_context``)."""
-    config_module = sys.modules.get("atom.config")
-    getter = getattr(config_module, "get_current_atom_config", None) if config_module is not None else None
-    if getter is None:
-        return []
-    try:
-        context = getter().compilation_config.static_forward_context
-        return [(str(name), layer) for name, layer in dict(context).items()]
-    except Exception:  # no config set yet (model not built): nothing registered
-        return []
-
-
-def moe_selections(model: Any = None) -> list[tuple[str, str, bool]]:
-    """``(layer, method class, use_triton)`` of every MoE quant method with a per-instance choice.
-
-    Layers come from ``model`` (every submodule with a ``quant_method``) and
-    from ATOM's registry of named layers; each layer is read once.
-    """
-    layers: list[tuple[str, Any]] = []
-    if model is not None and hasattr(model, "named_modules"):
-        layers.extend((name, module) for name, module in model.named_modules())
-    layers.extend(_registered_layers())
-    seen: set[int] = set()
-    found = []
-    for name, layer in layers:
-        method = getattr(layer, "quant_method", None)
-        chosen = _moe_choice(method)
-        if chosen is None or id(layer) in seen:
-            continue
-        seen.add(id(layer))
-        found.append((_layer_name(layer, name), type(method).__qualname__, chosen))
-    return found
+__all__ = ["SelectorResult", "MoeMethodSelection", "audit_backend_selection"]
 
 
 def _message(path: str, platform: Platform) -> str:
@@ -130,8 +52,7 @@ def _message(path: str, platform: Platform) -> str:
 def _moe_message(layer: str, method: str, platform: Platform) -> str:
     return (
         f"{method}.use_triton is False for MoE layer {layer} in CK-free mode ({platform.ck_free_source}): "
-        "its experts run AITER's CK/ASM MoE kernels, whose JIT build fails in a CK-free build "
-        "(ATOM main: set ATOM_USE_TRITON_MOE=1, or ATOM_USE_TRITON_GEMM=1 on gfx95x)"
+        f"its experts run AITER's CK/ASM MoE kernels, whose JIT build fails in a CK-free build ({MOE_TRITON_HINT})"
     )
 
 
@@ -220,7 +141,7 @@ class MoeMethodSelection(DataCheck):
         if not call.platform.ck_free:
             return None
         method = call.get("self")
-        chosen = _moe_choice(method)
+        chosen = moe_choice(method)
         if chosen is None:
             return None
         return Measurement(
@@ -228,7 +149,7 @@ class MoeMethodSelection(DataCheck):
             {
                 "chosen": chosen,
                 "method": type(method).__qualname__,
-                "layer": call.layer or _layer_name(call.get("layer")),
+                "layer": call.layer or layer_name(call.get("layer")),
             },
         )
 

@@ -34,6 +34,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from quantguard import events
+from quantguard.contracts.aiter import FACTORIES  # the library functions that hand out kernels
 from quantguard.engine.aliases import Binding
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -42,7 +43,6 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["StaleReferences"]
 
 #: Factories whose cached results hold AITER quant functions (module path, attribute).
-FACTORIES = ("aiter.ops.quant.get_hip_quant", "aiter.ops.quant.get_triton_quant", "aiter.ops.quant.get_torch_quant")
 
 
 def _is_module_instance(obj: Any) -> bool:

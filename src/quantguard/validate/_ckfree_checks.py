@@ -30,8 +30,8 @@ from typing import Any
 
 import torch
 
-from quantguard.checks.backend_selection import ATOM_PATHS, atom_selectors, moe_selections
 from quantguard.checks.kwarg_honored import expected_fp32_scales, group_amax
+from quantguard.contracts.atom_selection import ATOM_PATHS, atom_selectors, moe_selections
 from quantguard.hardware import detect_platform
 from quantguard.numerics.layouts import describe_layout, read_scales
 
