@@ -161,7 +161,7 @@ def test_other_quant_type_dispatch(atom, monkeypatch, scheme, kernel):
     from quantguard.sim.workload._checkpoint import _quantize
 
     master = torch.randn(N, K, generator=_gen(2)) * 0.05
-    scheme_name = {"per_Token": "fp8_token", "per_Tensor": "fp8_tensor", "per_1x32": "mxfp4"}[scheme]
+    scheme_name = {"per_Token": "fp8_per_token", "per_Tensor": "fp8_per_tensor", "per_1x32": "mxfp4"}[scheme]
     weight, scale = _quantize(master, scheme_name)
     params_dtype = aiter.dtypes.fp4x2 if scheme == "per_1x32" else aiter.dtypes.fp8
     layer = linear.LinearBase(K, N, quant_type=getattr(aiter.QuantType, scheme), params_dtype=params_dtype)

@@ -84,7 +84,7 @@ def test_schemes_are_validated():
             workload.build_model(deployed, schemes={"attn.o_proj": "mxfp4"})
         with pytest.raises(ValueError, match="accepted"):
             workload.build_model(deployed, schemes={"mlp.experts": "mxfp4"})
-        model = workload.build_model(deployed, schemes={"mlp.experts": "fp8_token", "attn.q_proj": "bf16"})
+        model = workload.build_model(deployed, schemes={"mlp.experts": "fp8_per_token", "attn.q_proj": "bf16"})
         assert len(workload.generate(model, PROMPT, 4)) == 4
 
 

@@ -210,7 +210,7 @@ def test_sim_workload_uses_its_own_thresholds(runs):
         "fp8_blockscale": "0.94 (model default)",
         "mxfp4": "0.85 (model default)",
     }
-    assert "fp8_token" in data["configurations"][0]["kernels"]
+    assert "fp8_per_token" in data["configurations"][0]["kernels"]
 
 
 def test_command_line_thresholds_win(tmp_path):

@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from quantguard._tables import markdown_table
 from quantguard.report._ordering import natural_key
 from quantguard.report.reader import MALFORMED_REASONS
 from quantguard.report.recommendations import recommend
@@ -28,7 +29,7 @@ _NOT_SEEN = "·"
 
 # -- cell formatting ---------------------------------------------------------------------
 def _cell(value: Any) -> str:
-    text = str(value).replace("\r", " ").replace("\n", " ").replace("|", "\\|")
+    text = str(value).replace("\r", " ").replace("\n", " ")  # markdown_table escapes "|"
     return text if len(text) <= _MESSAGE_CHARS else text[: _MESSAGE_CHARS - 1] + "…"
 
 
@@ -65,9 +66,7 @@ def _ranks(ranks: Iterable[Rank]) -> str:
 
 
 def _table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
-    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-    lines.extend("| " + " | ".join(_cell(value) for value in row) + " |" for row in rows)
-    return lines
+    return markdown_table(headers, [[_cell(value) for value in row] for row in rows])
 
 
 def _fenced(text: str) -> list[str]:

@@ -31,8 +31,8 @@ from quantguard.validate.quantize import QuantConfig, UnsupportedPath
 
 __all__ = ["THRESHOLDS", "WORKLOAD_SCHEMES", "sim_workload"]
 
-#: Configuration -> the workload scheme of its dense linear families.
-WORKLOAD_SCHEMES = {"fp8_per_token": "fp8_token", "fp8_blockscale": "fp8_block", "mxfp4": "mxfp4"}
+#: Configurations the workload runs (the workload's schemes share validate's names).
+WORKLOAD_SCHEMES = ("fp8_per_token", "fp8_blockscale", "mxfp4")
 
 #: Cosine minimums for this workload, measured on clean runs of every arch and backend with margin.
 THRESHOLDS = {"fp8": 0.94, "fp4": 0.85}
@@ -42,8 +42,8 @@ def _schemes(scheme: str, triton_moe: bool) -> dict[str, str]:
     from quantguard.sim import workload
 
     chosen = {family: scheme for family in workload.DEFAULT_SCHEMES}
-    if scheme == "mxfp4" or (scheme == "fp8_token" and triton_moe):
-        chosen["mlp.experts"] = "fp8_block"
+    if scheme == "mxfp4" or (scheme == "fp8_per_token" and triton_moe):
+        chosen["mlp.experts"] = "fp8_blockscale"
     return chosen
 
 
@@ -82,7 +82,7 @@ def sim_workload(options: LoadOptions) -> ModelSpec:
     @contextmanager
     def variant(quant: QuantConfig) -> Iterator[Variant]:
         triton = quant.backend == "triton" or options.ck_free
-        schemes = _schemes(WORKLOAD_SCHEMES[quant.scheme], triton)
+        schemes = _schemes(quant.scheme, triton)
         with workload.deploy(
             arch=options.arch,
             ck_free=options.ck_free,

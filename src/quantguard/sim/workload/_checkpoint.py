@@ -88,11 +88,11 @@ def _mxfp4(weight: torch.Tensor):
 def _quantize(weight: torch.Tensor, scheme: str):
     if scheme == "bf16":
         return weight.to(torch.bfloat16), None
-    if scheme == "fp8_block":
+    if scheme == "fp8_blockscale":
         return _fp8_block(weight)
-    if scheme == "fp8_token":
+    if scheme == "fp8_per_token":
         return _fp8_scaled(weight, weight.abs().amax(-1, keepdim=True) / _E4M3FN_MAX)
-    if scheme == "fp8_tensor":
+    if scheme == "fp8_per_tensor":
         return _fp8_scaled(weight, (weight.abs().amax() / _E4M3FN_MAX).reshape(1))
     return _mxfp4(weight)
 
@@ -105,7 +105,7 @@ def _scheme_of(name: str, schemes: Mapping[str, str]) -> str | None:
         return "bf16"
     family = name.split(".", 2)[2].rsplit(".", 1)[0]
     if family == "attn.core.kv_b_proj":
-        return "fp8_block"
+        return "fp8_blockscale"
     return schemes.get(family, "bf16")
 
 

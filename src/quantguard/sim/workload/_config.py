@@ -9,21 +9,21 @@ from types import MappingProxyType
 __all__ = ["DEFAULT_SCHEMES", "SCHEMES", "ModelConfig", "resolve_schemes"]
 
 #: Quantization schemes a layer family can use.
-SCHEMES = ("bf16", "fp8_tensor", "fp8_token", "fp8_block", "mxfp4")
+SCHEMES = ("bf16", "fp8_per_tensor", "fp8_per_token", "fp8_blockscale", "mxfp4")
 
 #: Layer family -> scheme. ``attn.o_proj`` is MXFP4 where FP4 GEMMs exist (gfx950).
 DEFAULT_SCHEMES: Mapping[str, str] = MappingProxyType(
     {
-        "attn.q_proj": "fp8_block",
-        "attn.kv_a_proj": "fp8_token",
+        "attn.q_proj": "fp8_blockscale",
+        "attn.kv_a_proj": "fp8_per_token",
         "attn.o_proj": "mxfp4",
-        "mlp.experts": "fp8_block",
-        "mlp.shared_expert.gate_up_proj": "fp8_token",
-        "mlp.shared_expert.down_proj": "fp8_tensor",
+        "mlp.experts": "fp8_blockscale",
+        "mlp.shared_expert.gate_up_proj": "fp8_per_token",
+        "mlp.shared_expert.down_proj": "fp8_per_tensor",
     }
 )
 
-_EXPERT_SCHEMES = ("bf16", "fp8_token", "fp8_block")
+_EXPERT_SCHEMES = ("bf16", "fp8_per_token", "fp8_blockscale")
 
 
 @dataclass(frozen=True)
@@ -53,12 +53,12 @@ class ModelConfig:
 def resolve_schemes(arch: str, overrides: Mapping[str, str] | None = None) -> dict[str, str]:
     """The scheme of every layer family on ``arch``; ``overrides`` replace defaults.
 
-    gfx942 has no FP4 GEMM, so its default ``attn.o_proj`` is ``fp8_block`` and
+    gfx942 has no FP4 GEMM, so its default ``attn.o_proj`` is ``fp8_blockscale`` and
     asking for ``mxfp4`` there is an error.
     """
     schemes = dict(DEFAULT_SCHEMES)
     if arch == "gfx942":
-        schemes["attn.o_proj"] = "fp8_block"
+        schemes["attn.o_proj"] = "fp8_blockscale"
     for family, scheme in (overrides or {}).items():
         if family not in DEFAULT_SCHEMES:
             raise ValueError(f"unknown layer family {family!r}; known: {', '.join(DEFAULT_SCHEMES)}")

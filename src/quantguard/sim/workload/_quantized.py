@@ -18,9 +18,9 @@ def _layer_kind(scheme: str):
 
     return {
         "bf16": (QuantType.No, None),
-        "fp8_tensor": (QuantType.per_Tensor, dtypes.fp8),
-        "fp8_token": (QuantType.per_Token, dtypes.fp8),
-        "fp8_block": (QuantType.per_1x128, dtypes.fp8),
+        "fp8_per_tensor": (QuantType.per_Tensor, dtypes.fp8),
+        "fp8_per_token": (QuantType.per_Token, dtypes.fp8),
+        "fp8_blockscale": (QuantType.per_1x128, dtypes.fp8),
         "mxfp4": (QuantType.per_1x32, dtypes.fp4x2),
     }[scheme]
 
