@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from quantguard.validate import bleu
+from quantguard.validate.accuracy import bleu
 
 # (hypotheses, references, expected score), each worked out by hand from
 # clipped n-gram precisions p1..p4 (in %), exp smoothing and the brevity penalty.

@@ -13,9 +13,9 @@ import quantguard
 import quantguard.sim as sim
 from quantguard.cli.main import main
 from quantguard.validate import ckfree
-from quantguard.validate._ckfree_checks import ERROR, FAIL, PASS, SKIP, decide
-from quantguard.validate._ckfree_report import exit_code
-from quantguard.validate._ckfree_results import asm_item, fold_files, regression_item
+from quantguard.validate.ckfree.checks import ERROR, FAIL, PASS, SKIP, decide
+from quantguard.validate.ckfree.report import exit_code
+from quantguard.validate.ckfree.results import asm_item, fold_files, regression_item
 
 ITEMS = (
     "ck_free_detected",

@@ -7,8 +7,8 @@ import textwrap
 import pytest
 import torch
 
-from quantguard.validate import models, ready_models
-from quantguard.validate.models_llama import TinyLlamaConfig, build_tiny_llama, seeded_weights
+from quantguard.validate.accuracy import models, ready_models
+from quantguard.validate.accuracy.models_llama import TinyLlamaConfig, build_tiny_llama, seeded_weights
 from quantguard.validate.quantize import QuantConfig, UnsupportedPath
 
 SMALL = TinyLlamaConfig(num_layers=2)
@@ -67,7 +67,7 @@ def _write_module(tmp_path, monkeypatch, source: str) -> None:
 USER_MODELS = """
     import torch
     from torch import nn
-    from quantguard.validate.models_llama import TinyLlamaConfig, build_tiny_llama
+    from quantguard.validate.accuracy.models_llama import TinyLlamaConfig, build_tiny_llama
 
     def _model():
         return build_tiny_llama(TinyLlamaConfig(num_layers=2), use_transformers=False).model

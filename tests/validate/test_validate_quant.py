@@ -11,8 +11,8 @@ import torch
 import quantguard
 from quantguard.numerics.formats import FP4_E2M1, FP8_E4M3FNUZ
 from quantguard.validate import quant
-from quantguard.validate._quant_chains import CHAINS, SCHEMES, Quantized
-from quantguard.validate._quant_layouts import analyse_layout
+from quantguard.validate.quant.chains import CHAINS, SCHEMES, Quantized
+from quantguard.validate.quant.layouts import analyse_layout
 
 #: Fewer, smaller shapes than the built-in "small" set; M=48 covers swizzled MXFP4 activations.
 SHAPES = ("--shapes", "1,256,512", "48,384,1024")

@@ -18,9 +18,9 @@ import torch
 from torch import nn
 
 from quantguard.numerics.metrics import Metrics
-from quantguard.validate._accuracy_metrics import LayerStats, LogitsStats, token_match
-from quantguard.validate.bleu import BleuScore, corpus_bleu
-from quantguard.validate.models import ModelError, ModelSpec
+from quantguard.validate.accuracy.bleu import BleuScore, corpus_bleu
+from quantguard.validate.accuracy.metrics import LayerStats, LogitsStats, token_match
+from quantguard.validate.accuracy.models import ModelError, ModelSpec
 from quantguard.validate.quantize import QuantConfig
 
 __all__ = [
@@ -181,7 +181,7 @@ class _LayerComparison:
                 raise RuntimeError(f"layer {name} ran {count} times in the quantized model, {wanted} in the reference")
 
 
-def _layer_problems(metrics: Metrics, threshold: float, norm_tolerance: float) -> tuple[str, ...]:
+def layer_problems(metrics: Metrics, threshold: float, norm_tolerance: float) -> tuple[str, ...]:
     problems = []
     if metrics.nonfinite:
         problems.append(f"{metrics.nonfinite} non-finite values")
@@ -243,7 +243,7 @@ def evaluate(
                 metrics.cosine,
                 metrics.norm_ratio,
                 metrics.nonfinite,
-                _layer_problems(metrics, threshold, norm_tolerance),
+                layer_problems(metrics, threshold, norm_tolerance),
             )
         )
     result.overall_cosine = LayerStats.pooled(comparison.stats.values()).metrics().cosine

@@ -6,7 +6,7 @@ token-id batches, generation prompts, how to get logits and greedy tokens, and
 how to build the model under one :class:`~quantguard.validate.quantize.QuantConfig`.
 
 :func:`user_model` loads a user's ``--model module:function``; the ready-made
-names are in :mod:`quantguard.validate.ready_models`:
+names are in :mod:`quantguard.validate.accuracy.ready_models`:
 
 * ``module:function``: the function returns ``(model, inputs)`` with inputs
   a (B, T) token-id tensor, a list of prompts (token-id lists or 1D tensors) or
@@ -14,8 +14,8 @@ names are in :mod:`quantguard.validate.ready_models`:
   lists, or strings) and ``tokenize`` (``str -> list[int]``, needed for strings).
   The model is called as ``model(input_ids)`` with (B, T) ids and may return
   logits, an object with ``.logits`` or a tuple whose first item is the logits.
-* ``tiny-llama``: :mod:`quantguard.validate.models_llama`.
-* ``sim``: the simulator's ATOM-like workload (:mod:`quantguard.validate.models_sim`).
+* ``tiny-llama``: :mod:`quantguard.validate.accuracy.models_llama`.
+* ``sim``: the simulator's ATOM-like workload (:mod:`quantguard.validate.accuracy.models_sim`).
 
 Models other than ``sim`` are quantized by swapping their ``nn.Linear`` layers
 for AITER-backed ones (:func:`quantguard.validate.quantize.quantized`).

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from quantguard._tables import markdown_table as _table
-from quantguard.validate._ckfree_checks import ERROR, FAIL, PASS, SKIP, Item
+from quantguard.validate.ckfree.checks import ERROR, FAIL, PASS, SKIP, Item
 
 __all__ = ["RunHeader", "checklist", "exit_code", "markdown", "to_json", "verdict"]
 

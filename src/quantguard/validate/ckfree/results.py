@@ -21,9 +21,9 @@ from quantguard import events as event_names
 from quantguard.contracts.aiter import is_asm_name
 from quantguard.report.aggregate import Aggregator
 from quantguard.report.records import Report
-from quantguard.validate._accuracy_eval import _layer_problems
-from quantguard.validate._ckfree_checks import ERROR, FAIL, PASS, SKIP, Item
-from quantguard.validate._ckfree_workload import WorkloadRun
+from quantguard.validate.accuracy.evaluation import layer_problems
+from quantguard.validate.ckfree.checks import ERROR, FAIL, PASS, SKIP, Item
+from quantguard.validate.ckfree.workload import WorkloadRun
 
 __all__ = [
     "REGRESSIONS",
@@ -251,7 +251,7 @@ def layer_item(run: WorkloadRun, thresholds: Thresholds) -> Item:
             "cosine": layer.metrics.cosine,
             "norm_ratio": layer.metrics.norm_ratio,
             "nonfinite": layer.metrics.nonfinite,
-            "problems": list(_layer_problems(layer.metrics, thresholds.layer_cosine, thresholds.norm_tolerance))
+            "problems": list(layer_problems(layer.metrics, thresholds.layer_cosine, thresholds.norm_tolerance))
             if layer.gated
             else [],
         }
@@ -311,7 +311,7 @@ def generation_item(run: WorkloadRun, thresholds: Thresholds, tokens: int) -> It
         problems.append(f"token match {generation.token_match:.1%} < {thresholds.token_match:.0%}")
     problems += [
         f"output embedding {problem}"
-        for problem in _layer_problems(embedding, thresholds.embedding_cosine, thresholds.norm_tolerance)
+        for problem in layer_problems(embedding, thresholds.embedding_cosine, thresholds.norm_tolerance)
     ]
     measured = (
         f"token match {generation.matched}/{len(generation.reference)} ({generation.token_match:.1%}); "

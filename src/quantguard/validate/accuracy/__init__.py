@@ -34,13 +34,13 @@ from pathlib import Path
 
 import torch
 
-from quantguard.validate._accuracy_eval import DEFAULT_THRESHOLDS, FAMILIES, evaluate, run_reference
-from quantguard.validate._accuracy_report import RunHeader, markdown, summary, write_reports
 from quantguard.validate._environment import aiter_environment, describe_sim
 from quantguard.validate._usage import UsageError, run_validation
-from quantguard.validate.models import LoadOptions, ModelError, ModelSpec, supported
+from quantguard.validate.accuracy.evaluation import DEFAULT_THRESHOLDS, FAMILIES, evaluate, run_reference
+from quantguard.validate.accuracy.models import LoadOptions, ModelError, ModelSpec, supported
+from quantguard.validate.accuracy.ready_models import READY_MADE, load_model
+from quantguard.validate.accuracy.report import RunHeader, markdown, summary, write_reports
 from quantguard.validate.quantize import BACKENDS, DEFAULT_SKIP, SCHEMES, QuantConfig, UnsupportedPath
-from quantguard.validate.ready_models import READY_MADE, load_model
 
 __all__ = ["add_arguments", "parse_thresholds", "run"]
 

@@ -26,7 +26,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from quantguard.validate.models import LoadOptions, ModelError, ModelSpec, Variant, seeded_prompts
+from quantguard.validate.accuracy.models import LoadOptions, ModelError, ModelSpec, Variant, seeded_prompts
 from quantguard.validate.quantize import QuantConfig, UnsupportedPath
 
 __all__ = ["THRESHOLDS", "WORKLOAD_SCHEMES", "sim_workload"]

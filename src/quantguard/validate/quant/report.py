@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from quantguard._tables import markdown_table, text_table
-from quantguard.validate._quant_chains import BACKENDS, SCHEMES, Chain
-from quantguard.validate._quant_run import CaseResult, Limits
+from quantguard.validate.quant.chains import BACKENDS, SCHEMES, Chain
+from quantguard.validate.quant.run import CaseResult, Limits
 
 __all__ = ["ChainSummary", "RunHeader", "console", "markdown", "summarize_chains", "to_json"]
 

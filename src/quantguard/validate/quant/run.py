@@ -9,7 +9,7 @@ Three comparisons per case, because each catches a different bug:
   dequantized with the scale layout the GEMM claims to read, fp32
   accumulation): the kernel alone, so the tolerance is tight;
 * the scale layout and e8m0 rounding the producer actually wrote, against what
-  the GEMM reads (:mod:`_quant_layouts`).
+  the GEMM reads (:mod:`quantguard.validate.quant.layouts`).
 
 With ``guards`` on, quantguard itself watches every call (all calls sampled,
 blocks logged rather than raised) and its events are attached to the case.
@@ -27,8 +27,8 @@ from typing import Any
 import torch
 
 from quantguard.numerics.metrics import Metrics, comparison_tensors, summarize
-from quantguard.validate._quant_chains import Chain, QuantWeight, dequantize_activation
-from quantguard.validate._quant_layouts import LayoutVerdict, analyse_layout
+from quantguard.validate.quant.chains import Chain, QuantWeight, dequantize_activation
+from quantguard.validate.quant.layouts import LayoutVerdict, analyse_layout
 from quantguard.validate.quantize_kernels import UnsupportedPath
 
 __all__ = ["CaseResult", "Limits", "Shape", "guarded", "run_case"]

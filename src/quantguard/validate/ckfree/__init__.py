@@ -48,7 +48,9 @@ from pathlib import Path
 
 import torch
 
-from quantguard.validate._ckfree_checks import (
+from quantguard.validate._environment import SIM_ARCHS, aiter_environment
+from quantguard.validate._usage import UsageError, run_validation
+from quantguard.validate.ckfree.checks import (
     SKIP,
     Item,
     jit_failure_item,
@@ -57,8 +59,8 @@ from quantguard.validate._ckfree_checks import (
     selector_items,
     shuffle_scale_item,
 )
-from quantguard.validate._ckfree_report import RunHeader, checklist, exit_code, markdown, verdict, write_json
-from quantguard.validate._ckfree_results import (
+from quantguard.validate.ckfree.report import RunHeader, checklist, exit_code, markdown, verdict, write_json
+from quantguard.validate.ckfree.results import (
     Thresholds,
     asm_item,
     fold_events,
@@ -67,9 +69,7 @@ from quantguard.validate._ckfree_results import (
     layer_item,
     regression_item,
 )
-from quantguard.validate._ckfree_workload import SimSettings, run_sim
-from quantguard.validate._environment import SIM_ARCHS, aiter_environment
-from quantguard.validate._usage import UsageError, run_validation
+from quantguard.validate.ckfree.workload import SimSettings, run_sim
 
 __all__ = ["add_arguments", "run"]
 

@@ -43,10 +43,10 @@ from pathlib import Path
 import torch
 
 from quantguard.validate._environment import SIM_ARCHS, aiter_environment
-from quantguard.validate._quant_chains import BACKENDS, SCHEMES, Chain, QuantWeight, chains_for, quantize_weight
-from quantguard.validate._quant_report import RunHeader, console, markdown, summarize_chains, to_json
-from quantguard.validate._quant_run import CaseResult, Limits, Shape, guarded, run_case
 from quantguard.validate._usage import UsageError, run_validation
+from quantguard.validate.quant.chains import BACKENDS, SCHEMES, Chain, QuantWeight, chains_for, quantize_weight
+from quantguard.validate.quant.report import RunHeader, console, markdown, summarize_chains, to_json
+from quantguard.validate.quant.run import CaseResult, Limits, Shape, guarded, run_case
 from quantguard.validate.quantize_kernels import UnsupportedPath
 
 __all__ = ["DEFAULT_LIMITS", "SHAPE_SETS", "add_arguments", "run"]

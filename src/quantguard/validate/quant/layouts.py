@@ -18,7 +18,7 @@ import torch
 from quantguard.checks.kwarg_honored import expected_fp32_scales, group_amax
 from quantguard.numerics.formats import MODE_NAMES, ROUNDING_MODES, e8m0_encode
 from quantguard.numerics.layouts import describe_layout, read_scales
-from quantguard.validate._quant_chains import Quantized
+from quantguard.validate.quant.chains import Quantized
 
 __all__ = ["LayoutVerdict", "analyse_layout"]
 

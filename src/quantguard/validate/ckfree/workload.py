@@ -33,8 +33,8 @@ from torch import nn
 import quantguard
 from quantguard.numerics.metrics import Metrics
 from quantguard.testing import CapturedEvents, capture_events
-from quantguard.validate._accuracy_metrics import LayerStats
-from quantguard.validate.models import seeded_prompts
+from quantguard.validate.accuracy.metrics import LayerStats
+from quantguard.validate.accuracy.models import seeded_prompts
 
 __all__ = ["Generation", "LayerMetrics", "SimSettings", "WorkloadRun", "run_sim"]
 

@@ -1,14 +1,14 @@
 """The ready-made models of ``quantguard validate accuracy --model``, and the loader that picks one.
 
-Apart from :mod:`quantguard.validate.models` (what a model spec is and how a
+Apart from :mod:`quantguard.validate.accuracy.models` (what a model spec is and how a
 user's ``module:function`` becomes one), so the model definitions it offers
-(:mod:`~quantguard.validate.models_llama`, :mod:`~quantguard.validate.models_sim`)
+(:mod:`~quantguard.validate.accuracy.models_llama`, :mod:`~quantguard.validate.accuracy.models_sim`)
 depend on the spec types and never the other way round.
 """
 
 from __future__ import annotations
 
-from quantguard.validate.models import (
+from quantguard.validate.accuracy.models import (
     LoadOptions,
     ModelError,
     ModelSpec,
@@ -24,7 +24,7 @@ READY_MADE: tuple[str, ...] = ("tiny-llama", "sim")
 
 
 def _tiny_llama(options: LoadOptions) -> ModelSpec:
-    from quantguard.validate.models_llama import TinyLlamaConfig, build_tiny_llama
+    from quantguard.validate.accuracy.models_llama import TinyLlamaConfig, build_tiny_llama
 
     config = TinyLlamaConfig()
     built = build_tiny_llama(config)
@@ -43,7 +43,7 @@ def load_model(target: str, options: LoadOptions) -> ModelSpec:
     if target == "tiny-llama":
         return _tiny_llama(options)
     if target == "sim":
-        from quantguard.validate.models_sim import sim_workload
+        from quantguard.validate.accuracy.models_sim import sim_workload
 
         return sim_workload(options)
     if ":" not in target:

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from quantguard._tables import markdown_table
-from quantguard.validate._accuracy_eval import GARBLED_BELOW, ConfigResult, Reference
+from quantguard.validate.accuracy.evaluation import GARBLED_BELOW, ConfigResult, Reference
 
 __all__ = ["RunHeader", "markdown", "report_paths", "summary", "to_json", "write_reports"]
 
