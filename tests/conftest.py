@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import importlib
+import json
+import os
+import subprocess
 import sys
 import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -74,3 +78,30 @@ def make_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cal
 def quiet_log(tmp_path: Path) -> str:
     """A log file per test so events don't clutter the output; tests read it when they need to."""
     return str(tmp_path / "events.jsonl")
+
+
+@pytest.fixture(scope="session")
+def run_interpreted() -> Callable[..., Any]:
+    """Run a worker script in a subprocess under Triton's interpreter and return the JSON of its last line.
+
+    The interpreter must be on before Triton kernels are defined, hence the
+    fresh process; ``tests/`` is on its path for the shared fake GEMM
+    (``tests/fake_gemm.py``).
+    """
+    pytest.importorskip("triton")
+    tests = str(Path(__file__).parent)
+    path = os.pathsep.join(filter(None, (tests, os.environ.get("PYTHONPATH"))))
+
+    def run(worker: Path, *args: str, timeout: int = 600) -> Any:
+        done = subprocess.run(
+            [sys.executable, str(worker), *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={**os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": path},
+            cwd=worker.parent,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    return run

@@ -156,37 +156,29 @@ def _optional_int(value: Any, where: str) -> int | None:
         raise _fail(where, value, "an integer") from None
 
 
-def _optional_positive_float(value: Any, where: str) -> float | None:
-    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "0")):
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise _fail(where, value, "a number > 0 (or 0/none for no cap)") from None
-    if not number > 0 or math.isinf(number):
-        raise _fail(where, value, "a number > 0 (or 0/none for no cap)")
-    return number
-
-
-def _non_negative_float(value: Any, where: str) -> float:
-    accepted = "a number of seconds >= 0 (0: every sampled call runs every check)"
+def _finite_float(value: Any, where: str, zero_ok: bool, accepted: str) -> float:
+    """A finite number > 0 (or >= 0 with ``zero_ok``); the message names ``accepted`` otherwise."""
     try:
         number = float(value)
     except (TypeError, ValueError):
         raise _fail(where, value, accepted) from None
-    if not number >= 0 or math.isinf(number):
+    if not (number >= 0 if zero_ok else number > 0) or math.isinf(number):
         raise _fail(where, value, accepted)
     return number
 
 
+def _optional_positive_float(value: Any, where: str) -> float | None:
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "0")):
+        return None
+    return _finite_float(value, where, False, "a number > 0 (or 0/none for no cap)")
+
+
+def _non_negative_float(value: Any, where: str) -> float:
+    return _finite_float(value, where, True, "a number of seconds >= 0 (0: every sampled call runs every check)")
+
+
 def _positive_float(value: Any, where: str) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise _fail(where, value, "a number > 0") from None
-    if not number > 0 or math.isinf(number):
-        raise _fail(where, value, "a number > 0")
-    return number
+    return _finite_float(value, where, False, "a number > 0")
 
 
 def _globs(value: Any, where: str) -> tuple[str, ...]:

@@ -11,11 +11,10 @@ import json
 import sys
 
 import torch
-from fake_gemm import BIAS, Faults, product, reset, view
+from fake_gemm import BIAS, Faults, contract, product, reset
 from fake_gemm import layers as make_layers
 
 import quantguard
-from quantguard.contracts.base import Contract
 from quantguard.testing import capture_events
 
 SHAPES = [(256, 512), (128, 256), (256, 512)]  # (N, K); layers 0 and 2 share a layout (one batch)
@@ -64,14 +63,5 @@ def main(scenario: str) -> dict:
 
 
 if __name__ == "__main__":
-    quantguard.register(
-        Contract(
-            target=f"{__name__}.gemm",
-            kind="gemm",
-            backend="test",
-            checks=("gemm_numerics",),
-            interpret=view,
-            params=("x", "w", "x_scale", "w_scale"),
-        )
-    )
+    quantguard.register(contract(f"{__name__}.gemm"))
     print(json.dumps({scenario: main(scenario) for scenario in sys.argv[1:]}, default=str))

@@ -16,12 +16,11 @@ import json
 import sys
 
 import torch
-from fake_gemm import BIAS, Faults, product, view
+from fake_gemm import BIAS, Faults, contract, product
 from fake_gemm import layers as make_layers
 
 import quantguard
 import quantguard.shadow.graph_snapshot as graph_snapshot
-from quantguard.contracts.base import Contract
 from quantguard.reentrancy import suppressed
 from quantguard.testing import capture_events
 
@@ -59,17 +58,23 @@ def gemm(x, w, x_scale, w_scale):
     return static
 
 
-def main(scenario: str) -> dict:
-    quantguard.register(
-        Contract(
-            target=f"{__name__}.gemm",
-            kind="gemm",
-            backend="test",
-            checks=("gemm_numerics",),
-            interpret=view,
-            params=("x", "w", "x_scale", "w_scale"),
-        )
+def _enable():
+    """quantguard with graph checks on the stand-in graph class, a short period, CPU snapshot memory."""
+    runtime = quantguard.enable(
+        log="/dev/null",
+        rate_limit_interval=1e-6,
+        graph_period=4,
+        graph_snapshot_mib=1,
+        summary_at_exit=False,
+        sample_first=0,
     )
+    runtime.graphs.device = "cpu"
+    runtime.graphs.install(FakeGraph)
+    return runtime
+
+
+def main(scenario: str) -> dict:
+    quantguard.register(contract(f"{__name__}.gemm"))
     layers = make_layers(SHAPES)
     module = sys.modules[__name__]
     if scenario == "bias":  # a layout the snapshot does not cover: reported unmonitored, never an error
@@ -90,16 +95,7 @@ def main(scenario: str) -> dict:
 
     graph_snapshot.launch_snapshot = recording_launch
     with capture_events() as events:
-        runtime = quantguard.enable(
-            log="/dev/null",
-            rate_limit_interval=1e-6,
-            graph_period=4,
-            graph_snapshot_mib=1,
-            summary_at_exit=False,
-            sample_first=0,
-        )
-        runtime.graphs.device = "cpu"
-        runtime.graphs.install(FakeGraph)
+        runtime = _enable()
 
         def step():
             return [module.gemm(*layer) for layer in layers]
@@ -140,16 +136,7 @@ def main(scenario: str) -> dict:
                 (probe.chunk, probe.offset, probe.layout.size)
                 for probe in next(iter(runtime.graphs._graphs.values())).probes
             ]
-            runtime = quantguard.enable(
-                log="/dev/null",
-                rate_limit_interval=1e-6,
-                graph_period=4,
-                graph_snapshot_mib=1,
-                summary_at_exit=False,
-                sample_first=0,
-            )
-            runtime.graphs.device = "cpu"
-            runtime.graphs.install(FakeGraph)
+            runtime = _enable()
             second = FakeGraph()
             second.capture_begin()
             step()

@@ -7,10 +7,6 @@ path is ``tests/shadow/test_cuda.py`` / ``benchmarks/profile_shadow_gpu.py``.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,19 +17,8 @@ WORKER = Path(__file__).with_name("eager_snapshot_worker.py")
 
 
 @pytest.fixture(scope="module")
-def results() -> dict:
-    pytest.importorskip("triton")
-    env = {**os.environ, "TRITON_INTERPRET": "1"}
-    done = subprocess.run(
-        [sys.executable, str(WORKER), "clean", "output", "bias", "thorough_only"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-        cwd=WORKER.parent,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+def results(run_interpreted) -> dict:
+    return run_interpreted(WORKER, "clean", "output", "bias", "thorough_only")
 
 
 def test_sampled_calls_after_the_first_are_judged_from_snapshots_quietly(results):
@@ -63,12 +48,12 @@ def test_calls_the_snapshot_cannot_cover_and_interval_zero_stay_thorough(results
 
 def test_ring_hands_out_ranges_in_order_and_refuses_when_full():
     ring = _Ring(1024)
-    assert [ring.take(256) for _ in range(4)] == [0, 256, 512, 768]
+    assert [ring.take(256) for _ in range(4)] == [(0, 256), (256, 512), (512, 768), (768, 1024)]
     assert ring.take(1) is None  # full: the sample is skipped, never waits
     ring.give_back(0, 256)
-    assert ring.take(200) == 0  # wraps into the freed head
+    assert ring.take(200) == (0, 256)  # wraps into the freed head (ranges are aligned)
     assert ring.take(256) is None
     for start in (256, 512, 768):
         ring.give_back(start, start + 256)
-    assert ring.take(512) == 256  # after the live [0, 256)
+    assert ring.take(512) == (256, 768)  # after the live [0, 256)
     assert ring.take(2048) is None  # larger than the ring

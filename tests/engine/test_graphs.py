@@ -7,10 +7,6 @@ must be on before they are defined).  The same path on a real GPU with
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,18 +16,9 @@ pytest.importorskip("triton")
 WORKER = Path(__file__).with_name("graph_worker.py")
 
 
-def _run(scenario: str) -> dict:
-    env = {**os.environ, "TRITON_INTERPRET": "1"}
-    done = subprocess.run(
-        [sys.executable, str(WORKER), scenario], capture_output=True, text=True, env=env, timeout=600, cwd=WORKER.parent
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
 @pytest.fixture(scope="module")
-def results() -> dict:
-    return {scenario: _run(scenario) for scenario in ("clean", "scale", "output", "bias")}
+def results(run_interpreted) -> dict:
+    return {scenario: run_interpreted(WORKER, scenario) for scenario in ("clean", "scale", "output", "bias")}
 
 
 def test_every_captured_site_is_snapshotted_and_judged_quietly(results):
@@ -85,10 +72,10 @@ def test_disable_gives_the_graph_class_its_methods_back():
     assert all(Graph.__dict__[name] is original for name, original in originals.items())
 
 
-def test_snapshot_memory_outlives_disable_and_is_never_handed_out_twice():
+def test_snapshot_memory_outlives_disable_and_is_never_handed_out_twice(run_interpreted):
     """Captured graphs keep replaying into their slots after disable(): their memory is kept, and a
     later enable() places new graphs after it."""
-    got = _run("reenable")
+    got = run_interpreted(WORKER, "reenable")
     assert got["violations"] == [] and got["internal_errors"] == []
     assert got["graphs"]["checks"] == 8  # the second graph's 4 sites, judged at replays 4 and 8
     spans = {(chunk, offset, offset + size) for chunk, offset, size in got["first"] + got["second"]}
@@ -100,10 +87,10 @@ def test_snapshot_memory_outlives_disable_and_is_never_handed_out_twice():
         )
 
 
-def test_an_eager_call_on_another_thread_during_a_capture_does_not_hide_captured_calls():
+def test_an_eager_call_on_another_thread_during_a_capture_does_not_hide_captured_calls(run_interpreted):
     """The other thread's call is eager (not captured) and reschedules sampling; the capturing thread's
     later calls must still be seen: 3 captured calls, all monitored."""
-    got = _run("thread")
+    got = run_interpreted(WORKER, "thread")
     assert got["graph_event"]["monitored"] == 3
     assert got["violations"] == [] and got["internal_errors"] == []
 
@@ -116,8 +103,8 @@ def test_an_eager_call_on_another_thread_during_a_capture_does_not_hide_captured
     ],
     ids=["triton-unavailable", "snapshot-launch-fails"],
 )
-def test_a_capture_goes_on_when_its_snapshot_cannot_be_recorded(scenario, reason, errors):
-    got = _run(scenario)
+def test_a_capture_goes_on_when_its_snapshot_cannot_be_recorded(run_interpreted, scenario, reason, errors):
+    got = run_interpreted(WORKER, scenario)
     assert got["captured_outputs_correct"]  # the captured calls returned their own results
     assert got["violations"] == [] and len(got["internal_errors"]) == errors
     assert got["graph_event"]["monitored"] == 0 and got["graph_event"]["level"] == "warning"

@@ -11,6 +11,8 @@ import json
 import sys
 
 import torch
+from fake_gemm import Faults, contract, product
+from fake_gemm import layers as make_layers
 
 from quantguard.contracts.views import GemmView
 from quantguard.numerics.metrics import comparison_tensors, slice_tensors
@@ -95,58 +97,20 @@ def main(case: str) -> dict:
 
 
 def gemm(x, w, x_scale, w_scale):
-    """A per-token scaled GEMM; ``DROP`` makes it ignore w_scale (the dropped-scale incident)."""
-    scale = torch.ones_like(w_scale) if DROP else w_scale
-    return ((x.float() * x_scale) @ (w.float() * scale).t()).to(torch.bfloat16)
-
-
-DROP = False
+    return product(x, w, x_scale, w_scale)
 
 
 def engine(fault: str) -> dict:
     """The eager check end to end through the fused path: a sampled call, judged by GemmNumerics."""
-    global DROP
     import quantguard
-    from quantguard.contracts.base import Contract
     from quantguard.testing import capture_events
 
-    def interpret(call):
-        x, w = call["x"], call["w"]
-        return GemmView(
-            call.target,
-            x,
-            w,
-            call["x_scale"],
-            call["w_scale"],
-            out=call.result,
-            scheme="per_token",
-            fp8_read_as=torch.float8_e4m3fn,
-            m=int(x.shape[0]),
-            n=int(w.shape[0]),
-            k=int(x.shape[1]),
-        )
-
-    quantguard.register(
-        Contract(
-            target=f"{__name__}.gemm",
-            kind="gemm",
-            backend="test",
-            checks=("gemm_numerics",),
-            interpret=interpret,
-            params=("x", "w", "x_scale", "w_scale"),
-        )
-    )
-    torch.manual_seed(0)
-    w = torch.randn(N, K) * 0.05
-    w_scale = w.abs().amax(1, keepdim=True) / 448
-    x = torch.randn(M, K)
-    x_scale = x.abs().amax(1, keepdim=True) / 448
-    DROP = fault == "dropped_scale"
+    quantguard.register(contract(f"{__name__}.gemm"))
+    ((x, w, x_scale, w_scale),) = make_layers([(N, K)], rows=M)
+    Faults.drop_w_scale = fault == "dropped_scale"  # the dropped-scale incident: w_scale ignored
     with capture_events() as events:
         quantguard.enable(log="/dev/null", sample_rate=1.0, summary_at_exit=False)
-        sys.modules[__name__].gemm(
-            (x / x_scale).to(torch.float8_e4m3fn), (w / w_scale).to(torch.float8_e4m3fn), x_scale, w_scale
-        )
+        sys.modules[__name__].gemm(x, w, x_scale, w_scale)
         quantguard.disable()
     shadows = [e for e in events.named("shadow") if e.get("reference") == "matched"]
     return {

@@ -7,10 +7,6 @@ last row (which every selection includes).  The same comparison on a GPU is
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,17 +18,8 @@ CASES = ["per_token", "per_tensor", "block", "block_transposed", "fnuz", "int8",
 
 
 @pytest.fixture(scope="module")
-def cases() -> dict:
-    done = subprocess.run(
-        [sys.executable, str(WORKER), *CASES],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "TRITON_INTERPRET": "1"},
-        cwd=WORKER.parent,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+def cases(run_interpreted) -> dict:
+    return run_interpreted(WORKER, *CASES)
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -50,19 +37,10 @@ def test_fused_statistics_match_the_torch_reference(cases, case):
 
 
 @pytest.mark.parametrize("fault, passed", [("clean", True), ("dropped_scale", False)])
-def test_the_eager_check_runs_on_the_fused_reference(fault, passed):
+def test_the_eager_check_runs_on_the_fused_reference(run_interpreted, fault, passed):
     """GemmNumerics end to end through the fused path: a clean call is quiet, a dropped w_scale is caught
     by its norm ratio (cosine alone would not), and the event says which reference ran."""
-    done = subprocess.run(
-        [sys.executable, str(WORKER), "engine", fault],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "TRITON_INTERPRET": "1"},
-        cwd=WORKER.parent,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = run_interpreted(WORKER, "engine", fault, timeout=300)
     assert result["kernels"] == ["fused"] and result["passed"] == [passed]
     assert result["internal_errors"] == []
     if passed:

@@ -20,7 +20,7 @@ import torch
 from quantguard.checks._common import dtype_name
 from quantguard.checks.base import DataCheck, Finding, Measurement, ShadowResult, register_check
 from quantguard.contracts.views import GemmView
-from quantguard.numerics.formats import saturating_cast
+from quantguard.numerics.formats import round_to_format
 from quantguard.numerics.metrics import comparison_tensors, slice_tensors, summarize, worst_slices
 from quantguard.shadow.fused import fused_operands, fused_stats, split_stats
 from quantguard.shadow.references import (
@@ -66,12 +66,7 @@ def _prequantize_groups(x: torch.Tensor, group: int, element: Any, dtype: torch.
     padded = -(-k // group) * group
     values = torch.nn.functional.pad(x.to(torch.float32), (0, padded - k)).reshape(*rows, -1, group)
     scale = values.abs().amax(-1, keepdim=True).clamp(min=1e-10) / element.max
-    quantized = (
-        saturating_cast(values / scale, dtype, element).to(torch.float32)
-        if dtype.is_floating_point
-        else torch.round(values / scale).clamp(-element.max, element.max)
-    )
-    return (quantized * scale).reshape(*rows, padded)[..., :k]
+    return (round_to_format(values / scale, dtype, element) * scale).reshape(*rows, padded)[..., :k]
 
 
 def _worst_slices(values: Mapping[str, Any], prefix: str, context: Mapping[str, Any]) -> dict[str, Any] | None:

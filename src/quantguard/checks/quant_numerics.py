@@ -17,6 +17,7 @@ import torch
 from quantguard.checks._common import row_mask, sample_rows
 from quantguard.checks.base import DataCheck, Finding, Measurement, ShadowResult, register_check
 from quantguard.numerics.dequant import dequantize_rows, scale_values
+from quantguard.numerics.formats import round_to_format
 from quantguard.numerics.layouts import read_scales
 from quantguard.numerics.metrics import comparison_tensors, summarize
 from quantguard.shadow.thresholds import Tolerance
@@ -137,14 +138,10 @@ def _static_roundtrip(reference: torch.Tensor, multipliers: torch.Tensor, view: 
     saturate — so that is the reference; a kernel that ignores or inverts the
     scale still lands orders of magnitude away.
     """
-    scaled = reference / multipliers
     dtype = view.q_read_as if view.q_read_as is not None else view.q.dtype
-    if dtype.is_floating_point and dtype.itemsize == 1:
-        limit = torch.finfo(dtype).max
-        return scaled.clamp(-limit, limit).to(dtype).to(torch.float32) * multipliers
-    if dtype == torch.int8:
-        return scaled.round().clamp(-128, 127) * multipliers
-    return reference
+    if not ((dtype.is_floating_point and dtype.itemsize == 1) or dtype == torch.int8):
+        return reference  # fp4 and other packed formats: compared with the input as before
+    return round_to_format(reference / multipliers, dtype, view.element) * multipliers
 
 
 @register_check

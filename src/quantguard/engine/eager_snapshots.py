@@ -80,7 +80,8 @@ class _Ring:
         self.head = 0
         self.live: collections.deque[tuple[int, int]] = collections.deque()
 
-    def take(self, length: int) -> int | None:
+    def take(self, length: int) -> tuple[int, int] | None:
+        """``(start, end)`` of a free range of at least ``length`` bytes (aligned), or None when full."""
         length = -(-length // _ALIGN) * _ALIGN
         if length > self.size:
             return None
@@ -96,7 +97,7 @@ class _Ring:
                 return None
         self.head = start + length
         self.live.append((start, start + length))
-        return start
+        return start, start + length
 
     def give_back(self, start: int, end: int) -> None:
         try:
@@ -123,7 +124,7 @@ class EagerSnapshots:
         config = self.runtime.config
         if config.thorough_interval <= 0 or not config.shadow:
             return False
-        if not any(getattr(check, "name", "") == "gemm_numerics" for check in state.data_checks):
+        if state.data_check("gemm_numerics") is None:
             return False
         from quantguard.engine.inspection import tensor_device
         from quantguard.shadow.triton_kernels import available
@@ -175,7 +176,7 @@ class EagerSnapshots:
             state.memo.setdefault(_UNFIT, set()).add(key)
             self.stats["unfit"] += 1
             return False
-        check = next(c for c in state.data_checks if getattr(c, "name", "") == "gemm_numerics")
+        check = state.data_check("gemm_numerics")
         device = out.device
         with self._lock:
             ring = _RINGS.get(device)
@@ -185,15 +186,15 @@ class EagerSnapshots:
                     torch.empty(RING_BYTES, dtype=torch.uint8, pin_memory=device.type == "cuda"),
                     _Ring(RING_BYTES),
                 )
-            start = ring[2].take(layout.size)
-        if start is None:
+            taken = ring[2].take(layout.size)
+        if taken is None:
             self.stats["skipped"] += 1
             return True
+        start, taken_end = taken
         counter = state.memo.get(_COUNTER)
         if counter is None or counter.device != device:
             counter = state.memo[_COUNTER] = torch.zeros(1, dtype=torch.int64, device=device)
         end = start + layout.size
-        taken = start + -(-layout.size // _ALIGN) * _ALIGN
         try:
             launch_snapshot(layout, ring[0][start:end], 1, 0, counter=counter)
             ring[1][start:end].copy_(ring[0][start:end], non_blocking=True)
@@ -203,10 +204,10 @@ class EagerSnapshots:
                 event.record()
         except BaseException:
             with self._lock:
-                ring[2].give_back(start, taken)
+                ring[2].give_back(start, taken_end)
             raise
         _ = record.callsite  # resolve on this thread: the drainer has another stack
-        pending = _Pending(state, record, check, layout, ring[2], ring[1][start:end], start, taken, event)
+        pending = _Pending(state, record, check, layout, ring[2], ring[1][start:end], start, taken_end, event)
         self.stats["light"] += 1
         with self._lock:
             self._pending.append(pending)
@@ -239,7 +240,7 @@ class EagerSnapshots:
         import torch
 
         from quantguard.engine.snapshot_verdicts import report_snapshot
-        from quantguard.shadow.graph_snapshot import snapshots_values
+        from quantguard.shadow.graph_snapshot import batch_key, snapshots_values
 
         time.sleep(_GATHER_SECONDS)  # let the samples of the next few ms join this batch
         started = time.perf_counter()
@@ -249,10 +250,7 @@ class EagerSnapshots:
         try:
             batches: dict[Any, list[_Pending]] = {}
             for item in ready:
-                view = item.record.view
-                batches.setdefault((item.layout.key, view.fp8_read_as, view.shuffle_layout, view.alpha), []).append(
-                    item
-                )
+                batches.setdefault(batch_key(item.layout, item.record.view), []).append(item)
             for items in batches.values():
                 try:
                     first = items[0]

@@ -369,7 +369,7 @@ class GraphMonitor:
         entry = self.current()
         if entry is None:
             return
-        check = next((c for c in state.data_checks if getattr(c, "name", "") == "gemm_numerics"), None)
+        check = state.data_check("gemm_numerics")
         if check is None:
             return  # not a GEMM with a numerics check: its plan checks ran, nothing to snapshot
         self.stats["sites"] += 1
@@ -490,7 +490,7 @@ class GraphMonitor:
         """
         import torch
 
-        from quantguard.shadow.graph_snapshot import snapshots_values
+        from quantguard.shadow.graph_snapshot import batch_key, snapshots_values
 
         started = time.perf_counter()
         try:
@@ -501,9 +501,7 @@ class GraphMonitor:
                 if sequence <= probe.last_sequence:
                     continue  # not filled yet, or already judged
                 probe.last_sequence = sequence
-                view = probe.record.view
-                key = (probe.layout.key, view.fp8_read_as, view.shuffle_layout, view.alpha)
-                batches.setdefault(key, []).append((probe, slot, sequence))
+                batches.setdefault(batch_key(probe.layout, probe.record.view), []).append((probe, slot, sequence))
             for items in batches.values():
                 try:
                     for probe, _, _ in items:

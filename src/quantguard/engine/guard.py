@@ -134,6 +134,10 @@ class GuardState:
         self.compiled_id = register_state(self)
         self.configure()
 
+    def data_check(self, name: str) -> Any:
+        """This target's data check called ``name`` (None when the contract has none, or it is disabled)."""
+        return next((check for check in self.data_checks if check.name == name), None)
+
     # -- configuration -------------------------------------------------------------------
     @property
     def inspectable(self) -> bool:

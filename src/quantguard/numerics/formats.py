@@ -29,6 +29,7 @@ __all__ = [
     "is_e8m0_dtype",
     "E2M1_VALUES",
     "saturating_cast",
+    "round_to_format",
 ]
 
 ROUNDING_MODES = ("up", "down", "even", "ceil")
@@ -115,3 +116,10 @@ def e8m0_decode(byte: torch.Tensor) -> torch.Tensor:
 def saturating_cast(x: torch.Tensor, dtype: torch.dtype, fmt: ElementFormat) -> torch.Tensor:
     """Clamp to ±max before casting, as AITER's quant kernels do (torch's cast would give NaN/inf)."""
     return x.clamp(-fmt.max, fmt.max).to(dtype)
+
+
+def round_to_format(x: torch.Tensor, dtype: torch.dtype, fmt: ElementFormat) -> torch.Tensor:
+    """``x`` (already divided by its scale) rounded into an fp8 or integer format, as float32 values."""
+    if dtype.is_floating_point:
+        return saturating_cast(x, dtype, fmt).to(torch.float32)
+    return torch.round(x).clamp(-fmt.max, fmt.max)

@@ -31,6 +31,7 @@ __all__ = [
     "plan_snapshot",
     "launch_snapshot",
     "slot_values",
+    "batch_key",
     "snapshots_values",
     "memory_span",
     "SNAPSHOT_ROWS",
@@ -108,7 +109,7 @@ class SnapshotLayout:
 
     @property
     def key(self) -> tuple[Any, ...]:
-        """What snapshots must share to be judged in one batch."""
+        """The layout's part of :func:`batch_key` (what snapshots must share to be judged in one batch)."""
         o = self.operands
 
         def scale(operand: Any) -> Any:
@@ -281,6 +282,11 @@ def _truth_groups(layout: SnapshotLayout, truth: torch.Tensor, columns: list[int
     groups = torch.arange(scale.groups, dtype=torch.int64)
     index = rows[:, None] * scale.row_stride + groups[None, :] * scale.group_stride
     return truth[index]
+
+
+def batch_key(layout: SnapshotLayout, view: GemmView) -> tuple[Any, ...]:
+    """What snapshots must share to be decoded and compared in one :func:`snapshots_values` call."""
+    return (layout.key, view.fp8_read_as, view.shuffle_layout, view.alpha)
 
 
 def slot_values(

@@ -1,18 +1,23 @@
-"""A per-token FP8 GEMM with a registered contract, shared by the CPU workers of graph and light-sample checks.
+"""A per-token FP8 GEMM and its contract's view, shared by the subprocess workers of the shadow tests
+(graph checks, light eager samples, the fused reference end to end).
 
 ``Faults.output_factor`` scales every 8th output column (a kernel gone wrong);
+``Faults.drop_w_scale`` ignores w_scale (the dropped-scale incident);
 ``BIAS`` gives a layer a bias (a layout the snapshot kernel does not cover).
+Workers put ``tests/`` on ``sys.path`` to import it.
 """
 
 from __future__ import annotations
 
 import torch
 
+from quantguard.contracts.base import Contract
 from quantguard.contracts.views import GemmView
 
 
 class Faults:
     output_factor = 1.0
+    drop_w_scale = False
 
 
 BIAS: dict = {}
@@ -20,7 +25,8 @@ BIAS: dict = {}
 
 def product(x, w, x_scale, w_scale):
     """The GEMM's output, with the injected fault."""
-    out = ((x.float() * x_scale) @ (w.float() * w_scale).t()).to(torch.bfloat16)
+    used = torch.ones_like(w_scale) if Faults.drop_w_scale else w_scale
+    out = ((x.float() * x_scale) @ (w.float() * used).t()).to(torch.bfloat16)
     out[:, 3::8] *= Faults.output_factor
     return out
 
@@ -43,6 +49,18 @@ def view(call):
     )
 
 
+def contract(target: str) -> Contract:
+    """The contract a worker registers for its own module-level GEMM wrapper (``target``)."""
+    return Contract(
+        target=target,
+        kind="gemm",
+        backend="test",
+        checks=("gemm_numerics",),
+        interpret=view,
+        params=("x", "w", "x_scale", "w_scale"),
+    )
+
+
 def layers(shapes: list[tuple[int, int]], rows: int = 8) -> list[tuple[torch.Tensor, ...]]:
     """(x, w, x_scale, w_scale) per (N, K), quantized per token / per channel to e4m3fn."""
     torch.manual_seed(0)
@@ -58,4 +76,5 @@ def layers(shapes: list[tuple[int, int]], rows: int = 8) -> list[tuple[torch.Ten
 
 def reset() -> None:
     Faults.output_factor = 1.0
+    Faults.drop_w_scale = False
     BIAS.clear()
