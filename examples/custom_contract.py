@@ -19,7 +19,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # so `my_kernels` imports from here
 
 import quantguard  # noqa: E402
-from quantguard.contracts.base import Contract  # noqa: E402
+from quantguard.contracts import Contract, identity, strided, tensor, value  # noqa: E402
 from quantguard.contracts.views import GemmView  # noqa: E402
 from quantguard.testing import capture_events  # noqa: E402
 
@@ -48,7 +48,8 @@ CONTRACT = Contract(
     kind="gemm",
     backend="triton",
     params=("x", "w", "x_scale", "w_scale", "out_dtype"),  # drift detection: renamed parameters are reported
-    key=("x", "w@", "x_scale+", "w_scale@", "out_dtype="),  # the signature verdicts are cached by
+    # the signature verdicts are cached by: weights by identity, x_scale with its strides (docs/contracts.md)
+    key=(tensor("x"), identity("w"), strided("x_scale"), identity("w_scale"), value("out_dtype")),
     checks=("scale_tensors", "scale_values", "gemm_numerics"),  # generic checks, by id (docs/checks.md)
     interpret=as_gemm,
     description="per-token FP8 GEMM of my_kernels",

@@ -23,7 +23,7 @@ BAD_VALUES = [
     ("QUANTGUARD_CK_FREE", "perhaps", "1/true"),
     ("QUANTGUARD_ON_BLOCK", "ignore", "raise, reroute, log"),
     ("QUANTGUARD_SHADOW", "2", "1/true"),
-    ("QUANTGUARD_SHADOW_ROWS", "0", "integer >= 1"),
+    ("QUANTGUARD_SHADOW_ROWS", "0", "integer from 1 to 65536"),
     ("QUANTGUARD_SHADOW_FULL", "yesplease", "1/true"),
     ("QUANTGUARD_SHADOW_PRECISION", "fp16", "fp32, fp64"),
     ("QUANTGUARD_THRESHOLDS", "fp8:0.99", "KEY=COSINE"),
@@ -33,9 +33,12 @@ BAD_VALUES = [
     ("QUANTGUARD_GRAPH_CHECKS", "sometimes", "1/true"),
     ("QUANTGUARD_GRAPH_PERIOD", "0", "integer >= 1"),
     ("QUANTGUARD_GRAPH_PERIOD", "often", "integer >= 1"),
-    ("QUANTGUARD_GRAPH_SNAPSHOT_MIB", "-64", "integer >= 1"),
+    ("QUANTGUARD_GRAPH_SNAPSHOT_MIB", "-64", "integer from 1 to 1048576"),
     ("QUANTGUARD_THOROUGH_INTERVAL", "-1", "seconds >= 0"),
     ("QUANTGUARD_THOROUGH_INTERVAL", "often", "seconds >= 0"),
+    ("QUANTGUARD_LABEL", "two\nlines", "one-line name"),
+    ("QUANTGUARD_LOG", "true", "a switch word is not a log file name"),
+    ("QUANTGUARD_TARGETS", ",", "at least one glob"),
 ]
 
 
@@ -113,3 +116,101 @@ def test_graph_period_follows_the_sampling_rate_unless_set(environ, period):
 
     monitor = GraphMonitor(_Runtime())  # type: ignore[arg-type]
     assert monitor.period == period and monitor.active == (period > 0)
+
+
+# -- every variable, and settings that parse but cannot do what they say ---------------------
+
+from quantguard import environment_variables as env_names  # noqa: E402
+from quantguard.config_audit import KNOWN_VARIABLES, audit_config  # noqa: E402
+from quantguard.contracts import builtin_contracts  # noqa: E402
+
+#: (environment, option or variable warned about, words the message must hold)
+WARNED = [
+    ({"QUANTGUARD_TARGETS": "aiter.ops.gemm_op_a8w8.gemm_a8w8_CKK,aiter.ops.quant.*"}, "targets", "guards nothing"),
+    ({"QUANTGUARD_DISABLED_TARGETS": "aiter.*typo_*"}, "disabled_targets", "leaves out nothing"),
+    ({"QUANTGUARD_DISABLED_TARGETS": "*"}, "disabled_targets", "leave no target guarded"),
+    ({"QUANTGUARD_THRESHOLDS": "fp9=0.99"}, "thresholds", "applies to nothing"),
+    ({"QUANTGUARD_SAMPLE_RATE": "0", "QUANTGUARD_SAMPLE_FIRST": "0"}, "sample_rate", "inspects no call"),
+    (
+        {"QUANTGUARD_SAMPLE_RATE": "0", "QUANTGUARD_MAX_SAMPLES_PER_SEC": "5"},
+        "max_samples_per_second",
+        "no effect",
+    ),
+    ({"QUANTGUARD_SHADOW": "0", "QUANTGUARD_SHADOW_FULL": "1"}, "shadow_full", "shadow is off"),
+    ({"QUANTGUARD_SHADOW": "0", "QUANTGUARD_SHADOW_ROWS": "64"}, "shadow_rows", "shadow is off"),
+    ({"QUANTGUARD_SHADOW": "0", "QUANTGUARD_SHADOW_PRECISION": "fp64"}, "shadow_precision", "shadow is off"),
+    ({"QUANTGUARD_SHADOW": "0", "QUANTGUARD_THOROUGH_INTERVAL": "1"}, "thorough_interval", "shadow is off"),
+    ({"QUANTGUARD_GRAPH_CHECKS": "0", "QUANTGUARD_GRAPH_PERIOD": "5"}, "graph_period", "graph_checks is off"),
+    ({"QUANTGUARD_GRAPH_CHECKS": "0", "QUANTGUARD_GRAPH_SNAPSHOT_MIB": "8"}, "graph_snapshot_mib", "graph_checks"),
+    ({"QUANTGUARD_GFX": "gfx1100"}, "gfx", "arch rules cover"),
+    ({"QUANTGUARD_SAMPLERATE": "0.5"}, "QUANTGUARD_SAMPLERATE", "did you mean QUANTGUARD_SAMPLE_RATE"),
+    ({"QUANTGUARD_LOG_FORMAT": "console", "QUANTGUARD_LOG": "/dev/null"}, "log_format", "JSON lines only"),
+]
+
+#: Variables whose bad values are caught elsewhere: QUANTGUARD_ENABLED by the start-up hook (tests/test_bootstrap.py).
+_CHECKED_ELSEWHERE = {"QUANTGUARD_ENABLED"}
+
+
+def _targets() -> list[str]:
+    return [contract.target for contract in builtin_contracts()]
+
+
+def test_every_variable_has_bad_values_that_are_refused_or_warned():
+    """A new QUANTGUARD_* variable must come with its bad values here."""
+    covered = {variable for variable, _, _ in BAD_VALUES} | {v for environ, _, _ in WARNED for v in environ}
+    assert set(KNOWN_VARIABLES) - _CHECKED_ELSEWHERE <= covered
+    assert set(KNOWN_VARIABLES) == {name for name in env_names.__all__ if name.startswith("QUANTGUARD_")}
+
+
+@pytest.mark.parametrize("environ, option, words", WARNED, ids=[str(sorted(e.items())) for e, _, _ in WARNED])
+def test_settings_that_cannot_do_what_they_say_are_warned(environ, option, words):
+    config = resolve_config({}, environ)
+    warnings = audit_config(config, _targets(), environ)
+    assert [w.option for w in warnings] == [option]
+    assert words in warnings[0].message
+    if option.startswith("QUANTGUARD_"):
+        return
+    assert warnings[0].variable in environ  # the variable the operator set is named
+
+
+def test_a_default_configuration_and_good_globs_are_quiet():
+    environ = {"QUANTGUARD_TARGETS": "aiter.ops.quant.*", "QUANTGUARD_THRESHOLDS": "fp8=0.99,aiter.*a8w8*=0.98"}
+    assert audit_config(resolve_config({}, {}), _targets(), {}) == []
+    assert audit_config(resolve_config({}, environ), _targets(), environ) == []
+
+
+@pytest.mark.parametrize(
+    "option, value",
+    [
+        ("sample_rate", True),
+        ("max_samples_per_second", True),
+        ("thorough_interval", True),
+        ("rate_limit_interval", True),
+        ("shadow_rows", float("inf")),
+        ("sample_first", float("inf")),
+        ("graph_period", float("inf")),
+        ("seed", 1.5),
+        ("seed", float("inf")),
+        ("shadow_rows", 10**30),
+        ("graph_snapshot_mib", 10**30),
+        ("targets", []),
+        ("disabled_targets", ()),
+        ("log", "true"),
+        ("log", "1"),
+    ],
+)
+def test_bad_keywords_are_refused_with_a_config_error(option, value):
+    with pytest.raises(ValueError) as info:
+        resolve_config({option: value}, {})
+    assert f"{option}=" in str(info.value) and "accepted:" in str(info.value)
+
+
+def test_enable_emits_the_warnings(monkeypatch, quiet_log):
+    from quantguard.testing import capture_events
+
+    monkeypatch.setenv("QUANTGUARD_TARGETS", "aiter.ops.quant.*,aiter.gemm_a8w8_CKK")
+    monkeypatch.setenv("QUANTGUARD_SHADOWROWS", "8")
+    with capture_events() as seen:
+        quantguard.enable(log=quiet_log)
+    warned = [(e["option"], e["variable"]) for e in seen if e["event"] == "quantguard.config_warning"]
+    assert warned == [("QUANTGUARD_SHADOWROWS", None), ("targets", "QUANTGUARD_TARGETS")]

@@ -52,9 +52,12 @@ def enable_from_environment() -> bool:
         from quantguard.engine.lifecycle import enable
 
         try:
-            enable()
+            runtime = enable()
         except ConfigError as exc:
             _say(f"{exc}; quantguard stays disabled")
+            return False
+        if runtime is None:  # an internal error, logged as quantguard.internal_error; originals restored
+            _say("could not enable (see the quantguard.internal_error event); quantguard stays disabled")
             return False
         return True
     except Exception as exc:  # start-up must never fail because of us

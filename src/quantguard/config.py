@@ -17,9 +17,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from quantguard import environment_variables as env
+from quantguard._log_file import destination_problem
+from quantguard._sinks import expand_path as _expand_path
 from quantguard.errors import ConfigError
 
-__all__ = ["Config", "resolve_config", "parse_bool", "E8M0_ROUNDING_MODES"]
+__all__ = ["Config", "resolve_config", "parse_bool", "env_variable", "E8M0_ROUNDING_MODES", "THRESHOLD_FORMATS"]
 
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
@@ -109,6 +111,8 @@ def _optional_choice(choices: tuple[str, ...]) -> Callable[[Any, str], str | Non
 
 
 def _fraction(value: Any, where: str) -> float:
+    if isinstance(value, bool):
+        raise _fail(where, value, "a number between 0 and 1")
     try:
         number = float(value)
     except (TypeError, ValueError):
@@ -118,25 +122,33 @@ def _fraction(value: Any, where: str) -> float:
     return number
 
 
-def _int_at_least(value: Any, where: str, least: int) -> int:
-    accepted = f"an integer >= {least}"
+def _integer(value: Any, where: str, accepted: str) -> int:
+    """An integer from an int, an integral float or its text; never from a bool (``True`` is not 1 row)."""
     if isinstance(value, bool):
         raise _fail(where, value, accepted)
     try:
         number = int(str(value).strip()) if isinstance(value, str) else int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise _fail(where, value, accepted) from None
-    if number < least or (not isinstance(value, str) and number != value):
+    if not isinstance(value, str) and number != value:
         raise _fail(where, value, accepted)
     return number
 
 
-def _non_negative_int(value: Any, where: str) -> int:
-    return _int_at_least(value, where, 0)
+def _int_in(least: int, most: int | None = None) -> Callable[[Any, str], int]:
+    accepted = f"an integer >= {least}" if most is None else f"an integer from {least} to {most}"
+
+    def parse(value: Any, where: str) -> int:
+        number = _integer(value, where, accepted)
+        if number < least or (most is not None and number > most):
+            raise _fail(where, value, accepted)
+        return number
+
+    return parse
 
 
-def _positive_int(value: Any, where: str) -> int:
-    return _int_at_least(value, where, 1)
+_non_negative_int = _int_in(0)
+_positive_int = _int_in(1)
 
 
 def _optional_positive_int(value: Any, where: str) -> int | None:
@@ -148,16 +160,13 @@ def _optional_positive_int(value: Any, where: str) -> int | None:
 def _optional_int(value: Any, where: str) -> int | None:
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
-    if isinstance(value, bool):
-        raise _fail(where, value, "an integer")
-    try:
-        return int(str(value).strip()) if isinstance(value, str) else int(value)
-    except (TypeError, ValueError):
-        raise _fail(where, value, "an integer") from None
+    return _integer(value, where, "an integer")
 
 
 def _finite_float(value: Any, where: str, zero_ok: bool, accepted: str) -> float:
     """A finite number > 0 (or >= 0 with ``zero_ok``); the message names ``accepted`` otherwise."""
+    if isinstance(value, bool):
+        raise _fail(where, value, accepted)
     try:
         number = float(value)
     except (TypeError, ValueError):
@@ -189,6 +198,8 @@ def _globs(value: Any, where: str) -> tuple[str, ...]:
     else:
         raise _fail(where, value, "comma-separated globs over target paths, e.g. 'aiter.ops.quant.*,aiter.gemm_*'")
     items = [item for item in items if item]
+    if not items and (not isinstance(value, str) or value.strip()):
+        raise _fail(where, value, "at least one glob (to guard nothing, do not enable quantguard)")
     for item in items:
         if any(ch.isspace() for ch in item):
             raise _fail(where, value, "globs without spaces, separated by commas")
@@ -200,17 +211,23 @@ def _target_globs(value: Any, where: str) -> tuple[str, ...]:
     return globs or ("*",)
 
 
+#: Values a user types meaning "logging on/off" or a level/format: never meant as a file name in the cwd.
+_LOG_SWITCH_WORDS = _TRUE + _FALSE + ("json", "console", "debug", "info", "warning", "error", "none", "null")
+
+
 def _log_destination(value: Any, where: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise _fail(where, value, "stderr, stdout, logging, or a file path")
     text = value.strip()
     if text.lower() in ("stderr", "stdout", "logging"):
         return text.lower()
-    parent = os.path.dirname(os.path.abspath(os.path.expanduser(text))) or "."
-    if not os.path.isdir(parent):
+    if text.lower() in _LOG_SWITCH_WORDS:
+        raise _fail(where, value, "stderr, stdout, logging, or a file path (a switch word is not a log file name)")
+    problem = destination_problem(_expand_path(os.path.expanduser(text)))
+    if problem is not None:
         raise ConfigError(
-            f"{where}={value!r} is not valid: directory {parent!r} does not exist; "
-            "accepted: stderr, stdout, logging, or a file path in an existing directory"
+            f"{where}={value!r} is not valid: {problem}; accepted: stderr, stdout, logging, or the path of a new "
+            "file (created owner-only) or of an existing quantguard log, in an existing writable directory"
         )
     return text
 
@@ -224,13 +241,13 @@ def _gfx(value: Any, where: str) -> str | None:
     return text
 
 
-_THRESHOLD_FORMATS = ("fp8", "int8", "fp4", "mxfp4", "int4")
+THRESHOLD_FORMATS = ("fp8", "int8", "fp4", "mxfp4", "int4")
 
 
 def _thresholds(value: Any, where: str) -> dict[str, float]:
     accepted = (
         "KEY=COSINE pairs separated by commas (or a mapping); KEY is a format "
-        f"({', '.join(_THRESHOLD_FORMATS)}), a target glob, or TARGET_GLOB@LAYER_GLOB; COSINE in (0, 1]"
+        f"({', '.join(THRESHOLD_FORMATS)}), a target glob, or TARGET_GLOB@LAYER_GLOB; COSINE in (0, 1]"
     )
     if isinstance(value, str):
         pairs = []
@@ -287,13 +304,13 @@ _OPTIONS: tuple[_Option, ...] = (
     _Option("ck_free", _optional_bool, env.QUANTGUARD_CK_FREE),
     _Option("on_block", _choice(ON_BLOCK), env.QUANTGUARD_ON_BLOCK),
     _Option("shadow", parse_bool, env.QUANTGUARD_SHADOW),
-    _Option("shadow_rows", _positive_int, env.QUANTGUARD_SHADOW_ROWS),
+    _Option("shadow_rows", _int_in(1, 65536), env.QUANTGUARD_SHADOW_ROWS),
     _Option("shadow_full", parse_bool, env.QUANTGUARD_SHADOW_FULL),
     _Option("shadow_precision", _choice(PRECISIONS), env.QUANTGUARD_SHADOW_PRECISION),
-    _Option("shadow_queue_size", _positive_int, None),
+    _Option("shadow_queue_size", _int_in(1, 1 << 20), None),
     _Option("graph_checks", parse_bool, env.QUANTGUARD_GRAPH_CHECKS),
     _Option("graph_period", _optional_positive_int, env.QUANTGUARD_GRAPH_PERIOD),
-    _Option("graph_snapshot_mib", _positive_int, env.QUANTGUARD_GRAPH_SNAPSHOT_MIB),
+    _Option("graph_snapshot_mib", _int_in(1, 1 << 20), env.QUANTGUARD_GRAPH_SNAPSHOT_MIB),
     _Option("thorough_interval", _non_negative_float, env.QUANTGUARD_THOROUGH_INTERVAL),
     _Option("thresholds", _thresholds, env.QUANTGUARD_THRESHOLDS),
     _Option("e8m0_rounding", _optional_choice(E8M0_ROUNDING_MODES), env.QUANTGUARD_E8M0_ROUNDING),
@@ -302,6 +319,12 @@ _OPTIONS: tuple[_Option, ...] = (
     _Option("label", _label, env.QUANTGUARD_LABEL),
 )
 _BY_NAME = {option.name: option for option in _OPTIONS}
+
+
+def env_variable(option: str) -> str | None:
+    """The ``QUANTGUARD_*`` variable that sets ``option`` (``None`` for keyword-only options)."""
+    found = _BY_NAME.get(option)
+    return found.env_var if found is not None else None
 
 
 def resolve_config(

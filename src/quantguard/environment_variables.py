@@ -34,6 +34,7 @@ __all__ = [
     "QUANTGUARD_GRAPH_SNAPSHOT_MIB",
     "QUANTGUARD_THOROUGH_INTERVAL",
     "DESCRIPTIONS",
+    "OTHER_VARIABLES",
 ]
 
 QUANTGUARD_ENABLED = "QUANTGUARD_ENABLED"
@@ -92,3 +93,13 @@ DESCRIPTIONS: dict[str, str] = {
     QUANTGUARD_THOROUGH_INTERVAL: "seconds between two thorough sampled calls of one GEMM call site on CUDA (default 5); other sampled calls are light (one device snapshot, judged off the host's path); 0: every sampled call is thorough",
     QUANTGUARD_LABEL: "a name for this run's configuration (e.g. 'mi355x-ckfree-triton'); reports group by it",
 }
+
+#: ``QUANTGUARD_*`` variables read by quantguard's simulator and its own test harnesses, not by the
+#: runtime configuration: known names, so the start-up audit does not call them typos.
+OTHER_VARIABLES = (
+    "QUANTGUARD_SIM_BUILD",  # quantguard.sim: head or release build of the simulated AITER
+    "QUANTGUARD_THIRD_PARTY",  # tests/real_aiter: where the real AITER/ATOM trees are
+    "QUANTGUARD_SCENARIO_DEVICE",  # tests/real_aiter: cpu or cuda
+    "QUANTGUARD_REAL_START_TIMEOUT",  # tests/real_aiter: worker start timeout (s)
+    "QUANTGUARD_REAL_CALL_TIMEOUT",  # tests/real_aiter: worker call timeout (s)
+)

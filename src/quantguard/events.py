@@ -25,7 +25,7 @@ from typing import Any
 
 import structlog
 
-from quantguard._sinks import LoggingSink, StreamSink, make_sink
+from quantguard._sinks import StreamSink, make_sink
 from quantguard._version import __version__
 
 __all__ = [
@@ -42,6 +42,7 @@ __all__ = [
     "STALE_REFERENCE",
     "UNCOVERED_KERNELS",
     "GRAPH",
+    "CONFIG_WARNING",
     "EVENT_NAMES",
     "EventLog",
     "emit",
@@ -64,6 +65,7 @@ SUMMARY = "quantguard.summary"
 STALE_REFERENCE = "quantguard.stale_reference"
 UNCOVERED_KERNELS = "quantguard.uncovered_kernels"
 GRAPH = "quantguard.graph"
+CONFIG_WARNING = "quantguard.config_warning"
 
 EVENT_NAMES = (
     ENABLED,
@@ -79,6 +81,7 @@ EVENT_NAMES = (
     STALE_REFERENCE,
     UNCOVERED_KERNELS,
     GRAPH,
+    CONFIG_WARNING,
 )
 
 _HOST = socket.gethostname()
@@ -151,8 +154,7 @@ def remove_listener(listener: Callable[[dict[str, Any]], None]) -> None:
 def _fan_out(logger: Any, method_name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
     for listener in tuple(_listeners):
         listener(dict(event_dict))
-    if isinstance(logger, LoggingSink):
-        logger.remember(dict(event_dict))
+    logger.note(event_dict)
     return event_dict
 
 

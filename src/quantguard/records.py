@@ -50,14 +50,6 @@ class Produced:
     call: ProducerCall | None = None  # the producer call (shared by its quantized output and scales)
 
 
-def _as_integers(tensor: Any) -> Any:
-    """The tensor's elements as integers of the same width (bytes compared exactly, NaN-safe)."""
-    import torch
-
-    width = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}.get(tensor.element_size())
-    return tensor.detach().view(width) if width is not None else None
-
-
 def fingerprint(tensor: Any, sample: int) -> Any:
     """A small int64 tensor summarizing ``tensor``'s bytes: element sum and position-weighted sum.
 
@@ -65,10 +57,13 @@ def fingerprint(tensor: Any, sample: int) -> Any:
     integer form so equal bytes give equal fingerprints on every device.
     Enqueued only: nothing is read back here.
     """
-    import torch
+    import torch  # here, not at the top: importing quantguard must not import torch
 
-    integers = _as_integers(tensor)
-    if integers is None:
+    from quantguard.numerics.formats import raw_bits
+
+    try:
+        integers = raw_bits(tensor.detach())
+    except ValueError:
         return None
     numel = integers.numel()
     if numel <= sample:

@@ -19,12 +19,12 @@ import torch
 
 import quantguard
 import quantguard.sim as sim
-from quantguard.contracts import aiter_fused, aiter_kernels
-from quantguard.contracts.aiter_fused import rms_norm, silu_mul
+from quantguard.contracts.aiter import attention_table, fused_table, kernel_table
+from quantguard.contracts.aiter.fused_adapters import rms_norm, silu_mul
 from quantguard.testing import capture_events
 
 AITER = Path(__file__).resolve().parents[2] / ".." / "shared" / "third_party" / "aiter-e4048607"
-NEW = aiter_fused.CONTRACTS + aiter_kernels.CONTRACTS
+NEW = fused_table.CONTRACTS + kernel_table.CONTRACTS + attention_table.CONTRACTS
 
 
 def _real_parameters(target: str) -> list[str] | None:
@@ -64,7 +64,7 @@ FP8 = torch.float8_e4m3fn  # gfx950's fp8
 
 SUPPORT = """
 import torch
-from quantguard.contracts.aiter_fused import rms_norm, silu_mul
+from quantguard.contracts.aiter.fused_adapters import rms_norm, silu_mul
 
 FP8 = torch.float8_e4m3fn
 
@@ -232,7 +232,7 @@ def moe_gemm_a8w4(x, w, x_scales, w_scales, x_static_scale=None, quant_static_sc
 def kernels(make_module, tmp_path):
     sim.install("gfx950")
     module = make_module("qgt_kernels", "NAN = False\n" + SPLIT_CAT)
-    for contract in aiter_kernels.CONTRACTS:
+    for contract in kernel_table.CONTRACTS:
         attribute = contract.target.rsplit(".", 1)[-1]
         if hasattr(module, attribute):
             quantguard.register(dataclasses.replace(contract, target=f"qgt_kernels.{attribute}"))

@@ -13,8 +13,8 @@ import torch
 
 import quantguard
 import quantguard.sim as sim
-from quantguard.contracts import aiter_fused
-from quantguard.contracts.aiter_fused import rms_norm, silu_mul
+from quantguard.contracts.aiter import fused_table
+from quantguard.contracts.aiter.fused_adapters import rms_norm, silu_mul
 from quantguard.testing import capture_events
 
 N, K = 256, 512
@@ -128,7 +128,7 @@ WRONG = {
 
 def test_every_fused_producer_is_observed():
     """Each fused producer contract records provenance; static ones (no scales written) record their input too."""
-    for contract in aiter_fused.CONTRACTS:
+    for contract in fused_table.CONTRACTS:
         assert "provenance_record" in contract.checks, contract.target
         if "static" in contract.target:
             assert "static_producer_record" in contract.checks, contract.target

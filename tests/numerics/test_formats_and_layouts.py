@@ -117,29 +117,3 @@ def test_metrics_catch_magnitude_and_nonfinite():
     broken[:3] = float("nan")
     metrics = summarize({k: v.tolist() for k, v in comparison_tensors(broken, reference).items()})
     assert metrics.nan == 3 and metrics.count == 100
-
-
-@pytest.mark.parametrize(
-    ("shape", "dtype"),
-    [
-        ((64, 256), torch.float8_e4m3fn),
-        ((64, 256), torch.bfloat16),
-        ((64, 256), torch.int32),
-        ((3, 32, 128), torch.bfloat16),
-        ((3, 32, 256), torch.float8_e4m3fnuz),
-        ((32, 128), torch.uint8),
-    ],
-    ids=lambda v: str(v).replace("torch.", "").replace(" ", ""),
-)
-@pytest.mark.parametrize("layout", [(16, 16), (32, 16)])
-def test_weight_preshuffle_packs_16_bytes_of_elements_like_aiter(shape, dtype, layout):
-    """AITER packs 16 bytes of K (8 bf16, 4 int32 values); the simulator's kernel is independent."""
-    from quantguard.numerics.layouts import shuffle_weight, unshuffle_weight
-    from quantguard.sim._kernels.layout import shuffle_weight as simulated
-
-    weight = (
-        (torch.randn(*shape) * 8).to(dtype) if dtype.is_floating_point else torch.randint(0, 100, shape, dtype=dtype)
-    )
-    shuffled = shuffle_weight(weight, layout)
-    assert torch.equal(shuffled.view(torch.uint8), simulated(weight, layout).view(torch.uint8))
-    assert torch.equal(unshuffle_weight(shuffled, layout).view(torch.uint8), weight.view(torch.uint8))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 
 import pytest
@@ -74,3 +75,39 @@ def test_png_without_matplotlib_still_writes_the_report(sim_logs, tmp_path, caps
     assert "needs matplotlib (pip install 'quantguard[plot]'); heatmap not drawn" in capsys.readouterr().err
     assert output.exists() and (tmp_path / "report.heatmap.csv").exists()
     assert not (tmp_path / "h.png").exists()
+
+
+@pytest.mark.parametrize("cut", ["partial last line", "intact"])
+def test_a_log_cut_mid_line_cannot_pass(sim_logs, tmp_path, capsys, cut):
+    """A full disk or a killed writer leaves a partial last line: the report says so and exits 2."""
+    log = tmp_path / "cut.jsonl"
+    content = sim_logs["clean"].read_bytes()
+    log.write_bytes(content + b'{"event":"quantguard.viol' if cut == "partial last line" else content)
+    code = main(["report", str(log), "-o", str(tmp_path / "r.md")])
+    err = capsys.readouterr().err
+    if cut == "intact":
+        assert code == EXIT_PASS and "truncated" not in err
+        return
+    assert code == EXIT_USAGE
+    assert "truncated: ends in a partial line" in err and "INCOMPLETE" in err
+    assert "Verdict: INCOMPLETE" in (tmp_path / "r.md").read_text()
+
+
+def test_config_warnings_appear_as_coverage_notes(tmp_path):
+    log = tmp_path / "warned.jsonl"
+    lines = [
+        {"event": "quantguard.enabled", "level": "info", "pid": 1, "config": {}, "platform": {}},
+        {
+            "event": "quantguard.config_warning",
+            "level": "warning",
+            "pid": 1,
+            "option": "targets",
+            "variable": "QUANTGUARD_TARGETS",
+            "value": "aiter.gemm_CKK",
+            "message": "targets glob 'aiter.gemm_CKK' matches no contract target, so it guards nothing",
+        },
+    ]
+    log.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    assert main(["report", str(log), "-o", str(tmp_path / "r.md")]) == EXIT_PASS
+    text = (tmp_path / "r.md").read_text()
+    assert "| config_warning | `QUANTGUARD_TARGETS` |" in text and "guards nothing" in text

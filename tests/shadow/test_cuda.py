@@ -167,3 +167,26 @@ def test_torch_compile_keeps_working(tmp_path):
     torch.cuda.synchronize()
     quantguard.disable()
     assert torch.equal(result, expected * 2)
+
+
+def test_a_child_forked_after_light_samples_lives(tmp_path):
+    """The parent's snapshot ring and pinned buffers are never freed in a forked child (that aborts it)."""
+    import os
+
+    operands = _fp8_operands()
+    quantguard.enable(sample_rate=1.0, log=str(tmp_path / "log.jsonl"), summary_at_exit=False)
+    try:
+        for _ in range(5):  # thorough, then light: the process-wide device ring now exists
+            _scaled_mm(*operands)
+        torch.cuda.synchronize()
+        pid = os.fork()
+        if pid == 0:  # the child: quantguard's fork hooks have run; a CPU call and a summary, then exit
+            try:
+                torch.ones(4) + 1
+                quantguard.disable()
+            finally:
+                os._exit(0)
+        _, status = os.waitpid(pid, 0)
+    finally:
+        quantguard.disable()
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, f"child status {status}"

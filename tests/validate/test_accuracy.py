@@ -160,7 +160,7 @@ def test_report_has_every_section_and_heatmap_files(runs):
         rows = list(csv.DictReader(handle))
     assert len(rows) == 3 * 4 and {row["flagged"] for row in rows} == {"0"}
     fp8 = data["configurations"][0]
-    assert fp8["kernels"] == "aiter.ops.quant.per_token_quant_hip -> aiter.gemm_a8w8_bpreshuffle"
+    assert fp8["kernels"] == "aiter.ops.quant.per_token_quant_hip -> aiter.ops.gemm_op_a8w8.gemm_a8w8_bpreshuffle"
     assert fp8["token_match"] == 1.0 and fp8["bleu"]["score"] == pytest.approx(100.0)
     assert fp8["kept_layers"] == {"lm_head": "skipped (--skip)"} and len(fp8["quantized_layers"]) == 28
     assert "torch W4A16" in data["configurations"][2]["kernels"]

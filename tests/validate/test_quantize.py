@@ -15,21 +15,24 @@ from quantguard.validate import quantize_weights
 from quantguard.validate.quantize import QuantConfig, QuantizedLinear, UnsupportedPath, quantized
 from quantguard.validate.quantize_kernels import kernel_path
 
-# (scheme, backend, preshuffle, arch) -> (module, activation quant), (module, GEMM) it must call.
+# (scheme, backend, preshuffle, arch) -> (module, activation quant), (module, GEMM) it must call:
+# AITER's defining modules, as the path table names them (``aiter.X`` re-exports the same functions).
 _HIP = "aiter.ops.quant"
+_A8W8 = "aiter.ops.gemm_op_a8w8"
+_A4W4 = "aiter.ops.gemm_op_a4w4"
 _TRITON_GEMM = "aiter.ops.triton.gemm.basic."
 PATHS = {
-    ("fp8_per_token", "ck", True, "gfx942"): ((_HIP, "per_token_quant_hip"), ("aiter", "gemm_a8w8_bpreshuffle")),
-    ("fp8_per_token", "ck", False, "gfx942"): ((_HIP, "per_token_quant_hip"), ("aiter", "gemm_a8w8_CK")),
+    ("fp8_per_token", "ck", True, "gfx942"): ((_HIP, "per_token_quant_hip"), (_A8W8, "gemm_a8w8_bpreshuffle")),
+    ("fp8_per_token", "ck", False, "gfx942"): ((_HIP, "per_token_quant_hip"), (_A8W8, "gemm_a8w8_CK")),
     ("fp8_per_token", "triton", None, "gfx950"): (
         (_HIP, "per_token_quant_hip"),
         (_TRITON_GEMM + "gemm_a8w8", "gemm_a8w8"),
     ),
     ("fp8_blockscale", "ck", True, "gfx942"): (
         (_HIP, "per_group_quant_hip"),
-        ("aiter", "gemm_a8w8_blockscale_bpreshuffle"),
+        (_A8W8, "gemm_a8w8_blockscale_bpreshuffle"),
     ),
-    ("fp8_blockscale", "ck", False, "gfx950"): ((_HIP, "per_group_quant_hip"), ("aiter", "gemm_a8w8_blockscale")),
+    ("fp8_blockscale", "ck", False, "gfx950"): ((_HIP, "per_group_quant_hip"), (_A8W8, "gemm_a8w8_blockscale")),
     ("fp8_blockscale", "triton", False, "gfx942"): (
         (_HIP, "per_group_quant_hip"),
         (_TRITON_GEMM + "gemm_a8w8_blockscale", "gemm_a8w8_blockscale"),
@@ -40,10 +43,10 @@ PATHS = {
     ),
     ("fp8_blockscale", "asm", None, "gfx942"): (
         (_HIP, "per_group_quant_hip"),
-        ("aiter.ops.gemm_op_a8w8", "gemm_a8w8_blockscale_bpreshuffle_asm"),
+        (_A8W8, "gemm_a8w8_blockscale_bpreshuffle_asm"),
     ),
-    ("mxfp4", "ck", None, "gfx950"): ((_HIP, "per_1x32_mx_quant_hip"), ("aiter", "gemm_a4w4")),
-    ("mxfp4", "asm", None, "gfx950"): ((_HIP, "per_1x32_mx_quant_hip"), ("aiter", "gemm_a4w4")),
+    ("mxfp4", "ck", None, "gfx950"): ((_HIP, "per_1x32_mx_quant_hip"), (_A4W4, "gemm_a4w4")),
+    ("mxfp4", "asm", None, "gfx950"): ((_HIP, "per_1x32_mx_quant_hip"), (_A4W4, "gemm_a4w4")),
     ("mxfp4", "triton", False, "gfx950"): (
         (_HIP, "per_1x32_mx_quant_hip"),
         (_TRITON_GEMM + "gemm_afp4wfp4", "gemm_afp4wfp4"),

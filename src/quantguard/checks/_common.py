@@ -6,6 +6,9 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from quantguard.numerics.formats import scale_storage
+from quantguard.numerics.layouts import read_scales
+
 if TYPE_CHECKING:  # pragma: no cover
     from quantguard.engine.calls import CallRecord
 
@@ -66,8 +69,5 @@ def meaningful_scales(scales: torch.Tensor, layout: str, rows: int, groups: int)
     """
     if layout != "mx_swizzle":
         return scales
-    from quantguard.numerics.layouts import read_scales
-
-    raw = scales.view(torch.uint8) if scales.element_size() == 1 else scales
-    valid = read_scales(raw, "mx_swizzle", rows, groups)
+    valid = read_scales(scale_storage(scales), "mx_swizzle", rows, groups)
     return scales if valid is None else valid.view(scales.dtype)

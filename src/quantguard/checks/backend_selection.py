@@ -18,7 +18,9 @@ read here:
   ``static_forward_context``.
 
 In a CK-build nothing here reports: CK is allowed there.  In CK-free mode
-Triton selected is clean and a CK path selected is a violation.
+Triton selected is clean and a CK path selected is a violation.  Where the
+selectors are, how a per-instance choice is read and how to make the library
+choose Triton are the library's facts (``quantguard.contracts.backend_selections``).
 """
 
 from __future__ import annotations
@@ -27,13 +29,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from quantguard.checks.base import DataCheck, Finding, Measurement, register_check
-from quantguard.contracts.atom_selection import (
-    MOE_TRITON_HINT,
-    atom_selectors,
-    layer_name,
-    moe_choice,
-    moe_selections,
-)
+from quantguard.contracts import InstanceChoice, backend_selections
 
 if TYPE_CHECKING:  # pragma: no cover
     from quantguard.engine.calls import CallRecord
@@ -49,20 +45,20 @@ def _message(path: str, platform: Platform) -> str:
     )
 
 
-def _moe_message(layer: str, method: str, platform: Platform) -> str:
+def _moe_message(choice: InstanceChoice, platform: Platform) -> str:
     return (
-        f"{method}.use_triton is False for MoE layer {layer} in CK-free mode ({platform.ck_free_source}): "
-        f"its experts run AITER's CK/ASM MoE kernels, whose JIT build fails in a CK-free build ({MOE_TRITON_HINT})"
+        f"{choice.selector} is False for MoE layer {choice.layer} in CK-free mode ({platform.ck_free_source}): "
+        f"its experts run {choice.kernels}, whose JIT build fails in a CK-free build ({choice.hint})"
     )
 
 
-def _moe_finding(layer: str, method: str, platform: Platform) -> Finding:
+def _moe_finding(choice: InstanceChoice, platform: Platform) -> Finding:
     return Finding(
         "backend_selection",
-        _moe_message(layer, method, platform),
+        _moe_message(choice, platform),
         details={
-            "selector": f"{method}.use_triton",
-            "layer": layer,
+            "selector": choice.selector,
+            "layer": choice.layer,
             "returned": False,
             "ck_free_source": platform.ck_free_source,
         },
@@ -70,13 +66,16 @@ def _moe_finding(layer: str, method: str, platform: Platform) -> Finding:
 
 
 def audit_backend_selection(platform: Platform, model: Any = None) -> list[tuple[str, Finding]]:
-    """Call every ATOM selector and read every MoE method's choice; in CK-free mode each must say Triton."""
+    """Call every library's backend selectors and read every per-instance choice; in CK-free mode each
+    must say Triton.  Returns ``(where, finding)`` pairs: the selector's path, or the choice's."""
     from quantguard.reentrancy import suppressed
 
     if not platform.ck_free:
         return []
+    selections = backend_selections()
+    selectors = [found for selection in selections for found in selection.selectors()]
     findings = []
-    for path, selector in atom_selectors():
+    for path, selector in selectors:
         try:
             with suppressed():
                 chosen = bool(selector())
@@ -104,9 +103,10 @@ def audit_backend_selection(platform: Platform, model: Any = None) -> list[tuple
                     ),
                 )
             )
-    for layer, method, chosen in moe_selections(model):
-        if not chosen:
-            findings.append((f"atom.model_ops.moe.{method}.use_triton", _moe_finding(layer, method, platform)))
+    for selection in selections:
+        for choice in selection.instance_choices(model):
+            if not choice.chosen:
+                findings.append((choice.path, _moe_finding(choice, platform)))
     return findings
 
 
@@ -141,20 +141,14 @@ class MoeMethodSelection(DataCheck):
         if not call.platform.ck_free:
             return None
         method = call.get("self")
-        chosen = moe_choice(method)
-        if chosen is None:
-            return None
-        return Measurement(
-            {},
-            {
-                "chosen": chosen,
-                "method": type(method).__qualname__,
-                "layer": call.layer or layer_name(call.get("layer")),
-            },
-        )
+        for selection in backend_selections():
+            choice = selection.instance_choice(method, call.get("layer"), call.layer or "")
+            if choice is not None:
+                return Measurement({}, {"choice": choice})
+        return None
 
     def judge(self, call: CallRecord, measurement: Measurement, values: Mapping[str, Any]) -> Iterable[Finding]:
-        context = measurement.context
-        if context["chosen"]:
+        choice = measurement.context["choice"]
+        if choice.chosen:
             return []
-        return [_moe_finding(context["layer"], context["method"], call.platform)]
+        return [_moe_finding(choice, call.platform)]

@@ -124,10 +124,9 @@ class DataCheck(Check):
     def measure(self, call: CallRecord) -> Measurement | None:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def judge(
-        self, call: CallRecord, measurement: Measurement, values: Mapping[str, Any]
-    ) -> Iterable[Finding]:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def judge(self, call: CallRecord, measurement: Measurement, values: Mapping[str, Any]) -> Iterable[Finding]:
+        """Host values → findings; default: none (a check that only records, whose ``measure`` returns ``None``)."""
+        return ()
 
 
 class AroundCheck(Check):

@@ -12,7 +12,8 @@ written: "shuffle_scale=True requested; scales were written row-major".
 Groups whose amax is 0 are left out (producers legitimately differ there),
 and so are rows beyond ``num_rows`` for MoE buffers.  When the requested
 layout cannot be told apart from another (one row, one group, identical
-scales), a match counts as honored.
+scales), a match counts as honored.  The comparison is
+:mod:`quantguard.numerics.written_layout`'s, shared with ``quantguard validate``.
 """
 
 from __future__ import annotations
@@ -21,48 +22,18 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import torch
-import torch.nn.functional as F
 
 from quantguard.checks._common import row_mask, sample_rows
 from quantguard.checks.base import DataCheck, Finding, Measurement, register_check
-from quantguard.numerics.formats import FP8_E4M3FN, MODE_NAMES, ROUNDING_MODES, e8m0_encode
-from quantguard.numerics.layouts import describe_layout, read_scales
+from quantguard.numerics.formats import MODE_NAMES
+from quantguard.numerics.layouts import describe_layout
+from quantguard.numerics.scales import expected_scales, group_amax
+from quantguard.numerics.written_layout import WrittenLayout, count_key, mismatch_counts, read_scale_grid
 
 if TYPE_CHECKING:  # pragma: no cover
-    from quantguard.contracts.views import QuantView
     from quantguard.engine.calls import CallRecord
 
-__all__ = ["KwargHonored", "group_amax", "expected_fp32_scales"]
-
-_RELATIVE_TOLERANCE = 1e-6
-
-
-def group_amax(x: torch.Tensor, group: int | None) -> torch.Tensor:
-    """``(rows, G)`` float32 amax of each group along the last dim (``None``: the whole row)."""
-    x = x.to(torch.float32).abs()
-    if group is None:
-        return x.amax(dim=-1, keepdim=True)
-    width = x.shape[-1]
-    padded = -(-width // group) * group
-    if padded != width:
-        x = F.pad(x, (0, padded - width))
-    return x.reshape(x.shape[0], -1, group).amax(dim=-1)
-
-
-def expected_fp32_scales(amax: torch.Tensor, maximum: float, zero_rule: str) -> torch.Tensor:
-    if zero_rule == "one":
-        return torch.where(amax == 0, torch.ones_like(amax), amax / maximum)
-    return torch.clamp(amax, min=1e-10) / maximum
-
-
-def _e8m0_constants(view: QuantView) -> Any:
-    """e8m0 constants come from the element format (fp4: t=2; e4m3fn: 8; e4m3fnuz: 7)."""
-    element = view.element
-    return element if element is not None and element.target_max_pow2 else FP8_E4M3FN
-
-
-def _as_bytes(buffer: torch.Tensor) -> torch.Tensor:
-    return buffer.view(torch.uint8) if buffer.element_size() == 1 else buffer
+__all__ = ["KwargHonored"]
 
 
 @register_check
@@ -94,7 +65,7 @@ class KwargHonored(DataCheck):
             x = x * snap["smooth"].to(torch.float32)
         rows, groups = view.rows, view.groups
         if view.group == 0:
-            amax = view.x.to(torch.float32).abs().amax().reshape(1, 1)
+            amax = group_amax(view.x, 0)
             rows = groups = 1
         else:
             amax = group_amax(x, view.group)
@@ -104,43 +75,19 @@ class KwargHonored(DataCheck):
         mask = row_mask(snap["selected"], view.rows, view.valid_rows, amax.device) if view.group != 0 else None
         if mask is not None:
             considered = considered & mask.view(-1, 1)
-        buffer = snap["scales"]
-        layouts = [view.requested_layout] + [a for a in view.alternatives if a != view.requested_layout]
         selected = snap["selected"] if view.group != 0 else None
-        tensors: dict[str, torch.Tensor] = {"compared": considered.sum().to(torch.float64)}
-        if view.encoding == "e8m0":
-            constants = _e8m0_constants(view)
-            expected = {mode: e8m0_encode(amax, mode, constants) for mode in ROUNDING_MODES}
-            source = _as_bytes(buffer)
-        else:
-            expected = {"fp32": expected_fp32_scales(amax, view.element.max, view.zero_amax_scale)}
-            source = buffer
-        measured_layouts = []
-        for layout in layouts:
-            read = self._read(source, layout, rows, groups, selected)
-            if read is None or read.shape != amax.shape:
-                continue
-            measured_layouts.append(layout)
-            for mode, want in expected.items():
-                if view.encoding == "e8m0":
-                    differs = read.to(torch.int64) != want
-                else:
-                    have = read.to(torch.float32)
-                    differs = ~((have - want).abs() <= _RELATIVE_TOLERANCE * want.abs())
-                tensors[f"{layout}|{mode}"] = (differs & considered).sum().to(torch.float64)
-        if view.encoding != "e8m0" and view.requested_layout in measured_layouts:
-            read = self._read(source, view.requested_layout, rows, groups, selected).to(torch.float32)
+        expected = expected_scales(amax, view.encoding, view.element, view.zero_amax_scale)
+        layouts, tensors = mismatch_counts(
+            snap["scales"], expected, [view.requested_layout, *view.alternatives], rows, groups, considered, selected
+        )
+        tensors["compared"] = considered.sum().to(torch.float64)
+        if view.encoding != "e8m0" and view.requested_layout in layouts:
+            read = read_scale_grid(snap["scales"], view.requested_layout, rows, groups, selected).to(torch.float32)
             relative = (read - expected["fp32"]).abs() / expected["fp32"].abs().clamp(min=1e-30)
             tensors["max_rel_err"] = (
                 torch.where(considered, relative, torch.zeros_like(relative)).max().to(torch.float64)
             )
-        return Measurement(tensors, {"layouts": measured_layouts, "modes": list(expected)})
-
-    @staticmethod
-    def _read(buffer: torch.Tensor, layout: str, rows: int, groups: int, selected: slice | None) -> Any:
-        if selected is None and buffer.numel() == rows * groups == 1:
-            return buffer.reshape(1, 1)
-        return read_scales(buffer, layout, rows, groups, selected)
+        return Measurement(tensors, {"layouts": layouts, "modes": list(expected)})
 
     def judge(self, call: CallRecord, measurement: Measurement, values: Mapping[str, Any]) -> Iterable[Finding]:
         view = call.view
@@ -151,7 +98,8 @@ class KwargHonored(DataCheck):
             return []
         requested = view.requested_layout
         declared = view.rounding if view.encoding == "e8m0" and view.rounding in modes else modes[0]
-        matches = [(layout, mode) for layout in layouts for mode in modes if values.get(f"{layout}|{mode}", 1.0) == 0.0]
+        written_scales = WrittenLayout.from_counts(values, layouts, modes, compared)
+        matches = written_scales.matches
         findings: list[Finding] = []
         details = {
             "requested_layout": requested,
@@ -167,8 +115,8 @@ class KwargHonored(DataCheck):
         written, observed = requested, declared
         if (requested, declared) in matches:
             pass
-        elif any(layout == requested for layout, _ in matches) and view.encoding == "e8m0":
-            observed = next(mode for layout, mode in matches if layout == requested)
+        elif requested in written_scales.layouts and view.encoding == "e8m0":
+            observed = written_scales.encodings(requested)[0]
             findings.append(
                 Finding(
                     "e8m0_rounding",
@@ -178,8 +126,7 @@ class KwargHonored(DataCheck):
                 )
             )
         elif matches:
-            ordered = sorted(matches, key=lambda item: (item[1] != declared, layouts.index(item[0])))
-            written, observed = ordered[0]
+            written, observed = written_scales.best(declared)
             where = describe_layout(written)
             if view.request:
                 message = f"{view.request} requested; scales were written {where}"
@@ -194,7 +141,7 @@ class KwargHonored(DataCheck):
             )
         else:
             written, observed = None, None
-            differing = int(values.get(f"{requested}|{declared}", compared))
+            differing = int(values.get(count_key(requested, declared), compared))
             relative = values.get("max_rel_err")
             extra = f", max relative error {relative:.3g}" if relative is not None else ""
             findings.append(

@@ -16,6 +16,7 @@ import torch
 
 from quantguard.checks.base import DataCheck, Finding, Measurement, register_check
 from quantguard.contracts.views import TransformView
+from quantguard.numerics.formats import raw_bits
 from quantguard.numerics.layouts import shuffle_weight
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -25,13 +26,8 @@ __all__ = ["NoopTransform"]
 
 
 def _raw(tensor: torch.Tensor) -> torch.Tensor:
-    """Bit-exact comparable view (so NaN payloads and -0 compare as bytes)."""
-    flat = tensor.reshape(-1)
-    return (
-        flat.view(torch.uint8)
-        if flat.element_size() == 1
-        else flat.view({2: torch.int16, 4: torch.int32, 8: torch.int64}[flat.element_size()])
-    )
+    """Flat bit-exact comparable view (so NaN payloads and -0 compare as bytes)."""
+    return raw_bits(tensor.reshape(-1))
 
 
 @register_check

@@ -14,11 +14,10 @@ written is filled in when the producer's scales have been checked.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from quantguard.checks._common import sample_rows
-from quantguard.checks.base import DataCheck, Finding, Measurement, register_check
+from quantguard.checks.base import DataCheck, Measurement, register_check
 from quantguard.records import Produced
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -74,7 +73,4 @@ class ProvenanceRecord(DataCheck):
         )
 
     def measure(self, call: CallRecord) -> Measurement | None:
-        return None
-
-    def judge(self, call: CallRecord, measurement: Measurement, values: Mapping[str, Any]) -> Iterable[Finding]:
-        return ()
+        return None  # records only: nothing to judge

@@ -20,6 +20,7 @@ from quantguard.numerics.dequant import dequantize_rows, scale_values
 from quantguard.numerics.formats import round_to_format
 from quantguard.numerics.layouts import read_scales
 from quantguard.numerics.metrics import comparison_tensors, summarize
+from quantguard.numerics.scales import fp32_scales, group_amax
 from quantguard.shadow.thresholds import Tolerance
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -62,12 +63,7 @@ def _whole_amax(view: Any) -> torch.Tensor | None:
     x = view.x.to(torch.float32)
     if view.smooth is not None:
         x = x * view.smooth.to(torch.float32)
-    x = x.abs()
-    if view.group is None:
-        return x.amax(-1, keepdim=True)
-    width = x.shape[-1]
-    x = torch.nn.functional.pad(x, (0, -width % view.group))
-    return x.reshape(x.shape[0], -1, view.group).amax(-1)
+    return group_amax(x, view.group)
 
 
 def _scale_rows(view: Any, buffer: torch.Tensor, amax: torch.Tensor | None) -> dict[str, torch.Tensor]:
@@ -83,7 +79,7 @@ def _scale_rows(view: Any, buffer: torch.Tensor, amax: torch.Tensor | None) -> d
         return {}
     if written is None or written.shape != amax.shape:
         return {}
-    ratio = scale_values(written) / (amax.clamp(min=1e-10) / view.element.max)
+    ratio = scale_values(written) / fp32_scales(amax, view.element.max)
     low, high = _E8M0_SCALE_BAND if view.encoding == "e8m0" else _FP32_SCALE_BAND
     considered = amax > 0
     mask = row_mask(slice(None), rows, view.valid_rows, amax.device)

@@ -42,6 +42,7 @@ from quantguard.checks.base import DataCheck, Finding, Measurement, register_che
 from quantguard.contracts.views import GemmView, QuantView
 from quantguard.numerics.dequant import fp8_values, unpack_fp4
 from quantguard.numerics.formats import FP4_E2M1, element_format
+from quantguard.numerics.scales import group_amax
 from quantguard.records import Produced
 from quantguard.shadow.references import dequantize_x_rows
 
@@ -83,13 +84,6 @@ def _format(view: GemmView) -> Any:
     return element_format(view.fp8_read_as or view.x.dtype)
 
 
-def _group_max(values: torch.Tensor, group: int) -> torch.Tensor:
-    rows, k = values.shape
-    groups = -(-k // group)
-    padded = torch.nn.functional.pad(values.abs(), (0, groups * group - k))
-    return padded.reshape(rows, groups, group).amax(-1)
-
-
 @register_check
 class ScalePlausibility(DataCheck):
     name = "scale_plausibility"
@@ -129,8 +123,8 @@ class ScalePlausibility(DataCheck):
         if dequantized is None:
             return None
         group = _group_size(view, int(values.shape[-1]))
-        q_max = _group_max(values, group)
-        deq_max = _group_max(dequantized.to(torch.float32), group)
+        q_max = group_amax(values, group)
+        deq_max = group_amax(dequantized, group)
         multipliers = torch.where(q_max > 0, deq_max / q_max.clamp(min=1e-30), torch.zeros_like(q_max))
         return Measurement(
             {"q_max": q_max, "multipliers": multipliers}, {"scale_producer": snap["scale_producer"], "group": group}
@@ -235,7 +229,4 @@ class StaticProducerRecord(DataCheck):
         )
 
     def measure(self, call: CallRecord) -> Measurement | None:
-        return None
-
-    def judge(self, call: CallRecord, measurement: Measurement, values: Mapping[str, Any]) -> Iterable[Finding]:
-        return ()
+        return None  # records only: nothing to judge

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from quantguard.checks.base import DataCheck, Finding, Measurement, register_check
 from quantguard.contracts.views import GemmView
-from quantguard.numerics.layouts import describe_layout
-from quantguard.shadow.references import scale_address_strides, x_scale_read_layout
+from quantguard.numerics.layouts import describe_layout, scale_address_strides
+from quantguard.shadow.references import x_scale_read_layout
 
 if TYPE_CHECKING:  # pragma: no cover
     from quantguard.engine.calls import CallRecord

@@ -25,7 +25,9 @@ import torch
 from quantguard.checks._common import dtype_name, meaningful_scales
 from quantguard.checks.base import DataCheck, Finding, Measurement, register_check
 from quantguard.contracts.views import GemmView
+from quantguard.numerics.formats import scale_storage
 from quantguard.numerics.layouts import read_scales
+from quantguard.numerics.scales import block_amax
 
 if TYPE_CHECKING:  # pragma: no cover
     from quantguard.engine.calls import CallRecord
@@ -43,17 +45,12 @@ def nonzero_groups(values: torch.Tensor, group_rows: int, group_cols: int, packe
     magnitude = raw.contiguous().view(torch.uint8)
     if raw.dtype != torch.int8:  # int8: any byte but 0 is non-zero; fp8 +-0 and fp4 +-0 (per nibble) are zero
         magnitude = magnitude & (0x77 if packed_fp4 else 0x7F)
-    width = group_cols // 2 if packed_fp4 else group_cols
-    rows, cols = magnitude.shape
-    if cols % width or rows % group_rows:
-        magnitude = torch.nn.functional.pad(magnitude, (0, -cols % width, 0, -rows % group_rows))
-    grouped = magnitude.reshape(magnitude.shape[0] // group_rows, group_rows, -1, width)
-    return grouped.amax(3).amax(1) != 0
+    return block_amax(magnitude, group_rows, group_cols // 2 if packed_fp4 else group_cols) != 0
 
 
 def _logical(view: GemmView, name: str, scale: torch.Tensor, rows: int, groups: int) -> torch.Tensor | None:
     """The ``(rows, groups)`` grid the kernel reads, if the layout is one we can read."""
-    raw = scale.view(torch.uint8) if scale.element_size() == 1 else scale
+    raw = scale_storage(scale)
     if raw.numel() == 1:
         return None
     if name == "x_scale":
@@ -134,7 +131,7 @@ class ScaleValues(DataCheck):
         context: dict[str, Any] = {}
         for name, scale, nonzero in call.scratch.get("scale_values", []):
             encoding = "e8m0" if scale.element_size() == 1 else "fp32"
-            values = scale.view(torch.uint8) if encoding == "e8m0" else scale
+            values = scale_storage(scale)
             flat = values.reshape(-1)
             # min and max tell all about the whole tensor: all zero, negative, NaN (byte 0xFF is the largest)
             low, high = torch.aminmax(flat)

@@ -42,9 +42,10 @@ import torch
 from quantguard.checks._common import dtype_name
 from quantguard.checks.base import DataCheck, Finding, Measurement, register_check
 from quantguard.contracts.views import GemmView
-from quantguard.numerics.dequant import fp8_values, scale_values, unpack_fp4
+from quantguard.numerics.dequant import expand_blocks_2d, fp8_values, scale_values, unpack_fp4
 from quantguard.numerics.formats import FP4_E2M1, element_format, is_e8m0_dtype
-from quantguard.numerics.layouts import read_scales, unshuffle_weight
+from quantguard.numerics.layouts import mx_swizzled_size, read_scales, unshuffle_weight
+from quantguard.numerics.scales import block_amax
 
 if TYPE_CHECKING:  # pragma: no cover
     from quantguard.engine.calls import CallRecord
@@ -148,20 +149,14 @@ class _Blocks:
     raw_scale: torch.Tensor  # the scale entries of the checked rows, as stored
 
     def expanded(self) -> torch.Tensor:
-        rows, cols = self.values.shape
-        br, bc = self.block
-        return self.multipliers.repeat_interleave(br, 0)[:rows].repeat_interleave(bc, 1)[:, :cols]
+        return expand_blocks_2d(self.multipliers, *self.block, *self.values.shape)
 
     def dequantized(self) -> torch.Tensor:
         return self.values * self.expanded()
 
     def block_max(self) -> torch.Tensor:
         """``|q|`` max of each block, ``(RB, KB)``."""
-        rows, cols = self.values.shape
-        br, bc = self.block
-        rb, kb = self.multipliers.shape
-        padded = torch.nn.functional.pad(self.values.abs(), (0, kb * bc - cols, 0, rb * br - rows))
-        return padded.reshape(rb, br, kb, bc).amax(dim=(1, 3))
+        return block_amax(self.values, *self.block)
 
 
 def _element_values(weight: torch.Tensor, read_as: torch.dtype | None, packed_fp4: bool) -> tuple[Any, ...] | None:
@@ -606,7 +601,7 @@ def _swizzled_mx(weight: torch.Tensor, scale: torch.Tensor) -> bool:
     if getattr(weight, "is_shuffled", False):
         return True
     rows, groups = int(weight.shape[0]), -(-int(weight.shape[1]) * 2 // 32)
-    return tuple(scale.shape) != (rows, groups) and scale.numel() >= -(-rows // 256) * 256 * (-(-groups // 8) * 8)
+    return tuple(scale.shape) != (rows, groups) and scale.numel() >= mx_swizzled_size(rows, groups)
 
 
 def _attribute_name(module: Any, param: Any) -> str:

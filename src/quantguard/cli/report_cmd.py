@@ -105,6 +105,14 @@ def _run(args: argparse.Namespace) -> int:
             _note(f"cannot write {args.png}: {exc.strerror or exc}")
             return EXIT_USAGE
     code = exit_code(report)
-    verdict = {EXIT_PASS: "PASS", EXIT_FAIL: "FAIL", EXIT_NO_EVENTS: "no quantguard events"}[code]
+    for stats in report.files:
+        if stats.truncated:
+            _note(f"{stats.path} is truncated: {stats.truncated}")
+    verdict = {
+        EXIT_PASS: "PASS",
+        EXIT_FAIL: "FAIL",
+        EXIT_NO_EVENTS: "no quantguard events",
+        EXIT_USAGE: "INCOMPLETE (a log was cut short; it cannot pass)",
+    }[code]
     _note(f"{verdict}, exit code {code}" + (f"; report in {args.output}" if args.output else ""))
     return code

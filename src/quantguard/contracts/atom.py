@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from quantguard.contracts.base import Contract
+from quantguard.contracts.base import Contract, identity, optional, tensor
 
 __all__ = ["CONTRACTS", "MOE_QUANT_METHODS", "class_behind_lazy_wrapper"]
 
@@ -79,7 +79,7 @@ def _moe_method_contract(name: str) -> Contract:
         kind="loader",
         backend="atom",
         checks=checks,
-        key=("self@", "layer@"),
+        key=(identity("self"), identity("layer")),
         params=("self", "layer"),
         description=f"scan an MoE layer's w13/w2 weights and scales after {name} prepared them"
         + (" (and read its use_triton)" if name in _PER_INSTANCE_SELECTION else ""),
@@ -92,7 +92,7 @@ CONTRACTS: list[Contract] = [
         kind="loader",
         backend="atom",
         checks=("fp8_normalization",),
-        key=("weight", "weight_scale?", "input_scale?"),
+        key=(tensor("weight"), optional("weight_scale"), optional("input_scale")),
         params=("weight", "weight_scale", "input_scale"),
         description="gfx942 load path: e4m3fn bytes as e4m3fnuz, 0x80 → 0, scales doubled",
     ),
@@ -108,7 +108,7 @@ CONTRACTS: list[Contract] = [
         kind="loader",
         backend="atom",
         checks=("weight_scales",),
-        key=("self@", "param@", "loaded_weight"),
+        key=(identity("self"), identity("param"), tensor("loaded_weight")),
         params=("self", "param", "loaded_weight"),
         description="remember the checkpoint values passed for each parameter (weight_scales compares the "
         "loaded weight and scale with them after process_weights_after_loading)",
@@ -118,7 +118,7 @@ CONTRACTS: list[Contract] = [
         kind="loader",
         backend="atom",
         checks=("weight_scan", "weight_scales"),
-        key=("self@",),
+        key=(identity("self"),),
         description="scan a linear layer's weights after loading; judge each weight scale against its bytes "
         "and checkpoint",
     ),
@@ -127,7 +127,7 @@ CONTRACTS: list[Contract] = [
         kind="loader",
         backend="atom",
         checks=("weight_scan", "weight_scales"),
-        key=("self@",),
+        key=(identity("self"),),
         options={"resolve_class": class_behind_lazy_wrapper},
         description="scan an MoE layer's weights after its own step (on the class behind LazyMoEWrapper)",
     ),

@@ -3,7 +3,8 @@
 What ``backend_selection`` (a generic check) needs to know about ATOM, read
 from ATOM main's sources: which modules hold ``use_triton*`` selectors, how
 MoE quant methods record their choice, where ATOM registers its named layers,
-and how to make it choose Triton.
+and how to make it choose Triton.  The check reads it through ATOM's
+:data:`LIBRARY` (:mod:`quantguard.contracts.libraries`), never from here.
 """
 
 from __future__ import annotations
@@ -12,10 +13,24 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["ATOM_PATHS", "MOE_TRITON_HINT", "atom_selectors", "layer_name", "moe_choice", "moe_selections"]
+from quantguard.contracts.libraries import BackendSelection, InstanceChoice, Library
+
+__all__ = [
+    "ATOM_PATHS",
+    "LIBRARY",
+    "MOE_TRITON_HINT",
+    "atom_selectors",
+    "layer_name",
+    "moe_choice",
+    "moe_selections",
+]
 
 #: How to make ATOM main's MoE layers choose Triton.
 MOE_TRITON_HINT = "ATOM main: set ATOM_USE_TRITON_MOE=1, or ATOM_USE_TRITON_GEMM=1 on gfx95x"
+#: How ATOM avoids CK GEMMs (named when a CK kernel runs in a CK-free build).
+_CK_HINT = "ATOM: use_triton_gemm()"
+#: What an MoE layer whose quant method did not choose Triton runs.
+_MOE_KERNELS = "AITER's CK/ASM MoE kernels"
 
 #: The ATOM modules whose GEMM paths must go to Triton in CK-free mode.
 ATOM_PATHS = ("atom.model_ops.linear", "atom.model_ops.attention_mla", "atom.model_ops.moe")
@@ -93,3 +108,40 @@ def moe_selections(model: Any = None) -> list[tuple[str, str, bool]]:
         seen.add(id(layer))
         found.append((layer_name(layer, name), type(method).__qualname__, chosen))
     return found
+
+
+def _moe_instance(layer: str, method: str, chosen: bool) -> InstanceChoice:
+    return InstanceChoice(
+        layer=layer,
+        selector=f"{method}.use_triton",
+        path=f"atom.model_ops.moe.{method}.use_triton",
+        chosen=chosen,
+        kernels=_MOE_KERNELS,
+        hint=MOE_TRITON_HINT,
+    )
+
+
+def _instance_choices(model: Any) -> list[InstanceChoice]:
+    return [_moe_instance(layer, method, chosen) for layer, method, chosen in moe_selections(model)]
+
+
+def _instance_choice(method: Any, layer: Any, known_layer: str) -> InstanceChoice | None:
+    chosen = moe_choice(method)
+    if chosen is None:
+        return None
+    return _moe_instance(known_layer or layer_name(layer), type(method).__qualname__, chosen)
+
+
+#: ATOM calls AITER on the user's behalf (its frames are user code) and selects the GEMM backend:
+#: module-level ``use_triton*`` selectors, and each MoE quant method's ``use_triton``.
+LIBRARY = Library(
+    name="atom",
+    packages=("atom",),
+    selection=BackendSelection(
+        modules=("atom.model_ops",),
+        selectors=atom_selectors,
+        instance_choices=_instance_choices,
+        instance_choice=_instance_choice,
+        ck_hint=_CK_HINT,
+    ),
+)

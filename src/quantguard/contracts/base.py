@@ -10,13 +10,18 @@ own with :func:`quantguard.register`.
 Target paths: ``"pkg.module.function"`` (the last dot separates module and
 attribute) or, for attributes of objects, ``"pkg.module:object.attribute"``.
 
-Signature keys (``Contract.key``), one entry per parameter, by name:
+Signature keys (``Contract.key``) say, per parameter, what of an argument the
+cached plan verdict depends on; each entry is built by one named constructor:
 
-``"x"``   tensor: shape and dtype
-``"x+"``  tensor: shape, dtype and strides (layouts that strides can reveal)
-``"x@"``  long-lived tensor (weights): object identity, metadata re-verified on sampled calls
-``"x?"``  tensor or ``None``: shape and dtype, or ``None``
-``"x="``  plain value (bool, int, float, str, dtype, None)
+``tensor("x")``      shape and dtype: what plan checks read of most tensors
+``strided("x")``     shape, dtype and strides: for scale layouts that only strides reveal
+``identity("w")``    object identity: long-lived tensors (weights), whose metadata is
+                     re-verified on sampled calls instead of read on every call
+``optional("x")``    a tensor or ``None``: shape and dtype, or ``None``
+``value("x")``       a plain value (bool, int, float, str, dtype, None) used as is
+
+Users' own contracts may still spell keys in the older string form, converted
+when the contract is built: ``"x"``, ``"x+"``, ``"x@"``, ``"x?"``, ``"x="``.
 """
 
 from __future__ import annotations
@@ -24,12 +29,23 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:  # pragma: no cover
     from quantguard.engine.calls import CallRecord
 
-__all__ = ["Contract", "KeyParam", "parse_key", "split_target", "target_matches"]
+__all__ = [
+    "Contract",
+    "KeyParam",
+    "identity",
+    "optional",
+    "parse_key",
+    "split_target",
+    "strided",
+    "target_matches",
+    "tensor",
+    "value",
+]
 
 KINDS = ("quant", "gemm", "transform", "routing", "moe", "jit", "loader", "selector", "factory", "kernel")
 _KEY_KINDS = {"": "tensor", "+": "strided", "@": "identity", "?": "optional", "=": "value"}
@@ -37,16 +53,57 @@ _KEY_KINDS = {"": "tensor", "+": "strided", "@": "identity", "?": "optional", "=
 
 @dataclass(frozen=True)
 class KeyParam:
+    """One parameter of a contract's metadata signature; build it with :func:`tensor`, :func:`value`, ...."""
+
     name: str
     kind: str  # tensor | strided | identity | optional | value
 
+    def __post_init__(self) -> None:
+        if not self.name.isidentifier():
+            raise ValueError(f"contract key parameter {self.name!r}: expected a parameter name")
+        if self.kind not in _KEY_KINDS.values():
+            raise ValueError(
+                f"contract key parameter {self.name!r}: kind {self.kind!r} is not one of {', '.join(_KEY_KINDS.values())}"
+            )
 
-def parse_key(entries: tuple[str, ...]) -> tuple[KeyParam, ...]:
+
+def tensor(name: str) -> KeyParam:
+    """A tensor keyed by shape and dtype: enough for the plan checks of most operands."""
+    return KeyParam(name, "tensor")
+
+
+def strided(name: str) -> KeyParam:
+    """A tensor keyed by shape, dtype and strides: a scale whose layout only its strides reveal."""
+    return KeyParam(name, "strided")
+
+
+def identity(name: str) -> KeyParam:
+    """A long-lived object (a weight, a layer) keyed by identity: one ``id()`` per call instead of its
+    metadata; a tensor's metadata is re-verified on sampled calls, so an in-place change is still seen."""
+    return KeyParam(name, "identity")
+
+
+def optional(name: str) -> KeyParam:
+    """A tensor or ``None`` (an optional bias or scale): shape and dtype, or ``None``."""
+    return KeyParam(name, "optional")
+
+
+def value(name: str) -> KeyParam:
+    """A plain value (bool, int, float, str, dtype, None) that selects behaviour: keyed as is."""
+    return KeyParam(name, "value")
+
+
+def parse_key(entries: tuple[KeyParam | str, ...]) -> tuple[KeyParam, ...]:
+    """Key entries as :class:`KeyParam`; strings in the older form (``"x"``, ``"x+"``, ``"x@"``,
+    ``"x?"``, ``"x="``) are converted, so users' existing contracts keep working."""
     params = []
     for entry in entries:
-        suffix = entry[-1] if entry and entry[-1] in "+@?=" else ""
+        if isinstance(entry, KeyParam):
+            params.append(entry)
+            continue
+        suffix = entry[-1] if isinstance(entry, str) and entry and entry[-1] in "+@?=" else ""
         name = entry[:-1] if suffix else entry
-        if not name.isidentifier():
+        if not isinstance(name, str) or not name.isidentifier():
             raise ValueError(f"contract key entry {entry!r}: expected a parameter name with an optional suffix + @ ? =")
         params.append(KeyParam(name, _KEY_KINDS[suffix]))
     return tuple(params)
@@ -78,7 +135,9 @@ class Contract:
         backend: which implementation family it belongs to (``hip``, ``ck``,
             ``cktile``, ``asm``, ``triton``, ``hipblaslt``, ``torch``, ``atom``...).
         checks: ids of the checks that apply (see ``quantguard.checks``).
-        key: parameters forming the metadata signature that plan verdicts are cached by.
+        key: parameters forming the metadata signature that plan verdicts are cached by, built with
+            :func:`tensor`, :func:`strided`, :func:`identity`, :func:`optional`, :func:`value`
+            (strings in the older form are converted when the contract is built).
         interpret: adapter turning a bound call into the normalized view checks read
             (a ``QuantView``, ``GemmView``...); it encodes the library's semantics.
         params: expected parameter names in order, for version-drift detection.
@@ -101,7 +160,7 @@ class Contract:
     kind: str
     backend: str
     checks: tuple[str, ...] = ()
-    key: tuple[str, ...] = ()
+    key: tuple[KeyParam | str, ...] = ()
     interpret: Callable[[CallRecord], Any] | None = None
     params: tuple[str, ...] | None = None
     relied_defaults: Mapping[str, str] = field(default_factory=dict)
@@ -119,7 +178,7 @@ class Contract:
         split_target(self.target)
         if self.kind not in KINDS:
             raise ValueError(f"contract {self.target}: kind {self.kind!r} is not one of {', '.join(KINDS)}")
-        parse_key(self.key)
+        object.__setattr__(self, "key", parse_key(self.key))  # frozen: the one normalization, at build time
 
     @property
     def module(self) -> str:
@@ -131,7 +190,8 @@ class Contract:
 
     @property
     def key_params(self) -> tuple[KeyParam, ...]:
-        return parse_key(self.key)
+        """``key`` as :class:`KeyParam` entries (always, once the contract is built)."""
+        return cast("tuple[KeyParam, ...]", self.key)  # normalized in __post_init__
 
     @property
     def name(self) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from quantguard.contracts.base import Contract
+from quantguard.contracts.base import Contract, identity, optional, tensor, value
 from quantguard.contracts.views import GemmView
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -62,7 +62,14 @@ CONTRACTS: list[Contract] = [
         kind="gemm",
         backend="torch",
         checks=("scale_tensors", "fp8_variant", "scale_values", "gemm_numerics", "nonfinite"),
-        key=("self", "mat2@", "scale_a", "scale_b@", "bias?", "out_dtype="),
+        key=(
+            tensor("self"),
+            identity("mat2"),
+            tensor("scale_a"),
+            identity("scale_b"),
+            optional("bias"),
+            value("out_dtype"),
+        ),
         interpret=_interpret_scaled_mm,
         signature_of=_scaled_mm_signature,
         params=("self", "mat2", "scale_a", "scale_b", "bias", "scale_result", "out_dtype", "use_fast_accum"),

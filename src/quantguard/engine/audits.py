@@ -1,13 +1,15 @@
 """Whole-process audits run when contracts are applied (not per call).
 
-* Backend selection: in CK-free mode every ATOM selector on the linear,
-  attention_mla and moe paths must choose Triton.
+* Backend selection: in CK-free mode every backend selector of a calling
+  library (ATOM's on the linear, attention_mla and moe paths) must choose Triton.
 * Weight pairs: ``attach(model)`` registers the model's weight/scale pairs at once.
-* ASM coverage: ASM-looking functions (``*_ASM``/``*_asm``) in the loaded AITER
-  that no contract names are reported (``quantguard.uncovered_kernels``); when
-  the CK-free ASM policy is active they are guarded by it too, so an ASM kernel
-  is blocked however it is reached.
-Each finding is reported once per runtime.
+* ASM coverage: ASM-looking functions (by their library's naming rule, e.g.
+  AITER's ``*_ASM``/``*_asm``) in loaded library modules that no contract names
+  are reported (``quantguard.uncovered_kernels``); when the CK-free ASM policy
+  is active they are guarded by it too, so an ASM kernel is blocked however it
+  is reached.
+Each finding is reported once per runtime.  Which libraries, selectors and
+naming rules exist is the contracts' knowledge (``quantguard.contracts``).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import types
 from typing import TYPE_CHECKING, Any
 
 from quantguard import events
+from quantguard.contracts import asm_functions_loaded, backend_selections, library_of
 
 if TYPE_CHECKING:  # pragma: no cover
     from quantguard.engine.runtime import Applied, Runtime
@@ -63,28 +66,14 @@ class Audits:
 
     @staticmethod
     def uncovered_asm(runtime: Runtime) -> list[str]:
-        """ASM-looking functions defined in loaded ``aiter`` modules that no contract names."""
-        from quantguard.contracts.aiter import is_asm_name
-
-        found = []
-        for module_name, module in list(sys.modules.items()):
-            if module is None or not (module_name == "aiter" or module_name.startswith("aiter.")):
-                continue
-            for name, value in list(vars(module).items()):
-                path = f"{module_name}.{name}"
-                if (
-                    callable(value)
-                    and not isinstance(value, type)
-                    and is_asm_name(path)
-                    and _defined_here(value, module_name, name)
-                    and path not in runtime.contracts
-                ):
-                    found.append(path)
-        return sorted(found)
+        """ASM-looking functions defined in loaded library modules that no contract names."""
+        return sorted(
+            path
+            for path, module_name, name, value in asm_functions_loaded()
+            if _defined_here(value, module_name, name) and path not in runtime.contracts
+        )
 
     def _asm_coverage(self, runtime: Runtime) -> None:
-        if not any(name.startswith("aiter.") for name in list(sys.modules)):
-            return
         try:
             fresh = [path for path in self.uncovered_asm(runtime) if path not in self._announced]
             if not fresh:
@@ -130,7 +119,7 @@ class Audits:
             runtime.reporter.internal_error("quantguard.attach", "weight_pairs", exc)
 
     def _backend_selection(self, runtime: Runtime, model: Any = None) -> None:
-        if not any(name.startswith("atom.model_ops") for name in list(sys.modules)):
+        if not any(selection.loaded() for selection in backend_selections()):
             return  # nothing to audit, and no reason to import the checks (and torch) yet
         from quantguard.checks.backend_selection import audit_backend_selection
 
@@ -139,6 +128,8 @@ class Audits:
                 if (path, finding.message) in self._reported:
                     continue
                 self._reported.add((path, finding.message))
-                runtime.reporter.violation(path, finding, f"<audit {path}>", {"backend": "atom"})
+                library = library_of(path)
+                extra = {"backend": library.name} if library is not None else None
+                runtime.reporter.violation(path, finding, f"<audit {path}>", extra)
         except Exception as exc:
             runtime.reporter.internal_error("backend_selection", "audit", exc)

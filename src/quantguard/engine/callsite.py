@@ -8,19 +8,20 @@ from __future__ import annotations
 
 import sys
 
+from quantguard.contracts import internal_packages
+
 __all__ = ["find_callsite", "INTERNAL_PREFIXES"]
 
-#: Modules whose frames are skipped: ours, the guarded library, and call plumbing.
+#: Modules whose frames are skipped: ours and call plumbing (and the guarded library's: ``internal_packages``).
 INTERNAL_PREFIXES = (
     "quantguard.",
-    "aiter.",
     "wrapt.",
     "functools",
     "contextlib",
     "torch._ops",
     "torch.utils._contextlib",
 )
-_INTERNAL_EXACT = ("quantguard", "aiter", "wrapt")
+_INTERNAL_EXACT = ("quantguard", "wrapt")
 #: Our own packages that play the role of user code (the simulator's workload).
 _USER_PREFIXES = ("quantguard.sim.workload", "quantguard.cli.", "quantguard.validate")
 
@@ -28,7 +29,11 @@ _USER_PREFIXES = ("quantguard.sim.workload", "quantguard.cli.", "quantguard.vali
 def _is_internal(module_name: str) -> bool:
     if module_name.startswith(_USER_PREFIXES):
         return False
-    return module_name in _INTERNAL_EXACT or module_name.startswith(INTERNAL_PREFIXES)
+    return (
+        module_name in _INTERNAL_EXACT
+        or module_name.startswith(INTERNAL_PREFIXES)
+        or module_name.partition(".")[0] in internal_packages()
+    )
 
 
 def find_callsite(depth: int = 1, extra_internal: tuple[str, ...] = ()) -> str:

@@ -35,6 +35,8 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from quantguard._fork import abandon
+
 if TYPE_CHECKING:  # pragma: no cover
     from quantguard.engine.calls import CallRecord
     from quantguard.engine.guard import GuardState
@@ -291,8 +293,9 @@ class EagerSnapshots:
 
     def after_fork(self) -> None:
         """In a forked child: the parent's samples, rings and lock are not this process's."""
-        global _RINGS_LOCK
+        global _RINGS_LOCK, _RINGS
         _RINGS_LOCK = self._lock = threading.Lock()
-        _RINGS.clear()
+        abandon(_RINGS, self._pending)  # the parent's device memory: freeing it would abort this child
+        _RINGS = {}
         self._pending = collections.deque()
         self._drain_queued = False

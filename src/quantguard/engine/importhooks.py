@@ -1,100 +1,70 @@
-"""Run a callback every time a watched module finishes loading.
+"""Run a callback every time a watched module finishes loading, through wrapt's post-import hooks.
 
-Modelled on ``wrapt.importer`` (a meta-path finder whose chained loader
-notifies after ``exec_module``), with two differences quantguard needs:
-watches persist across re-imports (a module removed from ``sys.modules`` and
-imported again is patched again), and watches can be removed on ``disable()``.
-The finder keeps itself at the front of ``sys.meta_path`` so it sees imports
-before other finders resolve them.
+``wrapt.importer`` does the work: its finder chains the module's loader, and a
+hook registered with ``wrapt.register_post_import_hook`` runs once the module
+has executed (wrapt 1.15 or later: it drops a hook once fired).  Three things
+wrapt does differently from what the engine needs are adapted here:
+
+- wrapt forgets a hook once it fired, so a module removed from ``sys.modules``
+  and imported again would go unpatched: the finder below arms a new hook
+  each time a watched module is about to be imported anew;
+- wrapt cannot remove a hook: after :func:`unwatch` an armed hook still fires,
+  and calls nothing;
+- wrapt calls a hook at once when its module is already imported; quantguard
+  patches loaded modules itself, so a watch only ever arms for a module that
+  is not loaded yet.
+
+``importlib.reload`` is not an import anew: a reloaded module is not reported.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 import threading
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
+import wrapt
+from wrapt.importer import ImportHookFinder
+
 __all__ = ["watch", "unwatch"]
 
 _callbacks: dict[str, list[Callable[[ModuleType], None]]] = {}
+#: Names with a wrapt hook waiting for their next import (it stays registered after ``unwatch``).
+_armed: set[str] = set()
 _lock = threading.RLock()
 
 
-class _NotifyingLoader:
-    """Proxy for a loader that notifies quantguard after the module executed."""
-
-    def __init__(self, loader: Any) -> None:
-        self._loader = loader
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._loader, name)
-
-    def create_module(self, spec: Any) -> Any:
-        create = getattr(self._loader, "create_module", None)
-        return create(spec) if create is not None else None
-
-    def exec_module(self, module: ModuleType) -> None:
-        if getattr(module, "__loader__", None) is self:
-            module.__loader__ = self._loader
-        spec = getattr(module, "__spec__", None)
-        if spec is not None and spec.loader is self:
-            spec.loader = self._loader
-        self._loader.exec_module(module)
-        _notify(module)
-
-
-class _WatchFinder:
-    """Meta-path finder: for watched names, find the real spec and chain its loader."""
-
-    def __init__(self) -> None:
-        self._in_progress = threading.local()
-
-    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
-        with _lock:
-            if fullname not in _callbacks:
-                return None
-        busy = getattr(self._in_progress, "names", None)
-        if busy is None:
-            busy = self._in_progress.names = set()
-        if fullname in busy:
-            return None
-        busy.add(fullname)
-        try:
-            spec = importlib.util.find_spec(fullname)
-        except (ImportError, ValueError):
-            return None
-        finally:
-            busy.discard(fullname)
-        if (
-            spec is not None
-            and spec.loader is not None
-            and hasattr(spec.loader, "exec_module")
-            and not isinstance(spec.loader, _NotifyingLoader)
-        ):
-            spec.loader = _NotifyingLoader(spec.loader)
-        return spec
-
-
-_finder = _WatchFinder()
-
-
-def _ensure_finder_first() -> None:
-    if not sys.meta_path or sys.meta_path[0] is not _finder:
-        try:
-            sys.meta_path.remove(_finder)
-        except ValueError:
-            pass
-        sys.meta_path.insert(0, _finder)
-
-
-def _notify(module: ModuleType) -> None:
+def _arm(module_name: str) -> None:
+    """Register a wrapt hook for the next import of ``module_name``, unless one is waiting already."""
     with _lock:
+        if module_name in _armed or module_name not in _callbacks:
+            return
+        _armed.add(module_name)
+    # outside the lock: if another thread imported the module meanwhile, wrapt calls the hook right here
+    wrapt.register_post_import_hook(_loaded, module_name)
+
+
+def _loaded(module: ModuleType) -> None:
+    """wrapt's hook: the module executed; call whoever watches it now."""
+    with _lock:
+        _armed.discard(module.__name__)
         callbacks = list(_callbacks.get(module.__name__, ()))
     for callback in callbacks:
         callback(module)
+
+
+class _RearmingFinder(ImportHookFinder):
+    """wrapt's finder, arming a fresh hook first when a watched module is imported anew."""
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
+        if fullname in _callbacks and fullname not in sys.modules:
+            _arm(fullname)
+        return super().find_spec(fullname, path, target)
+
+
+_finder = _RearmingFinder()
 
 
 def watch(module_name: str, callback: Callable[[ModuleType], None]) -> None:
@@ -105,10 +75,17 @@ def watch(module_name: str, callback: Callable[[ModuleType], None]) -> None:
     """
     with _lock:
         _callbacks.setdefault(module_name, []).append(callback)
-        _ensure_finder_first()
+        # at the front: a finder before it that found the module would keep the hook from being chained
+        if not sys.meta_path or sys.meta_path[0] is not _finder:
+            if _finder in sys.meta_path:
+                sys.meta_path.remove(_finder)
+            sys.meta_path.insert(0, _finder)
+    if module_name not in sys.modules:
+        _arm(module_name)
 
 
 def unwatch(module_name: str, callback: Callable[[ModuleType], None]) -> None:
+    """Stop calling ``callback`` for ``module_name`` (a hook already armed with wrapt then calls nothing)."""
     with _lock:
         callbacks = _callbacks.get(module_name, [])
         if callback in callbacks:

@@ -14,10 +14,13 @@ from typing import Any
 
 from quantguard import events
 from quantguard.config import Config, resolve_config
+from quantguard.config_audit import audit_config
 from quantguard.contracts.base import Contract
 from quantguard.engine.audits import Audits
 from quantguard.engine.references import StaleReferences
+from quantguard.engine.reporter import format_exception
 from quantguard.engine.runtime import Runtime
+from quantguard.engine.termination import TerminationSummary
 
 __all__ = ["enable", "disable", "is_enabled", "register", "current_runtime", "registered_contracts"]
 
@@ -66,59 +69,137 @@ def _config_summary(config: Config) -> dict[str, Any]:
     }
 
 
-def enable(**options: Any) -> Runtime:
-    """Turn quantguard on (or reconfigure it).  Raises ``ValueError`` on bad options."""
-    global _runtime, _atexit_registered
+def enable(**options: Any) -> Runtime | None:
+    """Turn quantguard on (or reconfigure it).
+
+    Raises :class:`~quantguard.errors.ConfigError` (a ``ValueError``) on bad
+    options: that is the caller's input.  An internal error while enabling is
+    never raised into the host: it is logged as ``quantguard.internal_error``
+    (target ``quantguard.enable``), everything already patched is restored,
+    quantguard stays off (``is_enabled()`` is False) and ``None`` is returned.
+    """
+    global _runtime
     with _lock:
         config = resolve_config(options, os.environ)
-        if _runtime is not None:
-            if config == _runtime.config:
-                return _runtime
-            events.configure(config.log, config.log_format)
-            _runtime.reconfigure(config)
-            events.emit(
-                events.ENABLED,
-                "info",
-                reconfigured=True,
-                config=_config_summary(config),
-                contracts=len(_runtime.contracts),
-                platform=_runtime.platform.as_dict(),
-            )
+        if _runtime is not None and config == _runtime.config:
             return _runtime
-        events.configure(config.log, config.log_format)
-        runtime = Runtime(config, registered_contracts())
-        runtime.extensions += [Audits(), StaleReferences()]
-        _runtime = runtime
-        events.emit(
-            events.ENABLED,
-            "info",
-            reconfigured=False,
-            config=_config_summary(config),
-            contracts=len(runtime.contracts),
-            platform=runtime.platform.as_dict(),
-        )
-        runtime.apply_all()
-        if not _atexit_registered:
-            atexit.register(_at_exit)
-            _atexit_registered = True
-        return runtime
+        try:
+            return _reconfigure(_runtime, config) if _runtime is not None else _start(config)
+        except Exception as exc:
+            _fail_closed("quantguard.enable", exc)
+            return None
+
+
+def _start(config: Config) -> Runtime:
+    global _runtime, _atexit_registered
+    events.configure(config.log, config.log_format)
+    runtime = Runtime(config, registered_contracts())
+    runtime.extensions += [Audits(), StaleReferences()]
+    _runtime = runtime
+    _announce(runtime, reconfigured=False)
+    runtime.apply_all()
+    _warn_about_config(runtime)
+    if not _atexit_registered:
+        atexit.register(_at_exit)
+        _atexit_registered = True
+    _termination.install(config.summary_at_exit)
+    return runtime
+
+
+def _reconfigure(runtime: Runtime, config: Config) -> Runtime:
+    events.configure(config.log, config.log_format)
+    runtime.reconfigure(config)
+    _announce(runtime, reconfigured=True)
+    _warn_about_config(runtime)
+    _termination.install(config.summary_at_exit)
+    return runtime
+
+
+def _announce(runtime: Runtime, reconfigured: bool) -> None:
+    events.emit(
+        events.ENABLED,
+        "info",
+        reconfigured=reconfigured,
+        config=_config_summary(runtime.config),
+        contracts=len(runtime.contracts),
+        platform=runtime.platform.as_dict(),
+    )
+
+
+def _warn_about_config(runtime: Runtime) -> None:
+    """One ``quantguard.config_warning`` per setting that cannot do what it says (see config_audit)."""
+    for warning in audit_config(runtime.config, runtime.contracts, os.environ):
+        events.emit(events.CONFIG_WARNING, "warning", **warning.as_fields())
+
+
+def _fail_closed(stage: str, exc: BaseException) -> None:
+    """An internal error in enable/disable: log it, restore every original, leave quantguard off."""
+    global _runtime
+    runtime, _runtime = _runtime, None
+    _termination.uninstall()
+    events.emit(
+        events.INTERNAL_ERROR,
+        "error",
+        target=stage,
+        check="lifecycle",
+        error=f"{type(exc).__name__}: {exc}",
+        traceback=format_exception(exc),
+    )
+    if runtime is None:
+        return
+    for step in (runtime.unapply_all, _stop_executor(runtime), _remove_layer_hooks(runtime)):
+        try:
+            step()
+        except Exception as again:  # restore what can be restored; say what could not
+            events.emit(
+                events.INTERNAL_ERROR,
+                "error",
+                target=stage,
+                check="lifecycle_rollback",
+                error=f"{type(again).__name__}: {again}",
+                traceback=format_exception(again),
+            )
+
+
+def _stop_executor(runtime: Runtime) -> Any:
+    def stop() -> None:
+        if runtime._executor is not None:
+            runtime._executor.stop()
+
+    return stop
+
+
+def _remove_layer_hooks(runtime: Runtime) -> Any:
+    def remove() -> None:
+        for hooks in runtime.layer_hooks:
+            hooks.remove()
+        runtime.layer_hooks.clear()
+
+    return remove
 
 
 def disable() -> dict[str, Any] | None:
-    """Restore every original, emit ``quantguard.summary`` and ``quantguard.disabled``."""
+    """Restore every original, emit ``quantguard.summary`` and ``quantguard.disabled``.
+
+    Never raises: an internal error is logged, the restoring goes on, and
+    quantguard ends off either way.
+    """
     global _runtime
     with _lock:
         runtime = _runtime
         if runtime is None:
             return None
-        summary = runtime.emit_summary()
-        if runtime._executor is not None:
-            runtime._executor.stop()
-        restored = runtime.unapply_all()
-        for hooks in runtime.layer_hooks:
-            hooks.remove()
-        runtime.layer_hooks.clear()
+        try:
+            summary = runtime.emit_summary()
+            if runtime._executor is not None:
+                runtime._executor.stop()
+            restored = runtime.unapply_all()
+            _remove_layer_hooks(runtime)()
+        except Exception as exc:
+            _fail_closed("quantguard.disable", exc)
+            return None
         _runtime = None
+        _termination.uninstall()
         events.emit(events.DISABLED, "info", restored_bindings=restored, violations=summary["violation_total"])
         return summary
 
@@ -140,12 +221,19 @@ def unregister(target: str) -> None:
 
 
 def _at_exit() -> None:
+    _emit_final_summary()
+
+
+def _emit_final_summary() -> None:
     runtime = _runtime
     if runtime is not None and runtime.config.summary_at_exit:
         try:
             runtime.emit_summary()
         except Exception:
             pass
+
+
+_termination = TerminationSummary(_emit_final_summary)
 
 
 def _after_fork_in_child() -> None:

@@ -34,15 +34,13 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from quantguard import events
-from quantguard.contracts.aiter import FACTORIES  # the library functions that hand out kernels
+from quantguard.contracts import kernel_factories  # the library functions that hand out kernels
 from quantguard.engine.aliases import Binding
 
 if TYPE_CHECKING:  # pragma: no cover
     from quantguard.engine.runtime import Applied, Runtime
 
 __all__ = ["StaleReferences"]
-
-#: Factories whose cached results hold AITER quant functions (module path, attribute).
 
 
 def _is_module_instance(obj: Any) -> bool:
@@ -217,7 +215,7 @@ class StaleReferences:
         )
 
     def _clear_factory_caches(self) -> None:
-        for path in FACTORIES:
+        for path in kernel_factories():
             module_name, _, name = path.rpartition(".")
             factory = getattr(sys.modules.get(module_name), name, None)
             clear = getattr(getattr(factory, "__wrapped__", factory), "cache_clear", None) or getattr(

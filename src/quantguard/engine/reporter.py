@@ -29,14 +29,29 @@ def format_exception(exc: BaseException) -> str:
     return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))[-4000:]
 
 
+#: Distinct internal errors logged per process; beyond this, errors are only counted.
+_MAX_DISTINCT_ERRORS = 1000
+
+
+def _error_site(exc: BaseException) -> tuple[str, str, int]:
+    """(exception type, file, line) of the innermost frame that raised it."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is None:
+        return (type(exc).__name__, "", 0)
+    return (type(exc).__name__, tb.tb_frame.f_code.co_filename, tb.tb_lineno)
+
+
 class Reporter:
-    __slots__ = ("config", "stats", "_violations", "_shadow")
+    __slots__ = ("config", "stats", "_violations", "_shadow", "_errors_logged")
 
     def __init__(self, config: Config) -> None:
         self.config = config
         self.stats = Stats()
         self._violations = RateLimiter(config.rate_limit_interval)
         self._shadow = RateLimiter(config.rate_limit_interval)
+        self._errors_logged: set[tuple[str, str, tuple[str, str, int]]] = set()
 
     def reconfigure(self, config: Config) -> None:
         self.config = config
@@ -151,8 +166,16 @@ class Reporter:
             )
 
     def internal_error(self, target: str, check: str, exc: BaseException) -> None:
-        """Log an internal error once per (target, check); count every occurrence."""
-        if self.stats.add_internal_error(target, check) == 1:
+        """Log each distinct internal error once per (target, check); count every occurrence.
+
+        Distinct means another exception type or another raising line: a
+        first, harmless error of a check must not hide a later, different one
+        of the same check (only exact repeats are folded into the count).
+        """
+        self.stats.add_internal_error(target, check)
+        signature = (target, check, _error_site(exc))
+        if signature not in self._errors_logged and len(self._errors_logged) < _MAX_DISTINCT_ERRORS:
+            self._errors_logged.add(signature)
             events.emit(
                 events.INTERNAL_ERROR,
                 "error",
@@ -164,5 +187,6 @@ class Reporter:
 
     def after_fork(self) -> None:
         self.stats.after_fork()
+        self._errors_logged = set()
         self._violations = RateLimiter(self.config.rate_limit_interval)
         self._shadow = RateLimiter(self.config.rate_limit_interval)

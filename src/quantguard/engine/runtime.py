@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from quantguard import events
 from quantguard.config import Config
-from quantguard.contracts.base import Contract, split_target, target_matches
+from quantguard.contracts import Contract, resets_platform, split_target, target_matches
 from quantguard.engine import importhooks
 from quantguard.engine.aliases import Binding, find_aliases, rebind
 from quantguard.engine.calls import Binder
@@ -97,6 +97,7 @@ class Runtime:
         #: Ops guarded at their dispatch ("aiter::name" -> Applied); one hook per op, whatever wrapper led to it.
         self._hooked_ops: dict[str, Applied] = {}
         self._lock = threading.RLock()
+        self._calls_at_fork: dict[str, int] = {}
         self.extensions: list[Any] = []
         from quantguard.engine.eager_snapshots import EagerSnapshots
         from quantguard.engine.graphs import GraphMonitor
@@ -203,7 +204,7 @@ class Runtime:
         """A watched module was (re)imported: apply its contracts (no alias scan needed: it is new)."""
         try:
             with self._lock:
-                if module.__name__.startswith("aiter"):
+                if resets_platform(module.__name__):
                     self._platform = None
                 patched_now = []
                 for contract in list(self.contracts.values()):
@@ -470,8 +471,10 @@ class Runtime:
             self.apply_all()
 
     def call_counts(self) -> dict[str, int]:
+        """Guarded calls per target made by this process (a forked child counts from its fork, like its stats)."""
+        inherited = self._calls_at_fork
         return {
-            target: applied.state.calls_so_far()
+            target: applied.state.calls_so_far() - inherited.get(target, 0)
             for target, applied in self.applied.items()
             if applied.state is not None
         }
@@ -492,6 +495,10 @@ class Runtime:
 
     def after_fork(self) -> None:
         self._lock = threading.RLock()
+        # The guards' call counters live on in the child; its stats start empty: so do its call counts,
+        # or per-process summaries summed by a report would count the parent's calls twice.
+        self._calls_at_fork = {}
+        self._calls_at_fork = self.call_counts()
         self.reporter.after_fork()
         self.sampler.after_fork()
         self.provenance.after_fork()

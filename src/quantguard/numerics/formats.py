@@ -30,6 +30,9 @@ __all__ = [
     "E2M1_VALUES",
     "saturating_cast",
     "round_to_format",
+    "e8m0_format",
+    "raw_bits",
+    "scale_storage",
 ]
 
 ROUNDING_MODES = ("up", "down", "even", "ceil")
@@ -77,6 +80,42 @@ def fp8_format(name: str | None) -> ElementFormat | None:
 
 def is_e8m0_dtype(dtype: torch.dtype) -> bool:
     return str(dtype).replace("torch.", "") == "float8_e8m0fnu"
+
+
+def e8m0_format(element: ElementFormat | None) -> ElementFormat:
+    """The format whose e8m0 constants (``t``, ``mbits``, max) a producer of ``element`` uses.
+
+    fp4 and the fp8 variants carry their own (t = 2, 8, 7); anything else gets
+    e4m3fn's as a default (AITER has no e8m0 scales for integer elements).
+    """
+    return element if element is not None and element.target_max_pow2 else FP8_E4M3FN
+
+
+_SAME_WIDTH_INTEGERS = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+
+
+def raw_bits(tensor: torch.Tensor) -> torch.Tensor:
+    """The same memory as integers of the same element size (integer tensors as they are).
+
+    Bytes then compare exactly (NaN payloads, -0) and are copied bit for bit by
+    the device kernels.  Raises ``ValueError`` for an element size no integer
+    dtype has.
+    """
+    if tensor.dtype in (torch.int8, torch.uint8, torch.int16, torch.int32, torch.int64):
+        return tensor
+    width = _SAME_WIDTH_INTEGERS.get(tensor.element_size())
+    if width is None:
+        raise ValueError(f"{tensor.dtype} elements are {tensor.element_size()} bytes: no integer dtype has that size")
+    return tensor.view(width)
+
+
+def scale_storage(scales: torch.Tensor) -> torch.Tensor:
+    """A scale tensor as layouts are read and compared: one-byte (e8m0) scales as uint8 codes, others as they are.
+
+    ``float8_e8m0fnu`` supports almost no torch operations, and a uint8
+    parameter holding e8m0 codes must not be read as numbers.
+    """
+    return scales.view(torch.uint8) if scales.element_size() == 1 else scales
 
 
 def _f32_bits(x: torch.Tensor) -> torch.Tensor:

@@ -22,7 +22,9 @@ __all__ = [
     "LAYOUT_NAMES",
     "memory_order",
     "read_scales",
+    "scale_address_strides",
     "mx_swizzle_index",
+    "mx_swizzled_size",
     "pad_to",
     "unshuffle_weight",
     "shuffle_weight",
@@ -45,6 +47,11 @@ def describe_layout(layout: str) -> str:
 
 def pad_to(value: int, multiple: int) -> int:
     return (value + multiple - 1) // multiple * multiple
+
+
+def mx_swizzled_size(rows: int, groups: int) -> int:
+    """Elements of the ``(pad256(rows), pad8(groups))`` buffer that holds ``rows x groups`` MX-swizzled scales."""
+    return pad_to(rows, 256) * pad_to(groups, 8)
 
 
 def memory_order(buffer: torch.Tensor) -> torch.Tensor | None:
@@ -101,11 +108,27 @@ def read_scales(
             return None
         return buffer[:rows, :groups][selected]
     if layout == "mx_swizzle":
-        if flat.numel() < pad_to(rows, 256) * pad_to(groups, 8):
+        if flat.numel() < mx_swizzled_size(rows, groups):
             return None
         index = mx_swizzle_index(rows, groups, flat.device)[selected]
         return flat[index]
     raise ValueError(f"unknown layout {layout!r}; known: {', '.join(LAYOUT_NAMES)}")
+
+
+def scale_address_strides(layout: str, tensor: torch.Tensor, rows: int, groups: int) -> tuple[int, int] | None:
+    """Element offsets ``(per row, per group)`` at which a reader (or writer) finds group ``(m, g)``.
+
+    :func:`read_scales` as strides, for the device kernels that address scales
+    themselves: ``row_major`` is ``m * G + g``, ``transposed`` ``g * M + m``;
+    ``None`` for a layout that is not a pair of strides (the MX swizzle).
+    """
+    if layout == "logical":
+        return (tensor.stride(0), tensor.stride(1)) if tensor.dim() == 2 else None
+    if layout == "row_major":
+        return (groups, 1)
+    if layout == "transposed":
+        return (1, rows)
+    return None
 
 
 def _elements(weight: torch.Tensor) -> torch.Tensor:

@@ -334,6 +334,9 @@ class Aggregator:
             differences = as_strings(event.get("differences"))
             disabled = as_strings(event.get("disabled_checks"))
             detail = "; ".join(differences) + (f" (checks off: {', '.join(disabled)})" if disabled else "")
+        elif kind == "config_warning":
+            target = as_text(event.get("variable")) or as_text(event.get("option"), _UNKNOWN)
+            detail = as_text(event.get("message"))
         elif kind == "stale_reference":
             if event.get("rebound") is True:
                 return
@@ -367,6 +370,7 @@ class Aggregator:
         names.TARGET_MISMATCH: _on_coverage,
         names.STALE_REFERENCE: _on_coverage,
         names.UNCOVERED_KERNELS: _on_coverage,
+        names.CONFIG_WARNING: _on_coverage,
     }
 
 

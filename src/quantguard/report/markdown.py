@@ -98,10 +98,12 @@ def _header(report: Report) -> list[str]:
     if not report.events:
         verdict = f"**Verdict: NO EVENTS** · exit code {code} · the logs hold no quantguard event"
     else:
+        word = "FAIL" if report.failing else ("INCOMPLETE" if any(s.truncated for s in report.files) else "PASS")
         verdict = (
-            f"**Verdict: {'FAIL' if report.failing else 'PASS'}** · exit code {code} · "
-            f"{len(failing)} of {len(configurations)} configuration(s) fail"
+            f"**Verdict: {word}** · exit code {code} · {len(failing)} of {len(configurations)} configuration(s) fail"
         )
+        if word == "INCOMPLETE":
+            verdict += " · a log was cut short, so the run cannot pass"
     lines = ["# quantguard report", "", verdict, ""]
     span = f", {report.first_timestamp} to {report.last_timestamp}" if report.first_timestamp else ""
     lines.append(f"Read {report.events} event(s) from {len(report.files)} file(s){span}.")
@@ -490,7 +492,8 @@ def _coverage(report: Report) -> list[str]:
         "### Coverage notes",
         "",
         "What quantguard could not guard as declared: drifted signatures (some checks off), functions missing "
-        "from this AITER, references it could not rebind, ASM kernels no contract names.",
+        "from this AITER, references it could not rebind, ASM kernels no contract names, settings that cannot "
+        "do what they say (config_warning).",
         "",
     ]
     if not report.coverage:

@@ -144,6 +144,9 @@ def read_events(path: str | Path, stats: FileStats | None = None) -> Iterator[di
                 if line is None:
                     stats._count_malformed("too_long", stats.lines)
                     continue
+                if not line.endswith(b"\n"):
+                    # quantguard writes whole lines: a last line without its newline is a cut-off write
+                    stats.truncated = f"ends in a partial line (line {stats.lines}, {len(line)} bytes)"
                 if not line.strip():
                     continue
                 event, reason = _classify(line)

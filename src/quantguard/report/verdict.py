@@ -4,7 +4,9 @@ A run fails on any error-severity violation, any blocked kernel (even a
 rerouted one: the selection that reached it is still wrong), any failed
 shadow comparison and any internal error.  Warnings are reported but do
 not fail.  A log with no events at all is its own code: a CI job whose
-quantguard never enabled must not pass silently.
+quantguard never enabled must not pass silently.  Nor does a log that was cut
+short (a full disk, a killed writer): it cannot pass, since the lost part
+could have held a failure.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ __all__ = ["EXIT_PASS", "EXIT_FAIL", "EXIT_USAGE", "EXIT_NO_EVENTS", "exit_code"
 EXIT_PASS = 0
 #: Something failed (see the module docstring for what counts).
 EXIT_FAIL = 1
-#: Bad arguments, or a log (or the output) that could not be read (written).
+#: Bad arguments, or a log (or the output) that could not be read (written), or a log cut short
+#: (truncated, or ending in a partial line): what is missing could have held a failure.
 EXIT_USAGE = 2
 #: The logs were readable but held no quantguard event.
 EXIT_NO_EVENTS = 3
@@ -44,4 +47,6 @@ def shadow_failed(event: Mapping[str, Any]) -> bool:
 def exit_code(report: Report) -> int:
     if not report.events:
         return EXIT_NO_EVENTS
-    return EXIT_FAIL if report.failing else EXIT_PASS
+    if report.failing:
+        return EXIT_FAIL
+    return EXIT_USAGE if any(stats.truncated for stats in report.files) else EXIT_PASS

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from quantguard._fork import abandon
 from quantguard.reentrancy import suppressed
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -248,6 +249,8 @@ class Executor:
         self._wakeup.set()
 
     def after_fork(self) -> None:
+        # The parent's queued jobs, stream and pinned buffers: freeing them would abort this child.
+        abandon(self._queue, self._stream, self._pinned)
         self._lock = threading.Lock()
         self._queue = collections.deque()
         self._thread = None

@@ -22,9 +22,10 @@ import torch
 
 from quantguard.contracts.views import GemmView
 from quantguard.numerics.dequant import expand_groups, fp8_values, scale_values, unpack_fp4
+from quantguard.numerics.formats import raw_bits
 from quantguard.numerics.layouts import unshuffle_weight
 from quantguard.numerics.metrics import batched_statistics
-from quantguard.shadow.operands import GemmOperands, describe, raw_bits, scale_args
+from quantguard.shadow.operands import GemmOperands, describe, scale_args
 
 __all__ = [
     "SnapshotLayout",

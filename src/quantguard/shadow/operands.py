@@ -17,21 +17,13 @@ import torch
 
 from quantguard.contracts.views import GemmView
 from quantguard.numerics.formats import is_e8m0_dtype
-from quantguard.numerics.layouts import memory_order
-from quantguard.shadow.references import scale_address_strides, x_scale_read_layout
+from quantguard.numerics.layouts import memory_order, scale_address_strides
+from quantguard.shadow.references import x_scale_read_layout
 from quantguard.shadow.triton_kernels import ELEMENT_KINDS, OUT_KINDS
 
-__all__ = ["Operand", "ScaleOperand", "GemmOperands", "describe", "raw_bits"]
+__all__ = ["Operand", "ScaleOperand", "GemmOperands", "describe"]
 
 _FP8_KINDS = {torch.float8_e4m3fn: "e4m3fn", torch.float8_e4m3fnuz: "e4m3fnuz"}
-
-
-def raw_bits(tensor: torch.Tensor) -> torch.Tensor:
-    """The same memory as an integer tensor of the same element size (copied bit for bit by kernels)."""
-    size = tensor.element_size()
-    if tensor.dtype in (torch.int8, torch.uint8, torch.int16, torch.int32, torch.int64):
-        return tensor
-    return tensor.view({1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}[size])
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ import torch
 
 from quantguard.contracts.views import GemmView
 from quantguard.numerics.dequant import expand_groups, fp8_values, scale_values, unpack_fp4
+from quantguard.numerics.formats import scale_storage
 from quantguard.numerics.layouts import read_scales, unshuffle_weight
 
 __all__ = [
@@ -42,7 +43,6 @@ __all__ = [
     "select_rows",
     "select_columns",
     "x_scale_read_layout",
-    "scale_address_strides",
     "dequantize_x_rows",
     "dequantize_w_columns",
     "output_columns",
@@ -178,20 +178,8 @@ def x_scale_read_layout(view: GemmView, x_scale: torch.Tensor) -> str:
     return layout
 
 
-def scale_address_strides(layout: str, tensor: torch.Tensor, rows: int, groups: int) -> tuple[int, int] | None:
-    """Element offsets ``(per row, per group)`` at which a reader (or writer) finds group ``(m, g)``."""
-    if layout == "logical":
-        return (tensor.stride(0), tensor.stride(1)) if tensor.dim() == 2 else None
-    if layout == "row_major":
-        return (groups, 1)
-    if layout == "transposed":
-        return (1, rows)
-    return None
-
-
 def _multipliers(scales: torch.Tensor, layout: str, rows: int, groups: int, selected: Any) -> torch.Tensor | None:
-    if scales.element_size() == 1:
-        scales = scales.view(torch.uint8)
+    scales = scale_storage(scales)
     if scales.numel() == 1:
         return scale_values(scales.reshape(1, 1))
     parts = selected.parts if isinstance(selected, Selection) else (selected,)
@@ -248,11 +236,9 @@ def _column_index_rows(scales: torch.Tensor, columns: ColumnBlocks, repeat: int)
 def dequantize_w_columns(view: GemmView, columns: ColumnBlocks) -> torch.Tensor | None:
     w_rows = _w_rows(view, columns)
     values = unpack_fp4(w_rows) if view.scheme == "mx" else fp8_values(w_rows, view.fp8_read_as)
-    scales = view.w_scale
-    if scales is None:
+    if view.w_scale is None:
         return values
-    if scales.element_size() == 1:
-        scales = scales.view(torch.uint8)
+    scales = scale_storage(view.w_scale)
     k = values.shape[-1]
     if scales.numel() == 1:
         return values * scale_values(scales.reshape(1, 1))

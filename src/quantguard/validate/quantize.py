@@ -3,7 +3,8 @@
 ``validate accuracy`` must run a user's model "with the chosen backend"
 without a serving engine, so this module swaps every ``nn.Linear`` (except the
 ones matched by ``skip``) for a :class:`QuantizedLinear` whose forward calls
-AITER's real quant and GEMM entry points (:mod:`quantize_kernels` says which).
+AITER's real quant and GEMM entry points (the row of
+:mod:`quantguard.contracts.aiter_paths` that :mod:`quantize_kernels` picks).
 The swap happens in place and is undone on exit, so the reference model and
 its quantized variants never coexist in memory::
 
@@ -23,7 +24,14 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from quantguard.validate.quantize_kernels import BACKENDS, SCHEMES, KernelPath, UnsupportedPath, kernel_path
+from quantguard.validate.quantize_kernels import (
+    BACKENDS,
+    SCHEMES,
+    KernelPath,
+    UnsupportedPath,
+    kernel_path,
+    quantize_weight,
+)
 
 __all__ = [
     "BACKENDS",
@@ -74,7 +82,7 @@ class QuantizedLinear(nn.Module):
         super().__init__()
         self.in_features, self.out_features = linear.in_features, linear.out_features
         self.path = path
-        self.operands = path.prepare(linear.weight.detach())
+        self.operands = path.prepare(quantize_weight(path.scheme, linear.weight.detach()))
         self.bias = linear.bias
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -104,7 +112,7 @@ def _plan(model: nn.Module, path: KernelPath, skip: Sequence[str]) -> tuple[dict
         elif not path.supports(module.out_features, module.in_features):
             kept[name] = (
                 f"N={module.out_features}, K={module.in_features}: {path.gemm} needs N a multiple of "
-                f"{path.out_multiple} and K of {path.in_multiple}"
+                f"{path.spec.n_multiple} and K of {path.spec.k_multiple}"
             )
         else:
             chosen[name] = module

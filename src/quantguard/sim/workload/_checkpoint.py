@@ -12,6 +12,7 @@ from collections.abc import Mapping
 
 import torch
 
+from quantguard.contracts import aiter_paths
 from quantguard.sim._kernels import e8m0, fp4
 from quantguard.sim.workload._config import ModelConfig
 
@@ -86,15 +87,20 @@ def _mxfp4(weight: torch.Tensor):
 
 
 def _quantize(weight: torch.Tensor, scheme: str):
+    """Values and scale of ``scheme``'s checkpoint, at the weight-scale granularity the AITER path table gives it."""
     if scheme == "bf16":
         return weight.to(torch.bfloat16), None
-    if scheme == "fp8_blockscale":
+    form = aiter_paths.SCHEMES[scheme]
+    granularity = (form.quant_dtype, form.weight_scale)
+    if granularity == ("fp8", "block_128x128"):
         return _fp8_block(weight)
-    if scheme == "fp8_per_token":
+    if granularity == ("fp8", "per_channel"):
         return _fp8_scaled(weight, weight.abs().amax(-1, keepdim=True) / _E4M3FN_MAX)
-    if scheme == "fp8_per_tensor":
+    if granularity == ("fp8", "per_tensor"):
         return _fp8_scaled(weight, (weight.abs().amax() / _E4M3FN_MAX).reshape(1))
-    return _mxfp4(weight)
+    if granularity == ("fp4x2", "mx_1x32"):
+        return _mxfp4(weight)
+    raise ValueError(f"the workload's checkpoint has no {scheme} format")
 
 
 def _scheme_of(name: str, schemes: Mapping[str, str]) -> str | None:

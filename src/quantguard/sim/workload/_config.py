@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from quantguard.contracts.aiter_paths import scheme_archs
+
 __all__ = ["DEFAULT_SCHEMES", "SCHEMES", "ModelConfig", "resolve_schemes"]
 
 #: Quantization schemes a layer family can use.
@@ -53,19 +55,21 @@ class ModelConfig:
 def resolve_schemes(arch: str, overrides: Mapping[str, str] | None = None) -> dict[str, str]:
     """The scheme of every layer family on ``arch``; ``overrides`` replace defaults.
 
-    gfx942 has no FP4 GEMM, so its default ``attn.o_proj`` is ``fp8_blockscale`` and
-    asking for ``mxfp4`` there is an error.
+    A default whose scheme AITER has no GEMM for on ``arch`` (MXFP4 on gfx942,
+    :func:`~quantguard.contracts.aiter_paths.scheme_archs`) becomes
+    ``fp8_blockscale``; asking for it there is an error.
     """
-    schemes = dict(DEFAULT_SCHEMES)
-    if arch == "gfx942":
-        schemes["attn.o_proj"] = "fp8_blockscale"
+    schemes = {
+        family: scheme if arch in scheme_archs(scheme) else "fp8_blockscale"
+        for family, scheme in DEFAULT_SCHEMES.items()
+    }
     for family, scheme in (overrides or {}).items():
         if family not in DEFAULT_SCHEMES:
             raise ValueError(f"unknown layer family {family!r}; known: {', '.join(DEFAULT_SCHEMES)}")
         allowed = _EXPERT_SCHEMES if family == "mlp.experts" else SCHEMES
         if scheme not in allowed:
             raise ValueError(f"scheme {scheme!r} is not available for {family!r}; accepted: {', '.join(allowed)}")
-        if scheme == "mxfp4" and arch == "gfx942":
-            raise ValueError("MXFP4 GEMMs do not exist on gfx942")
+        if scheme != "bf16" and arch not in scheme_archs(scheme):
+            raise ValueError(f"{scheme} GEMMs do not exist on {arch}")
         schemes[family] = scheme
     return schemes

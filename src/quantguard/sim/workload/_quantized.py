@@ -7,6 +7,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
+from quantguard.contracts import aiter_paths
 from quantguard.sim.workload._config import ModelConfig
 from quantguard.sim.workload._model import Decoder
 
@@ -14,15 +15,13 @@ __all__ = ["build_quantized_decoder", "load_checkpoint"]
 
 
 def _layer_kind(scheme: str):
+    """The ``QuantType`` and parameter dtype ATOM builds a layer of ``scheme`` with (from the AITER path table)."""
     from aiter import QuantType, dtypes
 
-    return {
-        "bf16": (QuantType.No, None),
-        "fp8_per_tensor": (QuantType.per_Tensor, dtypes.fp8),
-        "fp8_per_token": (QuantType.per_Token, dtypes.fp8),
-        "fp8_blockscale": (QuantType.per_1x128, dtypes.fp8),
-        "mxfp4": (QuantType.per_1x32, dtypes.fp4x2),
-    }[scheme]
+    if scheme == "bf16":
+        return QuantType.No, None
+    form = aiter_paths.SCHEMES[scheme]
+    return getattr(QuantType, form.quant_type), getattr(dtypes, form.quant_dtype)
 
 
 def _family(name: str) -> str:

@@ -5,7 +5,8 @@ Nothing is downloaded. With ``transformers`` installed the model is
 is a plain-torch decoder with the same module names
 (``model.layers.N.self_attn.q_proj``, ``model.layers.N.mlp.down_proj``,
 ``lm_head`` ...) and the same math (RMSNorm in fp32, rotate-half RoPE,
-grouped-query causal attention, SiLU-gated MLP). Both load one seeded state dict.
+grouped-query causal attention, SiLU-gated MLP), built from
+:mod:`quantguard.sim.decoder`'s blocks. Both load one seeded state dict.
 
 The weights are synthetic but shaped like a trained model's where it matters
 for a quantization check: each layer adds a small update to a residual stream
@@ -23,6 +24,18 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+from quantguard.sim.decoder import (
+    DecoderLayer,
+    DecoderStack,
+    GatedMLP,
+    GroupedQueryAttention,
+    KVCache,
+    LayerNames,
+    RMSNorm,
+    Rotary,
+    StackNames,
+)
 
 __all__ = ["TinyLlama", "TinyLlamaConfig", "TinyLlamaForCausalLM", "build_tiny_llama", "seeded_weights"]
 
@@ -85,131 +98,37 @@ def seeded_weights(config: TinyLlamaConfig) -> dict[str, torch.Tensor]:
     return weights
 
 
-class _KVCache:
-    """Keys and values of every layer for the positions processed so far."""
+class _LlamaParts:
+    """Plain ``nn.Linear`` layers, as Hugging Face builds them (``validate.quantize`` swaps exactly these)."""
 
-    def __init__(self, num_layers: int):
-        self.keys: list[torch.Tensor | None] = [None] * num_layers
-        self.values: list[torch.Tensor | None] = [None] * num_layers
-        self.length = 0
-
-    def extend(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.keys[layer] is not None:
-            k = torch.cat([self.keys[layer], k], dim=2)
-            v = torch.cat([self.values[layer], v], dim=2)
-        self.keys[layer], self.values[layer] = k, v
-        return k, v
+    def linear(self, name: str, in_features: int, out_features: int) -> nn.Module:
+        return nn.Linear(in_features, out_features, bias=False)
 
 
-class _RMSNorm(nn.Module):
-    def __init__(self, dim: int, eps: float):
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(dim))
-        self.eps = eps
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = x.float()
-        h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
-        return self.weight * h.to(x.dtype)
+_PARTS = _LlamaParts()
+_LAYER_NAMES = LayerNames(
+    input_norm="input_layernorm", attention="self_attn", post_norm="post_attention_layernorm", mlp="mlp"
+)
+_STACK_NAMES = StackNames(embed="embed_tokens", rotary="rotary_emb")
 
 
-def _rotate_half(x: torch.Tensor) -> torch.Tensor:
-    first, second = x.chunk(2, dim=-1)
-    return torch.cat((-second, first), dim=-1)
+def _norm(config: TinyLlamaConfig) -> RMSNorm:
+    # LlamaRMSNorm: fp32 weight, the normalised input rounded before the scale.
+    return RMSNorm(config.hidden_size, config.rms_norm_eps, scale_in_fp32=False)
 
 
-class _Rotary(nn.Module):
-    def __init__(self, config: TinyLlamaConfig):
-        super().__init__()
-        exponents = torch.arange(0, config.head_dim, 2, dtype=torch.float32) / config.head_dim
-        self.register_buffer("inv_freq", 1.0 / _ROPE_THETA**exponents, persistent=False)
-
-    def forward(self, x: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        freqs = positions.float()[:, None] * self.inv_freq.float()[None, :]
-        angles = torch.cat((freqs, freqs), dim=-1)
-        return angles.cos().to(x.dtype), angles.sin().to(x.dtype)
-
-
-class _Attention(nn.Module):
-    def __init__(self, config: TinyLlamaConfig):
-        super().__init__()
-        self.heads, self.kv_heads, self.head_dim = config.num_heads, config.num_kv_heads, config.head_dim
-        d = config.hidden_size
-        self.q_proj = nn.Linear(d, self.heads * self.head_dim, bias=False)
-        self.k_proj = nn.Linear(d, self.kv_heads * self.head_dim, bias=False)
-        self.v_proj = nn.Linear(d, self.kv_heads * self.head_dim, bias=False)
-        self.o_proj = nn.Linear(self.heads * self.head_dim, d, bias=False)
-
-    def forward(
-        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: _KVCache | None, layer: int
-    ) -> torch.Tensor:
-        batch, length, _ = x.shape
-
-        def split(t: torch.Tensor, heads: int) -> torch.Tensor:
-            return t.view(batch, length, heads, self.head_dim).transpose(1, 2)
-
-        q = split(self.q_proj(x), self.heads)
-        k = split(self.k_proj(x), self.kv_heads)
-        v = split(self.v_proj(x), self.kv_heads)
-        q, k = q * cos + _rotate_half(q) * sin, k * cos + _rotate_half(k) * sin
-        past = 0
-        if cache is not None:
-            past = cache.length
-            k, v = cache.extend(layer, k, v)
-        repeat = self.heads // self.kv_heads
-        k, v = k.repeat_interleave(repeat, dim=1), v.repeat_interleave(repeat, dim=1)
-        scores = (q @ k.transpose(2, 3)) / math.sqrt(self.head_dim)
-        causal = torch.ones(length, past + length, dtype=torch.bool, device=x.device).triu(past + 1)
-        probs = torch.softmax(scores.masked_fill(causal, float("-inf")).float(), dim=-1).to(q.dtype)
-        out = (probs @ v).transpose(1, 2).reshape(batch, length, -1)
-        return self.o_proj(out)
-
-
-class _MLP(nn.Module):
-    def __init__(self, config: TinyLlamaConfig):
-        super().__init__()
-        d, inter = config.hidden_size, config.intermediate_size
-        self.gate_proj = nn.Linear(d, inter, bias=False)
-        self.up_proj = nn.Linear(d, inter, bias=False)
-        self.down_proj = nn.Linear(inter, d, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(nn.functional.silu(self.gate_proj(x)) * self.up_proj(x))
-
-
-class _DecoderLayer(nn.Module):
-    def __init__(self, config: TinyLlamaConfig):
-        super().__init__()
-        self.input_layernorm = _RMSNorm(config.hidden_size, config.rms_norm_eps)
-        self.self_attn = _Attention(config)
-        self.post_attention_layernorm = _RMSNorm(config.hidden_size, config.rms_norm_eps)
-        self.mlp = _MLP(config)
-
-    def forward(
-        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: _KVCache | None, layer: int
-    ) -> torch.Tensor:
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin, cache, layer)
-        return x + self.mlp(self.post_attention_layernorm(x))
-
-
-class _LlamaModel(nn.Module):
-    def __init__(self, config: TinyLlamaConfig):
-        super().__init__()
-        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
-        self.layers = nn.ModuleList(_DecoderLayer(config) for _ in range(config.num_layers))
-        self.norm = _RMSNorm(config.hidden_size, config.rms_norm_eps)
-        self.rotary_emb = _Rotary(config)
-
-    def forward(self, input_ids: torch.Tensor, cache: _KVCache | None = None) -> torch.Tensor:
-        x = self.embed_tokens(input_ids)
-        start = 0 if cache is None else cache.length
-        positions = torch.arange(start, start + input_ids.shape[-1], device=input_ids.device)
-        cos, sin = self.rotary_emb(x, positions)
-        for index, layer in enumerate(self.layers):
-            x = layer(x, cos, sin, cache, index)
-        if cache is not None:
-            cache.length += input_ids.shape[-1]
-        return self.norm(x)
+def _layer(config: TinyLlamaConfig, index: int) -> DecoderLayer:
+    name, d = f"model.layers.{index}", config.hidden_size
+    return DecoderLayer(
+        index,
+        _LAYER_NAMES,
+        input_norm=_norm(config),
+        attention=GroupedQueryAttention(
+            _PARTS, f"{name}.self_attn", d, config.num_heads, config.num_kv_heads, config.head_dim
+        ),
+        post_norm=_norm(config),
+        mlp=GatedMLP(_PARTS, f"{name}.mlp", d, config.intermediate_size, fused=False, fp32_activation=False),
+    )
 
 
 class TinyLlamaForCausalLM(nn.Module):
@@ -222,13 +141,19 @@ class TinyLlamaForCausalLM(nn.Module):
     def __init__(self, config: TinyLlamaConfig):
         super().__init__()
         self.config = config
-        self.model = _LlamaModel(config)
-        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.model = DecoderStack(
+            _STACK_NAMES,
+            embed=nn.Embedding(config.vocab_size, config.hidden_size),
+            layers=nn.ModuleList(_layer(config, i) for i in range(config.num_layers)),
+            norm=_norm(config),
+            rotary=Rotary(config.head_dim, _ROPE_THETA),
+        )
+        self.lm_head = _PARTS.linear("lm_head", config.hidden_size, config.vocab_size)
 
-    def new_cache(self) -> _KVCache:
-        return _KVCache(self.config.num_layers)
+    def new_cache(self) -> KVCache:
+        return self.model.new_cache()
 
-    def forward(self, input_ids: torch.Tensor, cache: _KVCache | None = None) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
         return self.lm_head(self.model(input_ids, cache))
 
 

@@ -28,6 +28,7 @@ from torch import nn
 
 from quantguard.validate.accuracy.models import LoadOptions, ModelError, ModelSpec, Variant, seeded_prompts
 from quantguard.validate.quantize import QuantConfig, UnsupportedPath
+from quantguard.validate.quantize_kernels import unsupported_arch
 
 __all__ = ["THRESHOLDS", "WORKLOAD_SCHEMES", "sim_workload"]
 
@@ -76,8 +77,9 @@ def sim_workload(options: LoadOptions) -> ModelSpec:
             raise UnsupportedPath(
                 f"{quant.scheme} has no ATOM path in the simulated workload; it runs {', '.join(WORKLOAD_SCHEMES)}"
             )
-        if quant.scheme == "mxfp4" and options.arch == "gfx942":
-            raise UnsupportedPath("mxfp4 needs an FP4 GEMM, which AITER has only on gfx950 (this is gfx942)")
+        reason = unsupported_arch(quant.scheme, options.arch)
+        if reason:
+            raise UnsupportedPath(reason)
 
     @contextmanager
     def variant(quant: QuantConfig) -> Iterator[Variant]:

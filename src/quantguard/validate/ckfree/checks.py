@@ -30,10 +30,11 @@ from typing import Any
 
 import torch
 
-from quantguard.checks.kwarg_honored import expected_fp32_scales, group_amax
 from quantguard.contracts.atom_selection import ATOM_PATHS, atom_selectors, moe_selections
 from quantguard.hardware import detect_platform
-from quantguard.numerics.layouts import describe_layout, read_scales
+from quantguard.numerics.formats import element_format
+from quantguard.numerics.layouts import describe_layout
+from quantguard.numerics.written_layout import written_layout
 
 __all__ = [
     "ERROR",
@@ -53,7 +54,6 @@ PASS, FAIL, SKIP, ERROR = "PASS", "FAIL", "SKIP", "ERROR"
 _GROUP = 128
 _PROBE_ROWS = 48  # several rows and groups, so row-major and column-major bytes differ
 _PROBE_GROUPS = 4
-_SCALE_RTOL = 1e-5  # fp32 amax / max: exact up to the division's rounding
 _TRANSPOSE_ROWS, _TRANSPOSE_COLS, _TRANSPOSE_VALID = 64, 4, 37
 _SENTINEL = -1.0
 
@@ -207,17 +207,12 @@ def _probe_input(device: torch.device) -> torch.Tensor:
     return (x * magnitude).reshape(_PROBE_ROWS, -1).to(torch.bfloat16).to(device)
 
 
-def _written_layout(scales: torch.Tensor, expected: torch.Tensor, requested: str) -> str | None:
-    """The layout whose reading of ``scales``' bytes equals the recomputed scales (requested one first)."""
-    for layout in dict.fromkeys((requested, "transposed", "row_major")):
-        read = read_scales(scales.detach(), layout, _PROBE_ROWS, _PROBE_GROUPS)
-        if (
-            read is not None
-            and read.shape == expected.shape
-            and torch.allclose(read.float().cpu(), expected, rtol=_SCALE_RTOL, atol=0.0)
-        ):
-            return layout
-    return None
+def _written_layout(x: torch.Tensor, scales: torch.Tensor, fp8: torch.dtype, requested: str) -> str | None:
+    """The layout whose reading of ``scales``' bytes equals the scales recomputed from ``x`` (requested one first)."""
+    found = written_layout(
+        x, scales.detach(), _GROUP, "fp32", element_format(fp8), (requested, "transposed", "row_major")
+    ).best()
+    return found[0] if found else None
 
 
 def _probe_calls(quant: Any, fp8: torch.dtype, x: torch.Tensor) -> list[tuple[str, str, str, Callable[[], Any]]]:
@@ -271,10 +266,9 @@ def shuffle_scale_item(device: torch.device) -> Item:
         quant = importlib.import_module("aiter.ops.quant")
         fp8 = importlib.import_module("aiter.utility.dtypes").fp8
         x = _probe_input(device)
-        expected = expected_fp32_scales(group_amax(x.float().cpu(), _GROUP), torch.finfo(fp8).max, "clamp")
         probes, failures = [], []
         for name, request, requested, call in _probe_calls(quant, fp8, x):
-            written = _written_layout(call(), expected, requested)
+            written = _written_layout(x, call(), fp8, requested)
             where = describe_layout(written) if written else "scales that match no layout (values wrong)"
             ok = written == requested
             probes.append(

@@ -5,8 +5,10 @@ contiguous (M, G) tensor whose bytes are (G, M). So the scales a correct
 producer writes are recomputed from the input (group amax over the format
 maximum; for e8m0 in each of AITER's four rounding modes) and the buffer is
 read in every candidate layout; the layouts that reproduce them are what the
-producer wrote. The verdict compares them with the layout the chain's GEMM
-reads, and the rounding with the mode AITER declares for the producer.
+producer wrote (:mod:`quantguard.numerics.written_layout`, the same comparison
+the runtime ``kwarg_honored`` check makes). The verdict compares them with the
+layout the chain's GEMM reads, and the rounding with the mode AITER declares
+for the producer.
 """
 
 from __future__ import annotations
@@ -15,15 +17,14 @@ from dataclasses import dataclass
 
 import torch
 
-from quantguard.checks.kwarg_honored import expected_fp32_scales, group_amax
-from quantguard.numerics.formats import MODE_NAMES, ROUNDING_MODES, e8m0_encode
-from quantguard.numerics.layouts import describe_layout, read_scales
+from quantguard.numerics.formats import MODE_NAMES
+from quantguard.numerics.layouts import describe_layout
+from quantguard.numerics.written_layout import written_layout
 from quantguard.validate.quant.chains import Quantized
 
 __all__ = ["LayoutVerdict", "analyse_layout"]
 
 _CANDIDATES = ("logical", "row_major", "transposed", "mx_swizzle")
-_RELATIVE_TOLERANCE = 1e-5
 _NAMES = {"scalar": "one per-tensor scalar", "none": "no scales", "per_token": "per-token (M, 1)"}
 
 
@@ -81,41 +82,16 @@ def analyse_layout(q: Quantized, x: torch.Tensor, expected: str) -> LayoutVerdic
     if q.encoding == "none":
         return LayoutVerdict("none", ())
     if q.group == 0:
-        want = expected_fp32_scales(x.float().abs().amax().reshape(1, 1), q.element.max, "clamp")
-        have = q.scales.reshape(-1)[:1].float().reshape(1, 1)
-        same = bool(((have - want).abs() <= _RELATIVE_TOLERANCE * want.abs()).all())
-        return LayoutVerdict("scalar", ("scalar",) if same else (), compared_groups=1)
-    rows = x.shape[0]
-    amax = group_amax(x.reshape(rows, -1), q.group)
-    if q.group is None:  # per token: an (M, 1) scale has one layout
-        expected = "per_token"
-    groups = amax.shape[1]
-    considered = amax > 0
-    compared = int(considered.sum())
-    if q.encoding == "e8m0":
-        source = q.scales.view(torch.uint8)
-        wanted = {mode: e8m0_encode(amax, mode, q.element) for mode in ROUNDING_MODES}
-    else:
-        source = q.scales
-        wanted = {"fp32": expected_fp32_scales(amax, q.element.max, "clamp")}
-    written, rounding = [], {}
-    for layout in ("logical",) if expected == "per_token" else _CANDIDATES:
-        if layout == "mx_swizzle" and q.encoding != "e8m0":
-            continue
-        read = read_scales(source, layout, rows, groups)
-        if read is None or read.shape != amax.shape:
-            continue
-        name = expected if expected == "per_token" else layout
-        for mode, want in wanted.items():
-            if q.encoding == "e8m0":
-                differs = read.to(torch.int64) != want
-            else:
-                have = read.float()
-                differs = ~((have - want).abs() <= _RELATIVE_TOLERANCE * want.abs())
-            if not bool((differs & considered).any()):
-                if name not in written:
-                    written.append(name)
-                rounding.setdefault(name, []).append(mode)
-    read_as = expected if expected in written else (written[0] if written else expected)
-    modes = tuple(rounding.get(read_as, ())) if q.encoding == "e8m0" else ()
-    return LayoutVerdict(expected, tuple(written), modes, q.rounding if q.encoding == "e8m0" else None, compared)
+        scalar = written_layout(x, q.scales, 0, "fp32", q.element, ("row_major",))
+        return LayoutVerdict("scalar", ("scalar",) if scalar.matches else (), compared_groups=scalar.compared)
+    declared = q.rounding if q.encoding == "e8m0" else None
+    x = x.reshape(x.shape[0], -1)
+    if q.group is None:  # per token: an (M, 1) scale has one layout, read through its strides
+        result = written_layout(x, q.scales, None, q.encoding, q.element, ("logical",))
+        modes = result.encodings("logical") if q.encoding == "e8m0" else ()
+        return LayoutVerdict("per_token", ("per_token",) if result.matches else (), modes, declared, result.compared)
+    candidates = tuple(layout for layout in _CANDIDATES if layout != "mx_swizzle" or q.encoding == "e8m0")
+    result = written_layout(x, q.scales, q.group, q.encoding, q.element, candidates)
+    read_as = expected if expected in result.layouts else (result.layouts[0] if result.layouts else expected)
+    modes = result.encodings(read_as) if q.encoding == "e8m0" else ()
+    return LayoutVerdict(expected, result.layouts, modes, declared, result.compared)
