@@ -26,6 +26,7 @@ __all__ = [
     "asm_functions_loaded",
     "backend_selections",
     "internal_packages",
+    "custom_op_conventions",
     "is_asm",
     "kernel_factories",
     "libraries",
@@ -97,6 +98,8 @@ class Library:
         frames_internal: its frames are plumbing, never the user's call site (a library that is
             called; not one, like ATOM, that calls on the user's behalf).
         selection: how it selects a GEMM backend, if it is a caller that does.
+        op_namespaces: the ``torch.ops`` namespaces its custom ops register in.
+        op_name_cell: the closure variable its opaque op wrappers keep the op name in.
     """
 
     name: str
@@ -107,6 +110,8 @@ class Library:
     platform_modules: tuple[str, ...] = ()
     frames_internal: bool = False
     selection: BackendSelection | None = None
+    op_namespaces: tuple[str, ...] = ()
+    op_name_cell: str | None = None
 
 
 @functools.cache
@@ -147,6 +152,14 @@ def resets_platform(module_name: str) -> bool:
 def internal_packages() -> tuple[str, ...]:
     """Packages whose frames are never the user's call site."""
     return tuple(package for library in libraries() if library.frames_internal for package in library.packages)
+
+
+@functools.cache
+def custom_op_conventions() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(``torch.ops`` namespaces, op-name closure variables) of every library with custom ops."""
+    namespaces = tuple(ns for library in libraries() for ns in library.op_namespaces)
+    cells = tuple(library.op_name_cell for library in libraries() if library.op_name_cell)
+    return namespaces, cells
 
 
 def library_of(path: str) -> Library | None:

@@ -22,6 +22,7 @@ import re
 import sys
 from typing import Any
 
+from quantguard.contracts import custom_op_conventions
 from quantguard.engine.calls import decorated_function, scalar_type
 
 __all__ = [
@@ -38,9 +39,6 @@ __all__ = [
 
 #: Name AITER gives the placeholder tensor it prepends when the first parameter is not a tensor.
 DUMMY = "dummy"
-#: Closure variable of AITER's ``wrapper_custom`` holding the op name.
-_LOAD_NAME = "loadName"
-_DEFAULT_NAMESPACES = ("aiter",)
 
 
 def _torch() -> Any:
@@ -74,13 +72,14 @@ def _closure_value(function: Any, name: str) -> Any:
 def find_custom_op(
     function: Any,
     declared: str | None = None,
-    namespaces: tuple[str, ...] = _DEFAULT_NAMESPACES,
+    namespaces: tuple[str, ...] | None = None,
     public_name: str | None = None,
 ) -> Any:
     """The OpOverload an entry point dispatches to, or None for a plain Python function.
 
     ``declared`` (a contract's ``op``, ``"namespace::name"``) wins.  Otherwise an
-    opaque ``(*args, **kwargs)`` wrapper is matched to an op of ``namespaces``
+    opaque ``(*args, **kwargs)`` wrapper is matched to an op of ``namespaces`` (default:
+    the libraries' op namespaces, ``quantguard.contracts.custom_op_conventions``)
     by the op name its closure holds (AITER's ``loadName``, or any string cell
     naming an existing op) or, failing that, by its public name (AITER
     registers ``torch.ops.aiter.<name>`` under the decorated function's name),
@@ -93,8 +92,10 @@ def find_custom_op(
     code = getattr(function, "__code__", None)
     if code is None or not _is_opaque(function):
         return None
-    names = [_closure_value(function, _LOAD_NAME)]
-    names += [_closure_value(function, free) for free in code.co_freevars if free != _LOAD_NAME]
+    default_namespaces, name_cells = custom_op_conventions()
+    namespaces = default_namespaces if namespaces is None else namespaces
+    names = [_closure_value(function, cell) for cell in name_cells]
+    names += [_closure_value(function, free) for free in code.co_freevars if free not in name_cells]
     names.append(public_name)
     # the namespace: AITER's, or one the wrapper's code names (``torch.ops.<namespace>.<name>``)
     candidates = (*namespaces, *(n for n in code.co_names if n not in namespaces and n.isidentifier()))

@@ -49,4 +49,6 @@ LIBRARY = Library(
     factories=FACTORIES,
     platform_modules=("aiter",),
     frames_internal=True,
+    op_namespaces=("aiter",),  # torch.ops.aiter.<name> (aiter.jit.utils.torch_guard)
+    op_name_cell="loadName",  # wrapper_custom's closure variable holding the op name
 )
