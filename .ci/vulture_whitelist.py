@@ -77,3 +77,4 @@ _.forward  # unused method (src/quantguard/validate/models_llama.py:227)
 _.forward  # unused method (src/quantguard/validate/quantize.py:80)
 _.extra_repr  # unused method (src/quantguard/validate/quantize.py:88)
 raises  # unused variable (src/quantguard/sim/scenarios.py:38): read by tests/checks/test_incidents.py
+collect  # unused method (src/quantguard/telemetry/prometheus.py:34)

@@ -10,19 +10,23 @@ verdict is cached: a call costs the metadata signature plus one dict lookup.
 
 Prints ns/call (best of several repeats) and the added cost of each wrapper
 as a ratio to bare wrapt's added cost.  No assertion: read the numbers.
-The last row is a custom-op entry point (AITER's ``wrapper_custom`` around
-``torch.ops``), which quantguard guards at the op's dispatch.
+The custom-op row is an entry point (AITER's ``wrapper_custom`` around
+``torch.ops``), which quantguard guards at the op's dispatch; the metrics row
+times the unsampled guarded call with Prometheus metrics off and on.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
+import socket
 import sys
 import tempfile
 import textwrap
 import timeit
 from pathlib import Path
+from typing import Any
 
 import torch
 import wrapt
@@ -52,19 +56,31 @@ def _pass_through(wrapped, instance, args, kwargs):
     return wrapped(*args, **kwargs)
 
 
-def measure(number: int, repeat: int, sample_rate: float, key: tuple[str, ...] | None) -> dict[str, float]:
+def _bench_module(key: tuple[str, ...] | None) -> tuple[str, Any, Any]:
+    """The no-op kernel module on sys.path, and its contract registered: (directory, module, contract)."""
     directory = tempfile.mkdtemp(prefix="qg-bench-")
     Path(directory, "qg_bench_kernels.py").write_text(MODULE)
     sys.path.insert(0, directory)
     import qg_bench_kernels as kernels
 
-    original = kernels.gemm_a8w8_blockscale
-    bare = wrapt.FunctionWrapper(original, _pass_through)
     template = next(c for c in aiter_contracts.CONTRACTS if c.target.endswith("gemm_op_a8w8.gemm_a8w8_blockscale"))
     contract = dataclasses.replace(
         template, target="qg_bench_kernels.gemm_a8w8_blockscale", key=key if key is not None else template.key
     )
     quantguard.register(contract)
+    return directory, kernels, contract
+
+
+def _unload(directory: str, contract: Any) -> None:
+    quantguard.engine.lifecycle.unregister(contract.target)
+    sys.path.remove(directory)
+    del sys.modules["qg_bench_kernels"]
+
+
+def measure(number: int, repeat: int, sample_rate: float, key: tuple[str, ...] | None) -> dict[str, float]:
+    directory, kernels, contract = _bench_module(key)
+    original = kernels.gemm_a8w8_blockscale
+    bare = wrapt.FunctionWrapper(original, _pass_through)
     quantguard.enable(
         targets="qg_bench_kernels.*",
         log=str(Path(directory, "events.jsonl")),
@@ -82,10 +98,43 @@ def measure(number: int, repeat: int, sample_rate: float, key: tuple[str, ...] |
         results["wrapt"].append(_time(bare, args, kwargs, number, repeat))
         results["quantguard"].append(_time(guarded, args, kwargs, number, repeat))
     quantguard.disable()
-    quantguard.engine.lifecycle.unregister(contract.target)
-    sys.path.remove(directory)
-    del sys.modules["qg_bench_kernels"]
+    _unload(directory, contract)
     return {name: min(values) for name, values in results.items()}
+
+
+def measure_metrics(number: int, repeat: int) -> dict[str, float] | None:
+    """The unsampled fast path with Prometheus metrics off and on, interleaved in one enabled runtime.
+
+    Reconfiguring between rounds switches only the metrics (the guards stay), so
+    the two columns differ by what metrics add to a call: nothing is expected.
+    ``None`` when prometheus-client is not installed.
+    """
+    if importlib.util.find_spec("prometheus_client") is None:
+        return None
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    directory, kernels, contract = _bench_module(None)
+    options = {
+        "targets": "qg_bench_kernels.*",
+        "log": str(Path(directory, "events.jsonl")),
+        "gfx": "gfx942",
+        "sample_rate": 0.0,
+        "sample_first": 0,
+        "summary_at_exit": False,
+    }
+    quantguard.enable(**options)
+    guarded = kernels.gemm_a8w8_blockscale
+    args, kwargs = _operands(), {"dtype": torch.bfloat16}
+    guarded(*args, **kwargs)
+    results: dict[str, list[float]] = {"off": [], "on": []}
+    for _ in range(3):
+        for mode, metrics_port in (("off", 0), ("on", port)):
+            quantguard.enable(**options, metrics_port=metrics_port)
+            results[mode].append(_time(guarded, args, kwargs, number, repeat))
+    quantguard.disable()
+    _unload(directory, contract)
+    return {mode: min(values) for mode, values in results.items()}
 
 
 OP_MODULE = textwrap.dedent("""
@@ -178,6 +227,12 @@ def main() -> None:
         f"{'custom-op entry point, guarded at its dispatch, no sampling':<72} {r['plain']:9.0f} {r['wrapt']:9.0f} "
         f"{r['quantguard']:9.0f} {wrapt_added:10.0f} {guard_added:10.0f} {guard_added / wrapt_added:6.2f}"
     )
+    metrics = measure_metrics(args.number, args.repeat)
+    if metrics is not None:
+        print(
+            f"{'no sampling, Prometheus metrics off | on (QUANTGUARD_METRICS_PORT)':<72} {metrics['off']:9.0f} "
+            f"{metrics['on']:9.0f}   on/off {metrics['on'] / metrics['off']:5.3f}  (guarded ns/call; goal <= 1.05)"
+        )
     print("\nratio = quantguard's added cost / bare wrapt.FunctionWrapper's added cost (goal: <= 1.3)")
     print(
         "custom-op row: 'plain' is AITER's wrapper_custom -> torch.ops dispatch -> a Python kernel; quantguard "

@@ -37,6 +37,9 @@ BAD_VALUES = [
     ("QUANTGUARD_THOROUGH_INTERVAL", "-1", "seconds >= 0"),
     ("QUANTGUARD_THOROUGH_INTERVAL", "often", "seconds >= 0"),
     ("QUANTGUARD_LABEL", "two\nlines", "one-line name"),
+    ("QUANTGUARD_METRICS_PORT", "65536", "integer from 0 to 65535"),
+    ("QUANTGUARD_METRICS_PORT", "http", "integer from 0 to 65535"),
+    ("QUANTGUARD_OTEL", "maybe", "1/true/yes/on"),
     ("QUANTGUARD_LOG", "true", "a switch word is not a log file name"),
     ("QUANTGUARD_TARGETS", ",", "at least one glob"),
 ]

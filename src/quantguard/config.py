@@ -64,6 +64,8 @@ class Config:
     rate_limit_interval: float = 10.0
     summary_at_exit: bool = True
     label: str | None = None
+    metrics_port: int = 0
+    otel: bool | None = None
 
     def replace(self, **changes: Any) -> Config:
         return dataclasses.replace(self, **changes)
@@ -317,6 +319,8 @@ _OPTIONS: tuple[_Option, ...] = (
     _Option("rate_limit_interval", _positive_float, env.QUANTGUARD_RATE_LIMIT_INTERVAL),
     _Option("summary_at_exit", parse_bool, None),
     _Option("label", _label, env.QUANTGUARD_LABEL),
+    _Option("metrics_port", _int_in(0, 65535), env.QUANTGUARD_METRICS_PORT),
+    _Option("otel", _optional_bool, env.QUANTGUARD_OTEL),
 )
 _BY_NAME = {option.name: option for option in _OPTIONS}
 

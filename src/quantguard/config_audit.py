@@ -12,6 +12,7 @@ naming the option (and variable), the value and what to do instead.
 from __future__ import annotations
 
 import difflib
+import importlib.util
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +41,13 @@ class ConfigWarning:
 
     def as_fields(self) -> dict[str, Any]:
         return {"option": self.option, "variable": self.variable, "value": _short(self.value), "message": self.message}
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a parent package missing, or a module without a spec
+        return False
 
 
 def _short(value: Any) -> Any:
@@ -136,6 +144,19 @@ class _Audit:
                 "check assumes OCP e4m3fn and the CK-free ASM policy does not apply",
             )
 
+    def telemetry(self) -> None:
+        """Metrics asked for without their library: quantguard runs on without them, and says so."""
+        if self.config.metrics_port and not _installed("prometheus_client"):
+            self.warn(
+                "metrics_port",
+                "prometheus-client is not installed: no metrics are served; pip install 'quantguard[metrics]'",
+            )
+        if self.config.otel and not _installed("opentelemetry.sdk"):
+            self.warn(
+                "otel",
+                "opentelemetry-sdk is not installed: nothing goes to OpenTelemetry; pip install opentelemetry-sdk",
+            )
+
     def logging(self) -> None:
         config = self.config
         if config.log_format == "console" and config.log not in ("stderr", "stdout", "logging"):
@@ -155,4 +176,5 @@ def audit_config(config: Config, contract_targets: Iterable[str], environ: Mappi
     audit.switched_off()
     audit.platform()
     audit.logging()
+    audit.telemetry()
     return audit.found

@@ -33,6 +33,8 @@ __all__ = [
     "QUANTGUARD_GRAPH_PERIOD",
     "QUANTGUARD_GRAPH_SNAPSHOT_MIB",
     "QUANTGUARD_THOROUGH_INTERVAL",
+    "QUANTGUARD_METRICS_PORT",
+    "QUANTGUARD_OTEL",
     "DESCRIPTIONS",
     "OTHER_VARIABLES",
 ]
@@ -63,6 +65,8 @@ QUANTGUARD_GRAPH_CHECKS = "QUANTGUARD_GRAPH_CHECKS"
 QUANTGUARD_GRAPH_PERIOD = "QUANTGUARD_GRAPH_PERIOD"
 QUANTGUARD_GRAPH_SNAPSHOT_MIB = "QUANTGUARD_GRAPH_SNAPSHOT_MIB"
 QUANTGUARD_THOROUGH_INTERVAL = "QUANTGUARD_THOROUGH_INTERVAL"
+QUANTGUARD_METRICS_PORT = "QUANTGUARD_METRICS_PORT"
+QUANTGUARD_OTEL = "QUANTGUARD_OTEL"
 
 #: One line per variable: what it does and what it accepts (used by ``quantguard info`` and docs).
 DESCRIPTIONS: dict[str, str] = {
@@ -91,6 +95,8 @@ DESCRIPTIONS: dict[str, str] = {
     QUANTGUARD_GRAPH_PERIOD: "replays between two snapshots of one captured call (default: 1/sample_rate, i.e. 100 at 1%)",
     QUANTGUARD_GRAPH_SNAPSHOT_MIB: "device memory for graph snapshots, in MiB (default 64); call sites beyond it are reported unmonitored",
     QUANTGUARD_THOROUGH_INTERVAL: "seconds between two thorough sampled calls of one GEMM call site on CUDA (default 5); other sampled calls are light (one device snapshot, judged off the host's path); 0: every sampled call is thorough",
+    QUANTGUARD_METRICS_PORT: "serve Prometheus metrics on this port plus the local rank (LOCAL_RANK, else RANK); 0 (default): off; needs the 'metrics' extra",
+    QUANTGUARD_OTEL: "1 sends events and metrics to the OpenTelemetry SDK's global providers, 0 never; unset: on when OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_LOGS_EXPORTER or OTEL_METRICS_EXPORTER is set; needs opentelemetry-sdk",
     QUANTGUARD_LABEL: "a name for this run's configuration (e.g. 'mi355x-ckfree-triton'); reports group by it",
 }
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from report_events import enabled, event, violation
+from report_events import enabled, event, shadow, violation
 
 from quantguard.report import build_report, render_markdown
 
@@ -140,3 +140,40 @@ def test_ranks_are_shown_as_ranges(write_log):
 def test_no_events(write_log):
     markdown = render_markdown(build_report([write_log("empty.jsonl", ["", "not json"])]))
     assert "**Verdict: NO EVENTS** · exit code 3" in markdown
+
+
+def test_without_layer_names_the_target_is_not_repeated(write_log):
+    """Without attach() a shadow event's layer is its target: the flagged table names it once."""
+    target = "aiter.ops.gemm_op_a8w8.gemm_a8w8"
+    lines = [enabled("unattached"), shadow(0.2, layer=None, target=target), shadow(0.9999, layer=None, target=target)]
+    markdown = render_markdown(build_report([write_log("u.jsonl", lines)]))
+    flagged = markdown[markdown.index("### Flagged layers") : markdown.index("### All layers")]
+    assert "target (no layer names attached)" in flagged and "failing targets" not in flagged
+    assert flagged.count(target) == 1
+
+
+def test_attached_layers_keep_their_failing_targets(write_log):
+    lines = [enabled("attached"), shadow(0.2, layer="layers.3.mlp")]
+    markdown = render_markdown(build_report([write_log("a.jsonl", lines)]))
+    flagged = markdown[markdown.index("### Flagged layers") : markdown.index("### All layers")]
+    assert "| attached | `layers.3.mlp` | `aiter.ops.gemm_op_a8w8.gemm_a8w8` |" in flagged
+
+
+@pytest.mark.parametrize("log", ["faulty", "clean"])
+def test_markdown_has_no_br_cells_and_no_overlong_lines(rendered, log):
+    lines = rendered[log].splitlines()
+    assert not any("<br>" in line for line in lines)
+    assert max(len(line) for line in lines) <= 200
+
+
+def test_many_configurations_split_the_targets_table_and_long_cells_shorten_at_words(write_log):
+    paths = []
+    for index in range(12):
+        label = f"configuration-{index:02d}-with-a-long-descriptive-name"
+        paths.append(write_log(f"{index}.jsonl", [enabled(label), violation(message="word " * 80)]))
+    lines = render_markdown(build_report(paths)).splitlines()
+    assert max(len(line) for line in lines) <= 200
+    targets = [line for line in lines if line.startswith("| target |")]
+    assert len(targets) > 1 and all(line.count("configuration-") >= 1 for line in targets)
+    assert sum(line.count("configuration-") for line in targets) == 12  # every configuration in one of them
+    assert any("word…" in line for line in lines) and not any("wor…" in line for line in lines)

@@ -53,6 +53,13 @@ def test_advice_says_what_to_change(kind, phrase):
         ("numerics", {"details": {"failed": ["cosine 0.9 < 0.99", "norm ratio 0.5 outside 1±0.02"]}}, {"norm_ratio"}),
         ("numerics", {"details": {"failed": ["cosine 0.9 < 0.99"]}}, {"direction"}),
         ("numerics", {"message": "SQNR 3 dB < 22 dB"}, {"direction"}),
+        # garbage (ASM on gfx950: cosine 0.006) also has a wild norm ratio: it is still not a scale problem
+        (
+            "numerics",
+            {"details": {"failed": ["cosine 0.006 < 0.9995", "norm ratio 41.2 outside 1±0.02"], "cosine": 0.006}},
+            {"collapsed"},
+        ),
+        ("numerics", {"message": "output vs fp32: cosine -0.01 < 0.99; norm ratio 3 outside 1±0.02"}, {"collapsed"}),
         ("scale_values", {"details": {"repeat": True}}, set()),
     ],
 )
@@ -72,6 +79,12 @@ def test_variants_name_only_the_targets_they_were_seen_on():
 def test_magnitude_advice_for_a_norm_ratio_failure():
     ((look, change),) = recommend("numerics", ["aiter.gemm"], hints={"norm_ratio": {"aiter.gemm"}}).items
     assert "dropped" in look and "magnitude" in look
+
+
+def test_collapsed_advice_does_not_blame_a_dropped_scale():
+    ((look, change),) = recommend("numerics", ["aiter.gemm_asm"], hints={"collapsed": {"aiter.gemm_asm"}}).items
+    assert "not a dropped scale" in look and "garbage" in look and "layout" in look and "variant" in look
+    assert "backend_selection" in change
 
 
 def test_producers_are_named_where_they_differ_from_the_target():

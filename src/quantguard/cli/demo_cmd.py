@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from quantguard.cli._console import WIDTH, add_width_option, render, table
 
 __all__ = ["add_parser", "run_demo", "DemoRow"]
 
@@ -51,6 +54,7 @@ def add_parser(subparsers: Any) -> None:
         "--only", action="append", default=None, metavar="SCENARIO", help="run only this scenario (repeatable)"
     )
     parser.add_argument("--log-dir", default=None, help="keep the JSON-lines event logs here (default: a temp dir)")
+    add_width_option(parser)
     parser.set_defaults(handler=_run)
 
 
@@ -164,12 +168,6 @@ def run_demo(
     return clean_rows, rows
 
 
-def _table(rows: list[DemoRow], header: tuple[str, ...], cells: Any) -> str:
-    from quantguard._tables import text_table
-
-    return text_table(header, [cells(row) for row in rows])
-
-
 def _clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
@@ -185,33 +183,34 @@ def _run(args: argparse.Namespace) -> int:
         clean_rows, rows = run_demo(args.tokens, args.only, args.log_dir)
     finally:
         torch.set_num_threads(threads)
-    print(
-        "quantguard demo — simulated AITER/ATOM, quantguard at production defaults (first 3 calls per signature, "
-        "then 1%)\n"
-    )
-    print(
-        _table(
-            clean_rows,
+    wide = args.wide
+    out = [
+        "quantguard demo — simulated AITER/ATOM; production sampling (first 3 calls per signature, then 1%)\n",
+        table(
             ("clean run", "setting", "violations", "tokens vs quantguard off"),
-            lambda r: (r.name, r.setting, ", ".join(r.checks) or "none", r.tokens),
-        )
-    )
-    print()
-    print(
-        _table(
-            rows,
-            ("fault", "setting", "detected", "by", "first event", f"tokens vs clean ({args.tokens})"),
-            lambda r: (
-                r.name,
-                r.setting,
-                "yes" if r.detected else ("NO" if not r.missing else "NO: " + ", ".join(r.missing) + " silent"),
-                ", ".join(r.checks),
-                _clip(r.first, 100),
-                r.tokens + ("" if r.outcome == "ok" else f" [{_clip(r.outcome, 60)}]"),
-            ),
-        )
-    )
-    missed = [r.name for r in rows if not r.detected]
+            [(r.name, r.setting, ", ".join(r.checks) or "none", r.tokens) for r in clean_rows],
+            wide,
+        ),
+    ]
+    header = ["fault", "setting", "detected", "by", f"tokens ({args.tokens})"]  # matching the clean run
+    if wide:  # the first event inline, in full
+        header.insert(4, "first event")
+    body = []
+    for r in rows:
+        cells = [r.name, r.setting, "yes" if r.detected else "NO", ", ".join(r.checks), r.tokens]
+        if wide:
+            cells.insert(4, r.first)
+            cells[-1] += "" if r.outcome == "ok" else f" [{r.outcome}]"
+        body.append(cells)
+    out.append(table(header, body, wide, min_widths={0: 34, 3: 18, len(header) - 1: 11}))
+    if not wide:  # one line per fault, cut to the width (-v/--wide shows all of it)
+        out.append("first event of each fault, and how a run ended if it raised (full text: -v/--wide):")
+        for r in rows:
+            out.append(_clip(f"  {r.name}: {r.first or '—'}", WIDTH))
+            if r.outcome != "ok":
+                out.append(_clip(f"    run ended: {r.outcome}", WIDTH))
+    sys.stdout.write("".join(render(item, wide) for item in out))
+    missed = [r.name + (f" ({', '.join(r.missing)} silent)" if r.missing else "") for r in rows if not r.detected]
     noisy = [r.name for r in clean_rows if r.detected]
     print(
         f"\n{len(rows) - len(missed)}/{len(rows)} faults detected; clean runs: "

@@ -17,10 +17,12 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import sys
 from typing import Any
 
 from quantguard import environment_variables as env
 from quantguard._version import __version__
+from quantguard.cli._console import add_width_option, render, table
 
 __all__ = ["add_parser", "collect_info"]
 
@@ -43,6 +45,7 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument("--json", action="store_true", help="with --coverage: print JSON")
     parser.add_argument("--unguarded", action="store_true", help="with --coverage: list only unguarded call sites")
+    add_width_option(parser)
     parser.set_defaults(handler=_run)
 
 
@@ -149,48 +152,61 @@ def _run(args: argparse.Namespace) -> int:
 
         sim.install(arch=args.gfx, ck_free=args.ck_free, atom=True, force=True)
     info = collect_info()
+    wide = args.wide
     platform = info["platform"]
-    print(f"quantguard {info['version']}")
-    print("\nplatform")
-    print(f"  arch      {platform['arch']}  (from {platform['arch_source']})")
-    print(f"  fp8 dtype {platform['fp8_dtype']}  (from {platform['fp8_source']})")
-    print(f"  CK-free   {platform['ck_free']}  (from {platform['ck_free_source']})")
-    print(f"  ASM kernels blocked: {platform['asm_blocked']}")
     config = info["config"]
-    print("\nconfiguration")
-    for field in (
-        "mode",
-        "targets",
-        "disabled_targets",
-        "sample_rate",
-        "sample_first",
-        "log",
-        "log_format",
-        "on_block",
-        "shadow",
-        "e8m0_rounding",
-    ):
-        print(f"  {field:<17} {getattr(config, field)}")
+    out: list[Any] = [f"quantguard {info['version']}", "\nplatform"]
+    out.append(
+        _pairs(
+            [
+                ("arch", f"{platform['arch']}  (from {platform['arch_source']})"),
+                ("fp8 dtype", f"{platform['fp8_dtype']}  (from {platform['fp8_source']})"),
+                ("CK-free", f"{platform['ck_free']}  (from {platform['ck_free_source']})"),
+                ("ASM blocked", str(platform["asm_blocked"])),
+            ],
+            wide,
+        )
+    )
+    out.append("\nconfiguration")
+    fields = ("mode", "targets", "disabled_targets", "sample_rate", "sample_first", "log", "log_format")
+    fields += ("on_block", "shadow", "e8m0_rounding")
+    pairs = [(field, str(getattr(config, field))) for field in fields]
     if info["environment"]:
-        print("  set in the environment: " + ", ".join(f"{k}={v}" for k, v in info["environment"].items()))
+        pairs.append(("set in env", ", ".join(f"{k}={v}" for k, v in info["environment"].items())))
+    out.append(_pairs(pairs, wide))
     counts: dict[str, int] = {}
     for contract in info["contracts"]:
         counts[contract["status"]] = counts.get(contract["status"], 0) + 1
-    print("\ncontracts: " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items())))
+    out.append("\ncontracts: " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items())))
+    rows = []
     for contract in info["contracts"]:
         if contract["status"] != "patched":
-            extra = f"  {contract['reason']}"
+            extra = contract["reason"]
         elif contract["dispatch"]:
-            extra = f"  at {contract['dispatch']}, parameters from {contract['parameters_from']}"
+            extra = f"at {contract['dispatch']}, parameters from {contract['parameters_from']}"
         else:
-            extra = f"  aliases={contract['aliases']}"
+            extra = f"aliases={contract['aliases']}"
         if contract["differences"]:
-            extra = "  " + "; ".join(contract["differences"])
+            extra = "; ".join(contract["differences"])
             if contract["disabled_checks"]:
                 extra += f" (disabled: {', '.join(contract['disabled_checks'])})"
-        print(f"  {contract['status']:<10} {contract['backend']:<9} {contract['target']}{extra}")
+        rows.append((contract["status"], contract["backend"], contract["target"], extra))
+    out.append(table(("status", "backend", "contract", "detail"), rows, wide, min_widths={2: 44}))
     if info["uncovered_asm"]:
-        print("\nASM-looking functions no contract names (guarded by the CK-free policy only):")
-        for name in info["uncovered_asm"]:
-            print(f"  {name}")
+        out.append("ASM-looking functions no contract names (guarded by the CK-free policy only):")
+        out += [f"  {name}" for name in info["uncovered_asm"]]
+    sys.stdout.write("".join(render(item, wide) for item in out))
     return 0
+
+
+def _pairs(pairs: list[tuple[str, str]], wide: bool) -> Any:
+    """Indented ``name  value`` lines whose values wrap under themselves, not under the names."""
+    from rich.table import Table
+
+    grid = Table.grid(padding=(0, 2, 0, 0))
+    grid.add_column(min_width=2)  # the indent
+    grid.add_column(no_wrap=True)
+    grid.add_column(overflow="fold", no_wrap=wide)
+    for name, value in pairs:
+        grid.add_row("", name, value)
+    return grid

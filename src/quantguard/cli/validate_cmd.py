@@ -12,6 +12,8 @@ import importlib.util
 import sys
 from typing import Any
 
+from quantguard.cli._console import add_quiet_option, add_width_option
+
 __all__ = ["add_parser", "VALIDATIONS"]
 
 VALIDATIONS = {
@@ -44,6 +46,8 @@ def add_parser(subparsers: Any) -> None:
             name, help=help_text, description=module.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
         )
         module.add_arguments(sub)
+        add_width_option(sub)
+        add_quiet_option(sub)
         sub.set_defaults(handler=module.run)
     parser.set_defaults(handler=lambda args: (parser.print_help(), 2)[1])
 

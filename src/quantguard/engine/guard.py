@@ -316,6 +316,8 @@ class GuardState:
             if inspect or (runtime.provenance.live and not captured):
                 inspect = runtime.should_inspect(self, record, inspect)
             light = admitted and inspect and self._light(key, record, budgeted)
+            if inspect:
+                runtime.reporter.stats.add_sampled(self.contract.target)
             session = runtime.begin_inspection(self, record) if inspect and not light else None
         except QuantGuardError:
             raise
@@ -418,6 +420,8 @@ class GuardState:
             admitted = inspect
             if inspect or runtime.provenance.live:
                 inspect = runtime.should_inspect(self, record, inspect)
+            if inspect:
+                runtime.reporter.stats.add_sampled(self.contract.target)
             if admitted and inspect and self._light(key, record, budgeted):
                 session = self._light_sample(key, record, result)
             else:

@@ -12,7 +12,7 @@ import os
 import threading
 from typing import Any
 
-from quantguard import events
+from quantguard import events, telemetry
 from quantguard.config import Config, resolve_config
 from quantguard.config_audit import audit_config
 from quantguard.contracts.base import Contract
@@ -99,6 +99,7 @@ def _start(config: Config) -> Runtime:
     _announce(runtime, reconfigured=False)
     runtime.apply_all()
     _warn_about_config(runtime)
+    telemetry.start(runtime)
     if not _atexit_registered:
         atexit.register(_at_exit)
         _atexit_registered = True
@@ -111,6 +112,7 @@ def _reconfigure(runtime: Runtime, config: Config) -> Runtime:
     runtime.reconfigure(config)
     _announce(runtime, reconfigured=True)
     _warn_about_config(runtime)
+    telemetry.start(runtime)
     _termination.install(config.summary_at_exit)
     return runtime
 
@@ -137,6 +139,7 @@ def _fail_closed(stage: str, exc: BaseException) -> None:
     global _runtime
     runtime, _runtime = _runtime, None
     _termination.uninstall()
+    telemetry.stop()
     events.emit(
         events.INTERNAL_ERROR,
         "error",
@@ -200,6 +203,7 @@ def disable() -> dict[str, Any] | None:
             return None
         _runtime = None
         _termination.uninstall()
+        telemetry.stop()
         events.emit(events.DISABLED, "info", restored_bindings=restored, violations=summary["violation_total"])
         return summary
 

@@ -8,7 +8,7 @@ applied in one place.
 from __future__ import annotations
 
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from quantguard import events
@@ -44,7 +44,7 @@ def _error_site(exc: BaseException) -> tuple[str, str, int]:
 
 
 class Reporter:
-    __slots__ = ("config", "stats", "_violations", "_shadow", "_errors_logged")
+    __slots__ = ("config", "stats", "_violations", "_shadow", "_errors_logged", "shadow_observers")
 
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -52,6 +52,9 @@ class Reporter:
         self._violations = RateLimiter(config.rate_limit_interval)
         self._shadow = RateLimiter(config.rate_limit_interval)
         self._errors_logged: set[tuple[str, str, tuple[str, str, int]]] = set()
+        #: Called with ``(target, layer, fields)`` for every shadow result, before rate limiting
+        #: (metrics histograms must see every sample, not only the logged ones).
+        self.shadow_observers: list[Callable[[str, str | None, dict[str, Any]], None]] = []
 
     def reconfigure(self, config: Config) -> None:
         self.config = config
@@ -153,6 +156,8 @@ class Reporter:
         self, target: str, backend: str, layer: str | None, fields: dict[str, Any], passed: bool, cosine: float
     ) -> None:
         self.stats.add_shadow(target, layer, cosine, passed)
+        for observe in self.shadow_observers:
+            observe(target, layer, fields)
         admission = self._shadow.admit((target, layer))
         if admission.emit or not passed:
             events.emit(

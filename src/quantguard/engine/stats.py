@@ -41,6 +41,7 @@ class Stats:
     __slots__ = (
         "_lock",
         "violations",
+        "sampled",
         "blocked",
         "internal_errors",
         "shadow_targets",
@@ -53,6 +54,7 @@ class Stats:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.violations: dict[tuple[str, str], int] = defaultdict(int)
+        self.sampled: dict[str, int] = defaultdict(int)
         self.blocked: dict[str, int] = defaultdict(int)
         self.internal_errors: dict[tuple[str, str], int] = defaultdict(int)
         self.shadow_targets: dict[str, _CosineStats] = defaultdict(_CosineStats)
@@ -64,6 +66,10 @@ class Stats:
     def add_violation(self, target: str, check: str) -> None:
         with self._lock:
             self.violations[(target, check)] += 1
+
+    def add_sampled(self, target: str) -> None:
+        with self._lock:
+            self.sampled[target] += 1
 
     def add_blocked(self, target: str) -> None:
         with self._lock:
@@ -94,6 +100,7 @@ class Stats:
                 errors[target][check] = n
             return {
                 "calls": dict(sorted(calls.items())),
+                "sampled": dict(sorted(self.sampled.items())),
                 "violations": dict(violations),
                 "violation_total": sum(self.violations.values()),
                 "blocked": dict(self.blocked),

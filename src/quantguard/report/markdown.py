@@ -24,6 +24,10 @@ __all__ = ["render_markdown"]
 _NAMES_SHOWN = 4
 _FAILING_SHOWN = 10
 _MESSAGE_CHARS = 300
+#: No line of the report is longer (tables shorten their longest cells, prose wraps, wide tables split).
+_MAX_LINE = 200
+#: A cell is never shortened below this.
+_MIN_CELL = 24
 _NOT_SEEN = "·"
 
 
@@ -66,7 +70,63 @@ def _ranks(ranks: Iterable[Rank]) -> str:
 
 
 def _table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
-    return markdown_table(headers, [[_cell(value) for value in row] for row in rows])
+    return markdown_table(headers, [_fit([_cell(value) for value in row]) for row in rows])
+
+
+def _shorten(text: str, width: int) -> str:
+    """``text`` cut at a word boundary to at most ``width`` characters, marked with "…"."""
+    if len(text) <= width:
+        return text
+    cut = text[: width - 1]
+    if " " in cut[width // 2 :]:
+        cut = cut.rsplit(" ", 1)[0]
+    if cut.count("`") % 2:  # close the code span it cut
+        cut = cut[:-1] + "`"
+    return cut + "…"
+
+
+def _fit(cells: list[str]) -> list[str]:
+    """A table row's cells, the longest shortened until the row fits :data:`_MAX_LINE` (or cannot shrink)."""
+    while True:
+        length = sum(len(cell) + 3 for cell in cells) + 1
+        longest = max(range(len(cells)), key=lambda index: len(cells[index]), default=None)
+        if length <= _MAX_LINE or longest is None or len(cells[longest]) <= _MIN_CELL:
+            return cells
+        target = max(_MIN_CELL, len(cells[longest]) - (length - _MAX_LINE))
+        shorter = _shorten(cells[longest], target)
+        if len(shorter) >= len(cells[longest]):
+            return cells
+        cells[longest] = shorter
+
+
+def _column_groups(headers: Sequence[str], rows: Sequence[Sequence[str]], keep: int = 1) -> list[list[int]]:
+    """Indices of the columns after the first ``keep``, grouped so that each table's lines fit :data:`_MAX_LINE`."""
+    width = [max([len(headers[i])] + [len(row[i]) for row in rows]) + 3 for i in range(len(headers))]
+    fixed = sum(width[:keep]) + 1
+    groups: list[list[int]] = [[]]
+    for index in range(keep, len(headers)):
+        if groups[-1] and fixed + sum(width[i] for i in groups[-1]) + width[index] > _MAX_LINE:
+            groups.append([])
+        groups[-1].append(index)
+    return groups
+
+
+def _wrap_prose(lines: list[str]) -> list[str]:
+    """Paragraphs and list items over :data:`_MAX_LINE` wrapped (markdown renders them the same)."""
+    import re
+    import textwrap
+
+    out, fenced = [], False
+    for line in lines:
+        if line.startswith("```"):
+            fenced = not fenced
+        if fenced or len(line) <= _MAX_LINE or line.startswith(("|", "#")):
+            out.append(line)
+            continue
+        marker = re.match(r"\s*(?:[-*] |\d+\. )?", line)
+        indent = " " * (marker.end() if marker else 0)
+        out += textwrap.wrap(line, width=120, subsequent_indent=indent, break_long_words=False, break_on_hyphens=False)
+    return out
 
 
 def _fenced(text: str) -> list[str]:
@@ -188,7 +248,13 @@ def _summary(report: Report) -> list[str]:
     if not targets:
         return lines + ["No target reported a shadow result, violation, block or internal error.", ""]
     rows = [(_code(target), *(_target_cell(c.targets.get(target)) for c in configurations)) for target in targets]
-    return lines + _table(("target", *(c.name for c in configurations)), rows) + [""]
+    headers = ("target", *(c.name for c in configurations))
+    # Many configurations: one table per group of them, each with the target column, none wider than a line.
+    for number, group in enumerate(_column_groups(headers, [[_cell(v) for v in row] for row in rows])):
+        lines += ([""] if number else []) + _table(
+            [headers[0]] + [headers[i] for i in group], [[row[0]] + [row[i] for i in group] for row in rows]
+        )
+    return lines + [""]
 
 
 def _failing(configuration: Configuration, target: str) -> bool:
@@ -213,21 +279,25 @@ def _layers(report: Report) -> list[str]:
     ordered = sorted(report.layers.items(), key=lambda item: (natural_key(item[0][1]), item[0][0]))
     flagged = [(key, stats) for key, stats in ordered if stats.flagged]
     lines += ["### Flagged layers", ""]
+    # Without attach() an event's "layer" is its target: one column then, not the same path twice.
+    unnamed = all(stats.failing_targets <= {layer} for (_, layer), stats in flagged)
     if flagged:
-        lines += _table(
-            ("configuration", "layer", "failing targets", "failed / samples", "worst cosine", "threshold"),
-            [
-                (
-                    configuration,
-                    _code(layer),
-                    _names(stats.failing_targets),
-                    f"{stats.cosines.failed} / {stats.cosines.samples}",
-                    _cosine(stats.worst_failed),
-                    "n/a" if stats.threshold is None else f"{stats.threshold:g}",
-                )
-                for (configuration, layer), stats in flagged
-            ],
-        )
+        rows = [
+            (
+                configuration,
+                _code(layer),
+                _names(stats.failing_targets),
+                f"{stats.cosines.failed} / {stats.cosines.samples}",
+                _cosine(stats.worst_failed),
+                "n/a" if stats.threshold is None else f"{stats.threshold:g}",
+            )
+            for (configuration, layer), stats in flagged
+        ]
+        header = ("configuration", "layer", "failing targets", "failed / samples", "worst cosine", "threshold")
+        if unnamed:
+            header = ("configuration", "target (no layer names attached)") + header[3:]
+            rows = [row[:2] + row[3:] for row in rows]
+        lines += _table(header, rows)
     else:
         lines.append("None: every shadow comparison passed.")
     lines += ["", "### All layers", ""]
@@ -548,4 +618,4 @@ def render_markdown(report: Report) -> str:
     lines += _run_totals(report)
     lines += _coverage(report)
     lines += _inputs(report)
-    return "\n".join(lines).rstrip("\n") + "\n"
+    return "\n".join(_wrap_prose(lines)).rstrip("\n") + "\n"

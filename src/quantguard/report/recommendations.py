@@ -4,13 +4,15 @@ Advice is data, keyed by the ``check`` of a violation (plus ``blocked`` and
 ``internal_error``, which have their own events).  A check can have
 variants chosen by *hints*, small facts read from its events: a
 ``kwarg_ignored`` on a routing kernel needs other advice than one on a
-quant producer, a ``numerics`` failure with a wrong norm ratio (magnitude)
-other advice than one with a wrong cosine only (direction).  Texts name the
+quant producer, a ``numerics`` failure with a collapsed cosine (garbage:
+wrong kernel, layout or variant) other advice than a wrong norm ratio with the
+cosine near 1 (a dropped or extra scale) or a slightly wrong cosine (direction).  Texts name the
 targets and producers seen, so the advice points at functions, not concepts.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -164,11 +166,20 @@ _ADVICE: dict[str, dict[str, _Advice]] = {
             f"with `quantguard validate quant` and `{env.QUANTGUARD_LOG_VALUES}=1`.",
         ),
         "norm_ratio": _Advice(
-            "Norm ratio out of tolerance in {targets}: the output magnitude is wrong, typically a dropped "
-            "scale (weights copied without their block scale, a missing `routed_scaling_factor`), a scale "
-            "applied twice, or scales applied to the wrong rows/groups.",
+            "Norm ratio out of tolerance in {targets} with the cosine near 1: the direction is right and the "
+            "magnitude wrong, the signature of a dropped or extra scale (weights copied without their block "
+            "scale, a missing `routed_scaling_factor`, a scale applied twice) or scales on the wrong rows/groups.",
             "Check how scales reach this kernel for the flagged layers (weight loading, routing factor, "
             "e4m3fn vs e4m3fnuz halving) and fix the producer that drops or doubles it.",
+        ),
+        "collapsed": _Advice(
+            "The output of {targets} has collapsed (cosine near 0 against its reference): it points nowhere "
+            "near the right direction, so this is not a dropped scale (which keeps the cosine at 1) but garbage "
+            "kernel output (e.g. an ASM kernel on an arch it does not support), operands or scales read in the "
+            "wrong layout, or the wrong FP8 variant.",
+            "Look for `backend_selection`, `scale_layout`, `weight_layout` or `fp8_variant` findings on the same "
+            "layer; pin a backend known good on this arch (Triton in a CK-free build) and reproduce with "
+            "`quantguard validate quant`.",
         ),
         "direction": _Advice(
             "Cosine/SQNR out of tolerance in {targets} with the magnitude right: values are permuted, "
@@ -281,6 +292,19 @@ def recommend(
     return Recommendation(kind, tuple(items))
 
 
+#: Below this cosine an output is garbage, not a mis-scaled right answer (a dropped scale keeps cosine 1.0).
+_COLLAPSED_COSINE = 0.5
+
+
+def _cosine_of(details: Mapping[str, Any], failed_text: str) -> float | None:
+    """The measured cosine: the event's ``cosine`` field, else the number after "cosine" in its message."""
+    value = details.get("cosine")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    match = re.search(r"cosine (-?\d+(?:\.\d+)?(?:e-?\d+)?)", failed_text)
+    return float(match.group(1)) if match else None
+
+
 def hints_of(check: str, event: Mapping[str, Any]) -> set[str]:
     """The facts of one violation event that choose an advice variant."""
     details = as_mapping(event.get("details"))
@@ -293,9 +317,13 @@ def hints_of(check: str, event: Mapping[str, Any]) -> set[str]:
         failed_text = (
             " ".join(item for item in failed if isinstance(item, str)) if isinstance(failed, list) else message
         )
+        direction_failed = "cosine" in failed_text or "SQNR" in failed_text
+        cosine = _cosine_of(details, failed_text)
+        if direction_failed and cosine is not None and cosine < _COLLAPSED_COSINE:
+            return {"collapsed"}  # garbage: whatever the norm ratio says, it is not a scale
         if "norm ratio" in failed_text:
             return {"norm_ratio"}
-        if "cosine" in failed_text or "SQNR" in failed_text:
+        if direction_failed:
             return {"direction"}
     return set()
 

@@ -262,10 +262,15 @@ def _validate(args: argparse.Namespace) -> int:
             config.scheme: _resolve_threshold(config.scheme, command_line_thresholds, spec.thresholds)
             for config in configs
         }
-        results = [
-            evaluate(spec, reference, config, thresholds[config.scheme][0], args.norm_tolerance, args.max_new_tokens)
-            for config in configs
-        ]
+        from quantguard.cli._console import progress
+
+        with progress(len(configs), "accuracy", getattr(args, "quiet", False)) as bar:
+            results = [
+                evaluate(
+                    spec, reference, config, thresholds[config.scheme][0], args.norm_tolerance, args.max_new_tokens
+                )
+                for config in bar.track(configs, lambda config: f"accuracy {config.scheme} {config.backend}")
+            ]
     header = RunHeader(
         model_name=spec.name,
         model=spec.description,
@@ -286,7 +291,7 @@ def _validate(args: argparse.Namespace) -> int:
         sys.stdout.write(markdown(header, reference, results, spec.layers))
     else:
         paths = write_reports(args.output, header, reference, results, spec.layers)
-        sys.stdout.write(summary(results))
+        sys.stdout.write(summary(results, getattr(args, "wide", False)))
         print(f"report: {paths[0]} (heatmap data: {paths[1]}, {paths[2]})")
     return 0 if all(result.passed for result in results) else 1
 

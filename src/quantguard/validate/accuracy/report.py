@@ -116,6 +116,21 @@ _SUMMARY_HEADER = (
     "verdict",
 )
 
+#: The terminal's headers (``wide``: _SUMMARY_HEADER), explained by _SUMMARY_LEGEND.
+_SHORT_HEADER = (
+    "configuration",
+    "cosine",
+    "worst layer",
+    "limit",
+    "KL",
+    "top-1",
+    "tokens",
+    "BLEU",
+    "garbled",
+    "verdict",
+)
+_SUMMARY_LEGEND = "cosine: overall; limit: cosine threshold; KL: KL(ref‖quant); tokens: token match"
+
 
 def _overall(results: Sequence[ConfigResult]) -> str:
     failed = [result.name for result in results if not result.passed]
@@ -232,12 +247,29 @@ def markdown(
     return "\n".join(lines).rstrip() + "\n"
 
 
-def summary(results: Sequence[ConfigResult]) -> str:
-    """The verdict and the summary table (what the terminal shows when the report goes to a file)."""
-    lines = [_overall(results), ""] + markdown_table(_SUMMARY_HEADER, _summary_rows(results))
-    for result in results:
-        lines += [f"{result.name}: {failure}" for failure in result.failures]
-    return "\n".join(lines) + "\n"
+def summary(results: Sequence[ConfigResult], wide: bool = False) -> str:
+    """The verdict and the summary table (what the terminal shows when the report goes to a file).
+
+    A terminal table, not markdown: cells wrap to 100 columns (``wide``: one line per configuration).
+    """
+    from quantguard.cli._console import indented, render, table
+
+    parts = [
+        render(_overall(results).replace("**", ""), wide),
+        "\n",
+        render(
+            table(
+                _SUMMARY_HEADER if wide else _SHORT_HEADER, _summary_rows(results), wide, {0: 14, 2: 16, 4: 8}, gap=1
+            ),
+            wide,
+        ),
+    ]
+    if not wide:
+        parts.append(render(_SUMMARY_LEGEND, wide))
+    failures = [f"{result.name}: {failure}" for result in results for failure in result.failures]
+    if failures:
+        parts.append(indented(failures, wide))
+    return "".join(parts)
 
 
 def _finite(value: float | None) -> float | None:

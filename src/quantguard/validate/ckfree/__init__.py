@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
 import torch
@@ -59,7 +60,7 @@ from quantguard.validate.ckfree.checks import (
     selector_items,
     shuffle_scale_item,
 )
-from quantguard.validate.ckfree.report import RunHeader, checklist, exit_code, markdown, verdict, write_json
+from quantguard.validate.ckfree.report import RunHeader, console, exit_code, markdown, write_json
 from quantguard.validate.ckfree.results import (
     Thresholds,
     asm_item,
@@ -332,9 +333,7 @@ def _run_installed(args: argparse.Namespace) -> tuple[RunHeader, list[Item]]:
 
 def _validate(args: argparse.Namespace) -> int:
     header, items = (_run_sim if args.sim else _run_installed)(args)
-    print(f"quantguard validate ckfree: {header.arch}; {header.deployment}; faults: {header.faults}\n")
-    print("\n".join(checklist(items)))
-    print(f"\n{verdict(items)}")
+    sys.stdout.write(console(header, items, getattr(args, "wide", False)))
     if args.output is not None:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(markdown(header, items))

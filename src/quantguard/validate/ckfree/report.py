@@ -53,6 +53,24 @@ def verdict(items: Sequence[Item]) -> str:
     return f"**Verdict: PASS** ({counts})"
 
 
+def console(header: RunHeader, items: Sequence[Item], wide: bool = False) -> str:
+    """The checklist for a terminal: evidence wraps to 100 columns (``wide``: one line per item)."""
+    from quantguard.cli._console import indented, render, table
+
+    rows = [(str(index), item.key, item.status, item.evidence) for index, item in enumerate(items, 1)]
+    return "".join(
+        [
+            indented(
+                [f"quantguard validate ckfree: {header.arch}; {header.deployment}; faults: {header.faults}"], wide
+            ),
+            "\n",
+            render(table(("#", "check", "status", "evidence"), rows, wide, {1: 29, 2: 6}), wide),
+            "\n",
+            render(verdict(items).replace("**", ""), wide),
+        ]
+    )
+
+
 def checklist(items: Sequence[Item]) -> list[str]:
     rows = [(str(index), item.key, item.status, item.evidence) for index, item in enumerate(items, 1)]
     return _table(("#", "check", "status", "evidence"), rows)

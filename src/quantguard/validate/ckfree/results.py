@@ -122,8 +122,13 @@ def _short(path: str) -> str:
     return path.rsplit(".", 1)[-1]
 
 
-def _clip(text: str, width: int = 120) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
+def _clip(text: str, width: int = 240) -> str:
+    """At most ``width`` characters, cut at a word boundary (evidence must stay readable)."""
+    if len(text) <= width:
+        return text
+    cut = text[: width - 1]
+    space = cut.rfind(" ")
+    return (cut[:space] if space > width // 2 else cut).rstrip(" ,;:") + "…"
 
 
 def _listed(parts: list[str]) -> str:

@@ -39,6 +39,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -223,44 +224,59 @@ def _run_all(
     device: torch.device,
     events: list | None,
 ) -> list[CaseResult]:
+    from quantguard.cli._console import progress
+
     results: list[CaseResult] = []
-    for shape in shapes:
-        x, w = _operands(shape, args.seed, device)
-        reference = x.float() @ w.float().T
-        weights: dict[str, QuantWeight | Exception] = {}
-        for chain in chains:
-            if arch not in chain.archs:
-                results.append(
-                    _skip(
-                        chain, shape, f"no {chain.scheme} kernel on {arch} (AITER has it on {', '.join(chain.archs)})"
-                    )
-                )
-                continue
-            if chain.ck and ck_free and not args.include_ck:
-                results.append(
-                    _skip(chain, shape, "CK module: not buildable in a CK-free build (--include-ck runs it)")
-                )
-                continue
-            reason = chain.unsupported_shape(*shape)
-            if reason:
-                results.append(_skip(chain, shape, reason))
-                continue
-            if chain.scheme not in weights:
-                try:
-                    weights[chain.scheme] = quantize_weight(chain.scheme, w)
-                except (UnsupportedPath, ImportError, RuntimeError) as exc:
-                    weights[chain.scheme] = exc
-            weight = weights[chain.scheme]
-            if isinstance(weight, Exception):
-                results.append(_skip(chain, shape, f"cannot quantize the weight: {weight}"))
-                continue
-            result = run_case(chain, shape, weight, x, reference, limits[chain.scheme], events)
-            if chain.asm and arch == "gfx950" and ck_free and not result.blocked and result.status != "SKIP":
-                # quantguard reports a block once per kernel; every ASM case here is one all the same
-                result.blocked.append(f"{chain.gemm.rsplit('.', 1)[-1]}: ASM kernel on gfx950 in a CK-free build")
-            results.append(result)
+    with progress(len(shapes) * len(chains), "quant", getattr(args, "quiet", False)) as bar:
+        for shape in shapes:
+            _run_shape(chains, shape, arch, ck_free, args, limits, device, events, results, bar)
     order = {id(chain): index for index, chain in enumerate(chains)}
     return sorted(results, key=lambda case: order[id(case.chain)])
+
+
+def _run_shape(
+    chains: Sequence[Chain],
+    shape: Shape,
+    arch: str,
+    ck_free: bool,
+    args: argparse.Namespace,
+    limits: dict[str, Limits],
+    device: torch.device,
+    events: list | None,
+    results: list[CaseResult],
+    bar: Any,
+) -> None:
+    """Every chain on one shape (the operands and the fp32 reference are shared), results appended."""
+    x, w = _operands(shape, args.seed, device)
+    reference = x.float() @ w.float().T
+    weights: dict[str, QuantWeight | Exception] = {}
+    for chain in bar.track(chains, lambda chain: f"{chain.name} {'x'.join(map(str, shape))}"):
+        if arch not in chain.archs:
+            results.append(
+                _skip(chain, shape, f"no {chain.scheme} kernel on {arch} (AITER has it on {', '.join(chain.archs)})")
+            )
+            continue
+        if chain.ck and ck_free and not args.include_ck:
+            results.append(_skip(chain, shape, "CK module: not buildable in a CK-free build (--include-ck runs it)"))
+            continue
+        reason = chain.unsupported_shape(*shape)
+        if reason:
+            results.append(_skip(chain, shape, reason))
+            continue
+        if chain.scheme not in weights:
+            try:
+                weights[chain.scheme] = quantize_weight(chain.scheme, w)
+            except (UnsupportedPath, ImportError, RuntimeError) as exc:
+                weights[chain.scheme] = exc
+        weight = weights[chain.scheme]
+        if isinstance(weight, Exception):
+            results.append(_skip(chain, shape, f"cannot quantize the weight: {weight}"))
+            continue
+        result = run_case(chain, shape, weight, x, reference, limits[chain.scheme], events)
+        if chain.asm and arch == "gfx950" and ck_free and not result.blocked and result.status != "SKIP":
+            # quantguard reports a block once per kernel; every ASM case here is one all the same
+            result.blocked.append(f"{chain.gemm.rsplit('.', 1)[-1]}: ASM kernel on gfx950 in a CK-free build")
+        results.append(result)
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -293,7 +309,7 @@ def _validate(args: argparse.Namespace) -> int:
         args.seed,
     )
     summaries = summarize_chains(results)
-    sys.stdout.write(console(header, summaries))
+    sys.stdout.write(console(header, summaries, getattr(args, "wide", False)))
     if args.output is not None:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(markdown(header, results, summaries))

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from quantguard._tables import markdown_table, text_table
+from quantguard._tables import markdown_table
 from quantguard.validate.quant.chains import BACKENDS, SCHEMES, Chain
 from quantguard.validate.quant.run import CaseResult, Limits
 
@@ -120,14 +120,36 @@ _HEADER = [
     "scale layout (produced vs read)",
 ]
 
+#: The terminal's headers: short enough for 100 columns, explained by _LEGEND (``--wide``: _HEADER).
+_SHORT_HEADER = ["scheme", "backend", "verdict", "cos fp32", "cos match", "norm", "max err", "shapes", "scale layout"]
+_LEGEND = (
+    "cos fp32 / cos match: min cosine vs the fp32 / precision-matched reference; norm: worst norm ratio; "
+    "max err: max abs error; scale layout: produced vs read"
+)
 
-def console(header: RunHeader, summaries: Sequence[ChainSummary]) -> str:
-    """The comparison table and the first reason of each failing chain, for a terminal."""
+
+def console(header: RunHeader, summaries: Sequence[ChainSummary], wide: bool = False) -> str:
+    """The comparison table and the first reason of each failing chain, for a terminal.
+
+    Cells wrap to the terminal's 100 columns (``wide``: one line per chain, however long).
+    """
+    from quantguard.cli._console import indented, render, table
+
     lines = [
-        f"quantguard validate quant — {header.environment}; shapes: {header.shapes}",
+        indented([f"quantguard validate quant — {header.environment}; shapes: {header.shapes}"], wide).rstrip("\n"),
         "",
-        text_table(_HEADER, [_cells(summary) for summary in summaries]),
+        render(
+            table(
+                _HEADER if wide else _SHORT_HEADER,
+                [_cells(summary) for summary in summaries],
+                wide,
+                {0: 14, 1: 14, 2: 7, 3: 8, 4: 9, 5: 6, 6: 7, 7: 6},
+            ),
+            wide,
+        ).rstrip("\n"),
     ]
+    if not wide:
+        lines.append(render(_LEGEND, wide).rstrip("\n"))
     notes = [
         f"  {summary.chain.name}: {summary.status}: {summary.reason}"
         for summary in summaries
@@ -135,9 +157,10 @@ def console(header: RunHeader, summaries: Sequence[ChainSummary]) -> str:
     ]
     blocked = [f"  {summary.chain.name}: {summary.policy}" for summary in summaries if summary.policy]
     if notes:
-        lines += ["", "failures:"] + notes
+        lines += ["", "failures:", indented(notes, wide).rstrip("\n")]
     if blocked:
-        lines += ["", "not allowed in this build (quantguard's CK-free policy would block them):"] + blocked
+        lines += ["", "not allowed in this build (quantguard's CK-free policy would block them):"]
+        lines += [indented(blocked, wide).rstrip("\n")]
     counts = {status: sum(1 for s in summaries if s.status == status) for status in _ORDER}
     lines += ["", ", ".join(f"{count} {status}" for status, count in counts.items() if count) + " chains"]
     return "\n".join(lines) + "\n"
@@ -159,7 +182,7 @@ def _backend_matrix(summaries: Sequence[ChainSummary]) -> list[str]:
                 for s in mine
                 if s.chain.backend == backend
             ]
-            row.append("<br>".join(cell) or "n/a")
+            row.append("; ".join(cell) or "n/a")  # no <br>: one line per cell in the source too
         rows.append(row)
     return markdown_table(["scheme"] + present, rows)
 
