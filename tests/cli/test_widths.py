@@ -64,6 +64,13 @@ def test_validate_quant_shows_progress_only_on_a_terminal_without_quiet(quiet, t
     assert "━" not in capsys.readouterr().out  # never on stdout
 
 
+def test_validate_ckfree_shows_progress_on_a_terminal(monkeypatch, capsys):
+    stderr = _Terminal()
+    monkeypatch.setattr(sys, "stderr", stderr)
+    main(["validate", "ckfree", "--sim", "--max-new-tokens", "4"])
+    assert "ckfree" in stderr.getvalue() and "━" not in capsys.readouterr().out
+
+
 def test_validate_accuracy_shows_progress_on_a_terminal(monkeypatch, tmp_path):
     stderr = _Terminal()
     monkeypatch.setattr(sys, "stderr", stderr)

@@ -235,6 +235,8 @@ def _sim_settings(args: argparse.Namespace) -> SimSettings:
 
 
 def _run_sim(args: argparse.Namespace) -> tuple[RunHeader, list[Item]]:
+    from quantguard.cli._console import progress
+
     settings = _sim_settings(args)
     thresholds = _thresholds(args, settings.arch)
 
@@ -247,11 +249,14 @@ def _run_sim(args: argparse.Namespace) -> tuple[RunHeader, list[Item]]:
             jit_failure_item(settings.device),
         ]
 
-    try:
-        run, (platform, *probed) = run_sim(settings, probes)
-    except (RuntimeError, ValueError) as exc:  # the simulator refused to install, a position limit
-        raise UsageError(str(exc)) from exc
-    guarded = fold_events(run)
+    with progress(2, "ckfree: simulated workload and probes", getattr(args, "quiet", False)) as bar:
+        try:
+            run, (platform, *probed) = run_sim(settings, probes)
+        except (RuntimeError, ValueError) as exc:  # the simulator refused to install, a position limit
+            raise UsageError(str(exc)) from exc
+        bar.advance(description="ckfree: checklist")
+        guarded = fold_events(run)
+        bar.advance()
     items = [
         platform,
         asm_item(guarded, settings.arch),
@@ -291,6 +296,7 @@ def _run_installed(args: argparse.Namespace) -> tuple[RunHeader, list[Item]]:
     if sim_only:
         verb = "configures" if len(sim_only) == 1 else "configure"
         raise UsageError(f"{', '.join(sim_only)} {verb} the simulated run; add --sim")
+    from quantguard.cli._console import progress
     from quantguard.report.reader import LogReadError
 
     thresholds = _thresholds(args, "")
@@ -300,15 +306,19 @@ def _run_installed(args: argparse.Namespace) -> tuple[RunHeader, list[Item]]:
     except (LogReadError, OSError) as exc:
         raise UsageError(f"--events: {exc}") from exc
     with aiter_environment(False, args.gfx, False, args.fault, device) as environment:
-        items = [
-            platform_item(),
-            asm_item(guarded, environment.arch),
-            *selector_items(),
-            shuffle_scale_item(device),
-            partial_transpose_item(device),
-            jit_failure_item(device),
-            regression_item(guarded),
+        steps = [
+            ("platform", lambda: [platform_item()]),
+            ("ASM", lambda: [asm_item(guarded, environment.arch)]),
+            ("selectors", selector_items),
+            ("shuffle_scale", lambda: [shuffle_scale_item(device)]),
+            ("partial_transpose", lambda: [partial_transpose_item(device)]),
+            ("JIT failure", lambda: [jit_failure_item(device)]),
+            ("regressions", lambda: [regression_item(guarded)]),
         ]
+        items = []
+        with progress(len(steps), "ckfree", getattr(args, "quiet", False)) as bar:
+            for _, make in bar.track(steps, lambda step: f"ckfree: {step[0]}"):
+                items += make()
     workload = (
         "needs the simulated workload (--sim); on hardware, `quantguard validate accuracy --backend triton "
         "--model ...` measures your model's per-layer cosine and generation in this build"
