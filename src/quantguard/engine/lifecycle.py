@@ -18,7 +18,7 @@ from quantguard.config_audit import audit_config
 from quantguard.contracts.base import Contract
 from quantguard.engine.audits import Audits
 from quantguard.engine.references import StaleReferences
-from quantguard.engine.reporter import format_exception
+from quantguard.engine.reporter import emit_internal_error
 from quantguard.engine.runtime import Runtime
 from quantguard.engine.termination import TerminationSummary
 
@@ -140,28 +140,14 @@ def _fail_closed(stage: str, exc: BaseException) -> None:
     runtime, _runtime = _runtime, None
     _termination.uninstall()
     telemetry.stop()
-    events.emit(
-        events.INTERNAL_ERROR,
-        "error",
-        target=stage,
-        check="lifecycle",
-        error=f"{type(exc).__name__}: {exc}",
-        traceback=format_exception(exc),
-    )
+    emit_internal_error(stage, "lifecycle", exc)
     if runtime is None:
         return
     for step in (runtime.unapply_all, _stop_executor(runtime), _remove_layer_hooks(runtime)):
         try:
             step()
         except Exception as again:  # restore what can be restored; say what could not
-            events.emit(
-                events.INTERNAL_ERROR,
-                "error",
-                target=stage,
-                check="lifecycle_rollback",
-                error=f"{type(again).__name__}: {again}",
-                traceback=format_exception(again),
-            )
+            emit_internal_error(stage, "lifecycle_rollback", again)
 
 
 def _stop_executor(runtime: Runtime) -> Any:

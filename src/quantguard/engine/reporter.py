@@ -29,6 +29,18 @@ def format_exception(exc: BaseException) -> str:
     return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))[-4000:]
 
 
+def emit_internal_error(target: str, check: str, exc: BaseException) -> None:
+    """One ``quantguard.internal_error`` event (the one schema every stage that fails open uses)."""
+    events.emit(
+        events.INTERNAL_ERROR,
+        "error",
+        target=target,
+        check=check,
+        error=f"{type(exc).__name__}: {exc}",
+        traceback=format_exception(exc),
+    )
+
+
 #: Distinct internal errors logged per process; beyond this, errors are only counted.
 _MAX_DISTINCT_ERRORS = 1000
 
@@ -181,14 +193,7 @@ class Reporter:
         signature = (target, check, _error_site(exc))
         if signature not in self._errors_logged and len(self._errors_logged) < _MAX_DISTINCT_ERRORS:
             self._errors_logged.add(signature)
-            events.emit(
-                events.INTERNAL_ERROR,
-                "error",
-                target=target,
-                check=check,
-                error=f"{type(exc).__name__}: {exc}",
-                traceback=format_exception(exc),
-            )
+            emit_internal_error(target, check, exc)
 
     def after_fork(self) -> None:
         self.stats.after_fork()

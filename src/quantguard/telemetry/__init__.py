@@ -16,7 +16,6 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from quantguard import events
 from quantguard.telemetry._series import METRIC_NAMES
 from quantguard.telemetry._tap import EventTap
 
@@ -88,16 +87,9 @@ def start(runtime: Any) -> None:
             if _otel is not None:
                 _otel.runtime = runtime
         except Exception as exc:  # a busy port or a broken library: run on without it
-            from quantguard.engine.reporter import format_exception
+            from quantguard.engine.reporter import emit_internal_error
 
-            events.emit(
-                events.INTERNAL_ERROR,
-                "error",
-                target="quantguard.telemetry",
-                check="metrics",
-                error=f"{type(exc).__name__}: {exc}",
-                traceback=format_exception(exc),
-            )
+            emit_internal_error("quantguard.telemetry", "metrics", exc)
 
 
 def stop() -> None:
