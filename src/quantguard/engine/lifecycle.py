@@ -143,28 +143,22 @@ def _fail_closed(stage: str, exc: BaseException) -> None:
     emit_internal_error(stage, "lifecycle", exc)
     if runtime is None:
         return
-    for step in (runtime.unapply_all, _stop_executor(runtime), _remove_layer_hooks(runtime)):
+    for step in (Runtime.unapply_all, _stop_executor, _remove_layer_hooks):
         try:
-            step()
+            step(runtime)
         except Exception as again:  # restore what can be restored; say what could not
             emit_internal_error(stage, "lifecycle_rollback", again)
 
 
-def _stop_executor(runtime: Runtime) -> Any:
-    def stop() -> None:
-        if runtime._executor is not None:
-            runtime._executor.stop()
-
-    return stop
+def _stop_executor(runtime: Runtime) -> None:
+    if runtime._executor is not None:
+        runtime._executor.stop()
 
 
-def _remove_layer_hooks(runtime: Runtime) -> Any:
-    def remove() -> None:
-        for hooks in runtime.layer_hooks:
-            hooks.remove()
-        runtime.layer_hooks.clear()
-
-    return remove
+def _remove_layer_hooks(runtime: Runtime) -> None:
+    for hooks in runtime.layer_hooks:
+        hooks.remove()
+    runtime.layer_hooks.clear()
 
 
 def disable() -> dict[str, Any] | None:
@@ -180,10 +174,9 @@ def disable() -> dict[str, Any] | None:
             return None
         try:
             summary = runtime.emit_summary()
-            if runtime._executor is not None:
-                runtime._executor.stop()
+            _stop_executor(runtime)
             restored = runtime.unapply_all()
-            _remove_layer_hooks(runtime)()
+            _remove_layer_hooks(runtime)
         except Exception as exc:
             _fail_closed("quantguard.disable", exc)
             return None
