@@ -208,9 +208,15 @@ def configure(destination: str, fmt: str) -> EventLog:
     global _current
     with _current_lock:
         previous, _current = _current, EventLog(destination, fmt)
+        _unwritable.clear()  # a new destination: its failures are news again
     if previous is not _current:
         previous.close()
     return _current
+
+
+#: (event name, exception type) pairs already reported on stderr: a renderer that fails on every
+#: event says so once per kind, not once per event.
+_unwritable: set[tuple[str, str]] = set()
 
 
 def emit(event: str, level: str = "info", **fields: Any) -> None:
@@ -218,8 +224,12 @@ def emit(event: str, level: str = "info", **fields: Any) -> None:
     try:
         _current.emit(event, level, **fields)
     except Exception as exc:  # an unwritable sink must not break the host
+        kind = (event, type(exc).__name__)
+        if kind in _unwritable:
+            return
+        _unwritable.add(kind)
         try:
-            sys.__stderr__.write(f"quantguard: could not write event {event}: {exc!r}\n")
+            sys.__stderr__.write(f"quantguard: could not write event {event}: {exc!r} (reported once per kind)\n")
         except Exception:
             pass
 

@@ -304,6 +304,9 @@ def test_a_broken_component_never_reaches_the_host(component, deploy, tmp_path, 
     assert torch.equal(baseline[0], guarded[0]) and baseline[1] == guarded[1]
     assert fired, f"the workload never used the {component}"
     if component in ("sink", "renderer"):  # nothing can be logged through a broken log: stderr says so
-        assert "quantguard:" in capfd.readouterr().err
+        err = capfd.readouterr().err
+        assert "quantguard:" in err
+        # once per event kind, not once per event (the run emits hundreds)
+        assert err.count("could not write event") <= len(events.EVENT_NAMES), err.count("could not write event")
     else:
         assert any("injected in" in str(e.get("error")) for e in seen.named("internal_error")), sorted(fired)
