@@ -199,3 +199,92 @@ def test_a_missing_library_is_a_config_warning(monkeypatch):
         assert telemetry.metrics_text() == ""
         quantguard.disable()
     assert [e["option"] for e in events.named("config_warning") if e["option"] == "metrics_port"] == ["metrics_port"]
+
+
+def _start_rank(name: str, env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, str(WORKER), name],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+
+
+def test_ranks_sharing_a_multiprocess_directory_are_served_together_without_lost_counts(tmp_path):
+    """PROMETHEUS_MULTIPROC_DIR: every rank writes its counts there, local rank 0 serves them all."""
+    port = _free_ports(1)
+    procs = []
+    for rank, name in enumerate([FAULT, "clean", NUMERICS]):
+        env = {
+            **os.environ,
+            "PROMETHEUS_MULTIPROC_DIR": str(tmp_path),
+            "QUANTGUARD_METRICS_PORT": str(port),
+            "LOCAL_RANK": str(rank),
+            "RANK": str(rank),
+            "QUANTGUARD_LABEL": "ci",
+        }
+        procs.append(_start_rank(name, env))
+    try:
+        summaries = [json.loads(proc.stdout.readline()) for proc in procs]
+        for proc in procs[1:]:  # ranks 1 and 2 finish: disable() writes their last counts
+            proc.communicate("", timeout=60)
+            assert proc.returncode == 0
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+            samples = _samples(response.read().decode())
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.communicate("", timeout=60)
+    assert procs[0].returncode == 0
+    calls = _by(samples, "quantguard_calls_total", "rank", "target")
+    expected = {(str(r), t): float(n) for r, s in enumerate(summaries) for t, n in s["calls"].items()}
+    assert calls == expected and sum(calls.values()) > 0
+    violations = _by(samples, "quantguard_violations_total", "rank", "target", "check")
+    expected = {
+        (str(r), t, c): float(n)
+        for r, s in enumerate(summaries)
+        for t, checks in s["violations"].items()
+        for c, n in checks.items()
+    }
+    assert violations == expected and not [rank for rank, _, _ in violations if rank == "1"]  # rank 1 is clean
+    failed = _by(samples, "quantguard_shadow_failed_total", "rank")
+    assert failed.get(("1",), 0) == 0 and failed[("2",)] == sum(s["failed"] for s in summaries[2]["shadow"].values())
+    results = sum(s["samples"] for s in summaries[2]["shadow"].values())
+    assert _by(samples, "quantguard_shadow_cosine_count", "rank")[("2",)] == results > 0
+    assert {dict(labels)["label"] for (_, labels) in samples if "label" in dict(labels)} == {"ci"}
+
+
+def test_metrics_without_a_port_are_readable_in_process():
+    runtime = quantguard.enable(metrics=True, sample_rate=0.0, log="stderr")
+    try:
+        assert telemetry.serving_port(runtime.config.metrics_port, os.environ) == 0
+        runtime.reporter.stats.add_dropped(2)
+        assert sum(_by(_samples(telemetry.metrics_text()), "quantguard_shadow_dropped_total").values()) == 2
+    finally:
+        quantguard.disable()
+
+
+@pytest.mark.parametrize(
+    ("environ", "shared", "served"),
+    [
+        ({"LOCAL_RANK": "3", "RANK": "11"}, False, 9403),
+        ({"RANK": "2"}, False, 9402),
+        ({}, False, 9400),
+        ({"LOCAL_RANK": "0"}, True, 9400),
+        ({"LOCAL_RANK": "1"}, True, 0),
+    ],
+)
+def test_which_port_a_rank_serves(environ, shared, served):
+    assert telemetry.serving_port(9400, environ, shared) == served
+
+
+def test_an_unwritable_multiprocess_directory_is_a_config_warning(tmp_path):
+    config = resolve_config({"metrics": True}, {})
+    environ = {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "missing")}
+    warnings = [w for w in audit_config(config, [], environ) if w.option == "metrics"]
+    assert len(warnings) == 1 and "not a writable directory" in warnings[0].message
+    assert not [
+        w for w in audit_config(config, [], {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}) if w.option == "metrics"
+    ]

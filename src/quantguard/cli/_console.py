@@ -21,6 +21,7 @@ T = TypeVar("T")
 __all__ = [
     "WIDTH",
     "WIDE",
+    "width_of",
     "add_width_option",
     "add_quiet_option",
     "make_console",
@@ -45,7 +46,8 @@ def add_width_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _width(stream: IO[str], wide: bool) -> int:
+def width_of(stream: IO[str], wide: bool) -> int:
+    """The columns a command writes to ``stream``: :data:`WIDTH`, less on a narrower terminal, ``WIDE`` with ``wide``."""
     if wide:
         return WIDE
     if stream.isatty():
@@ -63,7 +65,7 @@ def make_console(wide: bool = False, stream: IO[str] | None = None) -> Any:
     stream = sys.stdout if stream is None else stream
     return Console(
         file=stream,
-        width=_width(stream, wide),
+        width=width_of(stream, wide),
         markup=False,
         highlight=False,
         emoji=False,
@@ -105,7 +107,7 @@ def indented(lines: Iterable[str], wide: bool = False, indent: str = "    ") -> 
     """Lines wrapped to the command width, continuations indented under their line (``wide``: unwrapped)."""
     import textwrap
 
-    width = _width(sys.stdout, wide)
+    width = width_of(sys.stdout, wide)
     out = []
     for line in lines:
         if wide or len(line) <= width:
@@ -122,7 +124,7 @@ def render(renderable: Any, wide: bool = False) -> str:
 
     buffer = io.StringIO()
     console = make_console(wide, buffer)
-    console.width = _width(sys.stdout, wide)  # the terminal's width, not the buffer's
+    console.width = width_of(sys.stdout, wide)  # the terminal's width, not the buffer's
     console.print(renderable)
     return "\n".join(line.rstrip() for line in buffer.getvalue().splitlines()) + "\n"
 
@@ -169,7 +171,7 @@ def progress(total: int, description: str, quiet: bool = False) -> Iterator[_NoP
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    console = Console(file=stream, width=_width(stream, False))
+    console = Console(file=stream, width=width_of(stream, False))
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True) as bar:
         yield _Progress(bar, bar.add_task(description, total=total))

@@ -4,8 +4,10 @@ Reads JSON-lines event logs (one per rank or process; .gz accepted) one line
 at a time, and writes a self-contained markdown report: PASS/FAIL per
 configuration and target, per-layer cosines, violations by check, backends,
 recommendations, blocked kernels, internal errors, run totals and input
-problems.  The layers x configurations min-cosine data is always written as
-CSV; --png also draws it (needs matplotlib).
+problems.  Without -o the report is printed as text that fits 100 columns
+(-v: unwrapped); -o - prints the markdown itself.  The layers x
+configurations min-cosine data is always written as CSV; --png also draws it
+(needs matplotlib).
 
 exit codes:
   0  every configuration passed
@@ -18,10 +20,13 @@ exit codes:
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
+from quantguard.cli._console import add_quiet_option, add_width_option, progress
+from quantguard.cli._markdown_text import terminal_text
 from quantguard.report import (
     EXIT_FAIL,
     EXIT_NO_EVENTS,
@@ -38,6 +43,8 @@ from quantguard.report import (
 __all__ = ["add_parser"]
 
 _STDOUT_CSV = "quantguard-report.heatmap.csv"
+#: ``-o -``: the markdown on stdout
+_STDOUT = "-"
 
 
 def add_parser(subparsers: Any) -> None:
@@ -48,7 +55,12 @@ def add_parser(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("logs", nargs="+", metavar="LOG", help="JSON-lines event log (.gz accepted)")
-    parser.add_argument("-o", "--output", metavar="REPORT.md", help="write the markdown here instead of stdout")
+    parser.add_argument(
+        "-o",
+        "--output",
+        metavar="REPORT.md",
+        help="write the markdown here ('-': the markdown on stdout); default: the report as text on stdout",
+    )
     parser.add_argument(
         "--png",
         metavar="HEATMAP.png",
@@ -59,13 +71,15 @@ def add_parser(subparsers: Any) -> None:
         metavar="HEATMAP.csv",
         help=f"heatmap data (default: <REPORT>.heatmap.csv next to -o, else ./{_STDOUT_CSV})",
     )
+    add_width_option(parser)
+    add_quiet_option(parser)
     parser.set_defaults(handler=_run)
 
 
 def _csv_path(args: argparse.Namespace) -> Path:
     if args.csv:
         return Path(args.csv)
-    if args.output:
+    if args.output and args.output != _STDOUT:
         output = Path(args.output)
         return output.with_name(f"{output.stem}.heatmap.csv")
     return Path(_STDOUT_CSV)
@@ -77,17 +91,18 @@ def _note(message: str) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     try:
-        report = build_report(args.logs)
+        report = _read(args.logs, args.quiet)
     except LogReadError as exc:
         _note(str(exc))
         return EXIT_USAGE
     markdown = render_markdown(report)
     csv_path = _csv_path(args)
+    to_file = bool(args.output) and args.output != _STDOUT
     try:
-        if args.output:
+        if to_file:
             Path(args.output).write_text(markdown, encoding="utf-8")
         else:
-            sys.stdout.write(markdown)
+            sys.stdout.write(markdown if args.output == _STDOUT else terminal_text(markdown, args.wide))
         write_heatmap_csv(report, csv_path)
     except OSError as exc:
         _note(f"cannot write {exc.filename or 'the report'}: {exc.strerror or exc}")
@@ -114,5 +129,17 @@ def _run(args: argparse.Namespace) -> int:
         EXIT_NO_EVENTS: "no quantguard events",
         EXIT_USAGE: "INCOMPLETE (a log was cut short; it cannot pass)",
     }[code]
-    _note(f"{verdict}, exit code {code}" + (f"; report in {args.output}" if args.output else ""))
+    _note(f"{verdict}, exit code {code}" + (f"; report in {args.output}" if to_file else ""))
     return code
+
+
+def _read(logs: list[str], quiet: bool) -> Any:
+    """The report, with a progress bar over the logs' sizes on a terminal (gigabytes of rank logs take minutes)."""
+    sizes = []
+    for log in logs:
+        try:
+            sizes.append(os.path.getsize(log))
+        except OSError:
+            sizes.append(0)  # build_report names the missing file
+    with progress(sum(sizes), f"reading {len(logs)} log(s)", quiet) as bar:
+        return build_report(logs, on_progress=bar.advance)

@@ -175,6 +175,7 @@ def disable() -> dict[str, Any] | None:
         try:
             summary = runtime.emit_summary()
             _stop_executor(runtime)
+            telemetry.flush()  # the final counts, while every guard still holds its own
             restored = runtime.unapply_all()
             _remove_layer_hooks(runtime)
         except Exception as exc:
@@ -208,6 +209,7 @@ def _at_exit() -> None:
 
 
 def _emit_final_summary() -> None:
+    telemetry.flush()  # the last counts into a multiprocess directory, before the process goes
     runtime = _runtime
     if runtime is not None and runtime.config.summary_at_exit:
         try:

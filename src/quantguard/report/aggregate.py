@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,12 +83,14 @@ class Aggregator:
         self._scopes = 0
 
     # -- input ---------------------------------------------------------------------------
-    def add_file(self, path: str | Path, name: str | None = None) -> FileStats:
+    def add_file(
+        self, path: str | Path, name: str | None = None, on_progress: Callable[[int], None] | None = None
+    ) -> FileStats:
         """Stream one log into the report under ``name`` (default: the file name)."""
         path = Path(path)
         stats = FileStats(str(path), name or path.name)
         self.report.files.append(stats)
-        for event in read_events(path, stats):
+        for event in read_events(path, stats, on_progress):
             self.add(event, stats.name)
         return stats
 
@@ -381,11 +383,17 @@ def display_names(paths: Iterable[str | Path]) -> list[str]:
     return [path.name if basenames[path.name] == 1 else str(path) for path in paths]
 
 
-def build_report(paths: Iterable[str | Path], tail_size: int = DEFAULT_TAIL_SIZE) -> Report:
+def build_report(
+    paths: Iterable[str | Path],
+    tail_size: int = DEFAULT_TAIL_SIZE,
+    on_progress: Callable[[int], None] | None = None,
+) -> Report:
     """Read every log (streaming) into one report.
 
     Every path is checked before any is read, so a missing rank log fails
     fast with :class:`~quantguard.report.reader.LogReadError`.
+    ``on_progress`` receives the bytes read as reading goes (a progress bar
+    over the files' sizes).
     """
     paths = [Path(path) for path in paths]
     for path in paths:
@@ -393,5 +401,5 @@ def build_report(paths: Iterable[str | Path], tail_size: int = DEFAULT_TAIL_SIZE
             raise LogReadError(f"cannot read {path}: {'not a file' if path.exists() else 'no such file'}")
     aggregator = Aggregator(tail_size)
     for path, name in zip(paths, display_names(paths)):
-        aggregator.add_file(path, name)
+        aggregator.add_file(path, name, on_progress)
     return aggregator.finish()

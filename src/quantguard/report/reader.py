@@ -14,7 +14,7 @@ import gzip
 import json
 import zlib
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -32,6 +32,8 @@ _GZIP_MAGIC = b"\x1f\x8b"
 _EXAMPLES_KEPT = 3
 _UNKNOWN_NAMES_KEPT = 32
 _KNOWN_EVENTS = frozenset(EVENT_NAMES)
+#: Lines between two progress reports (a tell() per line would slow reading).
+_PROGRESS_LINES = 4096
 
 
 class LogReadError(Exception):
@@ -125,7 +127,9 @@ def _classify(line: bytes) -> tuple[dict[str, Any] | None, str | None]:
     return value, None
 
 
-def read_events(path: str | Path, stats: FileStats | None = None) -> Iterator[dict[str, Any]]:
+def read_events(
+    path: str | Path, stats: FileStats | None = None, on_progress: Callable[[int], None] | None = None
+) -> Iterator[dict[str, Any]]:
     """Yield the event dicts of one log, one line at a time.
 
     Gzip is recognised by its magic bytes, whatever the name.  Malformed
@@ -133,14 +137,20 @@ def read_events(path: str | Path, stats: FileStats | None = None) -> Iterator[di
     are still yielded: a newer quantguard may add kinds).  Raises
     :class:`LogReadError` when the file cannot be opened, or fails before
     its first line is read; a failure later marks ``stats.truncated``.
+    ``on_progress`` receives how many more bytes of the file (as stored:
+    compressed for gzip) were read, every few thousand lines and at the end.
     """
     path = Path(path)
     stats = stats if stats is not None else FileStats(str(path), path.name)
     stream = _open(path)
+    raw = getattr(stream, "fileobj", None) or stream  # gzip: progress in the stored (compressed) bytes
+    reported = 0
     try:
         try:
             for line in _bounded_lines(stream):
                 stats.lines += 1
+                if on_progress is not None and stats.lines % _PROGRESS_LINES == 0:
+                    reported = _report_progress(raw, reported, on_progress)
                 if line is None:
                     stats._count_malformed("too_long", stats.lines)
                     continue
@@ -161,5 +171,17 @@ def read_events(path: str | Path, stats: FileStats | None = None) -> Iterator[di
             if stats.lines == 0:
                 raise LogReadError(f"cannot read {path}: {exc}") from exc
             stats.truncated = f"stopped after line {stats.lines}: {exc}"
+        if on_progress is not None:
+            _report_progress(raw, reported, on_progress)
     finally:
         stream.close()
+
+
+def _report_progress(raw: Any, reported: int, on_progress: Callable[[int], None]) -> int:
+    try:
+        position = raw.tell()
+    except (OSError, ValueError):
+        return reported
+    if position > reported:
+        on_progress(position - reported)
+    return max(position, reported)

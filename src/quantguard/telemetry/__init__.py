@@ -19,7 +19,7 @@ from typing import Any
 from quantguard.telemetry._series import METRIC_NAMES
 from quantguard.telemetry._tap import EventTap
 
-__all__ = ["METRIC_NAMES", "start", "stop", "metrics_text", "otel_wanted", "serving_port"]
+__all__ = ["METRIC_NAMES", "start", "stop", "flush", "metrics_text", "otel_wanted", "serving_port"]
 
 #: ``OTEL_*`` variables that mean "this process exports OpenTelemetry" (value ``none`` excepted).
 _OTEL_VARIABLES = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_LOGS_EXPORTER", "OTEL_METRICS_EXPORTER")
@@ -37,12 +37,20 @@ def otel_wanted(setting: bool | None, environ: Mapping[str, str]) -> bool:
     return any(environ.get(name, "").strip().lower() not in ("", "none") for name in _OTEL_VARIABLES)
 
 
-def serving_port(port: int, environ: Mapping[str, str]) -> int:
-    """``port`` plus the local rank, so that the ranks of one host each serve their own port (0 stays off)."""
+def serving_port(port: int, environ: Mapping[str, str], shared_directory: bool = False) -> int:
+    """The port this process serves (0: none).
+
+    Each rank of a host serves its own counts on ``port`` plus its local rank.
+    With a multiprocess directory every rank's counts are in the directory, so
+    local rank 0 alone serves them all, on ``port`` itself.
+    """
     if not port:
         return 0
-    rank = (environ.get("LOCAL_RANK") or environ.get("RANK") or "0").strip()
-    return port + (int(rank) if rank.isdigit() else 0)
+    rank_text = (environ.get("LOCAL_RANK") or environ.get("RANK") or "0").strip()
+    rank = int(rank_text) if rank_text.isdigit() else 0
+    if shared_directory:
+        return port if rank == 0 else 0
+    return port + rank
 
 
 def _available(module: str) -> bool:
@@ -56,9 +64,9 @@ def start(runtime: Any) -> None:
     """Bring metrics in line with ``runtime.config`` (first enable or reconfigure); never raises."""
     global _tap, _prometheus, _otel
     config = runtime.config
-    port = serving_port(config.metrics_port, os.environ)
     want_otel = otel_wanted(config.otel, os.environ) and _available("opentelemetry.sdk")
-    want_prometheus = bool(port) and _available("prometheus_client")  # a missing library: see config_audit
+    # a missing library: see config_audit
+    want_prometheus = bool(config.metrics_port or config.metrics) and _available("prometheus_client")
     with _lock:
         try:
             if not (want_prometheus or want_otel or _prometheus is not None or _otel is not None):
@@ -68,15 +76,15 @@ def start(runtime: Any) -> None:
                 _tap.install()
             _tap.attach(runtime.reporter)
             if want_prometheus and _prometheus is None:
-                from quantguard.telemetry.prometheus import PrometheusMetrics
+                from quantguard.telemetry.prometheus import PrometheusMetrics, multiprocess_directory
 
-                _prometheus = PrometheusMetrics(runtime, _tap)
+                _prometheus = PrometheusMetrics(runtime, _tap, multiprocess_directory())
             elif not want_prometheus and _prometheus is not None:
                 _prometheus.close()
                 _prometheus = None
             if _prometheus is not None:
                 _prometheus.runtime = runtime
-                _prometheus.serve(port)
+                _prometheus.serve(serving_port(config.metrics_port, os.environ, _prometheus.directory is not None))
             if want_otel and _otel is None:
                 from quantguard.telemetry.otel import OtelBridge
 
@@ -107,7 +115,20 @@ def stop() -> None:
         _tap = _prometheus = _otel = None
 
 
+def flush() -> None:
+    """Write pending counts to prometheus-client's multiprocess directory (exit, SIGTERM); never raises."""
+    prometheus = _prometheus
+    if prometheus is not None:
+        try:
+            prometheus.flush()
+        except Exception:
+            pass
+
+
 def metrics_text() -> str:
-    """The Prometheus exposition text of the enabled runtime ('' when Prometheus metrics are off)."""
+    """The Prometheus exposition text of the enabled runtime ('' when Prometheus metrics are off).
+
+    In multiprocess mode it is the aggregate of every process writing to the directory.
+    """
     prometheus = _prometheus
     return prometheus.text() if prometheus is not None else ""
