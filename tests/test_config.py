@@ -28,6 +28,9 @@ BAD_VALUES = [
     ("QUANTGUARD_SHADOW_PRECISION", "fp16", "fp32, fp64"),
     ("QUANTGUARD_THRESHOLDS", "fp8:0.99", "KEY=COSINE"),
     ("QUANTGUARD_THRESHOLDS", "fp8=1.5", "COSINE in (0, 1]"),
+    ("QUANTGUARD_SHADOW_COMPARE", "bitwise", "cosine, allclose, exact for every target"),
+    ("QUANTGUARD_SHADOW_COMPARE", "gemm_a8w8*=close", "GLOB=MODE pairs"),
+    ("QUANTGUARD_SHADOW_ALLCLOSE", "bf16=-1:0", "DTYPE=RTOL:ATOL"),
     ("QUANTGUARD_E8M0_ROUNDING", "nearest", "down, up, even, ceil"),
     ("QUANTGUARD_RATE_LIMIT_INTERVAL", "-3", "number > 0"),
     ("QUANTGUARD_GRAPH_CHECKS", "sometimes", "1/true"),
@@ -40,6 +43,7 @@ BAD_VALUES = [
     ("QUANTGUARD_METRICS_PORT", "65536", "integer from 0 to 65535"),
     ("QUANTGUARD_METRICS_PORT", "http", "integer from 0 to 65535"),
     ("QUANTGUARD_OTEL", "maybe", "1/true/yes/on"),
+    ("QUANTGUARD_METRICS", "prometheus", "1/true"),
     ("QUANTGUARD_LOG", "true", "a switch word is not a log file name"),
     ("QUANTGUARD_TARGETS", ",", "at least one glob"),
 ]
@@ -133,6 +137,9 @@ WARNED = [
     ({"QUANTGUARD_DISABLED_TARGETS": "aiter.*typo_*"}, "disabled_targets", "leaves out nothing"),
     ({"QUANTGUARD_DISABLED_TARGETS": "*"}, "disabled_targets", "leave no target guarded"),
     ({"QUANTGUARD_THRESHOLDS": "fp9=0.99"}, "thresholds", "applies to nothing"),
+    ({"QUANTGUARD_SHADOW_COMPARE": "gemm_a9w9*=exact"}, "shadow_compare", "applies to nothing"),
+    ({"QUANTGUARD_SHADOW": "0", "QUANTGUARD_SHADOW_COMPARE": "exact"}, "shadow_compare", "shadow is off"),
+    ({"QUANTGUARD_SHADOW": "0", "QUANTGUARD_SHADOW_ALLCLOSE": "bf16=0:0"}, "shadow_allclose", "shadow is off"),
     ({"QUANTGUARD_SAMPLE_RATE": "0", "QUANTGUARD_SAMPLE_FIRST": "0"}, "sample_rate", "inspects no call"),
     (
         {"QUANTGUARD_SAMPLE_RATE": "0", "QUANTGUARD_MAX_SAMPLES_PER_SEC": "5"},
@@ -177,7 +184,11 @@ def test_settings_that_cannot_do_what_they_say_are_warned(environ, option, words
 
 
 def test_a_default_configuration_and_good_globs_are_quiet():
-    environ = {"QUANTGUARD_TARGETS": "aiter.ops.quant.*", "QUANTGUARD_THRESHOLDS": "fp8=0.99,aiter.*a8w8*=0.98"}
+    environ = {
+        "QUANTGUARD_TARGETS": "aiter.ops.quant.*",
+        "QUANTGUARD_THRESHOLDS": "fp8=0.99,aiter.*a8w8*=0.98",
+        "QUANTGUARD_SHADOW_COMPARE": "exact,gemm_a8w8*=allclose,aiter.*@model.layers.0.*=cosine",
+    }
     assert audit_config(resolve_config({}, {}), _targets(), {}) == []
     assert audit_config(resolve_config({}, environ), _targets(), environ) == []
 

@@ -21,7 +21,15 @@ from quantguard._log_file import destination_problem
 from quantguard._sinks import expand_path as _expand_path
 from quantguard.errors import ConfigError
 
-__all__ = ["Config", "resolve_config", "parse_bool", "env_variable", "E8M0_ROUNDING_MODES", "THRESHOLD_FORMATS"]
+__all__ = [
+    "Config",
+    "resolve_config",
+    "parse_bool",
+    "env_variable",
+    "E8M0_ROUNDING_MODES",
+    "THRESHOLD_FORMATS",
+    "SHADOW_COMPARE_MODES",
+]
 
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
@@ -60,11 +68,14 @@ class Config:
     graph_snapshot_mib: int = 64
     thorough_interval: float = 5.0
     thresholds: Mapping[str, float] = field(default_factory=dict)
+    shadow_compare: Mapping[str, str] = field(default_factory=dict)
+    shadow_allclose: Mapping[str, tuple[float, float]] = field(default_factory=dict)
     e8m0_rounding: str | None = None
     rate_limit_interval: float = 10.0
     summary_at_exit: bool = True
     label: str | None = None
     metrics_port: int = 0
+    metrics: bool = False
     otel: bool | None = None
 
     def replace(self, **changes: Any) -> Config:
@@ -276,6 +287,71 @@ def _thresholds(value: Any, where: str) -> dict[str, float]:
     return result
 
 
+#: How a precision-matched shadow reference is compared (``quantguard.shadow.thresholds``).
+SHADOW_COMPARE_MODES = ("cosine", "allclose", "exact")
+
+
+def _compare_pairs(value: Any, where: str, accepted: str) -> list[tuple[Any, Any]]:
+    """``KEY=VALUE`` parts of a comma-separated string (a bare part gets the key ``*``), or a mapping's items."""
+    if isinstance(value, Mapping):
+        return list(value.items())
+    if not isinstance(value, str):
+        raise _fail(where, value, accepted)
+    pairs = []
+    for part in value.split(","):
+        if not part.strip():
+            continue
+        key, sep, item = part.rpartition("=")
+        pairs.append((key.strip() if sep else "*", item.strip()))
+    return pairs
+
+
+def _shadow_compare(value: Any, where: str) -> dict[str, str]:
+    accepted = (
+        f"{', '.join(SHADOW_COMPARE_MODES)} for every target, or GLOB=MODE pairs separated by commas "
+        "(GLOB a target glob, a function name glob or TARGET_GLOB@LAYER_GLOB; MODE one of "
+        f"{', '.join(SHADOW_COMPARE_MODES)}), e.g. 'exact' or 'gemm_a8w8*=allclose'"
+    )
+    result: dict[str, str] = {}
+    for key, mode in _compare_pairs(value, where, accepted):
+        if (
+            not isinstance(key, str)
+            or not key
+            or any(ch.isspace() for ch in key)
+            or not isinstance(mode, str)
+            or mode.strip().lower() not in SHADOW_COMPARE_MODES
+        ):
+            raise _fail(where, value, accepted)
+        result[key] = mode.strip().lower()
+    return result
+
+
+#: Output dtypes ``shadow_allclose`` takes bounds for, by the names a user types.
+_ALLCLOSE_DTYPES = {"bf16": "bfloat16", "bfloat16": "bfloat16", "fp16": "float16", "float16": "float16"}
+_ALLCLOSE_DTYPES.update(fp32="float32", float32="float32")
+
+
+def _shadow_allclose(value: Any, where: str) -> dict[str, tuple[float, float]]:
+    accepted = (
+        "DTYPE=RTOL:ATOL pairs separated by commas (or a mapping to (rtol, atol)); DTYPE one of bf16, fp16, "
+        "fp32; RTOL and ATOL (in units of the reference's RMS) finite numbers >= 0, e.g. 'bf16=0.0078125:0.0078125'"
+    )
+    result: dict[str, tuple[float, float]] = {}
+    for key, bounds in _compare_pairs(value, where, accepted):
+        dtype = _ALLCLOSE_DTYPES.get(str(key).strip().lower())
+        parts = bounds.split(":") if isinstance(bounds, str) else bounds
+        if dtype is None or not isinstance(parts, (list, tuple)) or len(parts) != 2:
+            raise _fail(where, value, accepted)
+        try:
+            result[dtype] = (
+                _finite_float(parts[0], where, True, accepted),
+                _finite_float(parts[1], where, True, accepted),
+            )
+        except ConfigError:
+            raise _fail(where, value, accepted) from None  # name the whole value, not the one number
+    return result
+
+
 def _label(value: Any, where: str) -> str | None:
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
@@ -315,11 +391,14 @@ _OPTIONS: tuple[_Option, ...] = (
     _Option("graph_snapshot_mib", _int_in(1, 1 << 20), env.QUANTGUARD_GRAPH_SNAPSHOT_MIB),
     _Option("thorough_interval", _non_negative_float, env.QUANTGUARD_THOROUGH_INTERVAL),
     _Option("thresholds", _thresholds, env.QUANTGUARD_THRESHOLDS),
+    _Option("shadow_compare", _shadow_compare, env.QUANTGUARD_SHADOW_COMPARE),
+    _Option("shadow_allclose", _shadow_allclose, env.QUANTGUARD_SHADOW_ALLCLOSE),
     _Option("e8m0_rounding", _optional_choice(E8M0_ROUNDING_MODES), env.QUANTGUARD_E8M0_ROUNDING),
     _Option("rate_limit_interval", _positive_float, env.QUANTGUARD_RATE_LIMIT_INTERVAL),
     _Option("summary_at_exit", parse_bool, None),
     _Option("label", _label, env.QUANTGUARD_LABEL),
     _Option("metrics_port", _int_in(0, 65535), env.QUANTGUARD_METRICS_PORT),
+    _Option("metrics", parse_bool, env.QUANTGUARD_METRICS),
     _Option("otel", _optional_bool, env.QUANTGUARD_OTEL),
 )
 _BY_NAME = {option.name: option for option in _OPTIONS}

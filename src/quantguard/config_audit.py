@@ -12,7 +12,9 @@ naming the option (and variable), the value and what to do instead.
 from __future__ import annotations
 
 import difflib
+import fnmatch
 import importlib.util
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -116,10 +118,32 @@ class _Audit:
                     key,
                 )
 
+    def compare(self) -> None:
+        """``shadow_compare`` keys that match no contract target (by path or bare function name)."""
+        names = {target.replace(":", ".").rsplit(".", 1)[-1] for target in self.targets}
+        for key in self.config.shadow_compare:
+            glob = key.partition("@")[0]
+            if glob == "*" or any(target_matches(target, (glob,)) for target in self.targets):
+                continue
+            if not any(fnmatch.fnmatchcase(name, glob) for name in names):
+                self.warn(
+                    "shadow_compare",
+                    f"shadow_compare key {key!r} matches no contract target (path or function name), "
+                    "so it applies to nothing",
+                    key,
+                )
+
     def switched_off(self) -> None:
         config = self.config
         if not config.shadow:
-            for option in ("shadow_full", "shadow_precision", "shadow_rows", "thorough_interval"):
+            for option in (
+                "shadow_full",
+                "shadow_precision",
+                "shadow_rows",
+                "thorough_interval",
+                "shadow_compare",
+                "shadow_allclose",
+            ):
                 if _set(config, option):
                     self.warn(option, f"{option} has no effect while shadow is off (QUANTGUARD_SHADOW=0)")
         if not config.graph_checks:
@@ -146,10 +170,18 @@ class _Audit:
 
     def telemetry(self) -> None:
         """Metrics asked for without their library: quantguard runs on without them, and says so."""
-        if self.config.metrics_port and not _installed("prometheus_client"):
+        option = "metrics_port" if self.config.metrics_port else "metrics" if self.config.metrics else None
+        if option and not _installed("prometheus_client"):
             self.warn(
-                "metrics_port",
+                option,
                 "prometheus-client is not installed: no metrics are served; pip install 'quantguard[metrics]'",
+            )
+        directory = self.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        if option and directory and not (os.path.isdir(directory) and os.access(directory, os.W_OK)):
+            self.warn(
+                option,
+                f"PROMETHEUS_MULTIPROC_DIR={directory!r} is not a writable directory: prometheus-client's "
+                "multiprocess mode needs one that exists (create it, or unset the variable for one port per rank)",
             )
         if self.config.otel and not _installed("opentelemetry.sdk"):
             self.warn(
@@ -173,6 +205,7 @@ def audit_config(config: Config, contract_targets: Iterable[str], environ: Mappi
     audit.unknown_variables()
     audit.globs()
     audit.thresholds()
+    audit.compare()
     audit.switched_off()
     audit.platform()
     audit.logging()

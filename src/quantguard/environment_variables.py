@@ -26,6 +26,8 @@ __all__ = [
     "QUANTGUARD_SHADOW_FULL",
     "QUANTGUARD_SHADOW_PRECISION",
     "QUANTGUARD_THRESHOLDS",
+    "QUANTGUARD_SHADOW_COMPARE",
+    "QUANTGUARD_SHADOW_ALLCLOSE",
     "QUANTGUARD_E8M0_ROUNDING",
     "QUANTGUARD_RATE_LIMIT_INTERVAL",
     "QUANTGUARD_LABEL",
@@ -34,6 +36,7 @@ __all__ = [
     "QUANTGUARD_GRAPH_SNAPSHOT_MIB",
     "QUANTGUARD_THOROUGH_INTERVAL",
     "QUANTGUARD_METRICS_PORT",
+    "QUANTGUARD_METRICS",
     "QUANTGUARD_OTEL",
     "DESCRIPTIONS",
     "OTHER_VARIABLES",
@@ -58,6 +61,8 @@ QUANTGUARD_SHADOW_ROWS = "QUANTGUARD_SHADOW_ROWS"
 QUANTGUARD_SHADOW_FULL = "QUANTGUARD_SHADOW_FULL"
 QUANTGUARD_SHADOW_PRECISION = "QUANTGUARD_SHADOW_PRECISION"
 QUANTGUARD_THRESHOLDS = "QUANTGUARD_THRESHOLDS"
+QUANTGUARD_SHADOW_COMPARE = "QUANTGUARD_SHADOW_COMPARE"
+QUANTGUARD_SHADOW_ALLCLOSE = "QUANTGUARD_SHADOW_ALLCLOSE"
 QUANTGUARD_E8M0_ROUNDING = "QUANTGUARD_E8M0_ROUNDING"
 QUANTGUARD_RATE_LIMIT_INTERVAL = "QUANTGUARD_RATE_LIMIT_INTERVAL"
 QUANTGUARD_LABEL = "QUANTGUARD_LABEL"
@@ -66,6 +71,7 @@ QUANTGUARD_GRAPH_PERIOD = "QUANTGUARD_GRAPH_PERIOD"
 QUANTGUARD_GRAPH_SNAPSHOT_MIB = "QUANTGUARD_GRAPH_SNAPSHOT_MIB"
 QUANTGUARD_THOROUGH_INTERVAL = "QUANTGUARD_THOROUGH_INTERVAL"
 QUANTGUARD_METRICS_PORT = "QUANTGUARD_METRICS_PORT"
+QUANTGUARD_METRICS = "QUANTGUARD_METRICS"
 QUANTGUARD_OTEL = "QUANTGUARD_OTEL"
 
 #: One line per variable: what it does and what it accepts (used by ``quantguard info`` and docs).
@@ -89,13 +95,16 @@ DESCRIPTIONS: dict[str, str] = {
     QUANTGUARD_SHADOW_FULL: "1 compares whole tensors instead of a row subset",
     QUANTGUARD_SHADOW_PRECISION: "fp32 (default) or fp64 accumulation for references",
     QUANTGUARD_THRESHOLDS: "comma-separated KEY=COSINE; KEY is a format (fp8, int8, fp4, mxfp4, int4), a target glob, or TARGET_GLOB@LAYER_GLOB",
+    QUANTGUARD_SHADOW_COMPARE: "how precision-matched GEMM references are compared: cosine (default), allclose or exact, for every target or as GLOB=MODE pairs (e.g. gemm_a8w8*=exact); only for bit-reproducible references",
+    QUANTGUARD_SHADOW_ALLCLOSE: "allclose bounds per output dtype: DTYPE=RTOL:ATOL pairs (bf16, fp16, fp32; ATOL in units of the reference's RMS); default one rounding unit of the dtype",
     QUANTGUARD_E8M0_ROUNDING: "e8m0 rounding the model's reference expects: up, down, even or ceil; producers using another mode are flagged",
     QUANTGUARD_RATE_LIMIT_INTERVAL: "seconds between repeated events for the same (target, check, callsite) (default 10)",
     QUANTGUARD_GRAPH_CHECKS: "1 (default) records a gated snapshot of each captured GEMM into CUDA graphs and judges it after replays; 0 turns graph checks off",
     QUANTGUARD_GRAPH_PERIOD: "replays between two snapshots of one captured call (default: 1/sample_rate, i.e. 100 at 1%)",
     QUANTGUARD_GRAPH_SNAPSHOT_MIB: "device memory for graph snapshots, in MiB (default 64); call sites beyond it are reported unmonitored",
     QUANTGUARD_THOROUGH_INTERVAL: "seconds between two thorough sampled calls of one GEMM call site on CUDA (default 5); other sampled calls are light (one device snapshot, judged off the host's path); 0: every sampled call is thorough",
-    QUANTGUARD_METRICS_PORT: "serve Prometheus metrics on this port plus the local rank (LOCAL_RANK, else RANK); 0 (default): off; needs the 'metrics' extra",
+    QUANTGUARD_METRICS_PORT: "serve Prometheus metrics on this port plus the local rank (LOCAL_RANK, else RANK); with PROMETHEUS_MULTIPROC_DIR, local rank 0 serves every rank's on the port itself; 0 (default): off; needs the 'metrics' extra",
+    QUANTGUARD_METRICS: "1 keeps Prometheus metrics without serving a port: quantguard.telemetry.metrics_text(), and with PROMETHEUS_MULTIPROC_DIR the counts go to that directory for the host's own multiprocess exporter (default 0; a metrics port turns them on too)",
     QUANTGUARD_OTEL: "1 sends events and metrics to the OpenTelemetry SDK's global providers, 0 never; unset: on when OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_LOGS_EXPORTER or OTEL_METRICS_EXPORTER is set; needs opentelemetry-sdk",
     QUANTGUARD_LABEL: "a name for this run's configuration (e.g. 'mi355x-ckfree-triton'); reports group by it",
 }

@@ -8,17 +8,10 @@ with the reason, where the trees or their requirements are absent.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import textwrap
-from pathlib import Path
 
 import pytest
-
-_REPO = Path(__file__).resolve().parents[2]
-_CANDIDATES = (Path("/work/shared/third_party"), _REPO.parent / "shared" / "third_party")
+from real_atom_probe import run_probe
 
 _PROBE = textwrap.dedent("""
     import json, os, sys
@@ -102,42 +95,24 @@ _PROBE = textwrap.dedent("""
 _OWN = ("weight_magnitude", "scale_values", "unloaded_parameter", "nonfinite", "backend_selection")
 
 
-def _third_party() -> Path:
-    for folder in _CANDIDATES:
-        if (folder / "real_aiter.py").is_file():
-            return folder
-    pytest.skip("the real AITER/ATOM trees are absent (looked in " + ", ".join(map(str, _CANDIDATES)) + ")")
-
-
 @pytest.fixture(scope="module")
 def probe(tmp_path_factory) -> dict:
-    folder = _third_party()
     scratch = tmp_path_factory.mktemp("real_atom_main")
     ck_dir = scratch / "composable_kernel"
     ck_dir.mkdir()
-    environ = {k: v for k, v in os.environ.items() if not k.startswith(("ATOM_", "QUANTGUARD_", "CK_DIR"))}
-    environ["CK_DIR"] = str(scratch / "no-composable-kernel")
-    done = subprocess.run(
-        [sys.executable, "-c", _PROBE, str(folder), str(ck_dir)],
-        capture_output=True,
-        text=True,
-        env=environ,
-        cwd=scratch,
-        timeout=300,
-    )
-    if done.returncode and "ModuleNotFoundError" in done.stderr:
-        pytest.skip("the real trees' pip requirements are missing: " + done.stderr.strip().splitlines()[-1])
-    assert done.returncode == 0, done.stderr[-3000:]
-    [line] = [line for line in done.stdout.splitlines() if line.startswith("PROBE")]
-    return json.loads(line[len("PROBE") :])
+    return run_probe(_PROBE, [str(ck_dir)], scratch)
 
 
 def test_contracts_land_on_real_atom_main(probe):
     assert probe["wrapper_is_lazy"] and probe["real_class_has_method"]
     from quantguard.contracts.atom import CONTRACTS
+    from quantguard.contracts.atom_requant import CONTRACTS as REQUANT
 
-    assert set(probe["statuses"]) == {c.target for c in CONTRACTS}, probe["statuses"]
-    assert set(probe["statuses"].values()) == {"patched"}, probe["statuses"]
+    atom_targets = {c.target for c in CONTRACTS} | {c.target for c in REQUANT if c.target.startswith("atom.")}
+    assert set(probe["statuses"]) == atom_targets, probe["statuses"]
+    pending = {target for target, status in probe["statuses"].items() if status != "patched"}
+    # the probe builds no DeepSeek-V4 model: its module is never imported, so its contract waits
+    assert pending == {"atom.models.deepseek_v4._dequant_fp8_block_to_bf16"}, probe["statuses"]
 
 
 def test_ck_free_build_is_detected_from_aiter_and_ck_selections_flagged(probe):

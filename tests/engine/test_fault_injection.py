@@ -162,8 +162,55 @@ def _atom_main_moe_ck_free(_: dict[str, Any]) -> tuple[torch.Tensor, list[int]]:
             os.environ.pop(name, None) if value is None else os.environ.__setitem__(name, value)
 
 
+def _load_time_requantizations(_: dict[str, Any]) -> tuple[torch.Tensor, list[int]]:
+    """DeepSeek-V4's wo_a BF16 conversion and ATOM's in-place max-scale requantization (not in the decoder)."""
+    sim.install("gfx942", atom=True)
+    try:
+        import atom.model_ops.utils as utils
+        import atom.models.deepseek_v4 as v4
+
+        generator = torch.Generator().manual_seed(0)
+        outputs = []
+        for _ in range(REPEATS):
+            q = (torch.randn(256, 256, generator=generator) * 100).clamp(-448, 448).to(torch.float8_e4m3fn)
+            outputs.append(v4._dequant_fp8_block_to_bf16(q, torch.rand(2, 2, generator=generator) + 0.5).float())
+            _, requantized = utils.requantize_with_max_scale(q, torch.tensor([1e-3, 2e-3]), [128, 128])
+            outputs.append(requantized.float())
+        return torch.stack(outputs), []
+    finally:
+        sim.uninstall()
+
+
+def _hash_routed_experts(_: dict[str, Any]) -> tuple[torch.Tensor, list[int]]:
+    """ATOM's select_experts with a custom routing function, as DeepSeek-V4's hash layers (not in the decoder)."""
+    sim.install("gfx942", atom=True)
+    try:
+        from atom.model_ops.moe import FusedMoE
+
+        table = torch.tensor([[3, 5], [0, 7], [1, 2]], dtype=torch.int32)
+
+        def hash_topk(hidden_states, gating_output, topk, renormalize):
+            ids = table[torch.arange(gating_output.shape[0]) % len(table)]
+            return torch.sigmoid(gating_output).gather(1, ids.long()), ids
+
+        generator = torch.Generator().manual_seed(0)
+        outputs = []
+        for _ in range(REPEATS):
+            logits = torch.randn(6, 8, generator=generator)
+            weights, ids = FusedMoE.select_experts(torch.zeros(6, 16), logits, 2, False, False, None, None, hash_topk)
+            outputs += [weights, ids.float()]
+        return torch.stack(outputs), []
+    finally:
+        sim.uninstall()
+
+
 #: (driver, its argument): the decoder workload on every scenario deployment, plus the paths it never takes.
-DRIVERS = [(_workload, deploy) for deploy in DEPLOYMENTS] + [(_static_fused_chain, {}), (_atom_main_moe_ck_free, {})]
+DRIVERS = [(_workload, deploy) for deploy in DEPLOYMENTS] + [
+    (_static_fused_chain, {}),
+    (_atom_main_moe_ck_free, {}),
+    (_load_time_requantizations, {}),
+    (_hash_routed_experts, {}),
+]
 
 
 def _driver_id(driver: Any, argument: dict[str, Any]) -> str:

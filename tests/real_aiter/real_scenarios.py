@@ -553,3 +553,30 @@ def scales_tile_fault(context: Any, m: int = 300, fault: str = "rows", calls: in
         xq, xs = _produce(a, _activation(m, seed, False))
         out = _finite_output(module.gemm_a8w8_blockscale(xq, layer.weight, xs, layer.weight_scale))
     return out
+
+
+# -- load-time requantizations (requant_precision) --------------------------------------------
+
+
+@scenario("atom.requantizations")
+def atom_requantizations(context: Any, low: float = 1.0) -> dict[str, Any]:
+    """ATOM's real wo_a BF16 conversion (DeepSeek-V4) and its in-place max-scale requantization.
+
+    ``low`` scales one 128x128 block of the wo_a weight and the last shard's scale: 1.0 is a
+    clean load; 2**-16 puts them far below the rest, where a single scale cannot hold them.
+    """
+    torch = _torch()
+    import atom.model_ops.utils as utils
+    import atom.models.deepseek_v4 as v4
+
+    w = torch.randn(256, 256, generator=_gen(7)) * 0.05
+    w[128:, 128:] *= low
+    blocks = w.view(2, 128, 2, 128).abs().amax((1, 3)) / 448
+    scale = torch.exp2(torch.ceil(torch.log2(blocks)))  # UE8M0, as V4's wo_a.scale
+    q = (w / scale.repeat_interleave(128, 0).repeat_interleave(128, 1)).to(torch.float8_e4m3fn)
+    dense = v4._dequant_fp8_block_to_bf16(q, scale, block=128)
+    fp8 = importlib.import_module("aiter").dtypes.fp8  # the arch's FP8, as ATOM's per-tensor linears hold it
+    limit = torch.finfo(fp8).max
+    shards = (torch.randn(256, 256, generator=_gen(8)) * limit / 4).clamp(-limit, limit).to(fp8)
+    max_scale, _ = utils.requantize_with_max_scale(shards, torch.tensor([1e-3, 2e-3 * low]), [128, 128])
+    return {"dense_dtype": str(dense.dtype), "max_scale": float(max_scale)}

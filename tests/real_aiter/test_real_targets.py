@@ -39,6 +39,9 @@ def test_target_is_guarded(started: Worker, target: str) -> None:
         ),
         None,
     )
+    if status["status"] == "pending" and module.split(".")[0] not in ("aiter", "atom"):
+        # the worker imports only the real trees (real_worker._import_packages): e.g. sglang, which ATOM's plugin calls
+        pytest.skip(f"{target}: {module.split('.')[0]} is not among the real trees, so it is never imported here")
     if status["status"] == "missing" or (status["status"] == "pending" and import_error):
         pytest.skip(f"{target} does not exist in the real tree: {import_error or status['reason']}")
     mismatches = [event for event in started.startup.events.named("target_mismatch") if event["target"] == target]

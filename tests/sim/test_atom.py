@@ -225,7 +225,9 @@ def test_moe_triton_and_fused_paths_agree(atom):
     process_weights_after_loading(moe)  # the layer's step, then its quant method's (ATOM main order)
     x = torch.randn(10, K, generator=_gen(3)).bfloat16()
     logits = torch.randn(10, 8, generator=_gen(4))
-    weights, ids = moe.select_experts(logits)
+    weights, ids = moe.select_experts(
+        x, logits, 2, True, True, 2, 4, None, "sigmoid", moe.e_score_correction_bias, routed_scaling_factor=2.5
+    )
     torch.testing.assert_close(weights.sum(1), torch.full((10,), 2.5))
     expected = fused_moe(
         x,

@@ -1,8 +1,9 @@
-"""The shared decoder blocks: rounding variants, the cache, names, and cached decoding."""
+"""The workload's decoder blocks: ATOM's single rounding, the cache, module names, and cached decoding."""
 
 from __future__ import annotations
 
-import pytest
+import math
+
 import torch
 from torch import nn
 
@@ -18,42 +19,53 @@ class _LinearParts:
         return nn.Linear(in_features, out_features, bias=False)
 
 
-def _stack(parts: _LinearParts, names: decoder.LayerNames, hidden: int = 32, layers: int = 2) -> decoder.DecoderStack:
+class _CausalAttention(nn.Module):
+    """Single-head causal attention over (T, hidden) that caches its keys and values, as the workload's MLA is called."""
+
+    def __init__(self, parts: _LinearParts, name: str, hidden: int):
+        super().__init__()
+        self.q_proj = parts.linear(f"{name}.q_proj", hidden, hidden)
+        self.k_proj = parts.linear(f"{name}.k_proj", hidden, hidden)
+        self.v_proj = parts.linear(f"{name}.v_proj", hidden, hidden)
+
+    def forward(self, x: torch.Tensor, cache: decoder.KVCache, layer: int) -> torch.Tensor:
+        past, length = cache.length, x.shape[0]
+        k, v = cache.extend(layer, self.k_proj(x), self.v_proj(x))
+        scores = self.q_proj(x) @ k.T / math.sqrt(x.shape[-1])
+        future = torch.ones(length, past + length, dtype=torch.bool).triu(past + 1)
+        return torch.softmax(scores.masked_fill(future, float("-inf")), dim=-1) @ v
+
+
+def _stack(parts: _LinearParts, hidden: int = 32, layers: int = 2) -> decoder.DecoderStack:
     def layer(index: int) -> decoder.DecoderLayer:
         name = f"layers.{index}"
         return decoder.DecoderLayer(
             index,
-            names,
             input_norm=decoder.RMSNorm(hidden),
-            attention=decoder.GroupedQueryAttention(parts, f"{name}.{names.attention}", hidden, 4, 2, hidden // 4),
+            attn=_CausalAttention(parts, f"{name}.attn", hidden),
             post_norm=decoder.RMSNorm(hidden),
-            mlp=decoder.GatedMLP(parts, f"{name}.{names.mlp}", hidden, 64, fused=False, fp32_activation=False),
+            mlp=decoder.GatedMLP(parts, f"{name}.mlp", hidden, 64),
         )
 
     torch.manual_seed(0)
     return decoder.DecoderStack(
-        decoder.StackNames(embed="tok", rotary="rope"),
         embed=nn.Embedding(50, hidden),
+        pos_embed=nn.Embedding(16, hidden),
         layers=nn.ModuleList(layer(i) for i in range(layers)),
         norm=decoder.RMSNorm(hidden),
-        rotary=decoder.Rotary(hidden // 4, 10000.0),
     ).eval()
 
 
-def _random_weight(norm: decoder.RMSNorm) -> decoder.RMSNorm:
-    norm.weight.data = torch.rand(norm.weight.shape, generator=torch.Generator().manual_seed(1)) + 0.5
-    return norm
-
-
-def test_rms_norm_rounds_once_or_before_the_scale():
+def test_rms_norm_scales_in_fp32_and_rounds_once():
     x = torch.randn(64, 256, generator=torch.Generator().manual_seed(0)).to(torch.bfloat16)
-    once = _random_weight(decoder.RMSNorm(256, scale_in_fp32=True))
-    twice = _random_weight(decoder.RMSNorm(256, scale_in_fp32=False))
-    exact = once(x.float())
-    assert torch.equal(exact, twice(x.float()))  # fp32 in: the two orders agree
-    assert torch.equal(once(x), exact.to(torch.bfloat16))
-    twice.to(torch.bfloat16)
-    assert twice(x).dtype == torch.bfloat16 and not torch.equal(twice(x), once(x))
+    norm = decoder.RMSNorm(256, dtype=torch.bfloat16)
+    norm.weight.data = (torch.rand(256, generator=torch.Generator().manual_seed(1)) + 0.5).to(torch.bfloat16)
+    normalised = x.float() * torch.rsqrt(x.float().pow(2).mean(-1, keepdim=True) + 1e-6)
+    out = norm(x)
+    assert out.dtype == torch.bfloat16
+    assert torch.equal(out, (normalised * norm.weight.float()).to(torch.bfloat16))
+    # Hugging Face's order (round, then scale in BF16) differs: the test sees a second rounding
+    assert not torch.equal(out, norm.weight * normalised.to(torch.bfloat16))
 
 
 def test_kv_cache_appends_along_the_given_dimension():
@@ -66,39 +78,49 @@ def test_kv_cache_appends_along_the_given_dimension():
     assert cache.entries[0] is None and cache.length == 0
 
 
-def test_fused_and_separate_gate_up_compute_the_same_mlp():
-    separate = decoder.GatedMLP(_LinearParts(), "mlp", 16, 32, fused=False, fp32_activation=False)
-    fused = decoder.GatedMLP(_LinearParts(), "mlp", 16, 32, fused=True, fp32_activation=True)
-    fused.gate_up_proj.weight.data = torch.cat([separate.gate_proj.weight, separate.up_proj.weight])
-    fused.down_proj.weight.data = separate.down_proj.weight.data
-    x = torch.randn(5, 16)
-    torch.testing.assert_close(fused(x), separate(x), rtol=0, atol=0)
+def test_gated_mlp_splits_the_merged_projection_and_rounds_the_activation_once():
+    mlp = decoder.GatedMLP(_LinearParts(), "mlp", 16, 32).to(torch.bfloat16)
+    x = torch.randn(64, 16, generator=torch.Generator().manual_seed(3)).to(torch.bfloat16)
+    merged = mlp.gate_up_proj(x)
+    gate, up = merged[:, :32], merged[:, 32:]  # gate first: ATOM's merged gate_up layout
+    once = (nn.functional.silu(gate.float()) * up.float()).to(torch.bfloat16)
+    assert torch.equal(mlp(x), mlp.down_proj(once))
+    assert not torch.equal(mlp(x), mlp.down_proj(nn.functional.silu(gate) * up))  # BF16 activation rounds more
 
 
-def test_blocks_keep_the_names_they_are_given():
+def test_blocks_register_the_workload_names_in_order():
     parts = _LinearParts()
-    names = decoder.LayerNames(input_norm="ln1", attention="attn", post_norm="ln2", mlp="ffn")
-    stack = _stack(parts, names)
-    modules = [name for name, _ in stack.named_modules()]
-    assert modules[:4] == ["", "tok", "layers", "layers.0"]
-    assert {"layers.1.ln1", "layers.1.attn.k_proj", "layers.1.ln2", "layers.1.ffn.up_proj", "norm", "rope"} <= set(
-        modules
-    )
+    modules = [name for name, _ in _stack(parts).named_modules()]
+    assert modules[:10] == [
+        "",
+        "embed",
+        "pos_embed",
+        "layers",
+        "layers.0",
+        "layers.0.input_norm",
+        "layers.0.attn",
+        "layers.0.attn.q_proj",
+        "layers.0.attn.k_proj",
+        "layers.0.attn.v_proj",
+    ]
+    assert modules[-5:] == [
+        "layers.1.post_norm",
+        "layers.1.mlp",
+        "layers.1.mlp.gate_up_proj",
+        "layers.1.mlp.down_proj",
+        "norm",
+    ]
     assert [name for name in modules if name.endswith("_proj")] == parts.names  # parts saw the qualified names
-    with pytest.raises(ValueError, match="position modules"):
-        decoder.DecoderStack(
-            decoder.StackNames(embed="tok", rotary="rope"), nn.Embedding(2, 2), nn.ModuleList(), nn.Identity()
-        )
 
 
 def test_cached_decoding_matches_a_full_recompute():
-    stack = _stack(_LinearParts(), decoder.LayerNames("input_norm", "attn", "post_norm", "mlp"))
-    ids = torch.randint(0, 50, (3, 9), generator=torch.Generator().manual_seed(2))
+    stack = _stack(_LinearParts())
+    ids = torch.randint(0, 50, (9,), generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
-        full = stack(ids)
+        full = stack(ids, stack.new_cache())
         cache = stack.new_cache()
-        steps = [stack(ids[:, :5], cache)] + [stack(ids[:, t : t + 1], cache) for t in range(5, 9)]
-        prefix = stack(ids[:, :5])
+        steps = [stack(ids[:5], cache)] + [stack(ids[t : t + 1], cache) for t in range(5, 9)]
+        prefix = stack(ids[:5], stack.new_cache())
     assert cache.length == 9
-    torch.testing.assert_close(torch.cat(steps, dim=1), full)
-    torch.testing.assert_close(prefix, full[:, :5])  # causal: later tokens do not change earlier rows
+    torch.testing.assert_close(torch.cat(steps), full)  # positions continue from the cache's length
+    torch.testing.assert_close(prefix, full[:5])  # causal: later tokens do not change earlier rows

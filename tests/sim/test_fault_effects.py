@@ -266,6 +266,43 @@ def _moe_forward_in_ck_free(aiter):
     return "ran on Triton"
 
 
+def _hash_routed_experts(aiter):
+    """Which experts ATOM's select_experts returns when a hash-table routing function is given."""
+    from atom.model_ops.moe import FusedMoE
+
+    table = torch.tensor([[3, 5], [0, 7]], dtype=torch.int32)
+
+    def hash_topk(hidden_states, gating_output, topk, renormalize):
+        return torch.full(table.shape, 0.5), table
+
+    logits = torch.zeros(2, 8)
+    logits[:, 1] = logits[:, 6] = 5.0  # the logits prefer experts 1 and 6
+    _, ids = FusedMoE.select_experts(
+        torch.zeros(2, 16), logits, 2, True, True, 2, 4, hash_topk, "sigmoid", torch.zeros(8)
+    )
+    return "table" if torch.equal(ids, table) else sorted(ids[0].tolist())
+
+
+def _swiglu_stage1(aiter):
+    """What stage 1 of fused_moe(activation=Swiglu) makes of gate 1 and up 0 (gpt-oss Swiglu: sigmoid(1.702))."""
+    from aiter.fused_moe import fused_moe
+    from aiter.ops.shuffle import shuffle_weight
+
+    w1 = torch.zeros(1, 64, 32, dtype=torch.bfloat16)
+    w1[0, :32] = torch.eye(32)  # gate = x, up = 0
+    w2 = torch.eye(32, dtype=torch.bfloat16).unsqueeze(0)
+    out = fused_moe(
+        torch.ones(1, 32),
+        shuffle_weight(w1),
+        shuffle_weight(w2),
+        torch.ones(1, 1),
+        torch.zeros(1, 1, dtype=torch.int32),
+        activation=aiter.ActivationType.Swiglu,
+        dtype=torch.float32,
+    )
+    return round(float(out[0, 0]), 4)
+
+
 @dataclass(frozen=True)
 class Scenario:
     settings: dict
@@ -275,7 +312,22 @@ class Scenario:
     unread: dict = field(default_factory=dict)  # "module.function" -> parameter the faulty one never reads
 
 
+def _wo_a_low_block_error(aiter):
+    """Relative error of wo_a's low-magnitude block after the load-time BF16 conversion."""
+    import atom.models.deepseek_v4 as v4
+
+    w = torch.randn(N, K, generator=_gen(4)) * 0.05
+    w[128:256, 256:384] *= 2.0**-12  # one block far below the weight's amax
+    scale = torch.exp2(torch.ceil(torch.log2(w.view(N // 128, 128, K // 128, 128).abs().amax((1, 3)) / 448)))
+    expanded = ref.expand_blocks(scale, N, K, 128, 128).float()
+    q = (w / expanded).to(torch.float8_e4m3fn)
+    exact = (q.float() * expanded)[128:256, 256:384].double()
+    error = _rel_err(v4._dequant_fp8_block_to_bf16(q, scale, block=128)[128:256, 256:384], exact)
+    return "bf16 rounding" if error <= 2.0**-8 else "crushed"
+
+
 SCENARIOS = {
+    "wo_a_per_tensor_requant": Scenario({"atom": True}, _wo_a_low_block_error, "bf16 rounding", "crushed"),
     "triton_quant_ignores_shuffle_scale": Scenario(
         {"ck_free": True},
         _shuffle_scale_layout,
@@ -345,6 +397,15 @@ SCENARIOS = {
         "ran on Triton",
         "build failed",
     ),
+    "custom_routing_ignored": Scenario(
+        {"atom": True},
+        _hash_routed_experts,
+        "table",
+        [1, 6],
+        {"atom.model_ops.moe._select_experts": "custom_routing_function"},
+    ),
+    # Swiglu of (gate 1, up 0): sigmoid(1.702) = 0.8458 (the "+1" keeps it); SiLU gives 1 * sigmoid(1) * 0 = 0.
+    "moe_swiglu_runs_silu": Scenario({}, _swiglu_stage1, 0.8458, 0.0),
 }
 
 

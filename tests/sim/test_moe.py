@@ -91,14 +91,21 @@ def _experts(aiter, quant_type):
     return q1, q2, s1, s2, d1, d2
 
 
-def _reference_moe(x, d1, d2, weights, ids, mask=None):
+def _swiglu(gate, up):
+    """AITER's gpt-oss Swiglu (``aiter.fused_moe.swiglu``): alpha 1.702, limit 7, ``up + 1``."""
+    gate, up = gate.clamp(max=7.0), up.clamp(-7.0, 7.0)
+    return gate * torch.sigmoid(1.702 * gate) * (up + 1)
+
+
+def _reference_moe(x, d1, d2, weights, ids, mask=None, activation="Silu"):
     out = torch.zeros(x.shape[0], HIDDEN, dtype=torch.float64)
+    act = _swiglu if activation == "Swiglu" else (lambda gate, up: torch.nn.functional.silu(gate) * up)
     for t in range(x.shape[0]):
         for w, e in zip(weights[t].tolist(), ids[t].tolist()):
             if mask is not None and not mask[e]:
                 continue
             gate, up = (x[t].double() @ d1[e].T).chunk(2)
-            out[t] += w * ((torch.nn.functional.silu(gate) * up) @ d2[e].T)
+            out[t] += w * (act(gate, up) @ d2[e].T)
     return out
 
 
@@ -108,8 +115,9 @@ def _routing():
     return weights, ids
 
 
+@pytest.mark.parametrize("activation", ["Silu", "Swiglu"])
 @pytest.mark.parametrize("quant", ["No", "per_Token", "per_1x128"])
-def test_fused_moe_matches_reference(install, arch, quant):
+def test_fused_moe_matches_reference(install, arch, quant, activation):
     install(arch)
     import aiter
     from aiter.fused_moe import fused_moe
@@ -118,8 +126,9 @@ def test_fused_moe_matches_reference(install, arch, quant):
     w1, w2, s1, s2, d1, d2 = _experts(aiter, quant_type)
     x = torch.randn(TOKENS, HIDDEN, generator=_gen(6)).bfloat16()
     weights, ids = _routing()
-    out = fused_moe(x, w1, w2, weights, ids, quant_type=quant_type, w1_scale=s1, w2_scale=s2)
-    expected = _reference_moe(x, d1, d2, weights, ids)
+    act = getattr(aiter.ActivationType, activation)
+    out = fused_moe(x, w1, w2, weights, ids, activation=act, quant_type=quant_type, w1_scale=s1, w2_scale=s2)
+    expected = _reference_moe(x, d1, d2, weights, ids, activation=activation)
     assert out.dtype == torch.bfloat16 and out.shape == (TOKENS, HIDDEN)
     assert ref.cosine(out, expected) > 0.998
     assert float((out.double() - expected).norm() / expected.norm()) < (0.01 if quant == "No" else 0.06)

@@ -1,4 +1,5 @@
-"""The ATOM-like workload: deterministic, close to its BF16 reference, and faults show up."""
+"""The ATOM-like workload: deterministic, close to its BF16 reference, equal to its precision-matched
+reference up to accumulation order, and faults show up."""
 
 from __future__ import annotations
 
@@ -59,6 +60,15 @@ def test_clean_workload_matches_reference_on_every_backend(reference, arch, depl
         assert tokens == workload.generate(model, PROMPT, 50)
         errors = workload.layer_errors(model, ref_model, PROMPT)
         built = _built_modules()
+        # the same quantized operands in fp32: CK prefill decompresses K/V, CK fused_moe keeps fp32 stages
+        triton = deployment in ("triton", "ck_free")
+        matched = workload.build_matched_reference(
+            arch, absorbed_prefill=triton, ck_moe=arch == "gfx950" and not triton
+        )
+        matched_errors = workload.layer_errors(model, matched, PROMPT)
+    assert matched_errors.keys() == errors.keys()
+    assert max(matched_errors.values()) < 1e-4, {k: v for k, v in matched_errors.items() if not v < 1e-4}
+    assert max(errors.values()) > 0.02  # what the BF16 reference sees is the quantization error
     assert _match(tokens, ref_tokens) >= 0.9
     assert errors["layers.0.attn.q_proj"] < 0.08 and errors["layers.0.attn.kv_a_proj"] < 0.08
     assert errors["lm_head"] < 0.5
@@ -68,6 +78,25 @@ def test_clean_workload_matches_reference_on_every_backend(reference, arch, depl
         expected = expected - {"module_moe_ck2stages"}
     non_hip = {name for name in built if name not in ("module_quant", "module_moe_asm")}
     assert non_hip == expected
+
+
+def test_matched_reference_takes_the_checkpoint_operands():
+    """Weights are the checkpoint's FP8/MXFP4 values times their scales; activations quantized per recipe."""
+    from quantguard.sim.workload import _matched
+    from quantguard.sim.workload._checkpoint import checkpoint, master_weights
+
+    matched = workload.build_matched_reference("gfx950")
+    tensors = checkpoint(master_weights(workload.ModelConfig()), workload.DEFAULT_SCHEMES)
+    weight, scale = tensors["layers.0.attn.q_proj.weight"], tensors["layers.0.attn.q_proj.weight_scale"]
+    assert torch.equal(matched.layers[0].attn.q_proj.weight[:128, 128:], weight[:128, 128:].float() * scale[0, 1])
+    x = torch.randn(3, 256, generator=torch.Generator().manual_seed(1)).bfloat16()
+    fp8 = _matched.fp8_activation(x, 128, torch.float8_e4m3fn).unflatten(-1, (-1, 128))
+    exact = x.float().unflatten(-1, (-1, 128))
+    assert torch.allclose(fp8.abs().amax(-1), exact.abs().amax(-1))  # amax maps to 448 exactly
+    assert ((fp8 - exact).abs() <= exact.abs() / 16 + 1e-6).all() and not torch.equal(fp8, exact)
+    mx = _matched.mxfp4_activation(x).unflatten(-1, (-1, 32))
+    assert all(group.abs().unique().numel() <= 8 for group in mx.reshape(-1, 32))  # FP4: 8 magnitudes
+    assert _matched.arch_fp8("gfx942") is torch.float8_e4m3fnuz
 
 
 def test_archs_generate_the_same_tokens(reference):

@@ -1,4 +1,4 @@
-"""Model specs: the tiny Llama, user callables, layer detection, generation, the sim workload."""
+"""Model specs: transformers models (known configs, checkpoints, config.json), user callables, the sim workload."""
 
 from __future__ import annotations
 
@@ -7,11 +7,14 @@ import textwrap
 import pytest
 import torch
 
-from quantguard.validate.accuracy import models, ready_models
-from quantguard.validate.accuracy.models_llama import TinyLlamaConfig, build_tiny_llama, seeded_weights
-from quantguard.validate.quantize import QuantConfig, UnsupportedPath
+pytest.importorskip("transformers")
 
-SMALL = TinyLlamaConfig(num_layers=2)
+from hf_models import SMALL, save_checkpoint, word_tokenizer  # noqa: E402
+from transformers import LlamaConfig  # noqa: E402
+
+from quantguard.validate.accuracy import models, models_hf, ready_models  # noqa: E402
+from quantguard.validate.accuracy.configurations import parse_configurations  # noqa: E402
+from quantguard.validate.quantize import UnsupportedPath  # noqa: E402
 
 
 def _options(**overrides) -> models.LoadOptions:
@@ -20,43 +23,78 @@ def _options(**overrides) -> models.LoadOptions:
     return models.LoadOptions(**settings)
 
 
-def test_tiny_llama_has_hugging_face_names_and_seeded_weights():
-    built = build_tiny_llama(SMALL, use_transformers=False)
-    names = {name for name, _ in built.model.named_modules()}
-    assert {"model.layers.1.self_attn.q_proj", "model.layers.0.mlp.down_proj", "lm_head"} <= names
-    assert set(built.model.state_dict()) == set(seeded_weights(SMALL))
-    again = build_tiny_llama(SMALL, use_transformers=False).model.state_dict()
-    assert all(torch.equal(tensor, again[name]) for name, tensor in built.model.state_dict().items())
-    reseeded = seeded_weights(TinyLlamaConfig(num_layers=2, seed=1))
-    assert not torch.equal(reseeded["lm_head.weight"], again["lm_head.weight"])
+def _config(name: str):
+    return parse_configurations(name, "ck", None)[0]
 
 
-def test_tiny_llama_is_causal_and_its_cache_decodes_like_a_full_recompute():
-    built = build_tiny_llama(SMALL, use_transformers=False)
-    prompts = models.seeded_prompts(4, SMALL.vocab_size)
-    ids = torch.tensor(prompts)
-    with torch.no_grad():
-        torch.testing.assert_close(built.logits(built.model, ids)[:, :8], built.logits(built.model, ids[:, :8]))
-    model = built.model.to(torch.bfloat16)
-    cached = models.greedy_generate(built.step, model, prompts, 12, torch.device("cpu"))
-    recomputed = models.greedy_generate(models.recompute_step(built.logits), model, prompts, 12, torch.device("cpu"))
-    assert cached == recomputed
-    assert all(len(tokens) == 12 for tokens in cached)
+def test_tiny_llama_is_a_transformers_llama_with_seeded_weights():
+    spec = ready_models.load_model("tiny-llama", _options())
+    assert type(spec.reference).__name__ == "LlamaForCausalLM"
+    assert spec.layers == tuple(f"model.layers.{i}" for i in range(4))
+    assert len(spec.prompts) == 3 and sum(batch.shape[0] for batch in spec.calibration) == 3
+    assert next(spec.reference.parameters()).dtype == torch.bfloat16
+    assert spec.decode is None and "no tokenizer" in spec.description
+    again = ready_models.load_model("tiny-llama", _options()).reference.state_dict()
+    assert all(torch.equal(tensor, again[name]) for name, tensor in spec.reference.state_dict().items())
+    # the LM head is a permutation of the embedding: each token has one clear successor
+    head, embed = spec.reference.lm_head.weight.float(), spec.reference.model.embed_tokens.weight.float()
+    assert torch.allclose(head.norm(dim=1).sort().values, (embed.norm(dim=1) / 16).sort().values, rtol=1e-2)
+
+
+def test_tiny_llama_cache_decodes_like_a_full_recompute():
+    spec = ready_models.load_model("tiny-llama", _options())
+    cached = spec.generate(spec.reference, spec.prompts, 8)
+    recompute = models.recompute_step(spec.logits)
+    recomputed = models.greedy_generate(recompute, spec.reference, spec.prompts, 8, torch.device("cpu"))
+    assert cached == recomputed and all(len(tokens) == 8 for tokens in cached)
+
+
+def test_checkpoint_directory_loads_its_weights_and_tokenizer(tmp_path):
+    saved = save_checkpoint(tmp_path, tokenizer=True)
+    spec = ready_models.load_model(str(tmp_path), _options(dtype=torch.float32))
+    assert "checkpoint weights" in spec.description and "; tokenizer " in spec.description
+    loaded = spec.reference.state_dict()
+    assert all(torch.equal(tensor, loaded[name]) for name, tensor in saved.state_dict().items())
+    assert spec.prompts[0] == tuple(word_tokenizer()(models_hf.TEXT_PROMPTS[0])["input_ids"])
+    assert spec.decode is not None and spec.decode(spec.prompts[0]) == models_hf.TEXT_PROMPTS[0]
+
+
+def test_checkpoint_without_tokenizer_uses_token_ids(tmp_path):
+    save_checkpoint(tmp_path, tokenizer=False)
+    spec = ready_models.load_model(str(tmp_path), _options())
+    assert spec.decode is None and "no tokenizer" in spec.description
+    assert all(len(prompt) == 16 and max(prompt) < SMALL["vocab_size"] for prompt in spec.prompts)
+
+
+def test_config_only_gets_seeded_random_weights(tmp_path):
+    LlamaConfig(**SMALL).to_json_file(tmp_path / "config.json")
+    from_file = ready_models.load_model(str(tmp_path / "config.json"), _options()).reference.state_dict()
+    from_directory = ready_models.load_model(str(tmp_path), _options())
+    assert "seeded random weights" in from_directory.description
+    assert all(torch.equal(tensor, from_directory.reference.state_dict()[k]) for k, tensor in from_file.items())
+
+
+@pytest.mark.parametrize(
+    "target, message",
+    [
+        ("meta-llama/Llama-2-7b-hf", "nothing is downloaded here; accepted: tiny-llama, sim, a local checkpoint"),
+        ("llama-7b", "accepted: tiny-llama"),
+        ("{tmp}", "has no config.json"),
+        ("{tmp}/bad.json", "not a transformers config.json"),
+    ],
+)
+def test_models_that_are_not_local_are_explained(tmp_path, target, message):
+    (tmp_path / "bad.json").write_text("{}")
+    with pytest.raises(models.ModelError, match=message):
+        ready_models.load_model(target.format(tmp=tmp_path), _options())
 
 
 def test_generation_batches_prompts_of_each_length_and_keeps_their_order():
-    built = build_tiny_llama(SMALL, use_transformers=False)
-    prompts = [[1, 2, 3], [4, 5], [6, 7, 8], [9]]
-    together = models.greedy_generate(built.step, built.model, prompts, 5, torch.device("cpu"))
-    alone = [models.greedy_generate(built.step, built.model, [p], 5, torch.device("cpu"))[0] for p in prompts]
-    assert together == alone
-
-
-def test_ready_made_tiny_llama_spec():
     spec = ready_models.load_model("tiny-llama", _options())
-    assert spec.layers == tuple(f"model.layers.{i}" for i in range(TinyLlamaConfig().num_layers))
-    assert len(spec.prompts) == 3 and sum(batch.shape[0] for batch in spec.calibration) == 3
-    assert next(spec.reference.parameters()).dtype == torch.bfloat16
+    prompts = [[1, 2, 3], [4, 5], [6, 7, 8], [9]]
+    together = spec.generate(spec.reference, prompts, 5)
+    alone = [spec.generate(spec.reference, [p], 5)[0] for p in prompts]
+    assert together == alone
 
 
 def _write_module(tmp_path, monkeypatch, source: str) -> None:
@@ -67,10 +105,12 @@ def _write_module(tmp_path, monkeypatch, source: str) -> None:
 USER_MODELS = """
     import torch
     from torch import nn
-    from quantguard.validate.accuracy.models_llama import TinyLlamaConfig, build_tiny_llama
+    from transformers import LlamaConfig, LlamaForCausalLM
 
     def _model():
-        return build_tiny_llama(TinyLlamaConfig(num_layers=2), use_transformers=False).model
+        config = LlamaConfig(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                             num_attention_heads=2, num_key_value_heads=1)
+        return LlamaForCausalLM(config)
 
     def as_tuple():
         return _model(), torch.randint(0, 512, (4, 10))
@@ -132,7 +172,6 @@ def test_user_tokenizer_is_applied(tmp_path, monkeypatch):
         ("user_models:three_things", "must return"),
         ("user_models:missing", "cannot load"),
         ("no_such_module_xyz:load", "cannot load"),
-        ("llama-7b", "module:function"),
         ("user_models:flat", "--layers"),
     ],
 )
@@ -157,6 +196,8 @@ def test_layers_pattern_names_the_layers(tmp_path, monkeypatch):
         ("mxfp4", "gfx942", True),
         ("mxfp4", "gfx950", False),
         ("int4", "gfx950", True),
+        ("fp8-torch", "gfx942", True),
+        ("ckfree", "gfx942", False),
     ],
 )
 def test_sim_workload_offers_what_atom_runs(scheme, arch, refused):
@@ -164,9 +205,9 @@ def test_sim_workload_offers_what_atom_runs(scheme, arch, refused):
     assert spec.layers == ("layers.0", "layers.1")
     if refused:
         with pytest.raises(UnsupportedPath):
-            spec.check(QuantConfig(scheme))
+            spec.check(_config(scheme))
     else:
-        spec.check(QuantConfig(scheme))
+        spec.check(_config(scheme))
 
 
 @pytest.mark.parametrize(

@@ -19,6 +19,7 @@ from quantguard.checks import (  # noqa: F401
     pairing,
     provenance_record,
     quant_numerics,
+    requant,
     routing,
     scale_plausibility,
     scale_provenance,

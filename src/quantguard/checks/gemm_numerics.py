@@ -32,7 +32,7 @@ from quantguard.shadow.references import (
     select_columns,
     select_rows,
 )
-from quantguard.shadow.thresholds import tolerance_for
+from quantguard.shadow.thresholds import Comparison, compare_tensors, comparison_for, tolerance_for
 
 if TYPE_CHECKING:  # pragma: no cover
     from quantguard.engine.calls import CallRecord
@@ -49,6 +49,22 @@ def _family(view: GemmView) -> str:
 
 def _precision(call: CallRecord) -> torch.dtype:
     return torch.float64 if call.config.shadow_precision == "fp64" else torch.float32
+
+
+def _comparison(call: CallRecord, out_dtype: torch.dtype) -> Comparison:
+    """How this call's precision-matched reference is compared (``shadow_compare``; cosine by default)."""
+    config = call.config
+    return comparison_for(config.shadow_compare, call.target, call.layer, out_dtype, config.shadow_allclose)
+
+
+def _add_comparison(
+    snap: Mapping[str, Any], context: dict[str, Any], tensors: dict[str, Any], out: torch.Tensor, ref: torch.Tensor
+) -> None:
+    """The exact/allclose statistics of the matched reference, when ``shadow_compare`` asks for them."""
+    comparison = snap.get("comparison")
+    if comparison is not None:
+        tensors.update(compare_tensors(out, ref, comparison, "m_"))
+        context["comparison"] = comparison
 
 
 def _out_2d(view: GemmView) -> torch.Tensor | None:
@@ -134,6 +150,9 @@ class GemmNumerics(DataCheck):
         columns = select_columns(view.n, call.config.shadow_full, draw(), layout[0] if layout else None, turn)
         snap: dict[str, Any] = {"rows": rows, "columns": columns, "out_dtype": out.dtype}
         operands = fused_operands(view, out, _precision(call))
+        comparison = _comparison(call, out.dtype)
+        if comparison.strict:  # exact/allclose need the reference's values, not the fused kernels' statistics
+            snap["comparison"], operands = comparison, "exact or allclose comparison"
         # the fused reference: two launches on this stream, right after the kernel, no operand copies
         fused = None if isinstance(operands, str) else fused_stats(view, out, rows, columns, operands)
         if fused is not None:
@@ -181,6 +200,7 @@ class GemmNumerics(DataCheck):
                 compared = output_columns(snap["out"], columns)
                 tensors.update(comparison_tensors(compared, reference, "m_"))
                 tensors.update(slice_tensors(compared, reference, "m_"))
+                _add_comparison(snap, context, tensors, compared, reference)
                 tensors.update(
                     comparison_tensors(compared, chain_reference(snap["x"], w_deq, view, columns, precision), "c_")
                 )
@@ -192,6 +212,7 @@ class GemmNumerics(DataCheck):
                 compared = output_columns(snap["out"], columns)
                 tensors.update(comparison_tensors(compared, reference, "m_"))
                 tensors.update(slice_tensors(compared, reference, "m_"))
+                _add_comparison(snap, context, tensors, compared, reference)
         if "chain_x" in snap and w_deq is not None:
             reference = chain_reference(snap["chain_x"], w_deq, view, columns, precision)
             tensors.update(comparison_tensors(output_columns(snap["chain_out"], columns), reference, "c_"))
@@ -225,6 +246,10 @@ class GemmNumerics(DataCheck):
             metrics = summarize(values, prefix)
             tolerance = tolerance_for(kind, family, call.target, call.layer, call.config.thresholds)
             failures = tolerance.failures(metrics.cosine, metrics.norm_ratio, metrics.sqnr_db, metrics.nonfinite)
+            comparison = measurement.context.get("comparison") if kind == "matched" else None
+            compared = values.get("m_compare") if comparison is not None else None
+            if compared is not None:
+                failures += comparison.failures(compared)
             worst = _worst_slices(values, prefix, measurement.context)
             if worst and not failures:
                 context = measurement.context
@@ -244,6 +269,7 @@ class GemmNumerics(DataCheck):
                 "family": family,
                 **(worst or {}),
                 **(_coverage(measurement.context) if kind == "matched" else {}),
+                **(comparison.fields(compared) if compared is not None else {}),
             }
             if kind == "chain":
                 fields["producer"] = measurement.context.get("chain_producer")
@@ -261,6 +287,7 @@ class GemmNumerics(DataCheck):
                             **metrics.as_dict(),
                             **(worst or {}),
                             "threshold_source": tolerance.source,
+                            **(comparison.fields(compared) if compared is not None else {}),
                             "family": family,
                             "shapes": shapes,
                             "dtypes": dtypes,

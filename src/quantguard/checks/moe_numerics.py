@@ -1,9 +1,12 @@
 """Shadow numerics for fused MoE (``numerics``): sampled tokens against a per-expert reference.
 
 For a few sampled tokens, each chosen expert's weights are dequantized and
-``sum_k topk_weight * w2 @ (silu(gate) * up)`` is computed in fp32; the
+``sum_k topk_weight * w2 @ act(gate, up)`` is computed in fp32; the
 kernel quantizes activations internally, so the tolerance is the chain
-tolerance of the weight format.  Work is per token and per chosen expert,
+tolerance of the weight format.  ``act`` is the activation the call asked
+for (:func:`gated_activation`): a kernel that applies SiLU where gpt-oss
+Swiglu was requested loses the ``up + 1`` term and the 1.702 slope, which the
+reference does not, so its output fails the comparison.  Work is per token and per chosen expert,
 so it does not grow with batch size or expert count.
 """
 
@@ -26,9 +29,26 @@ from quantguard.shadow.thresholds import Tolerance, tolerance_for
 if TYPE_CHECKING:  # pragma: no cover
     from quantguard.engine.calls import CallRecord
 
-__all__ = ["MoeNumerics"]
+__all__ = ["MoeNumerics", "gated_activation"]
 
 _MOE_TOKENS = 4
+
+
+def gated_activation(view: MoeView, gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
+    """The expert's activation as the call requested it, in fp32.
+
+    ``silu``: ``silu(gate) * up``.  ``swiglu`` (gpt-oss): gate clamped above at
+    ``swiglu_limit``, up clamped to ``[-limit, limit]``, then
+    ``gate * sigmoid(swiglu_alpha * gate) * (up + 1)``.
+    """
+    if view.activation == "silu":
+        return F.silu(gate) * up
+    if view.activation == "swiglu":
+        limit = view.swiglu_limit
+        gate = gate.clamp(max=limit)
+        up = up.clamp(min=-limit, max=limit)
+        return gate * torch.sigmoid(view.swiglu_alpha * gate) * (up + 1)
+    raise ValueError(f"unmodelled MoE activation {view.activation!r}")
 
 
 def _expert_weight(view: MoeView, weight: torch.Tensor, scale: torch.Tensor | None, expert: Any) -> torch.Tensor:
@@ -84,12 +104,13 @@ class MoeNumerics(DataCheck):
                 w1 = _expert_weight(view, view.w1, view.w1_scale, expert)
                 w2 = _expert_weight(view, view.w2, view.w2_scale, expert)
                 hidden = w1 @ x[t]
-                activated = F.silu(hidden[:inter]) * hidden[inter:]
+                activated = gated_activation(view, hidden[:inter], hidden[inter:])
                 total = total + snap["w"][t, j].to(torch.float32) * (w2 @ activated)
             rows.append(total)
         reference = torch.stack(rows)
         return Measurement(
-            comparison_tensors(snap["out"], reference), {"quant": view.quant, "w1_dtype": dtype_name(view.w1.dtype)}
+            comparison_tensors(snap["out"], reference),
+            {"quant": view.quant, "w1_dtype": dtype_name(view.w1.dtype), "activation": view.activation},
         )
 
     def judge(
@@ -115,8 +136,14 @@ class MoeNumerics(DataCheck):
             outcomes.append(
                 Finding(
                     "numerics",
-                    f"fused MoE output vs per-expert reference: {'; '.join(failures)}",
-                    details={"reference": "moe", "failed": failures, **metrics.as_dict()},
+                    f"fused MoE output vs per-expert {measurement.context['activation']} reference: "
+                    f"{'; '.join(failures)}",
+                    details={
+                        "reference": "moe",
+                        "activation": measurement.context["activation"],
+                        "failed": failures,
+                        **metrics.as_dict(),
+                    },
                 )
             )
         return outcomes

@@ -19,7 +19,7 @@ __all__ = ["add_parser", "VALIDATIONS"]
 VALIDATIONS = {
     "quant": "quant paths x backends: the full quant→GEMM chain against an fp32 reference",
     "ckfree": "CK-free readiness: no ASM on gfx950, Triton selected, fallbacks honor their kwargs",
-    "accuracy": "per-layer cosine, logits KL/top-1 and greedy generation against an FP16/BF16 reference",
+    "accuracy": "configurations x metrics (logits cosine, top-1, KL, perplexity, BLEU, layer cosine) vs FP16/BF16",
 }
 
 

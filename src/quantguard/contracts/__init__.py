@@ -2,7 +2,8 @@
 
 ``builtin_contracts()`` returns AITER's (the :mod:`quantguard.contracts.aiter`
 package: quant producers, GEMMs, MoE, fused producers, metadata-only kernels),
-ATOM's (:mod:`quantguard.contracts.atom`) and ``torch._scaled_mm``'s
+ATOM's (:mod:`quantguard.contracts.atom`, its load-time requantizations
+:mod:`quantguard.contracts.atom_requant`) and ``torch._scaled_mm``'s
 (:mod:`quantguard.contracts.torch_ops`).  Loading them imports no GPU
 library: adapters import torch only when a guarded call is interpreted.
 
@@ -73,6 +74,7 @@ def builtin_contracts() -> list[Contract]:
     for module_name in (
         "quantguard.contracts.aiter",
         "quantguard.contracts.atom",
+        "quantguard.contracts.atom_requant",
         "quantguard.contracts.torch_ops",
     ):
         try:

@@ -13,15 +13,44 @@ scales, so the weight scan runs after each MoE quant method's step (those are
 plain classes, patched like any function).  ``FusedMoE`` itself is a
 ``LazyMoEWrapper`` whose ``__new__`` builds instances of the class behind it:
 :func:`class_behind_lazy_wrapper` names that class, where a patch must land.
+
+``FusedMoE.select_experts`` (a staticmethod every MoE quant method calls)
+promises that a ``custom_routing_function`` takes precedence: its
+``(topk_weights, topk_ids)`` are returned as they are (DeepSeek-V4's hash
+layers).  :func:`select_experts_view` hands the check a way to call it again,
+exactly as ``select_experts`` calls it (keywords ``hidden_states``,
+``gating_output``, ``topk``, ``renormalize``).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from quantguard.contracts.base import Contract, identity, optional, tensor
+from quantguard.contracts.base import Contract, identity, optional, tensor, value
+from quantguard.contracts.views import RoutingView
 
-__all__ = ["CONTRACTS", "MOE_QUANT_METHODS", "class_behind_lazy_wrapper"]
+if TYPE_CHECKING:  # pragma: no cover
+    from quantguard.engine.calls import CallRecord
+
+__all__ = ["CONTRACTS", "MOE_QUANT_METHODS", "class_behind_lazy_wrapper", "select_experts_view"]
+
+#: ATOM main's ``FusedMoE.select_experts`` parameters (ATOM ffdf3bb5), in order.
+SELECT_EXPERTS_PARAMS = (
+    "hidden_states",
+    "router_logits",
+    "top_k",
+    "use_grouped_topk",
+    "renormalize",
+    "topk_group",
+    "num_expert_group",
+    "custom_routing_function",
+    "scoring_func",
+    "e_score_correction_bias",
+    "num_routing_experts",
+    "num_fused_shared_experts",
+    "fused_shared_experts_scoring_func",
+    "routed_scaling_factor",
+)
 
 #: ATOM main's MoE quant methods that define ``process_weights_after_loading(layer)``
 #: (``MegaMxfp4MoEMethod`` inherits ``Mxfp4MoEMethod``'s).
@@ -66,6 +95,35 @@ def class_behind_lazy_wrapper(cls: Any) -> Any:
         if candidate is not cls and candidate is not object and issubclass(cls, candidate):
             return candidate
     return cls
+
+
+def select_experts_view(call: CallRecord) -> RoutingView | None:
+    """The routing a ``select_experts`` call returned, and how to recompute it from its custom function.
+
+    ``None`` without a ``custom_routing_function`` (the logit top-k is judged
+    where AITER computes it) or when the result is not ``(weights, ids)``.
+    """
+    function = call.get("custom_routing_function")
+    result = call.result
+    if function is None or not isinstance(result, tuple) or len(result) != 2:
+        return None
+    hidden, logits = call["hidden_states"], call["router_logits"]
+    top_k, renormalize = call["top_k"], call["renormalize"]
+
+    def expected_routing() -> tuple[Any, Any]:
+        weights, ids = function(hidden_states=hidden, gating_output=logits, topk=top_k, renormalize=renormalize)
+        return weights, ids
+
+    return RoutingView(
+        logits,
+        call.get("e_score_correction_bias"),
+        result[0],
+        result[1],
+        str(call.get("scoring_func", "softmax")),
+        bool(renormalize),
+        float(call.get("routed_scaling_factor", 1.0) or 1.0),
+        expected_routing=expected_routing,
+    )
 
 
 def _moe_method_contract(name: str) -> Contract:
@@ -132,4 +190,20 @@ CONTRACTS: list[Contract] = [
         description="scan an MoE layer's weights after its own step (on the class behind LazyMoEWrapper)",
     ),
     *(_moe_method_contract(name) for name in MOE_QUANT_METHODS),
+    Contract(
+        target="atom.model_ops.moe:FusedMoE.select_experts",
+        kind="routing",
+        backend="atom",
+        checks=("custom_routing", "ignored_parameter"),
+        key=(tensor("router_logits"), value("top_k"), value("use_grouped_topk"), value("renormalize")),
+        interpret=select_experts_view,
+        honored=("custom_routing_function",),
+        params=SELECT_EXPERTS_PARAMS,
+        depends={
+            "custom_routing": ("hidden_states", "router_logits", "top_k", "renormalize", "custom_routing_function")
+        },
+        options={"resolve_class": class_behind_lazy_wrapper},
+        description="MoE routing: a custom_routing_function (DeepSeek-V4 hash layers) takes precedence over the "
+        "logit top-k; its result is returned as is",
+    ),
 ]

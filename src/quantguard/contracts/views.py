@@ -8,6 +8,7 @@ library returns the same views and gets the same checks.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -128,7 +129,14 @@ class TransformView:
 
 @dataclass
 class RoutingView:
-    """MoE routing: top-k weights must carry ``routed_scaling_factor`` (and renormalization)."""
+    """MoE routing: top-k weights must carry ``routed_scaling_factor`` (and renormalization).
+
+    ``expected_routing``, when set, recomputes the routing the caller asked for
+    instead of one derived from the logits (a ``custom_routing_function`` it
+    passed, called as the library calls it) and returns ``(topk_weights,
+    topk_ids)``: the call must have returned exactly those.  Checks call it on
+    sampled calls only.
+    """
 
     gating: Any
     bias: Any
@@ -137,6 +145,7 @@ class RoutingView:
     score: str  # "softmax" | "sigmoid" | "sqrtsoftplus"
     renormalize: bool
     routed_scaling_factor: float
+    expected_routing: Callable[[], tuple[Any, Any]] | None = None
 
     def provenance_inputs(self) -> tuple[Any, ...]:
         return ()
@@ -155,10 +164,13 @@ class MoeView:
     quant: str  # "none" | "per_token" | "per_1x128"
     w1_scale: Any = None
     w2_scale: Any = None
-    activation: str = "silu"
+    activation: str = "silu"  # "silu" (silu(gate) * up) or "swiglu" (see ``swiglu_alpha``)
     fp8_read_as: Any = None
     expert_mask: Any = None
     shuffled: bool = False  # weights 16x16-preshuffled (AITER reads ``is_shuffled`` on w1/w2)
+    #: gpt-oss Swiglu: ``clamp(gate, max=limit) * sigmoid(alpha * gate) * (clamp(up, -limit, limit) + 1)``.
+    swiglu_alpha: float = 1.702
+    swiglu_limit: float = 7.0
 
     def provenance_inputs(self) -> tuple[Any, ...]:
         return ()

@@ -204,6 +204,16 @@ _ADVICE: dict[str, dict[str, _Advice]] = {
             "`numerics` findings are consequences.",
         )
     },
+    "requant_precision": {
+        "": _Advice(
+            "A weight conversion {targets} lost precision in some blocks: requantizing per-block scales to one "
+            "scale per tensor (or per shard) pushes the small-magnitude blocks below the format's normal range, "
+            "while the global cosine stays near 1.",
+            "Keep the per-block scales and a block-scaled GEMM for that weight (DeepSeek-V4 `wo_a`: the FP8 "
+            "grouped GEMM, or the per-block BF16 dequantization), or requantize per block. The event names the "
+            "worst block, its relative error and SQNR.",
+        )
+    },
     "jit_exit": {
         "": _Advice(
             "The AITER JIT builder {targets} exited (`SystemExit`) while building a module, usually a CK module in a "

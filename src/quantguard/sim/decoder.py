@@ -1,25 +1,20 @@
-"""Decoder building blocks shared by the simulated ATOM workload and ``validate accuracy``'s tiny Llama.
+"""Decoder building blocks of the simulated ATOM workload (:mod:`quantguard.sim.workload`).
 
-Both test models are pre-norm residual decoders. The blocks here hold the
-math once; each model supplies its parts (:class:`Parts` builds its linear
-layers: ATOM layers, dense BF16 ones or ``nn.Linear``) and the names of its
-modules (:class:`LayerNames`, :class:`StackNames`), so each keeps the
-qualified names its checkpoint loads by and its forward hooks compare
-(``layers.0.attn.q_proj``, ``model.layers.0.self_attn.q_proj``).
-
-Where the two models round differently, a flag says which way and why
-(:class:`RMSNorm`, :class:`GatedMLP`): ATOM's fused kernels round once from
-fp32, Hugging Face Llama rounds to the model dtype between steps.
+The workload's decoder is a pre-norm residual stack with learned absolute
+positions. Its quantized (ATOM) model and its references are one decoder
+built with different parts: :class:`Parts` builds each linear layer (an ATOM
+layer, a dense BF16 one, ...), so every module keeps the same qualified name
+(``layers.0.attn.q_proj``) in all of them, which the checkpoint loads by and
+forward hooks compare by. The blocks round as ATOM's fused kernels do: once,
+from fp32 (:class:`RMSNorm`, :class:`GatedMLP`).
 
 The module lives in :mod:`quantguard.sim`, which the runtime never imports
-(pyproject ``[tool.importlinter]``); :mod:`quantguard.validate` may.
+(pyproject ``[tool.importlinter]``).
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-from typing import Protocol, TypeAlias
+from typing import Protocol
 
 import torch
 from torch import nn
@@ -28,20 +23,11 @@ __all__ = [
     "DecoderLayer",
     "DecoderStack",
     "GatedMLP",
-    "GroupedQueryAttention",
     "KVCache",
-    "LayerNames",
     "Loadable",
     "Parts",
     "RMSNorm",
-    "Rope",
-    "Rotary",
-    "StackNames",
-    "apply_rotary",
 ]
-
-#: ``(cos, sin)`` of every position's rotary angles, or ``None`` without rotary positions.
-Rope: TypeAlias = tuple[torch.Tensor, torch.Tensor] | None
 
 
 class Parts(Protocol):
@@ -62,33 +48,24 @@ class Loadable(nn.Module):
 
 
 class RMSNorm(Loadable):
-    """RMSNorm with fp32 statistics; the output has the input's dtype.
+    """RMSNorm as ATOM's fused kernel computes it: fp32 statistics and scale, rounded once to the input's dtype."""
 
-    ``scale_in_fp32``: multiply by the weight in fp32 and round once (ATOM's
-    fused RMSNorm); otherwise round the normalised input to its dtype first
-    and scale in the weight's dtype (Hugging Face ``LlamaRMSNorm``). The two
-    agree in fp32; in BF16 they can differ by one rounding step.
-    """
-
-    def __init__(self, dim: int, eps: float = 1e-6, dtype: torch.dtype = torch.float32, scale_in_fp32: bool = True):
+    def __init__(self, dim: int, eps: float = 1e-6, dtype: torch.dtype = torch.float32):
         super().__init__()
         self.eps = eps
-        self.scale_in_fp32 = scale_in_fp32
         self.weight = nn.Parameter(torch.ones(dim, dtype=dtype))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = x.float()
         h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
-        if self.scale_in_fp32:
-            return (h * self.weight.float()).to(x.dtype)
-        return self.weight * h.to(x.dtype)
+        return (h * self.weight.float()).to(x.dtype)
 
 
 class KVCache:
     """Per-layer cached tensors and the number of positions already processed.
 
-    What a layer caches is its attention's choice (keys and values, or MLA's
-    compressed latent); :meth:`extend` appends along the sequence dimension.
+    What a layer caches is its attention's choice (MLA caches its compressed
+    latent); :meth:`extend` appends along the sequence dimension.
     """
 
     __slots__ = ("entries", "length")
@@ -106,192 +83,61 @@ class KVCache:
         return tensors
 
 
-def _rotate_half(x: torch.Tensor) -> torch.Tensor:
-    first, second = x.chunk(2, dim=-1)
-    return torch.cat((-second, first), dim=-1)
-
-
-def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate ``x`` (..., T, head_dim) by its positions' angles, rotate-half style (Llama's)."""
-    return x * cos + _rotate_half(x) * sin
-
-
-class Rotary(nn.Module):
-    """Rotary position angles: ``(cos, sin)`` of shape (T, head_dim) in the input's dtype."""
-
-    def __init__(self, head_dim: int, theta: float):
-        super().__init__()
-        exponents = torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim
-        self.register_buffer("inv_freq", 1.0 / theta**exponents, persistent=False)
-
-    def forward(self, x: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        freqs = positions.float()[:, None] * self.inv_freq.float()[None, :]
-        angles = torch.cat((freqs, freqs), dim=-1)
-        return angles.cos().to(x.dtype), angles.sin().to(x.dtype)
-
-
-class GroupedQueryAttention(nn.Module):
-    """Causal self-attention over (B, T, hidden) with rotary positions and shared K/V heads (Llama's).
-
-    The softmax runs in fp32; everything else in the input's dtype.
-    """
-
-    def __init__(self, parts: Parts, name: str, hidden: int, heads: int, kv_heads: int, head_dim: int):
-        super().__init__()
-        self.heads, self.kv_heads, self.head_dim = heads, kv_heads, head_dim
-        self.q_proj = parts.linear(f"{name}.q_proj", hidden, heads * head_dim)
-        self.k_proj = parts.linear(f"{name}.k_proj", hidden, kv_heads * head_dim)
-        self.v_proj = parts.linear(f"{name}.v_proj", hidden, kv_heads * head_dim)
-        self.o_proj = parts.linear(f"{name}.o_proj", heads * head_dim, hidden)
-
-    def forward(self, x: torch.Tensor, cache: KVCache | None, layer: int, rope: Rope) -> torch.Tensor:
-        batch, length, _ = x.shape
-        cos, sin = rope
-
-        def split(t: torch.Tensor, heads: int) -> torch.Tensor:
-            return t.view(batch, length, heads, self.head_dim).transpose(1, 2)
-
-        q = split(self.q_proj(x), self.heads)
-        k = split(self.k_proj(x), self.kv_heads)
-        v = split(self.v_proj(x), self.kv_heads)
-        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
-        past = 0
-        if cache is not None:
-            past = cache.length
-            k, v = cache.extend(layer, k, v, dim=2)
-        repeat = self.heads // self.kv_heads
-        k, v = k.repeat_interleave(repeat, dim=1), v.repeat_interleave(repeat, dim=1)
-        scores = (q @ k.transpose(2, 3)) / math.sqrt(self.head_dim)
-        causal = torch.ones(length, past + length, dtype=torch.bool, device=x.device).triu(past + 1)
-        probs = torch.softmax(scores.masked_fill(causal, float("-inf")).float(), dim=-1).to(q.dtype)
-        out = (probs @ v).transpose(1, 2).reshape(batch, length, -1)
-        return self.o_proj(out)
-
-
 class GatedMLP(nn.Module):
-    """SiLU-gated MLP: ``down_proj(silu(gate) * up)``.
+    """SiLU-gated MLP as ATOM runs it: ``down_proj(silu(gate) * up)``.
 
-    ``fused``: one ``gate_up_proj`` layer (ATOM's merged projection) instead
-    of ``gate_proj`` and ``up_proj`` (Hugging Face's). ``fp32_activation``:
-    the SiLU and product in fp32, rounded once before ``down_proj`` (ATOM's
-    fused ``silu_and_mul``); otherwise in the projections' dtype.
+    ``gate`` and ``up`` come from one merged ``gate_up_proj``; the SiLU and the
+    product run in fp32 and are rounded once before ``down_proj`` (ATOM's
+    fused ``silu_and_mul``).
     """
 
-    def __init__(self, parts: Parts, name: str, hidden: int, intermediate: int, fused: bool, fp32_activation: bool):
+    def __init__(self, parts: Parts, name: str, hidden: int, intermediate: int):
         super().__init__()
-        self.fused, self.fp32_activation = fused, fp32_activation
-        if fused:
-            self.gate_up_proj = parts.linear(f"{name}.gate_up_proj", hidden, 2 * intermediate)
-        else:
-            self.gate_proj = parts.linear(f"{name}.gate_proj", hidden, intermediate)
-            self.up_proj = parts.linear(f"{name}.up_proj", hidden, intermediate)
+        self.gate_up_proj = parts.linear(f"{name}.gate_up_proj", hidden, 2 * intermediate)
         self.down_proj = parts.linear(f"{name}.down_proj", intermediate, hidden)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.fused:
-            gate, up = self.gate_up_proj(x).chunk(2, dim=-1)
-        else:
-            gate, up = self.gate_proj(x), self.up_proj(x)
-        if not self.fp32_activation:
-            return self.down_proj(nn.functional.silu(gate) * up)
+        gate, up = self.gate_up_proj(x).chunk(2, dim=-1)
         return self.down_proj((nn.functional.silu(gate.float()) * up.float()).to(x.dtype))
 
 
-@dataclass(frozen=True)
-class LayerNames:
-    """The attribute names of a layer's four blocks: part of every qualified name below the layer."""
-
-    input_norm: str
-    attention: str
-    post_norm: str
-    mlp: str
-
-
 class DecoderLayer(nn.Module):
-    """Pre-norm residual layer: ``x + attention(input_norm(x))``, then ``x + mlp(post_norm(x))``.
+    """Pre-norm residual layer: ``x + attn(input_norm(x))``, then ``x + mlp(post_norm(x))``.
 
-    The attention is called as ``attention(x, cache, index, rope)``; the
-    blocks are registered under ``names``, in that order.
+    The attention is called as ``attn(x, cache, index)``; the blocks are
+    registered in that order, under those names.
     """
 
-    def __init__(
-        self,
-        index: int,
-        names: LayerNames,
-        input_norm: nn.Module,
-        attention: nn.Module,
-        post_norm: nn.Module,
-        mlp: nn.Module,
-    ):
+    def __init__(self, index: int, input_norm: nn.Module, attn: nn.Module, post_norm: nn.Module, mlp: nn.Module):
         super().__init__()
-        self.index, self.names = index, names
-        self.add_module(names.input_norm, input_norm)
-        self.add_module(names.attention, attention)
-        self.add_module(names.post_norm, post_norm)
-        self.add_module(names.mlp, mlp)
+        self.index = index
+        self.input_norm, self.attn, self.post_norm, self.mlp = input_norm, attn, post_norm, mlp
 
-    def forward(self, x: torch.Tensor, cache: KVCache | None, rope: Rope) -> torch.Tensor:
-        names = self.names
-        x = x + getattr(self, names.attention)(getattr(self, names.input_norm)(x), cache, self.index, rope)
-        return x + getattr(self, names.mlp)(getattr(self, names.post_norm)(x))
-
-
-@dataclass(frozen=True)
-class StackNames:
-    """The attribute names of a stack's token embedding and position modules (``None``: not used).
-
-    The layers and the final norm are always ``layers`` and ``norm``.
-    """
-
-    embed: str
-    position_embed: str | None = None
-    rotary: str | None = None
+    def forward(self, x: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        x = x + self.attn(self.input_norm(x), cache, self.index)
+        return x + self.mlp(self.post_norm(x))
 
 
 class DecoderStack(nn.Module):
-    """Token ids (..., T) -> final-norm hidden states (..., T, hidden); pass a :class:`KVCache` to decode.
+    """Token ids (..., T) -> final-norm hidden states (..., T, hidden), extending ``cache``.
 
-    Positions are learned (``position_embed``, added to the token embedding),
-    rotary (``rotary``, applied in attention) or both; they continue from the
-    cache's length. Modules are registered in the order embed, position
-    embed, layers, norm, rotary.
+    Positions are learned (``pos_embed``, added to the token embedding) and
+    continue from the cache's length. Modules are registered in the order
+    ``embed``, ``pos_embed``, ``layers``, ``norm``.
     """
 
-    def __init__(
-        self,
-        names: StackNames,
-        embed: nn.Module,
-        layers: nn.ModuleList,
-        norm: nn.Module,
-        position_embed: nn.Module | None = None,
-        rotary: Rotary | None = None,
-    ):
+    def __init__(self, embed: nn.Module, pos_embed: nn.Module, layers: nn.ModuleList, norm: nn.Module):
         super().__init__()
-        if (position_embed is None) != (names.position_embed is None) or (rotary is None) != (names.rotary is None):
-            raise ValueError(f"{names} does not match the position modules given (position_embed, rotary)")
-        self.names = names
-        self.add_module(names.embed, embed)
-        if position_embed is not None:
-            self.add_module(names.position_embed, position_embed)
-        self.layers = layers
-        self.norm = norm
-        if rotary is not None:
-            self.add_module(names.rotary, rotary)
+        self.embed, self.pos_embed, self.layers, self.norm = embed, pos_embed, layers, norm
 
     def new_cache(self) -> KVCache:
         return KVCache(len(self.layers))
 
-    def forward(self, input_ids: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
-        names = self.names
+    def forward(self, input_ids: torch.Tensor, cache: KVCache) -> torch.Tensor:
         length = input_ids.shape[-1]
-        start = 0 if cache is None else cache.length
-        positions = torch.arange(start, start + length, device=input_ids.device)
-        x = getattr(self, names.embed)(input_ids)
-        if names.position_embed is not None:
-            x = x + getattr(self, names.position_embed)(positions)
-        rope = None if names.rotary is None else getattr(self, names.rotary)(x, positions)
+        positions = torch.arange(cache.length, cache.length + length, device=input_ids.device)
+        x = self.embed(input_ids) + self.pos_embed(positions)
         for layer in self.layers:
-            x = layer(x, cache, rope)
-        if cache is not None:
-            cache.length += length
+            x = layer(x, cache)
+        cache.length += length
         return self.norm(x)

@@ -163,12 +163,37 @@ FAULTS: Mapping[str, Fault] = {
             ("hipblaslt",),
         ),
         _fault(
+            "wo_a_per_tensor_requant",
+            "DeepSeek-V4 on ATOM: the wo_a load path requantized the FP8 weight, stored with one scale per "
+            "128x128 block, to a single per-tensor scale before its BF16 dequantization",
+            "blocks far below the weight's amax fall into the FP8 subnormals and lose their bits while the "
+            "global cosine stays near 1: a silent accuracy loss in attention",
+            ("atom",),
+            atom=True,
+        ),
+        _fault(
             "atom_ignores_ck_free",
             "ATOM's MoE path kept use_triton_gemm() False in CK-free mode and still called AITER's CK fused_moe",
             "the first MoE forward triggers a JIT build of a CK module, which fails",
             ("atom",),
             ck_free=True,
             atom=True,
+        ),
+        _fault(
+            "custom_routing_ignored",
+            "DeepSeek-V4 hash routing: ATOM's FusedMoE.select_experts computed its own top-k from the "
+            "gate logits although a custom_routing_function (the hash layer's) was given",
+            "hash layers route each token to the experts its logits prefer, not to tid2eid's: "
+            "plausible weights, wrong experts",
+            ("atom",),
+            atom=True,
+        ),
+        _fault(
+            "moe_swiglu_runs_silu",
+            "fused_moe(activation=ActivationType.Swiglu) ran a stage-1 kernel that applies plain SiLU "
+            "(no alpha=1.702, no clamp at 7, no up + 1)",
+            "gpt-oss style experts lose amplitude: the MoE output is a fraction of the Swiglu one",
+            ("ck",),
         ),
     )
 }

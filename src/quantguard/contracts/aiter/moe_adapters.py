@@ -3,8 +3,14 @@
 The routing adapters say which score function a call uses (sigmoid for
 DeepSeek's biased grouped top-k, else from ``score_func``/``is_softmax``) and
 what ``routed_scaling_factor``/``need_renorm`` asked for; ``fused_moe`` is
-interpreted for the quant types and activation the MoE reference models
-(SiLU; no, per-token or 1x128 quant; no shared experts).
+interpreted for the quant types and activations the MoE reference models
+(no, per-token or 1x128 quant; no shared experts): SiLU, and AITER's gpt-oss
+Swiglu with gate and up in separate halves of ``w1`` (``gate_mode``
+"separated", the default), whose constants are those of
+``aiter.fused_moe.swiglu`` and the Triton MoE ``_swiglu``: alpha 1.702, and
+the clamp ``swiglu_limit`` or 7.0 when it is None.  A SiLU call with a
+``swiglu_limit`` (clamped SiLU) is not interpreted, nor are expert biases
+(``bias1``/``bias2``, gpt-oss checkpoints) or padded dimensions.
 """
 
 from __future__ import annotations
@@ -19,6 +25,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from quantguard.engine.calls import CallRecord
 
 __all__ = ["fused_moe", "routing"]
+
+#: ``aiter.fused_moe.swiglu``'s defaults (AITER e4048607).
+SWIGLU_ALPHA = 1.702
+SWIGLU_DEFAULT_LIMIT = 7.0
 
 
 def routing(score: str | None) -> Callable[[CallRecord], RoutingView]:
@@ -52,8 +62,19 @@ def fused_moe(call: CallRecord) -> MoeView | None:
         "per_1x128": "per_1x128",
         "quanttype.per_1x128": "per_1x128",
     }.get(quant)
-    activation = str(getattr(call.get("activation"), "name", call.get("activation"))).lower()
-    if kind is None or "silu" not in activation or call.get("shared_w1") is not None:
+    activation = str(getattr(call.get("activation"), "name", call.get("activation"))).lower().rpartition(".")[2]
+    limit = call.get("swiglu_limit")
+    gate_mode = str(getattr(call.get("gate_mode"), "value", call.get("gate_mode") or "separated")).lower()
+    unmodelled = (
+        call.get("shared_w1") is not None
+        or call.get("bias1") is not None
+        or call.get("bias2") is not None
+        or call.get("hidden_pad")
+        or call.get("intermediate_pad")
+    )
+    if kind is None or unmodelled or gate_mode != "separated":
+        return None
+    if not (activation == "swiglu" or (activation == "silu" and not limit)):
         return None
     w1, w2 = call["w1"], call["w2"]
     shuffled = bool(getattr(w1, "is_shuffled", False) or getattr(w2, "is_shuffled", False))
@@ -67,8 +88,10 @@ def fused_moe(call: CallRecord) -> MoeView | None:
         kind,
         call.get("w1_scale"),
         call.get("w2_scale"),
-        "silu",
+        activation,
         fp8_read_as=arch_fp8(call),
         expert_mask=call.get("expert_mask"),
         shuffled=shuffled,
+        swiglu_alpha=SWIGLU_ALPHA,
+        swiglu_limit=float(limit) if limit else SWIGLU_DEFAULT_LIMIT,
     )

@@ -23,7 +23,7 @@ CONTRACTS: list[Contract] = [
             value("quant_type"),
         ),
         interpret=moe.fused_moe,
-        description="fused MoE (top-k weighted sum of SiLU experts)",
+        description="fused MoE (top-k weighted sum of SiLU or Swiglu experts)",
     ),
     Contract(
         target="aiter.ops.topk.biased_grouped_topk",

@@ -1,6 +1,6 @@
 """Simulated ``aiter.fused_moe``: ``fused_moe`` on the CK 2-stage MoE kernels.
 
-Per token, ``out = sum_k topk_weight[k] * w2[e_k] @ act(gate) * up`` with
+Per token, ``out = sum_k topk_weight[k] * w2[e_k] @ act(gate, up)`` with
 ``w1[e] = [gate; up]`` (E, 2 * inter, dim) and ``w2`` (E, dim, inter), both
 (16, 16)-preshuffled as ATOM loads them. Activations are quantized with the
 HIP quant of ``quant_type``; per_1x128 scales are transposed (bytes (G, M)):
@@ -11,6 +11,10 @@ module, so a CK-free install cannot run this function. The stage kernels are
 ``compile_ops`` ops taking the enums as integers, as in AITER; ``fused_moe``
 itself stays a plain function here (AITER routes it through a
 ``torch_compile_guard`` op, ``fused_moe_``, which the simulator does not model).
+
+``act`` is ``silu(gate) * up``, ``gelu(gate) * up``, or AITER's gpt-oss
+Swiglu (``aiter.fused_moe.swiglu``, the Triton MoE ``_swiglu``): gate clamped
+above at 7.0, up clamped to [-7, 7], ``gate * sigmoid(1.702 * gate) * (up + 1)``.
 """
 
 import functools
@@ -19,6 +23,7 @@ import aiter
 import torch
 from aiter import get_hip_quant as get_quant
 
+from quantguard.sim import _state
 from quantguard.sim._kernels import fp8 as _fp8
 from quantguard.sim._kernels import gemm as _gemm
 from quantguard.sim._kernels import layout as _layout
@@ -29,10 +34,34 @@ from .utility import dtypes
 
 __all__ = ["fused_moe"]
 
+#: AITER's gpt-oss Swiglu constants (``aiter.fused_moe.swiglu``: alpha, and the clamp when
+#: ``swiglu_limit`` is None, which ``fused_moe`` passes unless told otherwise).
+_SWIGLU_ALPHA = 1.702
+_SWIGLU_LIMIT = 7.0
+
+
+def _silu_and_mul(gate, up):
+    return torch.nn.functional.silu(gate) * up
+
+
+def _gelu_and_mul(gate, up):
+    return torch.nn.functional.gelu(gate) * up
+
+
+def _swiglu(gate, up):
+    gate = gate.clamp(max=_SWIGLU_LIMIT)
+    up = up.clamp(min=-_SWIGLU_LIMIT, max=_SWIGLU_LIMIT)
+    return gate * torch.sigmoid(_SWIGLU_ALPHA * gate) * (up + 1)
+
+
 _ACTIVATIONS = {
-    ActivationType.Silu: torch.nn.functional.silu,
-    ActivationType.Gelu: torch.nn.functional.gelu,
+    ActivationType.Silu: _silu_and_mul,
+    ActivationType.Gelu: _gelu_and_mul,
+    ActivationType.Swiglu: _swiglu,
 }
+if _state.fault_active("moe_swiglu_runs_silu", "ck"):
+    # The broken stage-1 kernel instance applies plain SiLU where Swiglu was asked for.
+    _ACTIVATIONS[ActivationType.Swiglu] = _silu_and_mul
 _QUANT_TYPES = (QuantType.No, QuantType.per_Token, QuantType.per_1x128)
 
 
@@ -78,14 +107,14 @@ def ck_moe_stage1(
     quant_type: int = 0,
     activation: int = 0,
 ) -> None:
-    """Stage 1 into ``out`` (one row per (token, expert) pair): ``act(gate) * up``.
+    """Stage 1 into ``out`` (one row per (token, expert) pair): ``act(gate, up)``.
 
     ``quant_type``/``activation`` are the enums' integers, as AITER's kernels take them.
     """
     quant_type = QuantType(quant_type)
     rows = _activation_rows(hidden_states, a1_scale, quant_type)[pair_tokens]
     gate, up = _expert_gemm(rows, w1, w1_scale, pair_experts, quant_type).chunk(2, dim=-1)
-    out.copy_(_ACTIVATIONS[ActivationType(activation)](gate) * up)
+    out.copy_(_ACTIVATIONS[ActivationType(activation)](gate, up))
 
 
 @compile_ops("module_moe_ck2stages")

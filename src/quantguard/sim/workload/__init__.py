@@ -3,12 +3,15 @@
 A two-layer DeepSeek-shaped decoder (MLA attention with an FP8 batched
 absorption GEMM, routed MoE with a shared expert) built only from the
 simulated ``atom`` layers, loaded from a quantized checkpoint of seeded fp32
-master weights, plus a BF16 reference with the same weights and module names::
+master weights, plus two references with the same module names: the BF16 model of the master
+weights (what quantization costs) and the precision-matched model of the
+quantized checkpoint (what the kernels should compute from their operands)::
 
     with workload.deploy(arch="gfx950", backend="triton") as deployment:
         model = workload.build_model(deployment)
         tokens = workload.generate(model, [1, 2, 3], max_new_tokens=50)
     reference = workload.build_reference()
+    matched = workload.build_matched_reference("gfx950")
 
 Backends follow ATOM's rules (see :func:`deploy`); quant schemes per layer
 family are in :data:`DEFAULT_SCHEMES`.
@@ -24,6 +27,7 @@ import quantguard.sim as sim
 from quantguard.sim.workload._checkpoint import checkpoint, master_weights
 from quantguard.sim.workload._config import DEFAULT_SCHEMES, SCHEMES, ModelConfig, resolve_schemes
 from quantguard.sim.workload._deploy import BACKENDS, Deployment, deploy, register_tuned_configs
+from quantguard.sim.workload._matched import arch_fp8, build_matched_decoder
 from quantguard.sim.workload._model import Decoder, KVCache
 from quantguard.sim.workload._quantized import build_quantized_decoder, load_checkpoint
 from quantguard.sim.workload._reference import build_reference_decoder
@@ -37,6 +41,8 @@ __all__ = [
     "Deployment",
     "KVCache",
     "ModelConfig",
+    "arch_fp8",
+    "build_matched_reference",
     "build_model",
     "build_reference",
     "capture_outputs",
@@ -78,3 +84,25 @@ def build_reference(config: ModelConfig = ModelConfig(), device: str | torch.dev
     weights = {name: tensor.to(device) for name, tensor in master_weights(config).items()}
     with device:
         return build_reference_decoder(config, weights)
+
+
+def build_matched_reference(
+    arch: str,
+    schemes: Mapping[str, str] | None = None,
+    config: ModelConfig = ModelConfig(),
+    device: str | torch.device = "cpu",
+    absorbed_prefill: bool = True,
+    ck_moe: bool = False,
+) -> Decoder:
+    """The precision-matched model of ``arch``'s deployment (needs no simulator).
+
+    The same quantized operands as :func:`build_model` (checkpoint weights and
+    scales, activations quantized by each layer's recipe), multiplied in fp32:
+    a clean deployment differs from it by accumulation order only.
+    ``absorbed_prefill`` is True where ATOM's MLA prefill runs the absorbed
+    FP8 GEMMs (Triton, which CK-free forces); False for a CK prefill.
+    ``ck_moe``: the experts run AITER's CK ``fused_moe`` (fp32 stage outputs)
+    rather than ATOM's Triton MoE (BF16 GEMM outputs).
+    """
+    with torch.device(device):
+        return build_matched_decoder(arch, schemes, config, absorbed_prefill, ck_moe)

@@ -15,14 +15,11 @@ import torch
 from torch import nn
 
 from quantguard.sim import decoder
-from quantguard.sim.decoder import GatedMLP, KVCache, LayerNames, Loadable, RMSNorm, Rope, StackNames
+from quantguard.sim.decoder import GatedMLP, KVCache, Loadable, RMSNorm
 from quantguard.sim.workload._config import ModelConfig
 
 # KVCache is imported from here by the workload package.
 __all__ = ["Decoder", "KVCache", "Parts"]
-
-_LAYER_NAMES = LayerNames(input_norm="input_norm", attention="attn", post_norm="post_norm", mlp="mlp")
-_STACK_NAMES = StackNames(embed="embed", position_embed="pos_embed")
 
 
 class Parts(decoder.Parts, Protocol):
@@ -35,7 +32,7 @@ class Parts(decoder.Parts, Protocol):
 
 def _norm(dim: int) -> RMSNorm:
     # ATOM's fused RMSNorm: BF16 weight, scaled in fp32 and rounded once.
-    return RMSNorm(dim, dtype=torch.bfloat16, scale_in_fp32=True)
+    return RMSNorm(dim, dtype=torch.bfloat16)
 
 
 class Embedding(Loadable):
@@ -61,8 +58,8 @@ class LatentAttention(nn.Module):
         self.core = parts.mla_core(f"{name}.core", kv_b_proj)
         self.o_proj = parts.linear(f"{name}.o_proj", heads * head_dim, config.hidden_size)
 
-    def forward(self, x: torch.Tensor, cache: KVCache, layer: int, rope: Rope) -> torch.Tensor:
-        # ``rope`` is None: positions are learned and already in ``x``.
+    def forward(self, x: torch.Tensor, cache: KVCache, layer: int) -> torch.Tensor:
+        # No rotary embedding: positions are learned and already in ``x``.
         q = self.q_proj(x).view(x.shape[0], self.num_heads, self.head_dim)
         (latents,) = cache.extend(layer, self.kv_a_norm(self.kv_a_proj(x)))
         return self.o_proj(self.core(q, latents, cache.length))
@@ -76,12 +73,7 @@ class MoE(nn.Module):
         self.gate = parts.linear(f"{name}.gate", config.hidden_size, config.num_experts)
         self.experts = parts.experts(f"{name}.experts")
         self.shared_expert = GatedMLP(
-            parts,
-            f"{name}.shared_expert",
-            config.hidden_size,
-            config.shared_intermediate_size,
-            fused=True,
-            fp32_activation=True,
+            parts, f"{name}.shared_expert", config.hidden_size, config.shared_intermediate_size
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -92,9 +84,8 @@ def _layer(config: ModelConfig, parts: Parts, index: int) -> decoder.DecoderLaye
     name = f"layers.{index}"
     return decoder.DecoderLayer(
         index,
-        _LAYER_NAMES,
         input_norm=_norm(config.hidden_size),
-        attention=LatentAttention(config, parts, f"{name}.attn"),
+        attn=LatentAttention(config, parts, f"{name}.attn"),
         post_norm=_norm(config.hidden_size),
         mlp=MoE(config, parts, f"{name}.mlp"),
     )
@@ -108,9 +99,8 @@ class Decoder(decoder.DecoderStack):
 
     def __init__(self, config: ModelConfig, parts: Parts):
         super().__init__(
-            _STACK_NAMES,
             embed=Embedding(config.vocab_size, config.hidden_size),
-            position_embed=Embedding(config.max_positions, config.hidden_size),
+            pos_embed=Embedding(config.max_positions, config.hidden_size),
             layers=nn.ModuleList(_layer(config, parts, i) for i in range(config.num_layers)),
             norm=_norm(config.hidden_size),
         )

@@ -15,7 +15,7 @@ from torch import nn
 from quantguard.sim.workload._config import ModelConfig
 from quantguard.sim.workload._model import Decoder
 
-__all__ = ["build_reference_decoder"]
+__all__ = ["DenseMLACore", "build_reference_decoder", "route"]
 
 
 def _empty(*shape: int, dtype: torch.dtype = torch.bfloat16) -> nn.Parameter:
@@ -33,6 +33,20 @@ class DenseLinear(nn.Module):
         return (x.float() @ self.weight.float().T).to(torch.bfloat16)
 
 
+def route(config: ModelConfig, bias: torch.Tensor, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """DeepSeek-V3 routing in fp32: (T, top_k) weights (renormalized, times the scaling factor) and ids."""
+    scores = torch.sigmoid(logits.float())
+    choice = scores + bias.float()
+    per_group = config.num_experts // config.num_expert_group
+    group_scores = choice.view(-1, config.num_expert_group, per_group).topk(2, dim=-1).values.sum(-1)
+    kept_groups = group_scores.topk(config.topk_group, dim=-1).indices
+    allowed = torch.zeros_like(group_scores, dtype=torch.bool).scatter_(1, kept_groups, True)
+    allowed = allowed.repeat_interleave(per_group, dim=1)
+    ids = choice.masked_fill(~allowed, float("-inf")).topk(config.top_k, dim=-1).indices
+    weights = scores.gather(1, ids)
+    return weights / weights.sum(-1, keepdim=True) * config.routed_scaling_factor, ids
+
+
 class DenseExperts(nn.Module):
     """Group-limited, bias-corrected sigmoid routing and dense SiLU experts."""
 
@@ -45,17 +59,7 @@ class DenseExperts(nn.Module):
         self.e_score_correction_bias = _empty(experts, dtype=torch.float32)
 
     def route(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        cfg = self.config
-        scores = torch.sigmoid(logits.float())
-        choice = scores + self.e_score_correction_bias
-        per_group = cfg.num_experts // cfg.num_expert_group
-        group_scores = choice.view(-1, cfg.num_expert_group, per_group).topk(2, dim=-1).values.sum(-1)
-        kept_groups = group_scores.topk(cfg.topk_group, dim=-1).indices
-        allowed = torch.zeros_like(group_scores, dtype=torch.bool).scatter_(1, kept_groups, True)
-        allowed = allowed.repeat_interleave(per_group, dim=1)
-        ids = choice.masked_fill(~allowed, float("-inf")).topk(cfg.top_k, dim=-1).indices
-        weights = scores.gather(1, ids)
-        return weights / weights.sum(-1, keepdim=True) * cfg.routed_scaling_factor, ids
+        return route(self.config, self.e_score_correction_bias, logits)
 
     def forward(self, x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
         weights, ids = self.route(logits)

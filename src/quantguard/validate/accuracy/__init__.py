@@ -1,12 +1,18 @@
 """Quantized configurations against an FP16/BF16 reference, layer by layer and token by token.
 
-For a torch model (--model module:function, or the ready-made tiny-llama and
-sim), the reference runs the calibration prompts with forward hooks on every
-transformer layer and keeps the final logits. Each target configuration
-(fp8_per_token, fp8_blockscale, mxfp4, int4) then runs on AITER's kernels for
-the chosen backend: per-layer cosine (float64, every position) and norm
-ratio, logits KL(ref||quant) and top-1 agreement, and greedy generation with
-token match rate and BLEU against the reference's tokens.
+--model is a transformers causal LM (tiny-llama: a small LlamaConfig with
+seeded random weights; a local checkpoint directory, loaded with its weights
+and tokenizer when present; a config.json; a model id already in the Hugging
+Face cache; nothing is downloaded), the simulator's ATOM workload (sim), or
+module:function. The reference runs the calibration prompts with forward hooks
+on every transformer layer and keeps the final logits. Each configuration
+(--configs: a scheme on --backend, or a named setting such as fp8-triton,
+fp8-hipblaslt, fp4-ck, ckfree, or the pure-torch CPU mode fp8-torch) then runs
+on AITER's kernels (or plain torch): per-layer cosine (float64, every
+position) and norm ratio, logits cosine, KL(ref||quant), top-1 agreement and
+perplexity, and greedy generation with token match rate and sacrebleu BLEU
+against the reference's generations (on decoded text when there is a
+tokenizer, token ids otherwise).
 
 A configuration FAILS on any flagged layer (cosine below its threshold, norm
 ratio outside 1 +- tolerance, non-finite values), an overall cosine below its
@@ -17,8 +23,9 @@ exit codes: 0 every configuration passed, 1 at least one failed, 2 usage or
 environment error.
 
 examples:
-  quantguard validate accuracy --sim --model tiny-llama -o report.md
-  quantguard validate accuracy --sim --gfx gfx950 --backend triton --configs mxfp4
+  quantguard validate accuracy --sim --configs fp8-triton,fp8-hipblaslt,fp4-ck,ckfree,fp8-torch
+  quantguard validate accuracy --configs fp8-torch,fp8block-torch,fp4-torch --model ./my-checkpoint
+  quantguard validate accuracy --sim --gfx gfx950 --backend triton --configs mxfp4 -o report.md
   quantguard validate accuracy --model sim --fault moe_missing_routed_scaling
   quantguard validate accuracy --model mypkg.eval:load_model --backend ck -o out/accuracy.md
 """
@@ -29,23 +36,25 @@ import argparse
 import importlib.util
 import sys
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 
 import torch
 
-from quantguard.validate._environment import aiter_environment, describe_sim
+from quantguard.validate._environment import SIM_ARCHS, AiterEnvironment, aiter_environment, describe_sim
 from quantguard.validate._usage import UsageError, run_validation
+from quantguard.validate.accuracy.configurations import NAMED, Configuration, parse_configurations
 from quantguard.validate.accuracy.evaluation import DEFAULT_THRESHOLDS, FAMILIES, evaluate, run_reference
 from quantguard.validate.accuracy.models import LoadOptions, ModelError, ModelSpec, supported
-from quantguard.validate.accuracy.ready_models import READY_MADE, load_model
+from quantguard.validate.accuracy.models_hf import ACCEPTED
+from quantguard.validate.accuracy.ready_models import load_model
 from quantguard.validate.accuracy.report import RunHeader, markdown, summary, write_reports
-from quantguard.validate.quantize import BACKENDS, DEFAULT_SKIP, SCHEMES, QuantConfig, UnsupportedPath
+from quantguard.validate.quantize import BACKENDS, DEFAULT_SKIP, SCHEMES, UnsupportedPath
 
 __all__ = ["add_arguments", "parse_thresholds", "run"]
 
-_SIM_ARCHS = ("gfx942", "gfx950")
 _SIM_DEFAULT_ARCH = "gfx942"
+_FP4_ARCH = "gfx950"
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 _NORM_TOLERANCE = 0.05
 
@@ -66,8 +75,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument(
         "--model",
         default="tiny-llama",
-        help=f"{' | '.join(READY_MADE)} | module:function returning (model, inputs) or a dict "
-        "with model, prompts[, tokenize] (default: tiny-llama)",
+        help=f"{ACCEPTED} (returning (model, inputs) or a dict with model, prompts[, tokenize]); "
+        "nothing is downloaded (default: tiny-llama)",
     )
     model.add_argument(
         "--prompts",
@@ -102,7 +111,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--configs",
         default=None,
         metavar="LIST",
-        help=f"comma-separated, from {','.join(SCHEMES)} (default: those the arch and backend support)",
+        help=f"comma-separated: {', '.join(SCHEMES)} (on --backend) or named ones with their own backend: "
+        f"{', '.join(NAMED)} (*-torch: plain torch, no AITER) (default: the schemes the arch and backend support)",
     )
     target.add_argument("--backend", choices=BACKENDS, default="ck", help="GEMM backend (default: ck)")
     target.add_argument(
@@ -145,7 +155,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="run on quantguard.sim instead of the installed AITER (implied by --model sim)",
     )
     simulator.add_argument(
-        "--gfx", choices=_SIM_ARCHS, default=None, help=f"simulated arch (default: {_SIM_DEFAULT_ARCH})"
+        "--gfx",
+        choices=SIM_ARCHS,
+        default=None,
+        help=f"simulated arch (default: {_SIM_DEFAULT_ARCH}, {_FP4_ARCH} when a requested configuration is FP4)",
     )
     simulator.add_argument("--ck-free", action="store_true", help="simulate a CK-free AITER build")
     simulator.add_argument(
@@ -159,7 +172,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def parse_thresholds(values: list[str]) -> dict[str, float]:
     """``["fp8=0.999,fp4=0.995", "int4=0.99"]`` -> ``{"fp8": 0.999, ...}``; keys are families or configurations."""
-    accepted = sorted(set(FAMILIES.values())) + list(SCHEMES)
+    accepted = sorted(set(FAMILIES.values())) + list(FAMILIES) + list(NAMED)
     thresholds: dict[str, float] = {}
     for value in values:
         for item in filter(None, (part.strip() for part in value.split(","))):
@@ -176,23 +189,23 @@ def parse_thresholds(values: list[str]) -> dict[str, float]:
     return thresholds
 
 
-def _resolve_threshold(scheme: str, command_line: Mapping[str, float], model: Mapping[str, float]) -> tuple[float, str]:
-    family = FAMILIES[scheme]
+def _resolve_threshold(
+    config: Configuration, command_line: Mapping[str, float], model: Mapping[str, float]
+) -> tuple[float, str]:
     for source, table in (("--threshold", command_line), ("model default", model)):
-        for key in (scheme, family):
+        for key in (config.name, config.scheme, config.family):
             if key in table:
                 return table[key], source
-    return DEFAULT_THRESHOLDS[family], "default"
+    return DEFAULT_THRESHOLDS[config.family], "default"
 
 
-def _requested_configs(text: str | None) -> list[str] | None:
-    if text is None:
+def _requested_configs(args: argparse.Namespace) -> list[Configuration] | None:
+    if args.configs is None:
         return None
-    names = [name.strip() for name in text.split(",") if name.strip()]
-    unknown = [name for name in names if name not in SCHEMES]
-    if unknown or not names:
-        raise UsageError(f"--configs {text!r}: accepted configurations are {', '.join(SCHEMES)}")
-    return list(dict.fromkeys(names))
+    try:
+        return parse_configurations(args.configs, args.backend, args.preshuffle)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _device(args: argparse.Namespace) -> torch.device:
@@ -201,49 +214,99 @@ def _device(args: argparse.Namespace) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def _arch(args: argparse.Namespace, requested: list[Configuration] | None) -> str:
+    """The simulated arch: ``--gfx``, else gfx950 when a requested AITER configuration is FP4, else gfx942."""
+    if args.gfx:
+        return args.gfx
+    fp4 = any(config.family == "fp4" and not config.pure_torch for config in requested or ())
+    return _FP4_ARCH if fp4 else _SIM_DEFAULT_ARCH
+
+
 @contextmanager
-def _aiter_environment(args: argparse.Namespace, device: torch.device) -> Iterator[tuple[str, str]]:
-    """Make ``import aiter`` work for the run; yields (arch, description of what AITER is)."""
+def _aiter_environment(
+    args: argparse.Namespace, device: torch.device, requested: list[Configuration] | None
+) -> Iterator[AiterEnvironment | None]:
+    """Make ``import aiter`` work for the run; ``None`` when only pure-torch configurations run (no AITER)."""
     if args.model == "sim":
         arch = args.gfx or _SIM_DEFAULT_ARCH
-        yield arch, describe_sim(arch, args.ck_free, args.fault, "installed per configuration by the workload")
+        description = describe_sim(arch, args.ck_free, args.fault, "installed per configuration by the workload")
+        yield AiterEnvironment(arch, args.ck_free, description, True)
         return
-    with aiter_environment(args.sim, args.gfx, args.ck_free, args.fault, device) as environment:
-        yield environment.arch, environment.description
+    if requested is not None and all(config.pure_torch for config in requested) and not args.sim:
+        if args.gfx or args.ck_free or args.fault:
+            raise UsageError("--gfx, --ck-free and --fault configure the simulator; add --sim")
+        yield None
+        return
+    arch = _arch(args, requested) if args.sim else args.gfx
+    with aiter_environment(args.sim, arch, args.ck_free, args.fault, device) as environment:
+        yield environment
+
+
+def _build(
+    args: argparse.Namespace, environment: AiterEnvironment | None, config: Configuration, device: torch.device
+) -> AbstractContextManager[None]:
+    """A CK-free simulator for a ``ckfree`` configuration in a run that is not CK-free, then the run's again."""
+    if args.model == "sim" or environment is None or not config.ck_free or environment.ck_free:
+        return nullcontext()
+
+    @contextmanager
+    def ck_free_build() -> Iterator[None]:
+        import quantguard.sim as simulator
+
+        simulator.install(arch=environment.arch, ck_free=True, faults=tuple(args.fault), device=device)
+        try:
+            yield
+        finally:
+            simulator.install(arch=environment.arch, ck_free=False, faults=tuple(args.fault), device=device)
+
+    return ck_free_build()
+
+
+def _unsupported(spec: ModelSpec, config: Configuration, environment: AiterEnvironment | None) -> str | None:
+    if config.ck_free and environment is not None and not (environment.simulated or environment.ck_free):
+        return f"{config.name} needs a CK-free AITER build and this one builds CK; add --sim for the simulated one"
+    return supported(spec, config)
 
 
 def _configs(
-    spec: ModelSpec, requested: list[str] | None, backend: str, preshuffle: bool | None
-) -> tuple[list[QuantConfig], dict[str, str]]:
+    spec: ModelSpec,
+    requested: list[Configuration] | None,
+    args: argparse.Namespace,
+    environment: AiterEnvironment | None,
+) -> tuple[list[Configuration], dict[str, str]]:
     """The configurations to run, and those left out by default with the reason."""
     run, not_run = [], {}
-    for scheme in requested or SCHEMES:
-        config = QuantConfig(scheme, backend, preshuffle)
-        reason = supported(spec, config)
+    default = [
+        Configuration(scheme, scheme, args.backend, args.preshuffle, False, f"--backend {args.backend}")
+        for scheme in SCHEMES
+    ]
+    for config in requested or default:
+        reason = _unsupported(spec, config, environment)
         if reason is None:
             run.append(config)
         elif requested:
-            raise UsageError(f"--configs {scheme}: {reason}")
+            raise UsageError(f"--configs {config.name}: {reason}")
         else:
-            not_run[scheme] = reason
+            not_run[config.name] = reason
     if not run:
         raise UsageError("no configuration can run here: " + "; ".join(f"{k}: {v}" for k, v in not_run.items()))
     return run, not_run
 
 
-def _bleu_implementation() -> str:
-    if importlib.util.find_spec("sacrebleu") is not None:
-        return "sacrebleu corpus BLEU-4 (tokenize='none')"
-    return "built-in corpus BLEU-4, identical to sacrebleu's default (sacrebleu not installed)"
+def _bleu_implementation(spec: ModelSpec) -> str:
+    on = "decoded text, 13a tokenizer" if spec.decode is not None else "token ids (no tokenizer), tokenize='none'"
+    return f"sacrebleu corpus BLEU-4 of greedy generations vs the reference's, on {on}"
 
 
 def _validate(args: argparse.Namespace) -> int:
-    requested = _requested_configs(args.configs)
+    if importlib.util.find_spec("sacrebleu") is None:
+        raise UsageError("validate accuracy needs sacrebleu for BLEU: pip install 'quantguard[accuracy]'")
+    requested = _requested_configs(args)
     command_line_thresholds = parse_thresholds(args.threshold)
     device = _device(args)
-    with _aiter_environment(args, device) as (arch, environment):
+    with _aiter_environment(args, device, requested) as environment:
         options = LoadOptions(
-            arch=arch,
+            arch=environment.arch if environment else None,
             device=device,
             dtype=_DTYPES[args.dtype],
             num_prompts=args.prompts,
@@ -254,28 +317,36 @@ def _validate(args: argparse.Namespace) -> int:
         )
         try:
             spec = load_model(args.model, options)
-            configs, not_run = _configs(spec, requested, args.backend, args.preshuffle)
+            configs, not_run = _configs(spec, requested, args, environment)
             reference = run_reference(spec, args.max_new_tokens)
         except (ModelError, UnsupportedPath) as exc:
             raise UsageError(str(exc)) from exc
         thresholds = {
-            config.scheme: _resolve_threshold(config.scheme, command_line_thresholds, spec.thresholds)
-            for config in configs
+            config.name: _resolve_threshold(config, command_line_thresholds, spec.thresholds) for config in configs
         }
         from quantguard.cli._console import progress
 
+        results = []
         with progress(len(configs), "accuracy", getattr(args, "quiet", False)) as bar:
-            results = [
-                evaluate(
-                    spec, reference, config, thresholds[config.scheme][0], args.norm_tolerance, args.max_new_tokens
-                )
-                for config in bar.track(configs, lambda config: f"accuracy {config.scheme} {config.backend}")
-            ]
+            for config in bar.track(configs, lambda config: f"accuracy {config.name}"):
+                with _build(args, environment, config, device):
+                    results.append(
+                        evaluate(
+                            spec,
+                            reference,
+                            config,
+                            thresholds[config.name][0],
+                            args.norm_tolerance,
+                            args.max_new_tokens,
+                        )
+                    )
+    arch = environment.arch if environment else "none (pure torch)"
+    description = environment.description if environment else "not used: pure-torch configurations only"
     header = RunHeader(
         model_name=spec.name,
         model=spec.description,
         arch=arch,
-        environment=environment,
+        environment=description,
         backend=args.backend,
         preshuffle={None: "ATOM default", True: "on", False: "off"}[args.preshuffle],
         device=str(device),
@@ -284,7 +355,7 @@ def _validate(args: argparse.Namespace) -> int:
         max_new_tokens=args.max_new_tokens,
         thresholds={name: f"{value} ({source})" for name, (value, source) in thresholds.items()},
         norm_tolerance=args.norm_tolerance,
-        bleu=_bleu_implementation(),
+        bleu=_bleu_implementation(spec),
         not_run=not_run,
     )
     if args.output is None:

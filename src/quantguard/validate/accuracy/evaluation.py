@@ -5,11 +5,13 @@ calibration batch, plus greedy generations. A configuration's pass compares
 each layer output with the stored one as it is produced (forward hooks), so
 quantized activations are never stored. Verdicts are data: a configuration
 fails with the list of reasons (flagged layers, overall cosine, garbled
-generations, or the error that stopped it).
+generations, or the error that stopped it); a configuration that errored has
+no metrics (NaN, shown as n/a), never partial ones.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -18,10 +20,16 @@ import torch
 from torch import nn
 
 from quantguard.numerics.metrics import Metrics
-from quantguard.validate.accuracy.bleu import BleuScore, corpus_bleu
-from quantguard.validate.accuracy.metrics import LayerStats, LogitsStats, token_match
+from quantguard.validate.accuracy.configurations import FAMILIES, Configuration
+from quantguard.validate.accuracy.metrics import (
+    BleuScore,
+    LayerStats,
+    LogitsStats,
+    corpus_bleu,
+    generation_nll,
+    token_match,
+)
 from quantguard.validate.accuracy.models import ModelError, ModelSpec
-from quantguard.validate.quantize import QuantConfig
 
 __all__ = [
     "DEFAULT_THRESHOLDS",
@@ -34,8 +42,6 @@ __all__ = [
     "run_reference",
 ]
 
-#: Threshold family of each configuration.
-FAMILIES = {"fp8_per_token": "fp8", "fp8_blockscale": "fp8", "mxfp4": "fp4", "int4": "int4"}
 #: Minimum per-layer cosine per family (the issue's FP8 and FP4 values; INT4 as FP4).
 DEFAULT_THRESHOLDS = {"fp8": 0.999, "fp4": 0.995, "int4": 0.995}
 #: A generation is garbled when fewer of its tokens match the reference's.
@@ -44,11 +50,17 @@ GARBLED_BELOW = 0.5
 
 @dataclass(frozen=True)
 class Reference:
-    """What the reference model produced: layer outputs, (B, T, V) logits per calibration batch, tokens."""
+    """What the reference model produced: layer outputs, (B, T, V) logits per calibration batch, tokens.
+
+    ``texts`` are the generations decoded (empty without a tokenizer); ``perplexity`` is the reference's
+    own on its greedy generations (the quantized models are scored on the same tokens).
+    """
 
     layer_outputs: Mapping[str, Sequence[torch.Tensor]]
     logits: Sequence[torch.Tensor]
     generations: Sequence[Sequence[int]]
+    texts: Sequence[str] = ()
+    perplexity: float = float("nan")
 
     @property
     def sequences(self) -> int:
@@ -78,7 +90,7 @@ class LayerResult:
 class ConfigResult:
     """Everything measured for one configuration, and its verdict."""
 
-    config: QuantConfig
+    config: Configuration
     threshold: float
     kernels: str = ""
     quantized: tuple[str, ...] = ()
@@ -87,19 +99,28 @@ class ConfigResult:
     overall_cosine: float = float("nan")
     kl: float = float("nan")
     top1: float = float("nan")
+    logits_cosine: float = float("nan")
+    perplexity: float = float("nan")
+    reference_perplexity: float = float("nan")
     token_matches: list[float] = field(default_factory=list)
     generations: list[list[int]] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)
     bleu: BleuScore | None = None
     error: str | None = None
     failures: list[str] = field(default_factory=list)
 
     @property
     def name(self) -> str:
-        return self.config.scheme
+        return self.config.name
 
     @property
     def family(self) -> str:
-        return FAMILIES[self.config.scheme]
+        return self.config.family
+
+    @property
+    def perplexity_delta(self) -> float:
+        """Perplexity of the calibration tokens minus the reference's (NaN when not measured)."""
+        return self.perplexity - self.reference_perplexity
 
     @property
     def passed(self) -> bool:
@@ -156,7 +177,22 @@ def run_reference(spec: ModelSpec, max_new_tokens: int) -> Reference:
     if silent:
         raise ModelError(f"these layers never produced a tensor in the reference forward: {', '.join(silent)}")
     generations = spec.generate(spec.reference, spec.prompts, max_new_tokens)
-    return Reference(outputs, logits, generations)
+    texts = [spec.decode(tokens) for tokens in generations] if spec.decode else []
+    return Reference(outputs, logits, generations, texts, _perplexity(spec, spec.reference, generations))
+
+
+def _perplexity(spec: ModelSpec, model: nn.Module, generations: Sequence[Sequence[int]]) -> float:
+    """Perplexity of ``model`` on the generated tokens of every prompt + generation (one forward per length)."""
+    nll, count = 0.0, 0
+    groups: dict[int, list[int]] = {}
+    for index, prompt in enumerate(spec.prompts):
+        groups.setdefault(len(prompt), []).append(index)
+    device = spec.calibration[0].device if spec.calibration else None
+    for length, indices in groups.items():
+        ids = torch.tensor([list(spec.prompts[i]) + list(generations[i]) for i in indices], device=device)
+        part, n = generation_nll(spec.logits(model, ids).float(), ids, length)
+        nll, count = nll + part, count + n
+    return math.exp(nll / count) if count and math.isfinite(nll) else float("nan")
 
 
 class _LayerComparison:
@@ -209,7 +245,7 @@ def _verdict(result: ConfigResult) -> list[str]:
 def evaluate(
     spec: ModelSpec,
     reference: Reference,
-    config: QuantConfig,
+    config: Configuration,
     threshold: float,
     norm_tolerance: float,
     max_new_tokens: int,
@@ -231,6 +267,7 @@ def evaluate(
                     logits.add(ref_logits, spec.logits(variant.model, batch).float())
             comparison.check_complete()
             result.generations = spec.generate(variant.model, spec.prompts, max_new_tokens)
+            result.perplexity = _perplexity(spec, variant.model, reference.generations)
     except (Exception, SystemExit) as exc:  # SystemExit: AITER's JIT may exit on a failed build
         result.error = f"{type(exc).__name__}: {exc}"
         result.failures = _verdict(result)
@@ -247,9 +284,12 @@ def evaluate(
             )
         )
     result.overall_cosine = LayerStats.pooled(comparison.stats.values()).metrics().cosine
-    result.kl, result.top1 = logits.kl, logits.top1
+    result.kl, result.top1, result.logits_cosine = logits.kl, logits.top1, logits.cosine
+    result.reference_perplexity = reference.perplexity
     result.token_matches = [token_match(got, want) for got, want in zip(result.generations, reference.generations)]
+    if spec.decode is not None:
+        result.texts = [spec.decode(tokens) for tokens in result.generations]
     if max_new_tokens > 0:
-        result.bleu = corpus_bleu(result.generations, reference.generations)
+        result.bleu = corpus_bleu(result.generations, reference.generations, spec.decode)
     result.failures = _verdict(result)
     return result

@@ -3,7 +3,9 @@
 A :class:`ModelSpec` is everything the comparison needs and nothing about
 metrics: the FP16/BF16 reference, the transformer layers to hook, calibration
 token-id batches, generation prompts, how to get logits and greedy tokens, and
-how to build the model under one :class:`~quantguard.validate.quantize.QuantConfig`.
+how to build the model under one
+:class:`~quantguard.validate.accuracy.configurations.Configuration`, and how
+to turn token ids back into text when the model has a tokenizer.
 
 :func:`user_model` loads a user's ``--model module:function``; the ready-made
 names are in :mod:`quantguard.validate.accuracy.ready_models`:
@@ -14,11 +16,13 @@ names are in :mod:`quantguard.validate.accuracy.ready_models`:
   lists, or strings) and ``tokenize`` (``str -> list[int]``, needed for strings).
   The model is called as ``model(input_ids)`` with (B, T) ids and may return
   logits, an object with ``.logits`` or a tuple whose first item is the logits.
-* ``tiny-llama``: :mod:`quantguard.validate.accuracy.models_llama`.
+* ``tiny-llama``, a checkpoint directory, a config.json or a cached model id:
+  a ``transformers`` causal LM (:mod:`quantguard.validate.accuracy.models_hf`).
 * ``sim``: the simulator's ATOM-like workload (:mod:`quantguard.validate.accuracy.models_sim`).
 
 Models other than ``sim`` are quantized by swapping their ``nn.Linear`` layers
-for AITER-backed ones (:func:`quantguard.validate.quantize.quantized`).
+for AITER-backed or pure-torch ones
+(:func:`quantguard.validate.accuracy.configurations.swapped`).
 """
 
 from __future__ import annotations
@@ -27,13 +31,13 @@ import importlib
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import nn
 
-from quantguard.validate.quantize import QuantConfig, UnsupportedPath, quantized
-from quantguard.validate.quantize_kernels import kernel_path
+from quantguard.validate.accuracy.configurations import Configuration, aiter_path, swapped
+from quantguard.validate.quantize import UnsupportedPath
 
 __all__ = [
     "LoadOptions",
@@ -53,6 +57,7 @@ LogitsFn = Callable[[nn.Module, torch.Tensor], torch.Tensor]
 #: One greedy step: (model, ids so far (B, T), state) -> (next-token logits (B, V), new state).
 StepFn = Callable[[nn.Module, torch.Tensor, object], tuple[torch.Tensor, object]]
 GenerateFn = Callable[[nn.Module, Sequence[Sequence[int]], int], list[list[int]]]
+DecodeFn = Callable[[Sequence[int]], str]
 
 _PROMPT_LENGTH = 16
 _PROMPT_SEED = 1234
@@ -64,9 +69,9 @@ class ModelError(ValueError):
 
 @dataclass(frozen=True)
 class LoadOptions:
-    """What loading a model needs to know about the run."""
+    """What loading a model needs to know about the run (``arch`` is ``None`` when no AITER is set up)."""
 
-    arch: str
+    arch: str | None
     device: torch.device
     dtype: torch.dtype
     num_prompts: int
@@ -94,7 +99,8 @@ class ModelSpec:
     model cannot run; ``variant(config)`` builds the quantized model for the
     duration of a ``with`` block. ``thresholds`` are this model's own cosine
     defaults (family or configuration name -> minimum), applied over the
-    global ones and under the command line's.
+    global ones and under the command line's. ``decode`` turns token ids into
+    text (``None``: the model has no tokenizer, generations stay token ids).
     """
 
     name: str
@@ -105,9 +111,13 @@ class ModelSpec:
     prompts: tuple[tuple[int, ...], ...]
     logits: LogitsFn
     generate: GenerateFn
-    check: Callable[[QuantConfig], None]
-    variant: Callable[[QuantConfig], AbstractContextManager[Variant]]
+    check: Callable[[Configuration], None]
+    variant: Callable[[Configuration], AbstractContextManager[Variant]]
     thresholds: Mapping[str, float] = field(default_factory=dict)
+    decode: DecodeFn | None = None
+
+    def with_decode(self, decode: DecodeFn | None) -> ModelSpec:
+        return replace(self, decode=decode)
 
 
 def seeded_prompts(count: int, vocab_size: int, length: int = _PROMPT_LENGTH) -> tuple[tuple[int, ...], ...]:
@@ -199,7 +209,7 @@ def swapper_spec(
     logits: LogitsFn = _call_model,
     step: StepFn | None = None,
 ) -> ModelSpec:
-    """A spec whose variants swap ``model``'s linears for AITER-quantized ones in place.
+    """A spec whose variants swap ``model``'s linears for quantized ones (AITER or pure torch) in place.
 
     ``step`` decodes with the model's own cache; without one, generation
     recomputes the whole sequence every token.
@@ -208,13 +218,17 @@ def swapper_spec(
     reference = model.to(device=options.device, dtype=options.dtype).eval()
     layers = _transformer_layers(reference, options.layers)
 
-    def check(config: QuantConfig) -> None:
-        kernel_path(config.scheme, config.backend, config.preshuffle, options.arch)
+    def check(config: Configuration) -> None:
+        if config.pure_torch:
+            return
+        if options.arch is None:
+            raise UnsupportedPath(f"{config.name} runs on AITER: install AITER, or add --sim for the simulator")
+        aiter_path(config, options.arch)
 
     @contextmanager
-    def variant(config: QuantConfig) -> Iterator[Variant]:
-        with quantized(reference, config, options.arch, options.skip) as swap:
-            yield Variant(reference, swap.path.description, tuple(swap.swapped), dict(swap.kept))
+    def variant(config: Configuration) -> Iterator[Variant]:
+        with swapped(reference, config, options.arch, options.skip) as swap:
+            yield Variant(reference, swap.kernels, tuple(swap.swapped), dict(swap.kept))
 
     def generate(target: nn.Module, prompt_ids: Sequence[Sequence[int]], max_new_tokens: int) -> list[list[int]]:
         return greedy_generate(step, target, prompt_ids, max_new_tokens, options.device)
@@ -296,7 +310,7 @@ def user_model(target: str, options: LoadOptions) -> ModelSpec:
     return swapper_spec(target, f"{target} ({type(model).__name__})", model, calibration, prompts, options)
 
 
-def supported(spec: ModelSpec, config: QuantConfig) -> str | None:
+def supported(spec: ModelSpec, config: Configuration) -> str | None:
     """Why ``spec`` cannot run ``config``, or ``None`` when it can."""
     try:
         spec.check(config)

@@ -8,7 +8,9 @@ layers onto the simulated AITER. The reference is ``workload.build_reference()``
 scheme of every dense linear family; the routed experts follow where ATOM's
 MoE can (its Triton MoE, used for the Triton backend and CK-free builds, takes
 FP8 blockscale experts only, and no MoE path takes MXFP4), otherwise they stay
-FP8 blockscale. ATOM has no INT4 path, so ``int4`` is not offered.
+FP8 blockscale. ATOM has no INT4 path, so ``int4`` is not offered, nor are the
+pure-torch configurations (the workload runs on the simulated ATOM only). The
+``ckfree`` configuration deploys a CK-free build.
 
 The workload is far noisier than a trained LLM: its two layers are not
 dominated by the residual stream, FP8 noise flips MoE routing, and its MLA
@@ -26,8 +28,9 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+from quantguard.validate.accuracy.configurations import Configuration
 from quantguard.validate.accuracy.models import LoadOptions, ModelError, ModelSpec, Variant, seeded_prompts
-from quantguard.validate.quantize import QuantConfig, UnsupportedPath
+from quantguard.validate.quantize import UnsupportedPath
 from quantguard.validate.quantize_kernels import unsupported_arch
 
 __all__ = ["THRESHOLDS", "WORKLOAD_SCHEMES", "sim_workload"]
@@ -72,7 +75,9 @@ def sim_workload(options: LoadOptions) -> ModelSpec:
     config = workload.ModelConfig()
     prompts = seeded_prompts(options.num_prompts, config.vocab_size)
 
-    def check(quant: QuantConfig) -> None:
+    def check(quant: Configuration) -> None:
+        if quant.pure_torch:
+            raise UnsupportedPath(f"{quant.name} runs in plain torch; the simulated workload runs on ATOM only")
         if quant.scheme not in WORKLOAD_SCHEMES:
             raise UnsupportedPath(
                 f"{quant.scheme} has no ATOM path in the simulated workload; it runs {', '.join(WORKLOAD_SCHEMES)}"
@@ -82,12 +87,13 @@ def sim_workload(options: LoadOptions) -> ModelSpec:
             raise UnsupportedPath(reason)
 
     @contextmanager
-    def variant(quant: QuantConfig) -> Iterator[Variant]:
-        triton = quant.backend == "triton" or options.ck_free
+    def variant(quant: Configuration) -> Iterator[Variant]:
+        ck_free = options.ck_free or quant.ck_free
+        triton = quant.backend == "triton" or ck_free
         schemes = _schemes(quant.scheme, triton)
         with workload.deploy(
             arch=options.arch,
-            ck_free=options.ck_free,
+            ck_free=ck_free,
             backend=quant.backend,
             preshuffle=quant.preshuffle,
             faults=options.faults,
@@ -96,7 +102,7 @@ def sim_workload(options: LoadOptions) -> ModelSpec:
             model = workload.build_model(deployment, schemes=schemes)
             kernels = (
                 f"simulated ATOM dispatch: backend {deployment.backend}"
-                f"{' (CK-free: ATOM forces Triton)' if options.ck_free else ''}, "
+                f"{' (CK-free: ATOM forces Triton)' if ck_free else ''}, "
                 f"preshuffle {'on' if deployment.preshuffle else 'off'}; "
                 + ", ".join(f"{family}={scheme}" for family, scheme in schemes.items())
             )

@@ -1,51 +1,34 @@
-"""The ready-made models of ``quantguard validate accuracy --model``, and the loader that picks one.
+"""The loader that turns ``--model`` into a model spec: ``sim``, ``module:function`` or a transformers model.
 
 Apart from :mod:`quantguard.validate.accuracy.models` (what a model spec is and how a
-user's ``module:function`` becomes one), so the model definitions it offers
-(:mod:`~quantguard.validate.accuracy.models_llama`, :mod:`~quantguard.validate.accuracy.models_sim`)
+user's ``module:function`` becomes one), so the model sources it offers
+(:mod:`~quantguard.validate.accuracy.models_hf`, :mod:`~quantguard.validate.accuracy.models_sim`)
 depend on the spec types and never the other way round.
 """
 
 from __future__ import annotations
 
-from quantguard.validate.accuracy.models import (
-    LoadOptions,
-    ModelError,
-    ModelSpec,
-    prompt_batches,
-    seeded_prompts,
-    swapper_spec,
-    user_model,
-)
+from pathlib import Path
 
-__all__ = ["READY_MADE", "load_model"]
+from quantguard.validate.accuracy.models import LoadOptions, ModelSpec, user_model
 
-READY_MADE: tuple[str, ...] = ("tiny-llama", "sim")
+__all__ = ["load_model"]
 
 
-def _tiny_llama(options: LoadOptions) -> ModelSpec:
-    from quantguard.validate.accuracy.models_llama import TinyLlamaConfig, build_tiny_llama
-
-    config = TinyLlamaConfig()
-    built = build_tiny_llama(config)
-    prompts = seeded_prompts(options.num_prompts, config.vocab_size)
-    description = (
-        f"tiny-llama ({built.implementation} Llama, {config.num_layers} layers, "
-        f"hidden {config.hidden_size}, vocab {config.vocab_size}, seeded weights)"
-    )
-    return swapper_spec(
-        "tiny-llama", description, built.model, prompt_batches(prompts), prompts, options, built.logits, built.step
-    )
+def _is_callable_target(target: str) -> bool:
+    """``package.module:function``, not a path that happens to hold a colon."""
+    module, sep, function = target.partition(":")
+    return bool(sep and module and function.isidentifier()) and not Path(target).expanduser().exists()
 
 
 def load_model(target: str, options: LoadOptions) -> ModelSpec:
-    """The :class:`ModelSpec` for ``--model`` (a ready-made name or ``module:function``)."""
-    if target == "tiny-llama":
-        return _tiny_llama(options)
+    """The :class:`ModelSpec` for ``--model`` (see :data:`~quantguard.validate.accuracy.models_hf.ACCEPTED`)."""
     if target == "sim":
         from quantguard.validate.accuracy.models_sim import sim_workload
 
         return sim_workload(options)
-    if ":" not in target:
-        raise ModelError(f"--model must be one of {', '.join(READY_MADE)} or module:function, got {target!r}")
-    return user_model(target, options)
+    if _is_callable_target(target):
+        return user_model(target, options)
+    from quantguard.validate.accuracy.models_hf import hf_model
+
+    return hf_model(target, options)

@@ -2,9 +2,12 @@
 
 ``report.md`` gets ``report.layers.csv`` (one row per configuration and
 layer: the heatmap) and ``report.json`` (the whole run, NaN written as null).
-Sections, in order: run settings, verdict, summary (configuration vs overall
-cosine), per-layer cosine, flagged layers, generation, configurations (which
-AITER entry points ran, which layers stayed in reference precision).
+Sections, in order: run settings, verdict, summary (the configuration x
+metric table: logits cosine, top-1, KL, perplexity delta, BLEU, layer
+cosines), per-layer cosine, flagged layers, generation (decoded text when
+the model has a tokenizer, token ids otherwise), configurations (which
+AITER entry points or torch code ran, which layers stayed in reference
+precision). A configuration that errored shows n/a for every metric.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from quantguard.validate.accuracy.evaluation import GARBLED_BELOW, ConfigResult,
 __all__ = ["RunHeader", "markdown", "report_paths", "summary", "to_json", "write_reports"]
 
 _SAMPLE_TOKENS = 16
+_SAMPLE_CHARS = 80
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,14 @@ def _kl(value: float) -> str:
     return "n/a" if math.isnan(value) else f"{value:.2e}"
 
 
+def _delta(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{value:+.3g}"
+
+
+def _backend(result: ConfigResult) -> str:
+    return result.config.backend + (" CK-free" if result.config.ck_free else "")
+
+
 def _verdict(result: ConfigResult) -> str:
     return "PASS" if result.passed else "FAIL"
 
@@ -79,25 +91,37 @@ def _settings(header: RunHeader, reference: Reference) -> list[str]:
         ("generation", f"{header.num_prompts} prompts, greedy, {header.max_new_tokens} new tokens each"),
         ("thresholds", f"per-layer cosine {thresholds}; norm ratio within 1 ± {header.norm_tolerance}"),
         ("garbled", f"token match < {GARBLED_BELOW:.0%}"),
+        (
+            "reference perplexity",
+            f"{_number(reference.perplexity, 3)} (of its own greedy generations; the table shows each configuration's Δ on the same tokens)",
+        ),
         ("BLEU", header.bleu),
     ]
     rows += [(f"not run: {name}", reason) for name, reason in header.not_run.items()]
     return markdown_table(("setting", "value"), rows)
 
 
+def _bleu(result: ConfigResult) -> str:
+    return "n/a" if result.bleu is None or result.error is not None else f"{result.bleu.score:.2f}"
+
+
 def _summary_rows(results: Sequence[ConfigResult]) -> list[list[str]]:
+    """The configuration x metric table; the first nine columns are the terminal's."""
     return [
         [
             result.name,
+            _backend(result),
+            _number(result.logits_cosine),
+            _percent(result.top1),
+            _kl(result.kl),
+            _delta(result.perplexity_delta),
+            _bleu(result),
             _number(result.overall_cosine),
+            _verdict(result),
             _worst(result),
             str(result.threshold),
-            _kl(result.kl),
-            _percent(result.top1),
             _percent(result.token_match),
-            "n/a" if result.bleu is None else f"{result.bleu.score:.2f}",
             f"{len(result.garbled)}/{len(result.token_matches)}",
-            _verdict(result),
         ]
         for result in results
     ]
@@ -105,31 +129,26 @@ def _summary_rows(results: Sequence[ConfigResult]) -> list[list[str]]:
 
 _SUMMARY_HEADER = (
     "configuration",
-    "overall cosine",
+    "backend",
+    "logits cosine",
+    "top-1",
+    "KL(ref‖quant)",
+    "perplexity Δ",
+    "BLEU",
+    "layer cosine",
+    "verdict",
     "worst layer",
     "threshold",
-    "KL(ref‖quant)",
-    "top-1",
     "token match",
-    "BLEU",
     "garbled",
-    "verdict",
 )
 
-#: The terminal's headers (``wide``: _SUMMARY_HEADER), explained by _SUMMARY_LEGEND.
-_SHORT_HEADER = (
-    "configuration",
-    "cosine",
-    "worst layer",
-    "limit",
-    "KL",
-    "top-1",
-    "tokens",
-    "BLEU",
-    "garbled",
-    "verdict",
+#: The terminal's headers (the first columns of _SUMMARY_HEADER), explained by _SUMMARY_LEGEND.
+_SHORT_HEADER = ("configuration", "backend", "logits", "top-1", "KL", "ppl Δ", "BLEU", "layers", "verdict")
+_SUMMARY_LEGEND = (
+    "logits: cosine of the logits to the reference's; KL: KL(ref‖quant); ppl Δ: perplexity of the reference's "
+    "generations minus the reference's own; BLEU: of greedy generations vs the reference's; layers: overall layer cosine"
 )
-_SUMMARY_LEGEND = "cosine: overall; limit: cosine threshold; KL: KL(ref‖quant); tokens: token match"
 
 
 def _overall(results: Sequence[ConfigResult]) -> str:
@@ -184,15 +203,26 @@ def _generation(results: Sequence[ConfigResult], reference: Reference) -> list[s
         f"first prompt, first {_SAMPLE_TOKENS} tokens shown.",
         "",
     ]
-    sample = list(reference.generations[0][:_SAMPLE_TOKENS]) if reference.generations else []
-    lines.append(f"- reference: `{sample}`")
+    if reference.texts:
+        lines[2] = (
+            "Greedy decoding of every prompt, compared position by position with the reference's tokens; "
+            f"first prompt decoded to text, first {_SAMPLE_CHARS} characters shown."
+        )
+    else:
+        lines[2] += " No tokenizer: generations are token ids."
+
+    def sample(tokens: Sequence[int], texts: Sequence[str]) -> str:
+        return repr(texts[0][:_SAMPLE_CHARS]) if texts else str(list(tokens[:_SAMPLE_TOKENS]))
+
+    if reference.generations:
+        lines.append(f"- reference: `{sample(reference.generations[0], reference.texts)}`")
     for result in results:
         if not result.generations:
             continue
         matches = result.token_matches
         garbled = ", ".join(str(index) for index in result.garbled) or "none"
         lines.append(
-            f"- {result.name}: `{result.generations[0][:_SAMPLE_TOKENS]}`; token match "
+            f"- {result.name}: `{sample(result.generations[0], result.texts)}`; token match "
             f"min {_percent(min(matches))}, mean {_percent(result.token_match)}; garbled prompts: {garbled}"
         )
     return lines
@@ -205,7 +235,8 @@ def _configurations(results: Sequence[ConfigResult]) -> list[str]:
         lines += [
             f"### {result.name}: {_verdict(result)}",
             "",
-            f"- backend: {result.config.backend} (preshuffle requested: {preshuffle})",
+            f"- backend: {_backend(result)} (preshuffle requested: {preshuffle}); stands for: "
+            f"{result.config.setting or 'n/a'}",
             f"- kernels: {result.kernels or 'n/a'}",
             f"- quantized: {_names(result.quantized)}",
         ]
@@ -259,7 +290,11 @@ def summary(results: Sequence[ConfigResult], wide: bool = False) -> str:
         "\n",
         render(
             table(
-                _SUMMARY_HEADER if wide else _SHORT_HEADER, _summary_rows(results), wide, {0: 14, 2: 16, 4: 8}, gap=1
+                _SUMMARY_HEADER if wide else _SHORT_HEADER,
+                [row if wide else row[: len(_SHORT_HEADER)] for row in _summary_rows(results)],
+                wide,
+                {0: 15},
+                gap=1,
             ),
             wide,
         ),
@@ -294,13 +329,19 @@ def to_json(header: RunHeader, reference: Reference, results: Sequence[ConfigRes
             **asdict(header),
             "calibration_sequences": reference.sequences,
             "calibration_positions": reference.positions,
+            "reference_perplexity": _finite(reference.perplexity),
+            "reference_generations": [list(tokens) for tokens in reference.generations],
+            "reference_texts": list(reference.texts),
         },
         "verdict": "pass" if results and all(result.passed for result in results) else "fail",
         "configurations": [
             {
                 "name": result.name,
                 "family": result.family,
+                "scheme": result.config.scheme,
                 "backend": result.config.backend,
+                "ck_free": result.config.ck_free,
+                "setting": result.config.setting,
                 "preshuffle": result.config.preshuffle,
                 "kernels": result.kernels,
                 "threshold": result.threshold,
@@ -308,11 +349,16 @@ def to_json(header: RunHeader, reference: Reference, results: Sequence[ConfigRes
                 "failures": result.failures,
                 "error": result.error,
                 "overall_cosine": _finite(result.overall_cosine),
+                "logits_cosine": _finite(result.logits_cosine),
                 "kl": _finite(result.kl),
                 "top1": _finite(result.top1),
+                "perplexity": _finite(result.perplexity),
+                "perplexity_delta": _finite(result.perplexity_delta),
                 "token_match": _finite(result.token_match),
                 "token_matches": result.token_matches,
                 "garbled": result.garbled,
+                "generations": result.generations,
+                "texts": result.texts,
                 "bleu": None if result.bleu is None else asdict(result.bleu),
                 "quantized_layers": list(result.quantized),
                 "kept_layers": dict(result.kept),

@@ -167,10 +167,16 @@ def _layers(items: Sequence[Item]) -> list[str]:
     lines = ["## Per-layer cosine", ""]
     for details in _details(items, "layer_cosine"):
         lines += [
-            f"Float64 cosine and norm ratio of each module's output to the BF16 reference's over "
-            f"{details['positions']} prompt positions; transformer layers are gated (cosine >= "
-            f"{details['threshold']}, norm ratio within 1 ± {details['norm_tolerance']}), attention and "
-            f"MoE outputs are shown to localize a drop.",
+            f"Float64 cosine and norm ratio of each module's output to the precision-matched reference's "
+            f"(the same FP8/MXFP4 weights, scales and activation quantization, products in fp32) over "
+            f"{details['positions']} prompt positions. Each reference layer is fed the deployed layer's "
+            f"input; routing is the gate GEMM and top-k on the deployed MoE input (as a dense token x "
+            f"expert weight matrix), the expert GEMMs run on the deployed input and routing. Gated: "
+            f"transformer layers (cosine >= {details['threshold']}), routing and expert GEMMs (cosine >= "
+            f"{details.get('moe_threshold', details['threshold'])}), norm ratio within 1 ± "
+            f"{details['norm_tolerance']}; attention and MoE outputs are shown to localize a drop. "
+            f"`vs BF16` is the end-to-end distance to the unquantized model (information: the "
+            f"quantization error, not the kernels').",
             "",
         ]
         rows = [
@@ -178,11 +184,15 @@ def _layers(items: Sequence[Item]) -> list[str]:
                 f"`{row['layer']}`",
                 _number(row["cosine"]),
                 _number(row["norm_ratio"], 4),
-                ("FAIL: " + "; ".join(row["problems"]) if row["problems"] else "PASS") if row["gated"] else "shown",
+                _number(row.get("bf16_cosine"), 4),
+                "" if row.get("routing_match") is None else f"{row['routing_match']:.0%}",
+                ("FAIL: " + "; ".join(row["problems"]) if row["problems"] else f"PASS (>= {row.get('threshold')})")
+                if row["gated"]
+                else "shown",
             )
             for row in details["layers"]
         ]
-        lines += _table(("module", "cosine", "norm ratio", "verdict"), rows)
+        lines += _table(("module", "cosine", "norm ratio", "vs BF16", "same experts", "verdict"), rows)
     return lines
 
 

@@ -19,11 +19,12 @@ from typing import Any
 
 from quantguard import events as event_names
 from quantguard.contracts.aiter import is_asm_name
+from quantguard.numerics.metrics import Metrics
 from quantguard.report.aggregate import Aggregator
 from quantguard.report.records import Report
 from quantguard.validate.accuracy.evaluation import layer_problems
 from quantguard.validate.ckfree.checks import ERROR, FAIL, PASS, SKIP, Item
-from quantguard.validate.ckfree.workload import WorkloadRun
+from quantguard.validate.ckfree.workload import LAYER, MOE, WorkloadRun
 
 __all__ = [
     "REGRESSIONS",
@@ -63,10 +64,14 @@ _SHOWN = 4
 
 @dataclass(frozen=True)
 class Thresholds:
+    """``layer_cosine``/``moe_cosine`` gate against the precision-matched reference; the generation
+    minimums (``embedding_cosine``, ``token_match``) against the BF16 one, end to end."""
+
     layer_cosine: float
     norm_tolerance: float
     embedding_cosine: float
     token_match: float
+    moe_cosine: float = 0.9999
 
 
 @dataclass
@@ -246,17 +251,34 @@ def _number(value: float, digits: int = 5) -> str:
     return "nan" if math.isnan(value) else f"{value:.{digits}f}"
 
 
+def _row_problems(metrics: Metrics, threshold: float, norm_tolerance: float) -> list[str]:
+    """Cosine shown to 6 digits: a 0.9999 gate must not print ``0.99995 < 0.9999``."""
+    problems = []
+    if metrics.nonfinite:
+        problems.append(f"{metrics.nonfinite} non-finite values")
+    if not metrics.cosine >= threshold:
+        problems.append(f"cosine {_number(metrics.cosine, 6)} < {threshold}")
+    if not abs(metrics.norm_ratio - 1.0) <= norm_tolerance:
+        problems.append(f"norm ratio {metrics.norm_ratio:.4f} outside 1 ± {norm_tolerance}")
+    return problems
+
+
 def layer_item(run: WorkloadRun, thresholds: Thresholds) -> Item:
-    """Each transformer layer's output against the BF16 reference: cosine and norm ratio."""
-    key, title = "layer_cosine", "per-layer cosine vs the BF16 reference"
+    """Each transformer layer, MoE routing and expert GEMM against the precision-matched reference."""
+    key, title = "layer_cosine", "per-layer and MoE cosine vs the precision-matched reference"
+    limits = {LAYER: thresholds.layer_cosine, MOE: thresholds.moe_cosine}
     rows = [
         {
             "layer": layer.name,
             "gated": layer.gated,
+            "gate": layer.gate,
+            "threshold": limits.get(layer.gate),
             "cosine": layer.metrics.cosine,
             "norm_ratio": layer.metrics.norm_ratio,
             "nonfinite": layer.metrics.nonfinite,
-            "problems": list(layer_problems(layer.metrics, thresholds.layer_cosine, thresholds.norm_tolerance))
+            "bf16_cosine": layer.bf16.cosine if layer.bf16 is not None else None,
+            "routing_match": layer.routing_match,
+            "problems": _row_problems(layer.metrics, limits[layer.gate], thresholds.norm_tolerance)
             if layer.gated
             else [],
         }
@@ -266,6 +288,7 @@ def layer_item(run: WorkloadRun, thresholds: Thresholds) -> Item:
         "layers": rows,
         "positions": run.positions,
         "threshold": thresholds.layer_cosine,
+        "moe_threshold": thresholds.moe_cosine,
         "norm_tolerance": thresholds.norm_tolerance,
     }
     gated = [row for row in rows if row["gated"]]
@@ -273,16 +296,22 @@ def layer_item(run: WorkloadRun, thresholds: Thresholds) -> Item:
         return Item(key, title, FAIL, f"the CK-free workload did not run: {run.error}", details)
     flagged = [f"{row['layer']}: {'; '.join(row['problems'])}" for row in gated if row["problems"]]
     if flagged:
-        return Item(key, title, FAIL, "; ".join(flagged), details)
-    worst = min(gated, key=lambda row: row["cosine"])
+        return Item(key, title, FAIL, _clip("; ".join(flagged), 480), details)
+    layers = [row for row in gated if row["gate"] == LAYER]
+    moe = [row for row in gated if row["gate"] == MOE]
+    worst, worst_moe = (min(group, key=lambda row: row["cosine"]) for group in (layers, moe))
     ratios = [row["norm_ratio"] for row in gated]
+    bf16 = [row["bf16_cosine"] for row in layers if row["bf16_cosine"] is not None]
+    matches = [row["routing_match"] for row in moe if row["routing_match"] is not None]
     return Item(
         key,
         title,
         PASS,
-        f"worst {worst['layer']} cosine {_number(worst['cosine'])} "
-        f"(min {thresholds.layer_cosine}); norm ratios {min(ratios):.4f}-{max(ratios):.4f} "
-        f"(1 ± {thresholds.norm_tolerance}); {run.positions} positions",
+        f"worst layer {worst['layer']} cosine {_number(worst['cosine'], 6)} (min {thresholds.layer_cosine}); "
+        f"worst MoE {worst_moe['layer']} {_number(worst_moe['cosine'], 6)} (min {thresholds.moe_cosine})"
+        + (f", same experts {min(matches):.0%}" if matches else "")
+        + f"; norm ratios {min(ratios):.4f}-{max(ratios):.4f} (1 ± {thresholds.norm_tolerance}); "
+        f"{run.positions} positions" + (f"; vs BF16 (info) worst layer {_number(min(bf16), 4)}" if bf16 else ""),
         details,
     )
 

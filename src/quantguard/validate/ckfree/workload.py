@@ -7,12 +7,19 @@ reported and the original kernel still runs, so the numbers show what the
 deployment really computes). Inside it:
 
 * per-layer outputs over the calibration prompts (prefill, M > 1) are compared
-  with the BF16 reference of the same master weights (float64 sums: cosine and
-  norm ratio);
+  with the **precision-matched** reference (``workload.build_matched_reference``:
+  the same quantized weights and scales, activations quantized by the same
+  recipe, products in fp32), layer by layer: each reference layer is fed the
+  deployed layer's own input, so a deviation is that layer's and not an echo
+  of an earlier one. The MoE routing (gate GEMM and top-k on the deployed MoE
+  input) and the expert GEMMs (on the deployed input and routing) are compared
+  the same way. The quantization error is the reference's too, so only the
+  kernels' deviation remains; the end-to-end distance to the BF16 model of the
+  master weights is kept as information;
 * the first prompt is greedy-decoded (M = 1 steps with the latent KV cache);
-  its tokens are compared with the reference's own greedy tokens, and its
+  its tokens are compared with the BF16 reference's own greedy tokens, and its
   output embeddings (the last decoder layer's output that produced each token)
-  and logits with the reference's on the same token history.
+  and logits with the BF16 reference's on the same token history.
 
 Then quantguard is disabled and ``probes`` runs on the same installed
 simulator (the checklist items that call AITER and ATOM directly). Errors of
@@ -53,13 +60,24 @@ class SimSettings:
     log: str
 
 
+#: What a compared module's row is gated by: a transformer layer, a MoE part, or nothing (shown).
+LAYER, MOE = "layer", "moe"
+
+
 @dataclass(frozen=True)
 class LayerMetrics:
-    """One module's output against the reference's; ``gated`` layers decide the verdict."""
+    """One module's output against the precision-matched reference's (``bf16``: against the BF16
+    model's, end to end, information only); ``gate`` says which threshold decides it, None: shown."""
 
     name: str
     metrics: Metrics
-    gated: bool
+    gate: str | None
+    bf16: Metrics | None = None
+    routing_match: float | None = None  # share of tokens routed to the same experts
+
+    @property
+    def gated(self) -> bool:
+        return self.gate is not None
 
 
 @dataclass(frozen=True)
@@ -92,12 +110,125 @@ class WorkloadRun:
     seconds: float = 0.0
 
 
-def _layer_names(num_layers: int) -> list[tuple[str, bool]]:
-    """Transformer layers (gated) and their attention/MoE outputs (shown, to localize a drop)."""
-    names = []
+def _layer_names(num_layers: int) -> list[tuple[str, str | None]]:
+    """Transformer layers and MoE parts (gated), attention and MoE outputs (shown, to localize a drop)."""
+    names: list[tuple[str, str | None]] = []
     for index in range(num_layers):
-        names += [(f"layers.{index}", True), (f"layers.{index}.attn", False), (f"layers.{index}.mlp", False)]
+        layer = f"layers.{index}"
+        names += [(layer, LAYER), (f"{layer}.attn", None), (f"{layer}.mlp", None)]
+        names += [(f"{layer}.mlp.routing", MOE), (f"{layer}.mlp.experts", MOE)]
     return names
+
+
+def _dense_routing(weights: torch.Tensor, ids: torch.Tensor, experts: int) -> torch.Tensor:
+    """(T, top_k) weights and ids -> the (T, experts) routing matrix (0 for unchosen experts)."""
+    dense = torch.zeros(weights.shape[0], experts, dtype=torch.float32, device=weights.device)
+    return dense.scatter_(1, ids.long(), weights.float())
+
+
+class _Captured:
+    """The deployed model's layer inputs, module outputs, expert inputs and routing for one forward."""
+
+    def __init__(self, model: nn.Module, modules: Sequence[str]):
+        self.inputs: dict[str, torch.Tensor] = {}
+        self.outputs: dict[str, torch.Tensor] = {}
+        self.experts_args: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.routing: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._model, self._modules = model, modules
+
+    def run(self, prompt: Sequence[int]) -> None:
+        named = dict(self._model.named_modules())
+        handles = []
+        for name in self._modules:
+            handles.append(named[name].register_forward_hook(self._record(name)))
+        for index, layer in enumerate(self._model.layers):
+            prefix = f"layers.{index}"
+            handles.append(layer.register_forward_pre_hook(self._record_input(prefix)))
+            experts = layer.mlp.experts
+            handles.append(experts.register_forward_pre_hook(self._record_experts(prefix)))
+            handles.append(experts.register_forward_hook(self._record(f"{prefix}.mlp.experts")))
+            experts.select_experts = self._routing(prefix, experts.select_experts)
+        try:
+            self._model(torch.tensor(list(prompt), device=self._model.embed.weight.device))
+        finally:
+            for handle in handles:
+                handle.remove()
+            for layer in self._model.layers:
+                del layer.mlp.experts.select_experts  # the class's method again
+
+    def _record(self, name: str):
+        def hook(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
+            self.outputs[name] = output.detach().float().clone()
+
+        return hook
+
+    def _record_input(self, prefix: str):
+        def hook(module: nn.Module, args: tuple) -> None:
+            self.inputs[prefix] = args[0].detach().clone()
+
+        return hook
+
+    def _record_experts(self, prefix: str):
+        def hook(module: nn.Module, args: tuple) -> None:
+            self.experts_args[prefix] = (args[0].detach().clone(), args[1].detach().clone())
+
+        return hook
+
+    def _routing(self, prefix: str, select: Callable[..., Any]) -> Callable[..., Any]:
+        def recorded(*args: Any, **kwargs: Any) -> Any:  # the guard's routing wrapper passes keywords
+            result = select(*args, **kwargs)
+            self.routing[prefix] = (result[0].detach().clone(), result[1].detach().clone())
+            return result
+
+        return recorded
+
+
+@dataclass(frozen=True)
+class _Routing:
+    """One MoE's routing for one prompt: (tokens, experts) weight matrices and same-expert flags."""
+
+    deployed: torch.Tensor
+    reference: torch.Tensor
+    same: torch.Tensor
+
+
+def _matched_outputs(
+    matched: nn.Module, prompt: Sequence[int], got: _Captured, names: Sequence[str]
+) -> tuple[dict[str, torch.Tensor], dict[str, _Routing]]:
+    """The matched reference's module outputs (each layer fed the deployed layer's input, the expert
+    GEMMs the deployed MoE input and routing) and each MoE's routing from the deployed MoE input."""
+    outputs: dict[str, torch.Tensor] = {}
+    named = dict(matched.named_modules())
+    handles = []
+    for index, layer in enumerate(matched.layers):
+        deployed_input = got.inputs[f"layers.{index}"]
+        handles.append(layer.register_forward_pre_hook(lambda m, args, x=deployed_input: (x, *args[1:])))
+    for name in names:
+
+        def hook(module: nn.Module, args: tuple, output: torch.Tensor, name: str = name) -> None:
+            outputs[name] = output.detach().float().clone()
+
+        handles.append(named[name].register_forward_hook(hook))
+    try:
+        matched(torch.tensor(list(prompt), device=matched.embed.weight.device))
+    finally:
+        for handle in handles:
+            handle.remove()
+    routing: dict[str, _Routing] = {}
+    for index, layer in enumerate(matched.layers):
+        prefix = f"layers.{index}"
+        x, _ = got.experts_args[prefix]
+        experts = layer.mlp.experts
+        weights, ids = got.routing[prefix]
+        outputs[f"{prefix}.mlp.experts"] = experts.combine(x, weights, ids).float()
+        ref_weights, ref_ids = experts.route(layer.mlp.gate(x))
+        count = experts.e_score_correction_bias.numel()
+        routing[f"{prefix}.mlp.routing"] = _Routing(
+            _dense_routing(weights, ids, count),
+            _dense_routing(ref_weights, ref_ids, count),
+            (ref_ids.long().sort(-1).values == ids.long().sort(-1).values).all(-1),
+        )
+    return outputs, routing
 
 
 def _last_rows(model: nn.Module, run: Callable[[], Any], count: int) -> tuple[Any, torch.Tensor, torch.Tensor]:
@@ -135,9 +266,15 @@ def _metrics(out: torch.Tensor, ref: torch.Tensor) -> Metrics:
     return stats.metrics()
 
 
+def _shown_modules(num_layers: int) -> list[str]:
+    """The modules whose outputs forward hooks capture in both models (the MoE parts are recomputed)."""
+    return [name for name, _ in _layer_names(num_layers) if not name.endswith((".routing", ".experts"))]
+
+
 def _measure(
     run: WorkloadRun,
     model: nn.Module,
+    matched: nn.Module,
     reference: nn.Module,
     prompts: list[list[int]],
     expected: list[dict[str, torch.Tensor]],
@@ -147,13 +284,35 @@ def _measure(
     from quantguard.sim import workload
 
     names = _layer_names(len(model.layers))
+    hooked = _shown_modules(len(model.layers))
     stats = {name: LayerStats() for name, _ in names}
+    bf16 = {name: LayerStats() for name in hooked}
+    same = {name: [0.0, 0] for name, _ in names if name.endswith(".routing")}
     for prompt, want in zip(prompts, expected):
-        got = workload.capture_outputs(model, prompt, list(stats))
-        for name, layer_stats in stats.items():
-            layer_stats.add(got[name], want[name])
+        got = _Captured(model, hooked)
+        got.run(prompt)
+        ref, routing = _matched_outputs(matched, prompt, got, hooked)
+        for name in hooked:
+            stats[name].add(got.outputs[name], ref[name])
+            bf16[name].add(got.outputs[name], want[name])
+        for index in range(len(model.layers)):
+            experts = f"layers.{index}.mlp.experts"
+            stats[experts].add(got.outputs[experts], ref[experts])
+        for name, routed in routing.items():
+            stats[name].add(routed.deployed, routed.reference)
+            same[name][0] += int(routed.same.sum())
+            same[name][1] += routed.same.numel()
     run.positions = sum(len(prompt) for prompt in prompts)
-    run.layers = [LayerMetrics(name, stats[name].metrics(), gated) for name, gated in names]
+    run.layers = [
+        LayerMetrics(
+            name,
+            stats[name].metrics(),
+            gate,
+            bf16[name].metrics() if name in bf16 else None,
+            same[name][0] / same[name][1] if name in same and same[name][1] else None,
+        )
+        for name, gate in names
+    ]
     if tokens == 0:
         return
     prompt = prompts[0]
@@ -181,7 +340,9 @@ def run_sim(settings: SimSettings, probes: Callable[[], list[Any]]) -> tuple[Wor
             f"--tokens {settings.tokens}: the workload has {config.max_positions} positions, "
             f"{len(prompts[0])} of them taken by the prompt"
         )
-    names = [name for name, _ in _layer_names(config.num_layers)]
+    # the references need no simulator: built before the deployment, outside the guarded run
+    matched = workload.build_matched_reference(settings.arch, config=config, device=settings.device)
+    names = _shown_modules(config.num_layers)
     expected = [workload.capture_outputs(reference, prompt, names) for prompt in prompts]
     reference_tokens = workload.generate(reference, prompts[0], settings.tokens) if settings.tokens else []
     items: list[Any] = []
@@ -207,7 +368,7 @@ def run_sim(settings: SimSettings, probes: Callable[[], list[Any]]) -> tuple[Wor
                 }
                 try:
                     model = workload.build_model(deployment)
-                    _measure(run, model, reference, prompts, expected, reference_tokens, settings.tokens)
+                    _measure(run, model, matched, reference, prompts, expected, reference_tokens, settings.tokens)
                 except (Exception, SystemExit) as exc:  # SystemExit: the JIT builder may exit
                     run.error = f"{type(exc).__name__}: {str(exc).strip() or repr(exc)}"
                 finally:

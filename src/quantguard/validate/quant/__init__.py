@@ -15,6 +15,20 @@ and compares the output three ways:
   layout       the scale layout (and e8m0 rounding) the producer really wrote,
                recomputed from its input, against the layout the GEMM reads
 
+With --model, the layers of a model run instead of shapes: every quantized
+linear layer of a Hugging Face config.json (its quantization_config parsed as
+ATOM parses it), of a checkpoint directory (weights from *.safetensors when
+present, else random weights of the declared shapes) or of module:function,
+each through the chain ATOM dispatches it to under the current ATOM_* switches
+(ATOM_USE_TRITON_GEMM, ATOM_FP8_BLOCKSCALE_WEIGHT_PRESHUFFLE,
+ATOM_USE_FP4_NON_SHUFFLE_TRITON_GEMM). Routed MoE experts run through ATOM's
+routing kernel and AITER's fused_moe (FP8 per_1x128 / per_Token experts),
+against the same quantized experts in fp32 (routed_scaling_factor included)
+and the 16-bit experts. Layers sharing shape, scheme and chain share one
+measurement; failing ones are retried on the chains other switch settings
+select, and the report recommends the setting that passes, with
+/v1/completions steps to confirm it on a live server.
+
 quantguard also watches every call (--no-guards to skip) and its findings join
 the case. ASM chains run even where quantguard's CK-free policy would block
 them (gfx950, CK-free build): finding out whether they are broken is the point.
@@ -29,6 +43,8 @@ examples:
   quantguard validate quant --sim --gfx gfx950 --ck-free --fault asm_gemm_garbage_gfx950
   quantguard validate quant --shape-set deepseek-v3 --schemes fp8_blockscale,mxfp4 -o quant.md --json quant.json
   quantguard validate quant --shapes 16,7168,2048 256,4096,7168 --backends triton,hipblaslt
+  quantguard validate quant --sim --model tests/validate/data/fp8_block/config.json -o model.md
+  quantguard validate quant --model /models/DeepSeek-V3 --max-layers 40 --layers 'model.layers.*'
 """
 
 from __future__ import annotations
@@ -106,6 +122,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=sorted(SHAPE_SETS),
         default=None,
         help="built-in shapes (default: deepseek-v3 on a real AITER, small on --sim)",
+    )
+    what.add_argument(
+        "--model",
+        default=None,
+        metavar="CONFIG|DIR|MODULE:FUNC",
+        help="run a model's quantized layers: a config.json, a checkpoint directory, or module:function",
+    )
+    what.add_argument(
+        "--layers",
+        default=None,
+        metavar="GLOBS",
+        help="with --model: comma-separated layer-name globs (a name without * or ? matches as a substring)",
+    )
+    what.add_argument(
+        "--max-layers", type=int, default=None, metavar="N", help="with --model: the first N quantized layers only"
+    )
+    what.add_argument(
+        "--tokens",
+        default="64",
+        metavar="M[,M]",
+        help="with --model: activation rows per layer (default 64: >1 row and >=32 for swizzled MXFP4 scales)",
     )
     what.add_argument(
         "--include-ck",
@@ -279,7 +316,88 @@ def _run_shape(
         results.append(result)
 
 
+def _tokens(text: str) -> tuple[int, ...]:
+    try:
+        tokens = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        tokens = ()
+    if not tokens or min(tokens) < 1:
+        raise UsageError(f"--tokens {text!r}: expected comma-separated positive integers (activation rows M)")
+    return tokens
+
+
+def _tracker(args: argparse.Namespace) -> Any:
+    """A progress bar over the measurements, sized once run_model knows how many there are."""
+    from quantguard.cli._console import progress
+
+    def track(items: Sequence[Any], describe: Any) -> Any:
+        with progress(len(items), "quant", getattr(args, "quiet", False)) as bar:
+            yield from bar.track(items, describe)
+
+    return track
+
+
+def _validate_model(args: argparse.Namespace) -> int:
+    """``--model``: each quantized layer through the chain ATOM dispatches it to (see the module docstring)."""
+    import time
+
+    from quantguard.validate.quant import model_report
+    from quantguard.validate.quant.model import atom_env_from, load_model
+    from quantguard.validate.quant.model_run import run_model, select_layers
+
+    for option, value in (("--schemes", args.schemes), ("--backends", args.backends), ("--shapes", args.shapes)):
+        if value is not None:
+            raise UsageError(
+                f"{option} selects chains or shapes in the shape mode; with --model each layer runs "
+                "ATOM's chain (ATOM_USE_TRITON_GEMM and the other ATOM_* switches pick another)"
+            )
+    if args.shape_set is not None:
+        raise UsageError("--shape-set is the shape mode; with --model the layers give the shapes")
+    if args.max_layers is not None and args.max_layers < 1:
+        raise UsageError(f"--max-layers {args.max_layers}: must be >= 1")
+    tokens = _tokens(args.tokens)
+    limits = _limits(args)
+    spec = load_model(args.model)
+    layers = select_layers(spec.layers, args.layers, args.max_layers)
+    if not any(layer.scheme and not layer.not_run for layer in layers):
+        raise UsageError(f"--layers {args.layers!r}: matches no quantized layer of {args.model}")
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    started = time.perf_counter()
+    with (
+        aiter_environment(args.sim, args.gfx, args.ck_free, args.fault, device) as environment,
+        guarded(environment.arch, environment.ck_free, not args.no_guards, args.events or os.devnull) as events,
+    ):
+        env = atom_env_from(os.environ, environment.ck_free)
+        results = run_model(
+            spec, layers, env, environment.arch, tokens, limits, args.seed, device, events, _tracker(args)
+        )
+    header = model_report.ModelHeader(
+        spec,
+        environment.description,
+        environment.arch,
+        env,
+        tokens,
+        not args.no_guards,
+        args.seed,
+        time.perf_counter() - started,
+    )
+    sys.stdout.write(model_report.console(header, results, getattr(args, "wide", False)))
+    if args.output is not None:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(model_report.markdown(header, results))
+        print(f"report: {args.output}")
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(model_report.to_json(header, results), indent=1))
+        print(f"json: {args.json}")
+    return 1 if any(result.status in ("FAIL", "ERROR") for result in results) else 0
+
+
 def _validate(args: argparse.Namespace) -> int:
+    if getattr(args, "model", None) is not None:
+        return _validate_model(args)
+    if args.layers is not None or args.max_layers is not None:
+        raise UsageError("--layers and --max-layers select layers of --model; add --model")
     schemes = _names(args.schemes, SCHEMES, "--schemes")
     backends = _names(args.backends, BACKENDS, "--backends")
     limits = _limits(args)

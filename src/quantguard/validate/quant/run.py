@@ -22,7 +22,7 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -31,7 +31,10 @@ from quantguard.validate.quant.chains import Chain, QuantWeight, dequantize_acti
 from quantguard.validate.quant.layouts import LayoutVerdict, analyse_layout
 from quantguard.validate.quantize_kernels import UnsupportedPath
 
-__all__ = ["CaseResult", "Limits", "Shape", "guarded", "run_case"]
+if TYPE_CHECKING:
+    from quantguard.validate.quant.moe import MoePath
+
+__all__ = ["CaseResult", "Limits", "Shape", "collect_events", "compare", "guarded", "judge", "run_case"]
 
 Shape = tuple[int, int, int]
 
@@ -47,9 +50,12 @@ class Limits:
 
 @dataclass
 class CaseResult:
-    """One chain on one shape. ``status``: PASS, FAIL, SKIP or ERROR."""
+    """One chain on one shape (or a model's routed experts, a :class:`MoePath`, on M tokens).
 
-    chain: Chain
+    ``status``: PASS, FAIL, SKIP or ERROR.
+    """
+
+    chain: Chain | MoePath
     shape: Shape
     status: str
     reasons: list[str] = field(default_factory=list)
@@ -59,14 +65,19 @@ class CaseResult:
     guard_findings: list[str] = field(default_factory=list)
     blocked: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    #: The scale buffers as the GEMM got them: {"x_scale"|"w_scale": (shape, strides, dtype)};
+    #: routed experts: {"w1_scale"|"w2_scale": ...} as fused_moe got them.
+    buffers: dict[str, tuple[tuple[int, ...], tuple[int, ...], str]] = field(default_factory=dict)
 
 
-def _compare(out: torch.Tensor, ref: torch.Tensor) -> Metrics:
+def compare(out: torch.Tensor, ref: torch.Tensor) -> Metrics:
+    """Cosine, norm ratio and the rest of :func:`summarize` of ``out`` against ``ref``."""
     values = {key: tensor.tolist() for key, tensor in comparison_tensors(out.float(), ref.float()).items()}
     return summarize(values)
 
 
-def _judge(result: CaseResult, limits: Limits) -> None:
+def judge(result: CaseResult, limits: Limits) -> None:
+    """PASS or FAIL from the metrics, layout and findings already on ``result`` (earlier reasons count too)."""
     chain, matched, layout = result.chain_metrics, result.matched_metrics, result.layout
     reasons = result.reasons
     assert chain is not None
@@ -97,6 +108,17 @@ def _describe_event(event: Mapping[str, Any]) -> str:
     return f"{event.get('check')} on {target}: {event.get('message', '')}"
 
 
+def collect_events(result: CaseResult, events: list | None, first: int) -> None:
+    """quantguard's blocks and (first) findings since ``events[first]``, onto ``result``."""
+    if events is None:
+        return
+    for event in events[first:]:
+        if event["event"] == "quantguard.blocked":
+            result.blocked.append(_describe_event(event))
+        elif event["event"] == "quantguard.violation" and not (event.get("details") or {}).get("repeat"):
+            result.guard_findings.append(_describe_event(event))
+
+
 def run_case(
     chain: Chain,
     shape: Shape,
@@ -124,20 +146,18 @@ def run_case(
         return result
     m, n, _ = shape
     out = out.reshape(m, n)
-    result.chain_metrics = _compare(out, reference)
+    for key, tensor in (("x_scale", quantized.scales), ("w_scale", operands.get("scale"))):
+        if tensor is not None and quantized.encoding != "none":
+            result.buffers[key] = (tuple(tensor.shape), tuple(tensor.stride()), str(tensor.dtype).replace("torch.", ""))
+    result.chain_metrics = compare(out, reference)
     layout = chain.layout_for(m)
     activation = dequantize_activation(quantized, layout)
     if activation is not None:
         matched = (activation @ weight.dequantized.T).to(out.dtype)
-        result.matched_metrics = _compare(out, matched)
+        result.matched_metrics = compare(out, matched)
     result.layout = analyse_layout(quantized, x, layout)
-    if events is not None:
-        for event in events[first:]:
-            if event["event"] == "quantguard.blocked":
-                result.blocked.append(_describe_event(event))
-            elif event["event"] == "quantguard.violation" and not (event.get("details") or {}).get("repeat"):
-                result.guard_findings.append(_describe_event(event))
-    _judge(result, limits)
+    collect_events(result, events, first)
+    judge(result, limits)
     result.seconds = time.perf_counter() - started
     return result
 

@@ -1,6 +1,9 @@
 """Simulated ``atom.model_ops.moe``: routed experts with AITER routing and fused MoE.
 
-Routing is ``biased_grouped_topk`` with ``routed_scaling_factor`` fused into the
+Routing is ``FusedMoE.select_experts`` (a staticmethod with ATOM main's
+signature): a ``custom_routing_function`` (DeepSeek-V4's hash layers) takes
+precedence and its ``(topk_weights, topk_ids)`` are returned as they are;
+otherwise ``biased_grouped_topk`` with ``routed_scaling_factor`` fused into the
 weights (ATOM's ``is_rocm_aiter_fuse_routed_scaling_factor()`` is true), so a
 missing factor is a pure magnitude error of the routed output. Expert GEMMs
 run in AITER's ``fused_moe`` (CK), or in a Triton path that sorts token
@@ -38,7 +41,9 @@ from aiter import (
     biased_grouped_topk,
     dtypes,
     get_hip_quant,
+    grouped_topk,
     partial_transpose,
+    topk_gating,
 )
 from aiter.fused_moe import fused_moe
 from aiter.jit.utils.chip_info import get_gfx
@@ -61,6 +66,7 @@ __all__ = [
 ]
 
 _IGNORES_CK_FREE = _state.fault_active("atom_ignores_ck_free", "atom")
+_IGNORES_CUSTOM_ROUTING = _state.fault_active("custom_routing_ignored", "atom")
 
 if envs.CK_FREE_BRANCH:
     # The branch's MoE follows linear's selector, bound here by name.
@@ -152,6 +158,131 @@ def _quant_method_for(quant_type: QuantType, quant_method: str) -> FusedMoEMetho
     return Fp8MoEMethod(quant_type)
 
 
+def _gate_topk(
+    router_logits,
+    top_k,
+    use_grouped_topk,
+    renormalize,
+    topk_group,
+    num_expert_group,
+    scoring_func,
+    e_score_correction_bias,
+    num_fused_shared_experts,
+    routed_scaling_factor,
+):
+    """Top-k from the gate logits, as ATOM's ``select_experts`` does without a custom function.
+
+    Grouped: ``biased_grouped_topk`` with a correction bias, else ``grouped_topk``, both with the
+    factor fused; ungrouped: ``topk_gating``, the factor fused only for sqrtsoftplus (DeepSeek-V4).
+    No shared experts are fused in the simulator.
+    """
+    if num_fused_shared_experts:
+        raise NotImplementedError("the simulated select_experts fuses no shared experts")
+    tokens, device = router_logits.shape[0], router_logits.device
+    topk_weights = torch.empty(tokens, top_k, dtype=torch.float32, device=device)
+    topk_ids = torch.empty(tokens, top_k, dtype=torch.int32, device=device)
+    if use_grouped_topk and e_score_correction_bias is not None:
+        biased_grouped_topk(
+            router_logits,
+            e_score_correction_bias,
+            topk_weights,
+            topk_ids,
+            num_expert_group,
+            topk_group,
+            renormalize,
+            routed_scaling_factor,
+        )
+    elif use_grouped_topk:
+        grouped_topk(
+            router_logits,
+            topk_weights,
+            topk_ids,
+            num_expert_group,
+            topk_group,
+            renormalize,
+            scoring_func == "softmax",
+            routed_scaling_factor,
+        )
+    else:
+        scale = routed_scaling_factor if scoring_func == "sqrtsoftplus" else 1.0
+        topk_gating(
+            topk_weights, topk_ids, router_logits, e_score_correction_bias, renormalize, scale, score_func=scoring_func
+        )
+    return topk_weights, topk_ids
+
+
+if _IGNORES_CUSTOM_ROUTING:
+
+    def _select_experts(
+        hidden_states: torch.Tensor,
+        router_logits: torch.Tensor,
+        top_k: int,
+        use_grouped_topk: bool,
+        renormalize: bool,
+        topk_group: int | None = None,
+        num_expert_group: int | None = None,
+        custom_routing_function=None,
+        scoring_func: str = "softmax",
+        e_score_correction_bias: torch.Tensor | None = None,
+        num_routing_experts: int = 0,
+        num_fused_shared_experts: int = 0,
+        fused_shared_experts_scoring_func: str | None = None,
+        routed_scaling_factor: float = 1.0,
+    ):
+        # The broken path: the gate logits' own top-k, whatever custom_routing_function says.
+        return _gate_topk(
+            router_logits,
+            top_k,
+            use_grouped_topk,
+            renormalize,
+            topk_group,
+            num_expert_group,
+            scoring_func,
+            e_score_correction_bias,
+            num_fused_shared_experts,
+            routed_scaling_factor,
+        )
+
+else:
+
+    def _select_experts(
+        hidden_states: torch.Tensor,
+        router_logits: torch.Tensor,
+        top_k: int,
+        use_grouped_topk: bool,
+        renormalize: bool,
+        topk_group: int | None = None,
+        num_expert_group: int | None = None,
+        custom_routing_function=None,
+        scoring_func: str = "softmax",
+        e_score_correction_bias: torch.Tensor | None = None,
+        num_routing_experts: int = 0,
+        num_fused_shared_experts: int = 0,
+        fused_shared_experts_scoring_func: str | None = None,
+        routed_scaling_factor: float = 1.0,
+    ):
+        # custom_routing_function takes precedence (DeepSeek-V4 hash layers), called as ATOM calls it.
+        if custom_routing_function is not None:
+            return custom_routing_function(
+                hidden_states=hidden_states, gating_output=router_logits, topk=top_k, renormalize=renormalize
+            )
+        return _gate_topk(
+            router_logits,
+            top_k,
+            use_grouped_topk,
+            renormalize,
+            topk_group,
+            num_expert_group,
+            scoring_func,
+            e_score_correction_bias,
+            num_fused_shared_experts,
+            routed_scaling_factor,
+        )
+
+
+_select_experts.__name__, _select_experts.__qualname__ = "select_experts", "FusedMoE.select_experts"
+
+
 def _column_major_rows(scale_t, start, count, groups, pitch):
     """Rows [start, start + count) of a (groups, pitch) byte buffer, as a (count, groups) view."""
     return torch.as_strided(scale_t, (count, groups), (1, pitch), scale_t.storage_offset() + start)
@@ -173,9 +304,13 @@ class FusedMoE(nn.Module):
         params_dtype: torch.dtype | None = None,
         prefix: str = "",
         quant_method: str = "",
+        custom_routing_function=None,
+        activation: ActivationType = ActivationType.Silu,
     ):
         super().__init__()
         self.prefix = prefix
+        self.custom_routing_function = custom_routing_function
+        self.activation = activation
         self.top_k = top_k
         self.num_expert_group = num_expert_group
         self.topk_group = topk_group
@@ -214,24 +349,22 @@ class FusedMoE(nn.Module):
         if envs.CK_FREE_BRANCH:
             _prepare_experts(self)
 
-    def select_experts(self, router_logits: torch.Tensor):
-        tokens = router_logits.shape[0]
-        topk_weights = torch.empty(tokens, self.top_k, dtype=torch.float32, device=router_logits.device)
-        topk_ids = torch.empty(tokens, self.top_k, dtype=torch.int32, device=router_logits.device)
-        biased_grouped_topk(
-            router_logits,
-            self.e_score_correction_bias,
-            topk_weights,
-            topk_ids,
-            self.num_expert_group,
-            self.topk_group,
-            True,
-            self.routed_scaling_factor,
-        )
-        return topk_weights, topk_ids
+    select_experts = staticmethod(_select_experts)
 
     def forward(self, hidden_states: torch.Tensor, router_logits: torch.Tensor) -> torch.Tensor:
-        topk_weights, topk_ids = self.select_experts(router_logits)
+        topk_weights, topk_ids = self.select_experts(
+            hidden_states=hidden_states,
+            router_logits=router_logits,
+            top_k=self.top_k,
+            use_grouped_topk=True,
+            renormalize=True,
+            topk_group=self.topk_group,
+            num_expert_group=self.num_expert_group,
+            custom_routing_function=self.custom_routing_function,
+            scoring_func="sigmoid",
+            e_score_correction_bias=self.e_score_correction_bias,
+            routed_scaling_factor=self.routed_scaling_factor,
+        )
         use_triton = _use_triton_experts() if envs.CK_FREE_BRANCH else self.quant_method.use_triton
         if use_triton:
             return self._triton_experts(hidden_states, topk_weights, topk_ids)
@@ -241,15 +374,15 @@ class FusedMoE(nn.Module):
             self.w2_weight,
             topk_weights,
             topk_ids,
-            activation=ActivationType.Silu,
+            activation=self.activation,
             quant_type=self.quant_type,
             w1_scale=self.w13_weight_scale,
             w2_scale=self.w2_weight_scale,
         )
 
     def _triton_experts(self, hidden_states, topk_weights, topk_ids):
-        if self.quant_type != QuantType.per_1x128:
-            raise NotImplementedError("the Triton MoE path handles per_1x128 FP8 experts only")
+        if self.quant_type != QuantType.per_1x128 or self.activation != ActivationType.Silu:
+            raise NotImplementedError("the Triton MoE path handles per_1x128 FP8 SiLU experts only")
         tokens = hidden_states.shape[0]
         pair_experts, order = topk_ids.reshape(-1).long().sort(stable=True)
         pair_tokens = torch.arange(tokens, device=hidden_states.device).repeat_interleave(self.top_k)[order]

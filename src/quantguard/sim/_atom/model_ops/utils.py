@@ -9,6 +9,7 @@ __all__ = [
     "MXFP4_QUANT_BLOCK_SIZE",
     "atom_parameter",
     "normalize_e4m3fn_to_e4m3fnuz",
+    "requantize_with_max_scale",
     "shuffle_weights",
 ]
 
@@ -46,6 +47,41 @@ def normalize_e4m3fn_to_e4m3fnuz(
     if input_scale is not None:
         input_scale = double(input_scale)
     return weight, weight_scale, input_scale
+
+
+def requantize_with_max_scale(
+    weight: torch.Tensor,
+    weight_scale: torch.Tensor,
+    logical_widths: list[int],
+    normalize_e4m3fn_to_e4m3fnuz: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Requantize a fused per-tensor FP8 weight's shards with their largest scale, in place; ``(max_scale, weight)``.
+
+    As ATOM: shard ``i`` (``logical_widths[i]`` rows) is dequantized with its own
+    scale and quantized again with the max (doubled, and written as e4m3fnuz,
+    when normalizing an e4m3fn checkpoint for gfx942).
+    """
+    if normalize_e4m3fn_to_e4m3fnuz:
+        quant_dtype = torch.float8_e4m3fnuz
+        weight = weight.view(torch.float8_e4m3fn)
+        max_w_scale = weight_scale.max() * 2.0
+    else:
+        quant_dtype = weight.dtype
+        max_w_scale = weight_scale.max()
+    # a fused checkpoint shard left at the initial (finfo.min) scale is already quantized with one scale
+    unfused = weight_scale[-1] > torch.finfo(torch.float8_e4m3fn).min
+    if unfused or normalize_e4m3fn_to_e4m3fnuz:
+        limit = torch.finfo(quant_dtype).max
+        start = 0
+        for index, width in enumerate(logical_widths):
+            end = start + width
+            per_row = weight_scale.ndim > 0 and weight_scale.shape[0] == weight.shape[0]
+            shard_scale = weight_scale[start:end, :] if per_row else weight_scale[index]
+            dequantized = weight[start:end, :].to(torch.float32) * shard_scale
+            requantized = (dequantized / max_w_scale).clamp(-limit, limit).to(quant_dtype)
+            weight.view(quant_dtype)[start:end, :] = requantized
+            start = end
+    return max_w_scale, weight.view(quant_dtype)
 
 
 def shuffle_weights(*tensors: nn.Parameter, layout: tuple[int, int] = (16, 16)):

@@ -1,0 +1,1 @@
+"""Simulated ``atom.models``: only the load-time weight conversions of the models that AITER checks reach."""
