@@ -63,22 +63,24 @@ def _by(samples: dict, name: str, *keys: str) -> dict[tuple[str, ...], float]:
     return out
 
 
+def _start_rank(name: str, env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, str(WORKER), name],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+
+
 def _run_ranks(scenarios: list[str], port: int) -> list[tuple[dict, dict]]:
     """Start one worker per scenario (RANK=i), scrape each rank's port, return (summary, samples) per rank."""
     procs = []
     for rank, name in enumerate(scenarios):
         env = {**os.environ, "QUANTGUARD_METRICS_PORT": str(port), "RANK": str(rank), "QUANTGUARD_LABEL": "ci"}
         env.pop("LOCAL_RANK", None)
-        procs.append(
-            subprocess.Popen(
-                [sys.executable, str(WORKER), name],
-                env=env,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL,
-                text=True,
-            )
-        )
+        procs.append(_start_rank(name, env))
     results = []
     try:
         for rank, proc in enumerate(procs):
@@ -199,17 +201,6 @@ def test_a_missing_library_is_a_config_warning(monkeypatch):
         assert telemetry.metrics_text() == ""
         quantguard.disable()
     assert [e["option"] for e in events.named("config_warning") if e["option"] == "metrics_port"] == ["metrics_port"]
-
-
-def _start_rank(name: str, env: dict[str, str]) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, str(WORKER), name],
-        env=env,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
 
 
 def test_ranks_sharing_a_multiprocess_directory_are_served_together_without_lost_counts(tmp_path):
