@@ -132,8 +132,9 @@ def moe_path(scheme: str, moe: MoeShape, ck_free: bool) -> tuple[MoePath | None,
         )
     if ck_free:
         return None, (
-            f"{moe.experts} routed experts: AITER's fused_moe is a CK module, which a CK-free build cannot build "
-            "(ATOM runs these experts on Triton there; not run here)"
+            f"{moe.experts} routed experts: AITER's fused_moe is a CK module, which a CK-free build cannot build, "
+            "and ATOM main's FP8 MoE method (Fp8MoEMethod) has no Triton path: these experts cannot run in this "
+            "build (a CK-free readiness gap, not a pass; `validate ckfree` checks the deployment)"
         )
     problem = moe.problem()
     if problem:
