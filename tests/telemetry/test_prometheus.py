@@ -279,3 +279,27 @@ def test_an_unwritable_multiprocess_directory_is_a_config_warning(tmp_path):
     assert not [
         w for w in audit_config(config, [], {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}) if w.option == "metrics"
     ]
+
+
+def test_a_rank_that_exits_without_disable_still_writes_its_last_counts(tmp_path):
+    """The at-exit path (as on SIGTERM): no disable(), the counts still reach the multiprocess directory."""
+    code = (
+        "import json, quantguard\n"
+        "from quantguard.sim import workload\n"
+        "quantguard.enable(metrics=True, sample_rate=0.0, log='stderr')\n"
+        "with workload.deploy() as deployment:\n"
+        "    workload.generate(workload.build_model(deployment), [1, 2, 3], max_new_tokens=2)\n"
+        "from quantguard.engine.lifecycle import current_runtime\n"
+        "print(json.dumps(current_runtime().summary()['calls']))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "QUANTGUARD_"))}
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(tmp_path)
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    calls = json.loads(done.stdout.strip().splitlines()[-1])
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=str(tmp_path))
+    served = _by(_samples(generate_latest(registry).decode()), "quantguard_calls_total", "target")
+    assert served == {(target,): float(n) for target, n in calls.items()} and sum(calls.values()) > 0

@@ -175,7 +175,7 @@ def disable() -> dict[str, Any] | None:
         try:
             summary = runtime.emit_summary()
             _stop_executor(runtime)
-            telemetry.flush()  # the final counts, while every guard still holds its own
+            telemetry.stop()  # its last counts are written while every guard still holds its own
             restored = runtime.unapply_all()
             _remove_layer_hooks(runtime)
         except Exception as exc:
@@ -183,7 +183,6 @@ def disable() -> dict[str, Any] | None:
             return None
         _runtime = None
         _termination.uninstall()
-        telemetry.stop()
         events.emit(events.DISABLED, "info", restored_bindings=restored, violations=summary["violation_total"])
         return summary
 

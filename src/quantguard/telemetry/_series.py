@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 from quantguard import events
 
-__all__ = ["Series", "COUNTERS", "GAUGES", "HISTOGRAMS", "METRIC_NAMES", "rank_label", "read_series"]
+__all__ = ["Series", "COUNTERS", "GAUGES", "HISTOGRAMS", "METRIC_NAMES", "rank_label", "common_labels", "read_series"]
 
 
 class Series(NamedTuple):
@@ -73,6 +73,11 @@ def rank_label() -> str:
     if rank is not None:
         return str(rank)
     return os.environ.get("RANK", "").strip() or "0"
+
+
+def common_labels(runtime: Any) -> dict[str, str]:
+    """The labels every series carries: ``rank`` and the config's ``label`` (``''`` if unset), in that order."""
+    return {"rank": rank_label(), "label": runtime.config.label or ""}
 
 
 def _snapshot(runtime: Any) -> dict[str, Any]:

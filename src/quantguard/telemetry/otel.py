@@ -17,7 +17,7 @@ from opentelemetry import metrics
 from opentelemetry._logs import LogRecord, SeverityNumber, get_logger_provider
 
 from quantguard._version import __version__
-from quantguard.telemetry._series import COUNTERS, GAUGES, HISTOGRAMS, rank_label, read_series
+from quantguard.telemetry._series import COUNTERS, GAUGES, HISTOGRAMS, common_labels, read_series
 from quantguard.telemetry._tap import EventTap
 
 __all__ = ["OtelBridge"]
@@ -93,7 +93,7 @@ class OtelBridge:
         return observe
 
     def _common(self) -> dict[str, str]:
-        return {"rank": rank_label(), "label": self.runtime.config.label or ""}
+        return common_labels(self.runtime)
 
     def observe(self, name: str, labels: dict[str, str], value: float) -> None:
         self._histograms[name].record(value, {**labels, **self._common()})

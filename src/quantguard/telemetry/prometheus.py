@@ -17,7 +17,6 @@ file-backed themselves.
 
 from __future__ import annotations
 
-import atexit
 import os
 import threading
 from collections.abc import Iterator
@@ -28,12 +27,12 @@ from prometheus_client import values as _values
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from quantguard.telemetry._series import COUNTERS, GAUGES, HISTOGRAMS, rank_label, read_series
+from quantguard.telemetry._series import COUNTERS, GAUGES, HISTOGRAMS, common_labels, read_series
 from quantguard.telemetry._tap import EventTap
 
 __all__ = ["RuntimeCollector", "DirectoryWriter", "PrometheusMetrics", "multiprocess_directory"]
 
-_COMMON = ("rank", "label")
+_COMMON = ("rank", "label")  # common_labels(), in its order
 #: Seconds between two copies of the counts into the multiprocess directory.
 FLUSH_SECONDS = 1.0
 
@@ -59,7 +58,7 @@ class RuntimeCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         runtime = self._owner.runtime
-        common = [rank_label(), runtime.config.label or ""]
+        common = list(common_labels(runtime).values())
         families: dict[str, Any] = {}
         for name, (doc, labels) in COUNTERS.items():
             families[name] = CounterMetricFamily(name, doc, labels=[*labels, *_COMMON])
@@ -75,7 +74,9 @@ class DirectoryWriter:
 
     Counters move by the difference since the last copy (the engine's counts only
     grow), so whoever aggregates the directory sums exact counts per rank.  The
-    gauge is ``livesum``: a process that exits stops contributing.
+    gauge is ``livesum``: a process that exits stops contributing.  The last
+    copy is :meth:`close` (``disable()``) or, at exit and on SIGTERM, the
+    lifecycle's final summary (``telemetry.flush()``).
     """
 
     def __init__(self, owner: PrometheusMetrics) -> None:
@@ -94,7 +95,6 @@ class DirectoryWriter:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="quantguard-metrics", daemon=True)
         self._thread.start()
-        atexit.register(self.flush)
 
     def _loop(self) -> None:
         while not self._stop.wait(FLUSH_SECONDS):
@@ -108,7 +108,7 @@ class DirectoryWriter:
         if os.getpid() != self.pid:
             return
         runtime = self._owner.runtime
-        common = (rank_label(), runtime.config.label or "")
+        common = tuple(common_labels(runtime).values())
         with self._lock:
             for series in read_series(runtime, self._owner.tap.severities):
                 values = (*series.labels.values(), *common)
@@ -124,7 +124,6 @@ class DirectoryWriter:
     def close(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
-        atexit.unregister(self.flush)
         self.flush()
         from prometheus_client import multiprocess
 
@@ -176,7 +175,7 @@ class PrometheusMetrics:
     def observe(self, name: str, labels: dict[str, str], value: float) -> None:
         if self._writer is not None and os.getpid() != self._writer.pid:
             return
-        common = (rank_label(), self.runtime.config.label or "")
+        common = common_labels(self.runtime).values()
         self._histograms[name].labels(labels["target"], labels["layer"], *common).observe(value)
 
     def flush(self) -> None:
