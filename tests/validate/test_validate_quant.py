@@ -322,7 +322,7 @@ def test_a_layout_fault_fails_its_layers_and_names_kwarg_and_env_var(tmp_path, c
     assert "`transpose_scale=True`" in advice["problem"] and "per_group_quant_hip" in advice["problem"]
     assert "ATOM_FP8_BLOCKSCALE_WEIGHT_PRESHUFFLE=0" in advice["fix"] and "fp8_blockscale/triton" in advice["fix"]
     assert "model.layers.0.mlp.down_proj" in advice["layers"]
-    down = next(layer for layer in data["layers"] if layer["name"] == "model.layers.0.mlp.down_proj")
+    down = _layer(data, "model.layers.0.mlp.down_proj")
     assert "row_major" in down["cases"][0]["scale_layout"]["written"]
     assert down["cases"][0]["scale_layout"]["expected"] == "transposed"
     section = report.split("## Scale layouts")[1].split("## Recommendations")[0]
@@ -334,11 +334,9 @@ def test_a_layout_fault_fails_its_layers_and_names_kwarg_and_env_var(tmp_path, c
 
 
 def test_a_dropped_scale_fails_per_tensor_layers_and_recommends_triton(tmp_path, monkeypatch):
-    config = json.loads((DATA / "mxfp4" / "config.json").read_text())
-    config["quantization_config"] = {"quant_method": "fp8", "activation_scheme": "static"}  # ATOM: per_Tensor
-    path = tmp_path / "config.json"
-    path.write_text(json.dumps(config))
-    code, data, report = _run_model(tmp_path, str(path), "--fault", "hipblaslt_drops_scale_b", "--max-layers", "3")
+    static = {"quant_method": "fp8", "activation_scheme": "static"}  # ATOM: per_Tensor
+    path = _config(tmp_path, MXFP4, quantization_config=static)
+    code, data, report = _run_model(tmp_path, path, "--fault", "hipblaslt_drops_scale_b", "--max-layers", "3")
     assert code == 1
     ran = [layer for layer in data["layers"] if layer["status"] != "SKIP"]
     assert len(ran) == 3 and {layer["chain"] for layer in ran} == {"fp8_per_tensor/hipblaslt"}
@@ -348,7 +346,7 @@ def test_a_dropped_scale_fails_per_tensor_layers_and_recommends_triton(tmp_path,
     assert "`ATOM_USE_TRITON_GEMM=1`" in advice["fix"] and "fp8_per_tensor/triton" in advice["fix"]
     # the fix holds: with the switch set, the same layers pass
     monkeypatch.setenv("ATOM_USE_TRITON_GEMM", "1")
-    code, data, _ = _run_model(tmp_path, str(path), "--fault", "hipblaslt_drops_scale_b", "--max-layers", "3")
+    code, data, _ = _run_model(tmp_path, path, "--fault", "hipblaslt_drops_scale_b", "--max-layers", "3")
     assert code == 0 and {layer["chain"] for layer in data["layers"] if layer["chain"]} == {"fp8_per_tensor/triton"}
 
 
@@ -567,9 +565,8 @@ def test_experts_that_do_not_fit_in_memory_are_measured_in_part(experts, groups,
     from quantguard.validate.quant.moe import MoeShape, fit_to_memory
 
     moe = MoeShape(experts, 7168, 2048, top_k, groups, topk_group, 2.5, "sigmoid", bias)
-    fitted = fit_to_memory(moe, torch.device("cpu"), budget=1 << 20)
-    if measured == experts:
-        fitted = fit_to_memory(moe, torch.device("cpu"), budget=experts * 3 * 3 * 7168 * 2048)
+    budget = experts * 3 * 3 * 7168 * 2048 if measured == experts else 1 << 20  # exactly all of them, or 1 MiB
+    fitted = fit_to_memory(moe, torch.device("cpu"), budget=budget)
     assert fitted.experts == measured and not fitted.problem()
     assert (fitted.model_experts == experts) is (measured < experts)
     assert fitted.describe().startswith(

@@ -44,6 +44,7 @@ __all__ = [
     "Quantized",
     "UnsupportedPath",
     "default_preshuffle",
+    "entry_point",
     "kernel_path",
     "quantize_weight",
     "unsupported_arch",
@@ -106,8 +107,9 @@ class QuantWeight:
 # -- entry points ---------------------------------------------------------------------------------
 
 
-def _entry(path: str) -> Any:
-    """AITER's entry point at ``path`` (module.attr[.attr]); UnsupportedPath if this AITER lacks it."""
+def entry_point(path: str) -> Any:
+    """AITER's entry point at ``path`` (module.attr[.attr]), looked up at the call (the simulator, the real one,
+    or quantguard's wrapper); UnsupportedPath if this AITER lacks it."""
     module_name, _, name = path.rpartition(".")
     owner: Any = None
     while module_name:
@@ -383,7 +385,7 @@ class KernelPath:
         """Raise :class:`UnsupportedPath` unless this AITER has every entry point the path names."""
         try:
             for entry in self.spec.entry_points():
-                _entry(entry)
+                entry_point(entry)
             quant_dtype = aiter_paths.SCHEMES[self.scheme].quant_dtype
             if quant_dtype is not None:
                 _aiter_dtype(quant_dtype)
@@ -399,9 +401,9 @@ class KernelPath:
             return {"weight": qw.dequantize_int4(weight.values, weight.scale, weight.dtype)}
         values, scale = weight.values, weight.scale
         if spec.weight_prep is not None:
-            values = _entry(spec.weight_prep.path)(values, **_kwargs(spec.weight_prep, 0))
+            values = entry_point(spec.weight_prep.path)(values, **_kwargs(spec.weight_prep, 0))
         if spec.w_scale_prep is not None:
-            scale = _entry(spec.w_scale_prep.path)(scale, **_kwargs(spec.w_scale_prep, 0))
+            scale = entry_point(spec.w_scale_prep.path)(scale, **_kwargs(spec.w_scale_prep, 0))
         return {"weight": values, "scale": _w_scale(scale, spec.w_scale, values.shape[0])}
 
     def quantize(self, x: torch.Tensor) -> Quantized:
@@ -411,7 +413,7 @@ class KernelPath:
             return Quantized(x, torch.ones(1, dtype=torch.float32, device=x.device), 0, "none", INT8)
         dtype = _aiter_dtype(form.quant_dtype)
         values, scales = _QUANT_CALLS[spec.quant.path](
-            _entry(spec.quant.path), x, _kwargs(spec.quant, x.shape[0]), dtype
+            entry_point(spec.quant.path), x, _kwargs(spec.quant, x.shape[0]), dtype
         )
         element = FP4_E2M1 if form.quant_dtype == "fp4x2" else element_format(dtype)
         assert element is not None, f"{dtype} is not a quantized element format"
@@ -423,7 +425,9 @@ class KernelPath:
         if gemm is None:  # W4A16: fp32 accumulation of the 16-bit weight
             return (q.values.float() @ operands["weight"].float().T).to(dtype)
         rows = q.values.shape[0]
-        return _GEMM_CALLS[gemm.path](_entry(gemm.path), q, operands, dtype, _kwargs(gemm, rows), self.layout_for(rows))
+        return _GEMM_CALLS[gemm.path](
+            entry_point(gemm.path), q, operands, dtype, _kwargs(gemm, rows), self.layout_for(rows)
+        )
 
     def run(self, x: torch.Tensor, operands: Operands, dtype: torch.dtype) -> torch.Tensor:
         """Quantize ``x`` and run the GEMM: one quantized linear layer's forward."""

@@ -53,7 +53,7 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -61,9 +61,17 @@ import torch
 
 from quantguard.validate._environment import SIM_ARCHS, aiter_environment
 from quantguard.validate._usage import UsageError, run_validation
-from quantguard.validate.quant.chains import BACKENDS, SCHEMES, Chain, QuantWeight, chains_for, quantize_weight
+from quantguard.validate.quant.chains import (
+    BACKENDS,
+    SCHEMES,
+    Chain,
+    QuantWeight,
+    chains_for,
+    missing_on,
+    quantize_weight,
+)
 from quantguard.validate.quant.report import RunHeader, console, markdown, summarize_chains, to_json
-from quantguard.validate.quant.run import CaseResult, Limits, Shape, guarded, run_case
+from quantguard.validate.quant.run import CaseResult, Limits, Shape, guarded, run_case, seeded_operands
 from quantguard.validate.quantize_kernels import UnsupportedPath
 
 __all__ = ["DEFAULT_LIMITS", "SHAPE_SETS", "add_arguments", "run"]
@@ -241,16 +249,6 @@ def _skip(chain: Chain, shape: Shape, reason: str) -> CaseResult:
     return CaseResult(chain, shape, "SKIP", [reason])
 
 
-def _operands(shape: Shape, seed: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Seeded bf16 activation (a few outlier channels, as real activations have) and weight."""
-    m, n, k = shape
-    generator = torch.Generator().manual_seed(seed * 1_000_003 + m * 7919 + n * 31 + k)
-    x = torch.randn(m, k, generator=generator)
-    x[:, torch.randperm(k, generator=generator)[: max(1, k // 64)]] *= 8.0
-    w = torch.randn(n, k, generator=generator) * 0.02
-    return x.to(torch.bfloat16).to(device), w.to(torch.bfloat16).to(device)
-
-
 def _run_all(
     chains: Sequence[Chain],
     shapes: Sequence[Shape],
@@ -284,14 +282,14 @@ def _run_shape(
     bar: Any,
 ) -> None:
     """Every chain on one shape (the operands and the fp32 reference are shared), results appended."""
-    x, w = _operands(shape, args.seed, device)
+    x, w = seeded_operands(*shape, args.seed)
+    x, w = x.to(device), w.to(device)
     reference = x.float() @ w.float().T
     weights: dict[str, QuantWeight | Exception] = {}
     for chain in bar.track(chains, lambda chain: f"{chain.name} {'x'.join(map(str, shape))}"):
-        if arch not in chain.archs:
-            results.append(
-                _skip(chain, shape, f"no {chain.scheme} kernel on {arch} (AITER has it on {', '.join(chain.archs)})")
-            )
+        missing = missing_on(chain, arch)
+        if missing:
+            results.append(_skip(chain, shape, missing))
             continue
         if chain.ck and ck_free and not args.include_ck:
             results.append(_skip(chain, shape, "CK module: not buildable in a CK-free build (--include-ck runs it)"))
@@ -314,6 +312,22 @@ def _run_shape(
             # quantguard reports a block once per kernel; every ASM case here is one all the same
             result.blocked.append(f"{chain.gemm.rsplit('.', 1)[-1]}: ASM kernel on gfx950 in a CK-free build")
         results.append(result)
+
+
+def _write_reports(args: argparse.Namespace, report: Callable[[], str], data: Callable[[], dict[str, Any]]) -> None:
+    """The markdown report to ``-o`` and the JSON to ``--json``, each built only when asked for."""
+    if args.output is not None:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(report())
+        print(f"report: {args.output}")
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(data(), indent=1))
+        print(f"json: {args.json}")
+
+
+def _device(args: argparse.Namespace) -> torch.device:
+    return torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
 def _tokens(text: str) -> tuple[int, ...]:
@@ -361,7 +375,7 @@ def _validate_model(args: argparse.Namespace) -> int:
     layers = select_layers(spec.layers, args.layers, args.max_layers)
     if not any(layer.scheme and not layer.not_run for layer in layers):
         raise UsageError(f"--layers {args.layers!r}: matches no quantized layer of {args.model}")
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = _device(args)
     started = time.perf_counter()
     with (
         aiter_environment(args.sim, args.gfx, args.ck_free, args.fault, device) as environment,
@@ -382,14 +396,7 @@ def _validate_model(args: argparse.Namespace) -> int:
         time.perf_counter() - started,
     )
     sys.stdout.write(model_report.console(header, results, getattr(args, "wide", False)))
-    if args.output is not None:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(model_report.markdown(header, results))
-        print(f"report: {args.output}")
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(model_report.to_json(header, results), indent=1))
-        print(f"json: {args.json}")
+    _write_reports(args, lambda: model_report.markdown(header, results), lambda: model_report.to_json(header, results))
     return 1 if any(result.status in ("FAIL", "ERROR") for result in results) else 0
 
 
@@ -404,7 +411,7 @@ def _validate(args: argparse.Namespace) -> int:
     chains = chains_for(schemes, backends)
     if not chains:
         raise UsageError(f"no chain has scheme in {schemes} and backend in {backends}")
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = _device(args)
     if args.shapes:
         shapes, shape_text = tuple(args.shapes), "command line"
     else:
@@ -428,14 +435,7 @@ def _validate(args: argparse.Namespace) -> int:
     )
     summaries = summarize_chains(results)
     sys.stdout.write(console(header, summaries, getattr(args, "wide", False)))
-    if args.output is not None:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(markdown(header, results, summaries))
-        print(f"report: {args.output}")
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(to_json(header, results), indent=1))
-        print(f"json: {args.json}")
+    _write_reports(args, lambda: markdown(header, results, summaries), lambda: to_json(header, results))
     return 1 if any(summary.status in ("FAIL", "ERROR") for summary in summaries) else 0
 
 

@@ -27,6 +27,7 @@ __all__ = [
     "Quantized",
     "chains_for",
     "dequantize_activation",
+    "missing_on",
     "quantize_weight",
 ]
 
@@ -41,6 +42,13 @@ CHAINS: tuple[Chain, ...] = tuple(KernelPath(path) for path in PATHS)
 def chains_for(schemes: tuple[str, ...] | list[str], backends: tuple[str, ...] | list[str]) -> list[Chain]:
     """The chains of the requested schemes and backends, in table order."""
     return [chain for chain in CHAINS if chain.scheme in schemes and chain.backend in backends]
+
+
+def missing_on(chain: Chain, arch: str) -> str | None:
+    """Why ``chain`` has no kernel on ``arch`` (a case's SKIP reason), or ``None``."""
+    if arch in chain.archs:
+        return None
+    return f"no {chain.scheme} kernel on {arch} (AITER has it on {', '.join(chain.archs)})"
 
 
 def dequantize_activation(q: Quantized, layout: str) -> torch.Tensor | None:

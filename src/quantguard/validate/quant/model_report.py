@@ -22,7 +22,8 @@ from quantguard.report.recommendations import recommend
 from quantguard.validate.quant.model import AtomEnv, ModelSpec
 from quantguard.validate.quant.model_run import LayerResult, Measurement, expected_x_scale
 from quantguard.validate.quant.moe import MoePath, expected_expert_scales, scales_ok
-from quantguard.validate.quant.run import CaseResult
+from quantguard.validate.quant.report import metrics_json
+from quantguard.validate.quant.run import STATUS_ORDER, CaseResult, ScaleBuffer
 
 __all__ = ["ModelHeader", "console", "live_server_steps", "markdown", "recommendations", "to_json"]
 
@@ -97,9 +98,14 @@ def _scale_written(case: CaseResult) -> str:
     buffer = case.buffers.get("x_scale")
     if buffer is None:
         return "—"
+    return _buffer_text(buffer) + (f"; {case.layout.summary}" if case.layout is not None else "")
+
+
+def _buffer_text(buffer: ScaleBuffer | None) -> str:
+    if buffer is None:
+        return "—"
     shape, strides, dtype = buffer
-    text = f"{tuple(shape)} strides {tuple(strides)} {dtype}"
-    return text + (f"; {case.layout.summary}" if case.layout is not None else "")
+    return f"{shape} strides {strides} {dtype}"
 
 
 def _scale_expected(measurement: Measurement, case: CaseResult) -> str:
@@ -137,13 +143,18 @@ def _call_name(call: Any) -> str:
     return f"{owner.rpartition('.')[2]}.{name}" if owner.endswith("tgemm") else name
 
 
+def _raised(called: str, case: CaseResult) -> tuple[str, str, dict[str, list[str]]]:
+    """(problem text, advice kind, hints) for a case that raised in ``called``."""
+    reason = case.reasons[0] if case.reasons else "raised"
+    kind = "jit_exit" if "SystemExit" in reason else "internal_error"
+    return f"{called} raised: {reason}", kind, {}
+
+
 def _moe_problem(path: MoePath, case: CaseResult) -> tuple[str, str, dict[str, list[str]]]:
     """(problem text, advice kind, hints) for failing routed experts: the routing kernel or fused_moe."""
     routing = path.moe.routing.rsplit(".", 1)[-1]
     if case.status == "ERROR":
-        reason = case.reasons[0] if case.reasons else "raised"
-        kind = "jit_exit" if "SystemExit" in reason else "internal_error"
-        return f"`{routing or 'fused_moe'}` or `fused_moe` raised: {reason}", kind, {}
+        return _raised(f"`{routing}` or `fused_moe`" if routing else "`fused_moe`", case)
     routed = [reason for reason in case.reasons if reason.startswith("routing:")]
     if routed:
         hint = "norm_ratio" if any("topk_weights" in reason for reason in routed) else "direction"
@@ -169,9 +180,7 @@ def _problem(measurement: Measurement, case: CaseResult) -> tuple[str, str, dict
     spec = measurement.chain.spec
     quant, gemm = (spec.quant.name if spec.quant else "none"), (_call_name(spec.gemm) if spec.gemm else spec.note)
     if case.status == "ERROR":
-        reason = case.reasons[0] if case.reasons else "raised"
-        kind = "jit_exit" if "SystemExit" in reason else "internal_error"
-        return f"`{gemm}` raised: {reason}", kind, {}
+        return _raised(f"`{gemm}`", case)
     layout = case.layout
     if layout is not None and not layout.ok:
         if layout.expected in layout.written:  # layout right, e8m0 rounding wrong
@@ -298,18 +307,17 @@ def live_server_steps(header: ModelHeader) -> list[str]:
 
 
 def _counts(results: Sequence[LayerResult]) -> dict[str, int]:
-    counts = {"FAIL": 0, "ERROR": 0, "PASS": 0, "SKIP": 0}
+    counts = dict.fromkeys(STATUS_ORDER, 0)
     for result in results:
         counts[result.status] += 1
     return counts
 
 
-def _summary_line(header: ModelHeader, results: Sequence[LayerResult]) -> str:
+def _summary_line(header: ModelHeader, results: Sequence[LayerResult], measurements: int) -> str:
     counts = _counts(results)
-    measured = len(_measurements(results))
     return (
         ", ".join(f"{count} {status}" for status, count in counts.items() if count)
-        + f" layers ({measured} measurements, {header.seconds:.1f} s)"
+        + f" layers ({measurements} measurements, {header.seconds:.1f} s)"
     )
 
 
@@ -347,18 +355,20 @@ _LEGEND = (
 def console(header: ModelHeader, results: Sequence[LayerResult], wide: bool = False) -> str:
     from quantguard.cli._console import indented, render, table
 
+    def block(text: list[str]) -> str:
+        return indented(text, wide).rstrip("\n")
+
     spec = header.spec
     measured = _measurements(results)
     lines = [
-        indented(
+        block(
             [
                 f"quantguard validate quant --model {spec.source} — {header.environment}",
                 f"quant_method {spec.quant_method or '—'}; ATOM: {header.env.describe()}"
                 + ("; CK-free: Triton forced" if header.env.ck_free else "")
                 + f"; M = {', '.join(map(str, header.tokens))}; weights: {spec.weight_source}",
-            ],
-            wide,
-        ).rstrip("\n"),
+            ]
+        ),
         "",
         render(
             table(_SHORT, [_row(number, m) for number, (m, _) in enumerate(measured, 1)], wide, {2: 32}),
@@ -368,49 +378,42 @@ def console(header: ModelHeader, results: Sequence[LayerResult], wide: bool = Fa
     if not wide:
         lines.append(render(_LEGEND, wide).rstrip("\n"))
     lines += ["", "layers of each measurement:"]
-    lines.append(
-        indented(
-            [f"#{n} ({len(names)}) {compress_names(names)}" for n, (_, names) in enumerate(measured, 1)], wide
-        ).rstrip("\n")
-    )
+    lines.append(block([f"#{n} ({len(names)}) {compress_names(names)}" for n, (_, names) in enumerate(measured, 1)]))
     skipped: dict[str, list[str]] = {}
     for result in results:
         if result.measurement is None:
             skipped.setdefault(result.note, []).append(result.layer.name)
     if skipped:
         lines += ["", "not run:"]
-        lines.append(
-            indented([f"{compress_names(names)}: {note}" for note, names in skipped.items()], wide).rstrip("\n")
-        )
-    bad_layouts = [(m, names) for m, names in _measurements(results) if not all(_layout_ok(c) for c in m.cases)]
+        lines.append(block([f"{compress_names(names)}: {note}" for note, names in skipped.items()]))
+    bad_layouts = [(m, names) for m, names in measured if not all(_layout_ok(c) for c in m.cases)]
     if bad_layouts:
         lines += ["", "scale layout written vs expected:"]
         for measurement, names in bad_layouts:
             case = next(c for c in measurement.cases if not _layout_ok(c))
             lines.append(
-                indented(
+                block(
                     [
                         f"{compress_names(names)} ({measurement.chain.name}, M={case.shape[0]}):",
                         f"  written  {_scale_written(case)}",
                         f"  expected {_scale_expected(measurement, case)}",
-                    ],
-                    wide,
-                ).rstrip("\n")
+                    ]
+                )
             )
     advice = recommendations(results, header.env)
     if advice:
         lines += ["", "recommendations:"]
         for item in advice:
-            text = [f"{compress_names(item.layers)} ({item.chain}): {item.problem}", f"  fix: {item.fix}"]
-            lines.append(indented(text, wide).rstrip("\n"))
-        lines.append(indented(["full advice and live-server checks: the -o report"], wide).rstrip("\n"))
-    lines += ["", _summary_line(header, results)]
+            lines.append(block([f"{compress_names(item.layers)} ({item.chain}): {item.problem}", f"  fix: {item.fix}"]))
+        lines.append(block(["full advice and live-server checks: the -o report"]))
+    lines += ["", _summary_line(header, results, len(measured))]
     return "\n".join(lines) + "\n"
 
 
 def markdown(header: ModelHeader, results: Sequence[LayerResult]) -> str:
     spec = header.spec
     counts = _counts(results)
+    measured = _measurements(results)
     verdict = "FAIL" if counts["FAIL"] or counts["ERROR"] else "PASS"
     lines = [
         f"# quantguard validate quant --model: {verdict}",
@@ -420,27 +423,26 @@ def markdown(header: ModelHeader, results: Sequence[LayerResult]) -> str:
         f"- ATOM switches: {header.env.describe()}" + ("; CK-free build: Triton forced" if header.env.ck_free else ""),
         f"- activation rows M: {', '.join(map(str, header.tokens))}; seed {header.seed}; weights: {spec.weight_source}",
         f"- quantguard guards on every call: {'yes' if header.guards else 'no'}",
-        f"- {_summary_line(header, results)}",
+        f"- {_summary_line(header, results, len(measured))}",
         "",
         "## Layers",
         "",
         "Every layer; layers with the same shape, scheme and chain share one measurement (the `measurement` column).",
         "",
     ]
-    index = {id(m): number for number, (m, _) in enumerate(_measurements(results), 1)}
+    index = {id(m): number for number, (m, _) in enumerate(measured, 1)}
     rows = []
     for result in results:
         layer, measurement = result.layer, result.measurement
-        shape = f"{layer.n}x{layer.k}" if layer.n else (layer.moe.describe() if layer.moe else f"experts x{layer.k}")
-        shape = _shape(measurement, wide=True) if measurement is not None else shape
         if measurement is None:
+            shape = layer.moe.describe() if layer.moe else f"{layer.n}x{layer.k}"
             rows.append([layer.name, shape, layer.quant.label, "—", "SKIP", "—", "—", "—", "—", result.note])
             continue
         case = measurement.worst_case()
         rows.append(
             [
                 layer.name,
-                shape,
+                _shape(measurement, wide=True),
                 layer.quant.label,
                 f"{measurement.chain.name} (#{index[id(measurement)]})",
                 measurement.status,
@@ -476,9 +478,8 @@ def markdown(header: ModelHeader, results: Sequence[LayerResult]) -> str:
         "",
     ]
     layout_rows = []
-    for number, (measurement, names) in enumerate(_measurements(results), 1):
+    for number, (measurement, names) in enumerate(measured, 1):
         for case in measurement.cases:
-            w = case.buffers.get("w_scale")
             layout_rows.append(
                 [
                     f"#{number} {compress_names(names)}",
@@ -486,7 +487,7 @@ def markdown(header: ModelHeader, results: Sequence[LayerResult]) -> str:
                     measurement.chain.name,
                     _scale_written(case),
                     _scale_expected(measurement, case),
-                    "—" if w is None else f"{tuple(w[0])} strides {tuple(w[1])} {w[2]}",
+                    _buffer_text(case.buffers.get("w_scale")),
                     "ok" if _layout_ok(case) else "MISMATCH",
                 ]
             )
@@ -507,7 +508,7 @@ def markdown(header: ModelHeader, results: Sequence[LayerResult]) -> str:
         ]
         lines += [f"- look: {look}\n- change: {change}" for look, change in item.advice]
         lines.append("")
-    failing = [m for m, _ in _measurements(results) if m.alternatives]
+    failing = [m for m, _ in measured if m.alternatives]
     if failing:
         lines += ["Other chains tried on the failing operands:", ""]
         lines += markdown_table(
@@ -531,20 +532,12 @@ def markdown(header: ModelHeader, results: Sequence[LayerResult]) -> str:
 
 def to_json(header: ModelHeader, results: Sequence[LayerResult]) -> dict[str, Any]:
     def case_json(case: CaseResult) -> dict[str, Any]:
-        def metrics(value: Any) -> dict[str, Any] | None:
-            if value is None:
-                return None
-            return {
-                key: (None if isinstance(v, float) and (math.isnan(v) or math.isinf(v)) else v)
-                for key, v in value.as_dict().items()
-            }
-
         return {
             "m": case.shape[0],
             "status": case.status,
             "reasons": case.reasons,
-            "vs_matched": metrics(case.matched_metrics),
-            "vs_16bit": metrics(case.chain_metrics),
+            "vs_matched": metrics_json(case.matched_metrics),
+            "vs_16bit": metrics_json(case.chain_metrics),
             "scale_buffers": {
                 key: {"shape": list(s), "strides": list(t), "dtype": d} for key, (s, t, d) in case.buffers.items()
             },

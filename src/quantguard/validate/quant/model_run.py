@@ -22,10 +22,10 @@ import torch
 
 from quantguard.contracts.aiter_paths import SCHEMES as SCHEME_FORMS
 from quantguard.numerics.layouts import pad_to
-from quantguard.validate.quant.chains import Chain, quantize_weight
+from quantguard.validate.quant.chains import Chain, missing_on, quantize_weight
 from quantguard.validate.quant.model import ATOM_ENV, AtomEnv, Layer, ModelSpec, atom_chain
 from quantguard.validate.quant.moe import MoePath, moe_path, run_moe
-from quantguard.validate.quant.run import CaseResult, Limits, run_case
+from quantguard.validate.quant.run import CaseResult, Limits, run_case, seeded_operands, severity, worst_status
 from quantguard.validate.quantize_kernels import UnsupportedPath
 
 __all__ = ["Alternative", "LayerResult", "Measurement", "expected_x_scale", "run_model", "select_layers"]
@@ -41,7 +41,7 @@ class Alternative:
 
     @property
     def status(self) -> str:
-        return _worst(self.cases)
+        return worst_status(self.cases)
 
 
 @dataclass
@@ -59,10 +59,10 @@ class Measurement:
 
     @property
     def status(self) -> str:
-        return _worst(self.cases)
+        return worst_status(self.cases)
 
     def worst_case(self) -> CaseResult:
-        return sorted(self.cases, key=lambda case: (_ORDER[case.status], -case.shape[0]))[0]
+        return min(self.cases, key=severity)
 
 
 @dataclass
@@ -76,13 +76,6 @@ class LayerResult:
     @property
     def status(self) -> str:
         return self.measurement.status if self.measurement is not None else "SKIP"
-
-
-_ORDER = {"FAIL": 0, "ERROR": 1, "PASS": 2, "SKIP": 3}
-
-
-def _worst(cases: Sequence[CaseResult]) -> str:
-    return min((case.status for case in cases), key=_ORDER.__getitem__, default="SKIP")
 
 
 def select_layers(layers: Sequence[Layer], patterns: str | None, limit: int | None) -> list[Layer]:
@@ -122,19 +115,8 @@ def expected_x_scale(chain: Chain, m: int, k: int) -> dict[str, Any]:
     return {"shape": f"({m}, {groups})", "dtype": dtype, "order": order, "shuffled": False}
 
 
-def _operands(m: int, n: int, k: int, seed: int, weight: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Seeded bf16 activation with a few outlier channels; the layer's weight or a seeded random one."""
-    generator = torch.Generator().manual_seed(seed * 1_000_003 + m * 7919 + n * 31 + k)
-    x = torch.randn(m, k, generator=generator)
-    x[:, torch.randperm(k, generator=generator)[: max(1, k // 64)]] *= 8.0
-    w = weight if weight is not None else torch.randn(n, k, generator=generator) * 0.02
-    return x.to(torch.bfloat16), w.to(torch.bfloat16)
-
-
 def _feasible(chain: Chain, arch: str, m: int, n: int, k: int) -> str | None:
-    if arch not in chain.archs:
-        return f"no {chain.scheme} kernel on {arch} (AITER has it on {', '.join(chain.archs)})"
-    return chain.unsupported_shape(m, padded_n(chain, n), k)
+    return missing_on(chain, arch) or chain.unsupported_shape(m, padded_n(chain, n), k)
 
 
 def padded_n(chain: Chain, n: int) -> int:
@@ -159,6 +141,19 @@ def _changes(env: AtomEnv, keys: list[str], values: tuple[bool, ...]) -> int:
     return sum(env[key] != value for key, value in zip(keys, values, strict=True))
 
 
+@dataclass(frozen=True)
+class _Run:
+    """What every measurement of one ``run_model`` call shares."""
+
+    env: AtomEnv
+    arch: str
+    tokens: Sequence[int]
+    limits: dict[str, Limits]
+    seed: int
+    device: torch.device
+    events: list | None
+
+
 def run_model(
     spec: ModelSpec,
     layers: Sequence[Layer],
@@ -172,6 +167,7 @@ def run_model(
     track: Callable[[Sequence[Any], Callable[[Any], str]], Any] = lambda items, label: items,
 ) -> list[LayerResult]:
     """Every layer's result, in model order; identical random-weight layers share one measurement."""
+    run = _Run(env, arch, tokens, limits, seed, device, events)
     measurements: dict[tuple, Measurement] = {}
     plan: list[tuple[Layer, tuple | None, str]] = []
     for layer in layers:
@@ -190,7 +186,7 @@ def run_model(
             plan.append((layer, None, f"{chain.name}: {reason}"))
             continue
         own = layer.name in spec.weights
-        plan.append((layer, (layer.n, layer.k, chain.name) + ((layer.name,) if own else ()), ""))
+        plan.append((layer, (layer.n, layer.k, chain) + ((layer.name,) if own else ()), ""))
     keys = list(dict.fromkeys(key for _, key, _ in plan if key is not None))
     owners = {key: layer for layer, key, _ in reversed(plan) if key is not None}
 
@@ -204,35 +200,24 @@ def run_model(
             measured = cases[0].chain if cases else path  # fewer experts when the model's do not fit in memory
             measurements[key] = Measurement(measured, path.moe.hidden, path.moe.inter, cases)
         else:
-            measurements[key] = _measure(spec, owners[key], key, env, arch, tokens, limits, seed, device, events)
+            measurements[key] = _measure(spec, owners[key], key[2], run)
     return [LayerResult(layer, measurements.get(key) if key else None, note) for layer, key, note in plan]
 
 
-def _measure(
-    spec: ModelSpec,
-    layer: Layer,
-    key: tuple,
-    env: AtomEnv,
-    arch: str,
-    tokens: Sequence[int],
-    limits: dict[str, Limits],
-    seed: int,
-    device: torch.device,
-    events: list | None,
-) -> Measurement:
-    n, k = key[:2]
-    scheme = layer.scheme
-    assert scheme is not None
-    chain = atom_chain(scheme, env)
+def _measure(spec: ModelSpec, layer: Layer, chain: Chain, run: _Run) -> Measurement:
+    """``layer`` on ``chain`` at every M; when it fails, the chains other ATOM switch settings pick, on the same operands."""
+    n, k, scheme = layer.n, layer.k, layer.scheme
+    assert scheme is not None  # the chain ATOM picks for it (an fp4 layer runs an mxfp4 chain)
+    limits = run.limits[scheme]
     weight = spec.weights[layer.name]() if layer.name in spec.weights else None
     measurement = Measurement(chain, n, k, [])
     runs: list[tuple[int, torch.Tensor, torch.Tensor, Any]] = []
     rows = padded_n(chain, n)
-    for m in tokens:
-        x, w = _operands(m, n, k, seed, weight)
+    for m in run.tokens:
+        x, w = seeded_operands(m, n, k, run.seed, weight)
         if rows != n:  # zero rows: their outputs are zero in the kernel and both references alike
             w = torch.cat([w, w.new_zeros(rows - n, k)])
-        x, w = x.to(device), w.to(device)
+        x, w = x.to(run.device), w.to(run.device)
         reference = x.float() @ w.float().T
         started = time.perf_counter()
         try:
@@ -240,16 +225,16 @@ def _measure(
         except (UnsupportedPath, ImportError, RuntimeError) as exc:
             case = CaseResult(chain, (m, rows, k), "SKIP", [f"cannot quantize the weight: {exc}"])
         else:
-            case = run_case(chain, (m, rows, k), quantized, x, reference, limits[scheme], events)
+            case = run_case(chain, (m, rows, k), quantized, x, reference, limits, run.events)
             runs.append((m, x, reference, quantized))
         case.seconds = case.seconds or time.perf_counter() - started
         measurement.cases.append(case)
     if measurement.status in ("FAIL", "ERROR"):
-        for other, settings in _alternatives(scheme, env, chain):
-            if padded_n(other, n) != rows or any(_feasible(other, arch, m, n, k) for m, *_ in runs):
+        for other, settings in _alternatives(scheme, run.env, chain):
+            if padded_n(other, n) != rows or any(_feasible(other, run.arch, m, n, k) for m, *_ in runs):
                 continue
             cases = [
-                run_case(other, (m, rows, k), quantized, x, reference, limits[scheme], events)
+                run_case(other, (m, rows, k), quantized, x, reference, limits, run.events)
                 for m, x, reference, quantized in runs
             ]
             measurement.alternatives.append(Alternative(other, settings, cases))

@@ -36,9 +36,19 @@ from typing import Any
 
 import torch
 
+from quantguard.checks.routing import routing_scores
 from quantguard.numerics.dequant import dequantize_rows
-from quantguard.validate.quant.run import CaseResult, Limits, collect_events, compare, judge
-from quantguard.validate.quantize_kernels import QuantWeight, UnsupportedPath, quantize_weight
+from quantguard.validate.quant.run import (
+    CaseResult,
+    Limits,
+    buffer_info,
+    collect_events,
+    compare,
+    error_reason,
+    judge,
+    seeded_activation,
+)
+from quantguard.validate.quantize_kernels import QuantWeight, UnsupportedPath, entry_point, quantize_weight
 
 __all__ = [
     "MOE_SCHEMES",
@@ -94,6 +104,8 @@ class MoeShape:
         """Why ATOM could not build this routing ("" when it can)."""
         if self.top_k < 1 or self.top_k > self.experts:
             return f"num_experts_per_tok {self.top_k} with {self.experts} experts"
+        if self.scoring not in ("softmax", "sigmoid", "sqrtsoftplus"):  # routing_scores' set, as ATOM's
+            return f"scoring_func {self.scoring!r}"
         if self.n_group:
             per_group = self.experts // self.n_group
             if self.experts % self.n_group or not 1 <= self.topk_group <= self.n_group:
@@ -178,15 +190,6 @@ def moe_limits(limits: Limits) -> Limits:
     doubled. The matched gate is the linear layers' own: it judges the kernel.
     """
     return Limits(1.0 - 3.0 * (1.0 - limits.chain_cosine), 2.0 * limits.norm_tolerance, limits.matched_cosine)
-
-
-def _entry(path: str) -> Any:
-    """AITER's function at ``path``, looked up at the call (the simulator, the real one, or quantguard's wrapper)."""
-    module, _, name = path.rpartition(".")
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError) as exc:
-        raise UnsupportedPath(f"{path} is not in this AITER: {exc}") from None
 
 
 def _aiter() -> Any:
@@ -287,8 +290,7 @@ def _inputs(path: MoePath, m: int, seed: int, device: torch.device) -> tuple[tor
     """Seeded bf16 tokens (a few outlier channels), fp32 gate logits and correction bias."""
     moe = path.moe
     generator = torch.Generator().manual_seed(seed * 1_000_003 + m * 7919 + moe.experts * 31 + moe.hidden + 1)
-    x = torch.randn(m, moe.hidden, generator=generator)
-    x[:, torch.randperm(moe.hidden, generator=generator)[: max(1, moe.hidden // 64)]] *= 8.0
+    x = seeded_activation(generator, m, moe.hidden)
     logits = torch.randn(m, moe.experts, generator=generator)
     bias = torch.randn(moe.experts, generator=generator) * 0.1 if moe.correction_bias else torch.zeros(moe.experts)
     return x.to(torch.bfloat16).to(device), logits.to(device), bias.to(device)
@@ -304,7 +306,7 @@ def reference_routing(moe: MoeShape, logits: torch.Tensor, bias: torch.Tensor) -
     correction bias, else by their best score; the bias only selects, the
     weights are the uncorrected scores, renormalized when the config says so.
     """
-    scores = torch.sigmoid(logits.float()) if moe.scoring == "sigmoid" else torch.softmax(logits.float(), dim=-1)
+    scores = routing_scores(logits, moe.scoring)
     choice = scores + bias.float() if moe.correction_bias else scores
     if moe.n_group:
         tokens = choice.shape[0]
@@ -325,7 +327,7 @@ def _kernel_routing(moe: MoeShape, logits: torch.Tensor, bias: torch.Tensor) -> 
     """ATOM's ``select_experts`` for grouped routing: AITER's kernel writes (weights, ids), factor fused."""
     weights = torch.empty(logits.shape[0], moe.top_k, dtype=torch.float32, device=logits.device)
     ids = torch.empty(logits.shape[0], moe.top_k, dtype=torch.int32, device=logits.device)
-    routing = _entry(moe.routing)
+    routing = entry_point(moe.routing)
     if moe.correction_bias:
         routing(logits, bias, weights, ids, moe.n_group, moe.topk_group, moe.renormalize, moe.routed_scaling_factor)
     else:
@@ -415,8 +417,8 @@ def _experts_out(
 def _fused_moe(path: MoePath, experts: _Experts, x: torch.Tensor, weights: torch.Tensor, ids: torch.Tensor) -> Any:
     """ATOM's call: preshuffled experts (``shuffle_weights``), its quant type, SiLU, the routing as given."""
     aiter = _aiter()
-    shuffle = importlib.import_module("aiter.ops.shuffle").shuffle_weight
-    return _entry(_FUSED_MOE)(
+    shuffle = entry_point("aiter.ops.shuffle.shuffle_weight")
+    return entry_point(_FUSED_MOE)(
         x,
         shuffle(experts.w1_q, layout=(16, 16)),
         shuffle(experts.w2_q, layout=(16, 16)),
@@ -427,13 +429,6 @@ def _fused_moe(path: MoePath, experts: _Experts, x: torch.Tensor, weights: torch
         w1_scale=experts.w1_scale,
         w2_scale=experts.w2_scale,
     )
-
-
-def _buffers(experts: _Experts) -> dict[str, tuple[tuple[int, ...], tuple[int, ...], str]]:
-    return {
-        key: (tuple(tensor.shape), tuple(tensor.stride()), str(tensor.dtype).replace("torch.", ""))
-        for key, tensor in (("w1_scale", experts.w1_scale), ("w2_scale", experts.w2_scale))
-    }
 
 
 def run_moe(
@@ -469,10 +464,9 @@ def run_moe(
         except NotImplementedError as exc:  # this AITER's fused_moe lacks the quant type: nothing to judge
             result.status, result.reasons = "SKIP", [f"fused_moe: {exc}"]
         except (Exception, SystemExit) as exc:  # noqa: BLE001 - a kernel (or a JIT build) failing is the finding
-            message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            result.status, result.reasons = "ERROR", [f"{type(exc).__name__}: {message}"[:300]]
+            result.status, result.reasons = "ERROR", [error_reason(exc)]
         else:
-            result.buffers = _buffers(experts)
+            result.buffers = {"w1_scale": buffer_info(experts.w1_scale), "w2_scale": buffer_info(experts.w2_scale)}
             result.reasons += _routing_reasons(moe, weights, ids, ref_weights, ref_ids)
             if not scales_ok(path, result):
                 result.reasons.append("expert scales: shape or dtype differs from ATOM's layer")

@@ -8,12 +8,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from quantguard._tables import markdown_table
+from quantguard.numerics.metrics import Metrics
 from quantguard.validate.quant.chains import BACKENDS, SCHEMES, Chain
-from quantguard.validate.quant.run import CaseResult, Limits
+from quantguard.validate.quant.run import STATUS_ORDER, CaseResult, Limits, severity, worst_status
 
-__all__ = ["ChainSummary", "RunHeader", "console", "markdown", "summarize_chains", "to_json"]
-
-_ORDER = {"FAIL": 0, "ERROR": 1, "PASS": 2, "SKIP": 3}
+__all__ = ["ChainSummary", "RunHeader", "console", "markdown", "metrics_json", "summarize_chains", "to_json"]
 
 
 @dataclass(frozen=True)
@@ -41,11 +40,7 @@ class ChainSummary:
 
     @property
     def status(self) -> str:
-        statuses = {case.status for case in self.cases}
-        for status in ("FAIL", "ERROR", "PASS"):
-            if status in statuses:
-                return status
-        return "SKIP"
+        return worst_status(self.cases)
 
     def worst(self, attribute: str, key: str) -> float | None:
         values = [getattr(getattr(case, attribute), key) for case in self.ran if getattr(case, attribute) is not None]
@@ -66,7 +61,7 @@ class ChainSummary:
 
     @property
     def reason(self) -> str:
-        for case in sorted(self.cases, key=lambda case: (_ORDER[case.status], -case.shape[0])):
+        for case in sorted(self.cases, key=severity):
             if case.reasons:
                 m, n, k = case.shape
                 return f"M={m} N={n} K={k}: {case.reasons[0]}"
@@ -161,7 +156,7 @@ def console(header: RunHeader, summaries: Sequence[ChainSummary], wide: bool = F
     if blocked:
         lines += ["", "not allowed in this build (quantguard's CK-free policy would block them):"]
         lines += [indented(blocked, wide).rstrip("\n")]
-    counts = {status: sum(1 for s in summaries if s.status == status) for status in _ORDER}
+    counts = {status: sum(1 for s in summaries if s.status == status) for status in STATUS_ORDER}
     lines += ["", ", ".join(f"{count} {status}" for status, count in counts.items() if count) + " chains"]
     return "\n".join(lines) + "\n"
 
@@ -288,18 +283,17 @@ def markdown(header: RunHeader, results: Sequence[CaseResult], summaries: Sequen
     return "\n".join(lines) + "\n"
 
 
-def _finite(value: float | None) -> float | None:
-    return None if value is None or math.isnan(value) or math.isinf(value) else value
+def metrics_json(metrics: Metrics | None) -> dict[str, Any] | None:
+    """``metrics`` as JSON can hold them: NaN and infinities become null."""
+    if metrics is None:
+        return None
+    return {
+        key: None if isinstance(value, float) and not math.isfinite(value) else value
+        for key, value in metrics.as_dict().items()
+    }
 
 
 def to_json(header: RunHeader, results: Sequence[CaseResult]) -> dict[str, Any]:
-    def metrics(value: Any) -> dict[str, Any] | None:
-        return (
-            None
-            if value is None
-            else {key: _finite(v) if isinstance(v, float) else v for key, v in value.as_dict().items()}
-        )
-
     return {
         "environment": header.environment,
         "arch": header.arch,
@@ -318,8 +312,8 @@ def to_json(header: RunHeader, results: Sequence[CaseResult]) -> dict[str, Any]:
                 "shape": list(case.shape),
                 "status": case.status,
                 "reasons": case.reasons,
-                "vs_fp32": metrics(case.chain_metrics),
-                "vs_matched": metrics(case.matched_metrics),
+                "vs_fp32": metrics_json(case.chain_metrics),
+                "vs_matched": metrics_json(case.matched_metrics),
                 "scale_layout": None
                 if case.layout is None
                 else {

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -34,9 +34,28 @@ from quantguard.validate.quantize_kernels import UnsupportedPath
 if TYPE_CHECKING:
     from quantguard.validate.quant.moe import MoePath
 
-__all__ = ["CaseResult", "Limits", "Shape", "collect_events", "compare", "guarded", "judge", "run_case"]
+__all__ = [
+    "STATUS_ORDER",
+    "CaseResult",
+    "Limits",
+    "ScaleBuffer",
+    "Shape",
+    "buffer_info",
+    "collect_events",
+    "compare",
+    "error_reason",
+    "guarded",
+    "judge",
+    "run_case",
+    "seeded_activation",
+    "seeded_operands",
+    "severity",
+    "worst_status",
+]
 
 Shape = tuple[int, int, int]
+#: A scale buffer as a kernel got it: (shape, strides, dtype name).
+ScaleBuffer = tuple[tuple[int, ...], tuple[int, ...], str]
 
 
 @dataclass(frozen=True)
@@ -67,7 +86,49 @@ class CaseResult:
     seconds: float = 0.0
     #: The scale buffers as the GEMM got them: {"x_scale"|"w_scale": (shape, strides, dtype)};
     #: routed experts: {"w1_scale"|"w2_scale": ...} as fused_moe got them.
-    buffers: dict[str, tuple[tuple[int, ...], tuple[int, ...], str]] = field(default_factory=dict)
+    buffers: dict[str, ScaleBuffer] = field(default_factory=dict)
+
+
+#: Case statuses, worst first: a group of cases (a chain, a measurement) has its worst case's status.
+STATUS_ORDER = {"FAIL": 0, "ERROR": 1, "PASS": 2, "SKIP": 3}
+
+
+def severity(case: CaseResult) -> tuple[int, int]:
+    """Sort key, worst first: by status, then the larger M (its numbers are the more telling)."""
+    return STATUS_ORDER[case.status], -case.shape[0]
+
+
+def worst_status(cases: Sequence[CaseResult]) -> str:
+    """The status of a group of cases: its worst case's (SKIP when it has none)."""
+    return min((case.status for case in cases), key=STATUS_ORDER.__getitem__, default="SKIP")
+
+
+def seeded_activation(generator: torch.Generator, m: int, k: int) -> torch.Tensor:
+    """(m, k) fp32 normal values with a few outlier channels (x8), as real activations have."""
+    x = torch.randn(m, k, generator=generator)
+    x[:, torch.randperm(k, generator=generator)[: max(1, k // 64)]] *= 8.0
+    return x
+
+
+def seeded_operands(
+    m: int, n: int, k: int, seed: int, weight: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Seeded bf16 activation (:func:`seeded_activation`) and ``weight`` or a seeded random (n, k) one, on the CPU."""
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + m * 7919 + n * 31 + k)
+    x = seeded_activation(generator, m, k)
+    w = weight if weight is not None else torch.randn(n, k, generator=generator) * 0.02
+    return x.to(torch.bfloat16), w.to(torch.bfloat16)
+
+
+def buffer_info(tensor: torch.Tensor) -> ScaleBuffer:
+    """``tensor`` as a :attr:`CaseResult.buffers` entry."""
+    return tuple(tensor.shape), tuple(tensor.stride()), str(tensor.dtype).replace("torch.", "")
+
+
+def error_reason(exc: BaseException) -> str:
+    """A kernel's exception as a case reason: its type and first line, at most 300 characters."""
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {message}"[:300]
 
 
 def compare(out: torch.Tensor, ref: torch.Tensor) -> Metrics:
@@ -140,15 +201,14 @@ def run_case(
         result.status, result.reasons = "SKIP", [str(exc)]
         return result
     except (Exception, SystemExit) as exc:  # noqa: BLE001 - a kernel (or a JIT build) failing is the finding
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        result.status, result.reasons = "ERROR", [f"{type(exc).__name__}: {message}"[:300]]
+        result.status, result.reasons = "ERROR", [error_reason(exc)]
         result.seconds = time.perf_counter() - started
         return result
     m, n, _ = shape
     out = out.reshape(m, n)
     for key, tensor in (("x_scale", quantized.scales), ("w_scale", operands.get("scale"))):
         if tensor is not None and quantized.encoding != "none":
-            result.buffers[key] = (tuple(tensor.shape), tuple(tensor.stride()), str(tensor.dtype).replace("torch.", ""))
+            result.buffers[key] = buffer_info(tensor)
     result.chain_metrics = compare(out, reference)
     layout = chain.layout_for(m)
     activation = dequantize_activation(quantized, layout)
