@@ -18,11 +18,16 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Platform", "detect_platform", "FP8_BY_ARCH"]
+__all__ = ["Platform", "detect_platform", "FP8_BY_ARCH", "fp8_name"]
 
 #: The FP8 format AITER's kernels expect per arch (``aiter.utility.dtypes.defaultDtypes``).
 FP8_BY_ARCH = {"gfx942": "float8_e4m3fnuz"}
 _FP8_DEFAULT = "float8_e4m3fn"  # gfx950 and newer
+
+
+def fp8_name(arch: str | None) -> str:
+    """The FP8 dtype name AITER's kernels on ``arch`` read: OCP e4m3fn unless the arch has its own."""
+    return FP8_BY_ARCH.get(arch or "", _FP8_DEFAULT)
 
 
 @dataclass(frozen=True)
@@ -43,9 +48,9 @@ class Platform:
         """The FP8 dtype name the arch's kernels read (``float8_e4m3fnuz`` on gfx942)."""
         if self.arch is None:
             return None
-        return FP8_BY_ARCH.get(
-            self.arch, _FP8_DEFAULT if self.arch.startswith("gfx9") or self.arch.startswith("gfx1") else None
-        )
+        if self.arch in FP8_BY_ARCH or self.arch.startswith(("gfx9", "gfx1")):
+            return fp8_name(self.arch)
+        return None
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -82,6 +82,7 @@ def test_clean_workload_matches_reference_on_every_backend(reference, arch, depl
 
 def test_matched_reference_takes_the_checkpoint_operands():
     """Weights are the checkpoint's FP8/MXFP4 values times their scales; activations quantized per recipe."""
+    from quantguard.numerics.dequant import quantize_dequantize
     from quantguard.sim.workload import _matched
     from quantguard.sim.workload._checkpoint import checkpoint, master_weights
 
@@ -90,7 +91,7 @@ def test_matched_reference_takes_the_checkpoint_operands():
     weight, scale = tensors["layers.0.attn.q_proj.weight"], tensors["layers.0.attn.q_proj.weight_scale"]
     assert torch.equal(matched.layers[0].attn.q_proj.weight[:128, 128:], weight[:128, 128:].float() * scale[0, 1])
     x = torch.randn(3, 256, generator=torch.Generator().manual_seed(1)).bfloat16()
-    fp8 = _matched.fp8_activation(x, 128, torch.float8_e4m3fn).unflatten(-1, (-1, 128))
+    fp8 = quantize_dequantize(x, 128, torch.float8_e4m3fn).unflatten(-1, (-1, 128))
     exact = x.float().unflatten(-1, (-1, 128))
     assert torch.allclose(fp8.abs().amax(-1), exact.abs().amax(-1))  # amax maps to 448 exactly
     assert ((fp8 - exact).abs() <= exact.abs() / 16 + 1e-6).all() and not torch.equal(fp8, exact)

@@ -10,9 +10,18 @@ from __future__ import annotations
 
 import torch
 
-from quantguard.numerics.formats import e8m0_decode, is_e8m0_dtype
+from quantguard.numerics.formats import e8m0_decode, element_format, is_e8m0_dtype, round_to_format
+from quantguard.numerics.scales import fp32_scales, group_amax
 
-__all__ = ["fp8_values", "unpack_fp4", "scale_values", "expand_groups", "expand_blocks_2d", "dequantize_rows"]
+__all__ = [
+    "fp8_values",
+    "unpack_fp4",
+    "scale_values",
+    "expand_groups",
+    "expand_blocks_2d",
+    "dequantize_rows",
+    "quantize_dequantize",
+]
 
 
 def fp8_values(q: torch.Tensor, as_fp8: torch.dtype | None = None) -> torch.Tensor:
@@ -65,3 +74,19 @@ def dequantize_rows(
     if group is not None and multipliers.dim() >= 1 and multipliers.shape[-1] > 1:
         multipliers = expand_groups(multipliers, group, values.shape[-1])
     return values * multipliers
+
+
+def quantize_dequantize(x: torch.Tensor, group: int | None, dtype: torch.dtype) -> torch.Tensor:
+    """``x`` dynamically quantized to ``dtype`` (fp8 or int8) and dequantized again, in float32.
+
+    Scales are fp32 ``max(amax, 1e-10) / max`` per ``group`` elements of a row
+    along the last dimension (``None``: one per row, ``0``: one for the whole
+    tensor, as :func:`~quantguard.numerics.scales.group_amax`): the operand a
+    GEMM multiplies after a correct dynamic activation quant.
+    """
+    element = element_format(dtype)
+    rows = x.to(torch.float32).reshape(-1, x.shape[-1])
+    scale = fp32_scales(group_amax(rows, group), element.max)
+    if group:
+        scale = expand_groups(scale, group, rows.shape[-1])
+    return (round_to_format(rows / scale, dtype, element) * scale).view(x.shape)

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 import torch
 
 import quantguard.sim as sim
-from quantguard.sim.workload._checkpoint import checkpoint, master_weights
+from quantguard.sim.workload._checkpoint import checkpoint, master_weights, to_device
 from quantguard.sim.workload._config import DEFAULT_SCHEMES, SCHEMES, ModelConfig, resolve_schemes
 from quantguard.sim.workload._deploy import BACKENDS, Deployment, deploy, register_tuned_configs
 from quantguard.sim.workload._matched import arch_fp8, build_matched_decoder
@@ -52,12 +52,6 @@ __all__ = [
 ]
 
 
-def _to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
-    if tensor.element_size() == 1:
-        return tensor.view(torch.uint8).to(device).view(tensor.dtype)
-    return tensor.to(device)
-
-
 def build_model(
     deployment: Deployment,
     schemes: Mapping[str, str] | None = None,
@@ -74,7 +68,7 @@ def build_model(
     with torch.device(deployment.device):
         model = build_quantized_decoder(config, resolved)
     register_tuned_configs(deployment.backend, model)
-    load_checkpoint(model, {name: _to_device(t, deployment.device) for name, t in tensors.items()})
+    load_checkpoint(model, {name: to_device(t, deployment.device) for name, t in tensors.items()})
     return model.eval()
 
 

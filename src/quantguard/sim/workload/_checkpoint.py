@@ -16,7 +16,7 @@ from quantguard.contracts import aiter_paths
 from quantguard.sim._kernels import e8m0, fp4
 from quantguard.sim.workload._config import ModelConfig
 
-__all__ = ["checkpoint", "master_weights"]
+__all__ = ["checkpoint", "master_weights", "to_device"]
 
 _E4M3FN_MAX = 448.0
 
@@ -131,3 +131,10 @@ def checkpoint(master: Mapping[str, torch.Tensor], schemes: Mapping[str, str]) -
         if scale is not None:
             tensors[name + "_scale"] = scale
     return tensors
+
+
+def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A checkpoint tensor on ``device``; one-byte ones (FP8, e8m0, packed FP4) move as their bytes."""
+    if tensor.element_size() == 1:
+        return tensor.view(torch.uint8).to(device).view(tensor.dtype)
+    return tensor.to(device)

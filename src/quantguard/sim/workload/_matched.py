@@ -14,10 +14,12 @@ experts. So on a clean deployment only accumulation order differs, and a
 kernel that reads a scale wrongly, drops it, or returns garbage shows at full
 size.
 
-Quantization is written out here rather than called from the simulated AITER:
-a producer fault (wrong layout, wrong rounding mode, a no-op transpose) must
-not reach the reference. Only the element codecs (FP4 values, e8m0 exponents)
-are shared with the checkpoint writer.
+Quantization is not called from the simulated AITER: a producer fault (wrong
+layout, wrong rounding mode, a no-op transpose) must not reach the reference.
+FP8 activations go through quantguard's own
+:func:`~quantguard.numerics.dequant.quantize_dequantize`; MXFP4 is written out
+here, sharing only the element codecs (FP4 values, e8m0 exponents) with the
+checkpoint writer.
 """
 
 from __future__ import annotations
@@ -28,36 +30,22 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
+from quantguard.contracts.aiter_paths import SCHEMES
+from quantguard.hardware import fp8_name
+from quantguard.numerics.dequant import quantize_dequantize
+from quantguard.numerics.scales import AMAX_FLOOR
 from quantguard.sim._kernels import e8m0, fp4
-from quantguard.sim.workload._checkpoint import checkpoint, master_weights
+from quantguard.sim.workload._checkpoint import checkpoint, master_weights, to_device
 from quantguard.sim.workload._config import ModelConfig, resolve_schemes
 from quantguard.sim.workload._model import Decoder
 from quantguard.sim.workload._reference import DenseMLACore, route
 
 __all__ = ["arch_fp8", "build_matched_decoder"]
 
-_AMAX_FLOOR = 1e-10
-#: Activation quantization group per scheme (0: the whole row, None: the whole tensor).
-_ACTIVATION_GROUP = {"fp8_per_token": 0, "fp8_blockscale": 128, "fp8_per_tensor": None}
-
 
 def arch_fp8(arch: str) -> torch.dtype:
     """The FP8 flavour the arch's kernels read: e4m3fnuz on gfx942 (MI300X), OCP e4m3fn on gfx950."""
-    return torch.float8_e4m3fnuz if arch == "gfx942" else torch.float8_e4m3fn
-
-
-def fp8_activation(x: torch.Tensor, group: int | None, fp8: torch.dtype) -> torch.Tensor:
-    """``x`` quantized to ``fp8`` (fp32 scale ``amax / max`` per ``group`` elements of a row; 0: per row,
-    None: per tensor) and dequantized in fp32: the operand the kernel multiplies."""
-    limit = torch.finfo(fp8).max
-    rows = x.float().reshape(-1, x.shape[-1])
-    if group is None:
-        scale = rows.abs().amax() / limit
-        return ((rows / scale).clamp(-limit, limit).to(fp8).float() * scale).view(x.shape)
-    grouped = rows.unflatten(-1, (-1, group or rows.shape[-1]))
-    scale = grouped.abs().amax(-1, keepdim=True).clamp_min(_AMAX_FLOOR) / limit
-    values = (grouped / scale).clamp(-limit, limit).to(fp8).float()
-    return (values * scale).flatten(-2).view(x.shape)
+    return getattr(torch, fp8_name(arch))
 
 
 def mxfp4_activation(x: torch.Tensor) -> torch.Tensor:
@@ -94,7 +82,7 @@ class MatchedLinear(nn.Module):
             return x.float()
         if self.scheme == "mxfp4":
             return mxfp4_activation(x)
-        return fp8_activation(x, _ACTIVATION_GROUP[self.scheme], self.fp8)
+        return quantize_dequantize(x, SCHEMES[self.scheme].activation_group, self.fp8)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (self.operand(x) @ self.weight.T).to(torch.bfloat16)
@@ -103,7 +91,7 @@ class MatchedLinear(nn.Module):
 def _per_tensor_fp8(weight: torch.Tensor, fp8: torch.dtype) -> torch.Tensor:
     """ATOM's load-time ``dynamic_per_batched_tensor_quant``, dequantized: one scale ``max / amax``."""
     limit = torch.finfo(fp8).max
-    scale = limit / weight.float().abs().amax().clamp(min=_AMAX_FLOOR)
+    scale = limit / weight.float().abs().amax().clamp(min=AMAX_FLOOR)
     return (weight.float() * scale).clamp(-limit, limit).to(fp8).float() * scale.reciprocal()
 
 
@@ -127,7 +115,7 @@ class MatchedMLACore(nn.Module):
 
     def _bmm(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         """(T, H, K) x (H, N, K) -> (T, H, N): activations FP8 per (token, head, 128), BF16 out."""
-        return torch.einsum("thk,hnk->thn", fp8_activation(x, 128, self.fp8), weight).to(torch.bfloat16)
+        return torch.einsum("thk,hnk->thn", quantize_dequantize(x, 128, self.fp8), weight).to(torch.bfloat16)
 
     def forward(self, q: torch.Tensor, latents: torch.Tensor, start: int) -> torch.Tensor:
         tokens = q.shape[0]
@@ -175,7 +163,7 @@ class MatchedExperts(nn.Module):
     def _operand(self, x: torch.Tensor) -> torch.Tensor:
         if self.scheme == "bf16":
             return x.float()
-        return fp8_activation(x, 128 if self.scheme == "fp8_blockscale" else 0, self.fp8)
+        return quantize_dequantize(x, SCHEMES[self.scheme].activation_group, self.fp8)
 
     def combine(self, x: torch.Tensor, weights: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         """The expert GEMMs for a given routing: ``sum_k weights[t, k] * expert_{ids[t, k]}(x[t])``."""
@@ -230,10 +218,7 @@ def build_matched_decoder(
     """
     resolved = resolve_schemes(arch, schemes)
     device = torch.get_default_device()
-    tensors = {
-        name: t.view(torch.uint8).to(device).view(t.dtype) if t.element_size() == 1 else t.to(device)
-        for name, t in checkpoint(master_weights(config), resolved).items()
-    }
+    tensors = {name: to_device(t, device) for name, t in checkpoint(master_weights(config), resolved).items()}
     model = Decoder(config, _MatchedParts(config, tensors, resolved, arch_fp8(arch), absorbed_prefill, ck_moe))
     for name, param in model.named_parameters():
         param.data.copy_(tensors[name])

@@ -27,7 +27,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from quantguard.contracts.aiter_paths import PATHS
+from quantguard.contracts import aiter_paths
+from quantguard.hardware import fp8_name
+from quantguard.numerics.dequant import quantize_dequantize
 from quantguard.numerics.formats import E2M1_VALUES, FP4_E2M1, e8m0_decode, e8m0_encode
 from quantguard.validate import quantize_weights as qw
 from quantguard.validate.quantize import SCHEMES, QuantizedLinear, UnsupportedPath
@@ -129,7 +131,7 @@ def aiter_path(config: Configuration, arch: str) -> KernelPath:
     reason = unsupported_arch(config.scheme, arch)
     if reason:
         raise UnsupportedPath(reason)
-    rows = [row for row in PATHS if row.scheme == config.scheme and row.backend == config.backend]
+    rows = [row for row in aiter_paths.PATHS if row.scheme == config.scheme and row.backend == config.backend]
     if not rows:
         raise UnsupportedPath(f"{config.scheme} has no {config.backend} path in AITER")
     path = KernelPath(rows[0])
@@ -140,14 +142,13 @@ def aiter_path(config: Configuration, arch: str) -> KernelPath:
 # -- pure torch -----------------------------------------------------------------------------------
 
 _E2M1 = torch.tensor(E2M1_VALUES)
-#: Elements per activation scale, and the shape multiples a weight needs, per scheme (torch mode).
-_GROUPS = {"fp8_per_token": None, "fp8_per_tensor": None, "fp8_blockscale": qw.BLOCK, "mxfp4": qw.MX_GROUP}
+#: The shape multiples a weight needs, per scheme (torch mode).
 _SHAPES = {"fp8_blockscale": (qw.BLOCK, qw.BLOCK), "mxfp4": (1, qw.MX_GROUP), "int4": (1, qw.INT4_GROUP)}
 
 
 def torch_fp8_dtype(arch: str | None) -> torch.dtype:
     """The FP8 flavour the torch mode rounds to: e4m3fnuz on gfx942 (as AITER there), else OCP e4m3fn."""
-    return torch.float8_e4m3fnuz if arch == "gfx942" else torch.float8_e4m3fn
+    return getattr(torch, fp8_name(arch))
 
 
 def _round_e2m1(x: torch.Tensor) -> torch.Tensor:
@@ -167,18 +168,6 @@ def _mx_dequantized(x: torch.Tensor) -> torch.Tensor:
     groups = x.float().unflatten(-1, (-1, qw.MX_GROUP))
     scale = e8m0_decode(e8m0_encode(groups.abs().amax(-1), "even", FP4_E2M1).to(torch.uint8)).unsqueeze(-1)
     return (_round_e2m1(groups / scale) * scale).flatten(-2)
-
-
-def _fp8_dequantized(x: torch.Tensor, group: int | None, fp8: torch.dtype, per_tensor: bool = False) -> torch.Tensor:
-    """FP8 of an (M, K) activation with one scale per row, per ``group`` columns or per tensor, in fp32."""
-    rows = x.float()
-    if per_tensor:
-        view = rows.reshape(1, -1)
-    else:
-        view = rows.reshape(rows.shape[0], -1, group or rows.shape[1])
-    scale = view.abs().amax(-1, keepdim=True).clamp_min(1e-10) / torch.finfo(fp8).max
-    limit = torch.finfo(fp8).max
-    return ((view / scale).clamp(-limit, limit).to(fp8).float() * scale).reshape(rows.shape)
 
 
 def _torch_weight(scheme: str, weight: torch.Tensor, fp8: torch.dtype) -> torch.Tensor:
@@ -216,7 +205,7 @@ class TorchQuantLinear(nn.Module):
         if self.scheme == "mxfp4":
             rows = _mx_dequantized(rows)
         elif self.scheme != "int4":  # W4A16: 16-bit activations
-            rows = _fp8_dequantized(rows, _GROUPS[self.scheme], self.fp8, self.scheme == "fp8_per_tensor")
+            rows = quantize_dequantize(rows, aiter_paths.SCHEMES[self.scheme].activation_group, self.fp8)
         y = (rows.float() @ self.weight.T).to(x.dtype)
         if self.bias is not None:
             y = y + self.bias

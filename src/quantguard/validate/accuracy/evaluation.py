@@ -217,12 +217,14 @@ class _LayerComparison:
                 raise RuntimeError(f"layer {name} ran {count} times in the quantized model, {wanted} in the reference")
 
 
-def layer_problems(metrics: Metrics, threshold: float, norm_tolerance: float) -> tuple[str, ...]:
+def layer_problems(metrics: Metrics, threshold: float, norm_tolerance: float, digits: int = 5) -> tuple[str, ...]:
+    """Why ``metrics`` fail the gate (empty: they pass); the cosine is shown to ``digits`` digits, enough
+    for the threshold (a 0.9999 gate must not print ``0.99995 < 0.9999``)."""
     problems = []
     if metrics.nonfinite:
         problems.append(f"{metrics.nonfinite} non-finite values")
     if not metrics.cosine >= threshold:
-        problems.append(f"cosine {metrics.cosine:.5f} < {threshold}")
+        problems.append(f"cosine {metrics.cosine:.{digits}f} < {threshold}")
     if not abs(metrics.norm_ratio - 1.0) <= norm_tolerance:
         problems.append(f"norm ratio {metrics.norm_ratio:.4f} outside 1 ± {norm_tolerance}")
     return tuple(problems)

@@ -11,7 +11,6 @@ CK-free policy.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +18,6 @@ from typing import Any
 
 from quantguard import events as event_names
 from quantguard.contracts.aiter import is_asm_name
-from quantguard.numerics.metrics import Metrics
 from quantguard.report.aggregate import Aggregator
 from quantguard.report.records import Report
 from quantguard.validate.accuracy.evaluation import layer_problems
@@ -247,22 +245,6 @@ def regression_item(run: GuardedRun | None) -> Item:
     )
 
 
-def _number(value: float, digits: int = 5) -> str:
-    return "nan" if math.isnan(value) else f"{value:.{digits}f}"
-
-
-def _row_problems(metrics: Metrics, threshold: float, norm_tolerance: float) -> list[str]:
-    """Cosine shown to 6 digits: a 0.9999 gate must not print ``0.99995 < 0.9999``."""
-    problems = []
-    if metrics.nonfinite:
-        problems.append(f"{metrics.nonfinite} non-finite values")
-    if not metrics.cosine >= threshold:
-        problems.append(f"cosine {_number(metrics.cosine, 6)} < {threshold}")
-    if not abs(metrics.norm_ratio - 1.0) <= norm_tolerance:
-        problems.append(f"norm ratio {metrics.norm_ratio:.4f} outside 1 ± {norm_tolerance}")
-    return problems
-
-
 def layer_item(run: WorkloadRun, thresholds: Thresholds) -> Item:
     """Each transformer layer, MoE routing and expert GEMM against the precision-matched reference."""
     key, title = "layer_cosine", "per-layer and MoE cosine vs the precision-matched reference"
@@ -278,7 +260,7 @@ def layer_item(run: WorkloadRun, thresholds: Thresholds) -> Item:
             "nonfinite": layer.metrics.nonfinite,
             "bf16_cosine": layer.bf16.cosine if layer.bf16 is not None else None,
             "routing_match": layer.routing_match,
-            "problems": _row_problems(layer.metrics, limits[layer.gate], thresholds.norm_tolerance)
+            "problems": list(layer_problems(layer.metrics, limits[layer.gate], thresholds.norm_tolerance, digits=6))
             if layer.gated
             else [],
         }
@@ -307,11 +289,11 @@ def layer_item(run: WorkloadRun, thresholds: Thresholds) -> Item:
         key,
         title,
         PASS,
-        f"worst layer {worst['layer']} cosine {_number(worst['cosine'], 6)} (min {thresholds.layer_cosine}); "
-        f"worst MoE {worst_moe['layer']} {_number(worst_moe['cosine'], 6)} (min {thresholds.moe_cosine})"
+        f"worst layer {worst['layer']} cosine {worst['cosine']:.6f} (min {thresholds.layer_cosine}); "
+        f"worst MoE {worst_moe['layer']} {worst_moe['cosine']:.6f} (min {thresholds.moe_cosine})"
         + (f", same experts {min(matches):.0%}" if matches else "")
         + f"; norm ratios {min(ratios):.4f}-{max(ratios):.4f} (1 ± {thresholds.norm_tolerance}); "
-        f"{run.positions} positions" + (f"; vs BF16 (info) worst layer {_number(min(bf16), 4)}" if bf16 else ""),
+        f"{run.positions} positions" + (f"; vs BF16 (info) worst layer {min(bf16):.4f}" if bf16 else ""),
         details,
     )
 
@@ -349,8 +331,8 @@ def generation_item(run: WorkloadRun, thresholds: Thresholds, tokens: int) -> It
     ]
     measured = (
         f"token match {generation.matched}/{len(generation.reference)} ({generation.token_match:.1%}); "
-        f"output embedding cosine {_number(embedding.cosine)}, norm ratio {embedding.norm_ratio:.4f}; "
-        f"logits cosine {_number(generation.logits.cosine)}"
+        f"output embedding cosine {embedding.cosine:.5f}, norm ratio {embedding.norm_ratio:.4f}; "
+        f"logits cosine {generation.logits.cosine:.5f}"
     )
     if problems:
         return Item(key, title, FAIL, "; ".join(problems) + f" ({measured})", details)
