@@ -257,26 +257,33 @@ def _gfx(value: Any, where: str) -> str | None:
 THRESHOLD_FORMATS = ("fp8", "int8", "fp4", "mxfp4", "int4")
 
 
+def _pairs(value: Any, where: str, accepted: str, bare_key: str | None = None) -> list[tuple[Any, Any]]:
+    """``KEY=VALUE`` parts of a comma-separated string, or a mapping's items.
+
+    A part without ``=`` gets the key ``bare_key`` (``*``: every target), or is refused without one.
+    """
+    if isinstance(value, Mapping):
+        return list(value.items())
+    if not isinstance(value, str):
+        raise _fail(where, value, accepted)
+    pairs = []
+    for part in value.split(","):
+        if not part.strip():
+            continue
+        key, sep, item = part.rpartition("=")
+        if not sep and bare_key is None:
+            raise _fail(where, value, accepted)
+        pairs.append((key.strip() if sep else bare_key, item.strip()))
+    return pairs
+
+
 def _thresholds(value: Any, where: str) -> dict[str, float]:
     accepted = (
         "KEY=COSINE pairs separated by commas (or a mapping); KEY is a format "
         f"({', '.join(THRESHOLD_FORMATS)}), a target glob, or TARGET_GLOB@LAYER_GLOB; COSINE in (0, 1]"
     )
-    if isinstance(value, str):
-        pairs = []
-        for part in value.split(","):
-            if not part.strip():
-                continue
-            if "=" not in part:
-                raise _fail(where, value, accepted)
-            key, _, number = part.rpartition("=")
-            pairs.append((key.strip(), number.strip()))
-    elif isinstance(value, Mapping):
-        pairs = list(value.items())
-    else:
-        raise _fail(where, value, accepted)
     result: dict[str, float] = {}
-    for key, number in pairs:
+    for key, number in _pairs(value, where, accepted):
         try:
             cosine = float(number)
         except (TypeError, ValueError):
@@ -291,21 +298,6 @@ def _thresholds(value: Any, where: str) -> dict[str, float]:
 SHADOW_COMPARE_MODES = ("cosine", "allclose", "exact")
 
 
-def _compare_pairs(value: Any, where: str, accepted: str) -> list[tuple[Any, Any]]:
-    """``KEY=VALUE`` parts of a comma-separated string (a bare part gets the key ``*``), or a mapping's items."""
-    if isinstance(value, Mapping):
-        return list(value.items())
-    if not isinstance(value, str):
-        raise _fail(where, value, accepted)
-    pairs = []
-    for part in value.split(","):
-        if not part.strip():
-            continue
-        key, sep, item = part.rpartition("=")
-        pairs.append((key.strip() if sep else "*", item.strip()))
-    return pairs
-
-
 def _shadow_compare(value: Any, where: str) -> dict[str, str]:
     accepted = (
         f"{', '.join(SHADOW_COMPARE_MODES)} for every target, or GLOB=MODE pairs separated by commas "
@@ -313,7 +305,7 @@ def _shadow_compare(value: Any, where: str) -> dict[str, str]:
         f"{', '.join(SHADOW_COMPARE_MODES)}), e.g. 'exact' or 'gemm_a8w8*=allclose'"
     )
     result: dict[str, str] = {}
-    for key, mode in _compare_pairs(value, where, accepted):
+    for key, mode in _pairs(value, where, accepted, bare_key="*"):
         if (
             not isinstance(key, str)
             or not key
@@ -327,8 +319,14 @@ def _shadow_compare(value: Any, where: str) -> dict[str, str]:
 
 
 #: Output dtypes ``shadow_allclose`` takes bounds for, by the names a user types.
-_ALLCLOSE_DTYPES = {"bf16": "bfloat16", "bfloat16": "bfloat16", "fp16": "float16", "float16": "float16"}
-_ALLCLOSE_DTYPES.update(fp32="float32", float32="float32")
+_ALLCLOSE_DTYPES = {
+    "bf16": "bfloat16",
+    "bfloat16": "bfloat16",
+    "fp16": "float16",
+    "float16": "float16",
+    "fp32": "float32",
+    "float32": "float32",
+}
 
 
 def _shadow_allclose(value: Any, where: str) -> dict[str, tuple[float, float]]:
@@ -337,7 +335,7 @@ def _shadow_allclose(value: Any, where: str) -> dict[str, tuple[float, float]]:
         "fp32; RTOL and ATOL (in units of the reference's RMS) finite numbers >= 0, e.g. 'bf16=0.0078125:0.0078125'"
     )
     result: dict[str, tuple[float, float]] = {}
-    for key, bounds in _compare_pairs(value, where, accepted):
+    for key, bounds in _pairs(value, where, accepted):
         dtype = _ALLCLOSE_DTYPES.get(str(key).strip().lower())
         parts = bounds.split(":") if isinstance(bounds, str) else bounds
         if dtype is None or not isinstance(parts, (list, tuple)) or len(parts) != 2:

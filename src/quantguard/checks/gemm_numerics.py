@@ -20,7 +20,7 @@ import torch
 from quantguard.checks._common import dtype_name
 from quantguard.checks.base import DataCheck, Finding, Measurement, ShadowResult, register_check
 from quantguard.contracts.views import GemmView
-from quantguard.numerics.formats import round_to_format
+from quantguard.numerics.dequant import quantize_dequantize
 from quantguard.numerics.metrics import comparison_tensors, slice_tensors, summarize, worst_slices
 from quantguard.shadow.fused import fused_operands, fused_stats, split_stats
 from quantguard.shadow.references import (
@@ -74,15 +74,6 @@ def _out_2d(view: GemmView) -> torch.Tensor | None:
     if view.batch is not None:
         return out.transpose(0, 1) if view.notes.get("transpose_bm") else out
     return out.reshape(-1, out.shape[-1])
-
-
-def _prequantize_groups(x: torch.Tensor, group: int, element: Any, dtype: torch.dtype) -> torch.Tensor:
-    """The per-token-group quantization a prequant kernel applies to x, dequantized again."""
-    rows, k = x.shape[:-1], x.shape[-1]
-    padded = -(-k // group) * group
-    values = torch.nn.functional.pad(x.to(torch.float32), (0, padded - k)).reshape(*rows, -1, group)
-    scale = values.abs().amax(-1, keepdim=True).clamp(min=1e-10) / element.max
-    return (round_to_format(values / scale, dtype, element) * scale).reshape(*rows, padded)[..., :k]
 
 
 def _worst_slices(values: Mapping[str, Any], prefix: str, context: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -194,8 +185,8 @@ class GemmNumerics(DataCheck):
                 return None
             tensors = {}
             if view.scheme == "batched_prequant":
-                element = view.element
-                x_deq = _prequantize_groups(snap["x"], view.block_k, element, view.w.dtype)
+                # the per-token-group quantization the kernel applies to x, dequantized again
+                x_deq = quantize_dequantize(snap["x"], view.block_k, view.w.dtype)
                 reference = matched_reference(view, x_deq, w_deq, columns, out_dtype, precision)
                 compared = output_columns(snap["out"], columns)
                 tensors.update(comparison_tensors(compared, reference, "m_"))

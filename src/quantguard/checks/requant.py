@@ -38,8 +38,9 @@ import torch
 
 from quantguard.checks._common import dtype_name, is_tensor
 from quantguard.checks.base import DataCheck, Finding, Measurement, register_check
-from quantguard.numerics.dequant import fp8_values, scale_values
+from quantguard.numerics.dequant import expand_blocks_2d, scale_values
 from quantguard.numerics.formats import element_format
+from quantguard.numerics.scales import block_amax
 
 if TYPE_CHECKING:  # pragma: no cover
     from quantguard.engine.calls import CallRecord
@@ -66,13 +67,6 @@ def unit_roundoff(dtype: torch.dtype) -> float | None:
     return None
 
 
-def _values(q: torch.Tensor) -> torch.Tensor:
-    """Float64 values of a weight: 1-byte formats decoded from their bytes, others converted."""
-    if q.element_size() == 1 and q.dtype != torch.uint8:
-        return fp8_values(q, q.dtype if q.dtype != torch.int8 else None).to(torch.float64)
-    return q.to(torch.float64)
-
-
 def _multipliers(
     scale: torch.Tensor | None, rows: int, cols: int, block: tuple[int, int] | None, widths: Any
 ) -> tuple[Any, tuple[int, int] | None]:
@@ -94,9 +88,8 @@ def _multipliers(
         if -(-rows // br) == s.shape[0] and -(-cols // bc) == s.shape[1]:
 
             def blocks(r0: int, r1: int) -> torch.Tensor:
-                grid = s[r0 // br : -(-r1 // br)].repeat_interleave(br, 0)
-                start = r0 - (r0 // br) * br
-                return grid[start : start + r1 - r0].repeat_interleave(bc, 1)[:, :cols]
+                first = r0 // br  # the block rows over [r0, r1), expanded, less the rows above r0
+                return expand_blocks_2d(s[first : -(-r1 // br)], br, bc, r1 - first * br, cols)[r0 - first * br :]
 
             return blocks, (br, bc)
     raise ValueError(f"scale of shape {tuple(s.shape)} fits no layout of a ({rows}, {cols}) weight")
@@ -133,8 +126,8 @@ def block_errors(
     for r0 in range(0, rows, chunk):
         r1 = min(rows, r0 + chunk)
         multipliers = torch.as_tensor(src_mult(r0, r1), dtype=torch.float64, device=source.device)
-        old = _values(source[r0:r1].reshape(r1 - r0, cols)) * multipliers
-        new = _values(converted[r0:r1].reshape(r1 - r0, cols)) * out_mult(r0, r1)
+        old = source[r0:r1].reshape(r1 - r0, cols).to(torch.float64) * multipliers
+        new = converted[r0:r1].reshape(r1 - r0, cols).to(torch.float64) * out_mult(r0, r1)
         diff = new - old
         diff = torch.where(torch.isfinite(diff), diff, torch.full_like(diff, math.inf))
         # a source scale that is no scale (ATOM's fused-checkpoint placeholder finfo.min, zero, NaN) defines no
@@ -147,9 +140,8 @@ def block_errors(
         finite = torch.where(torch.isfinite(new) & ~undefined, new, 0.0)
         dot.append((finite * old).sum())
         out.append(finite.square().sum())
-        padded = torch.nn.functional.pad(old.abs(), (0, -cols % bc, 0, -(r1 - r0) % br))
-        amax.append(padded.reshape(padded.shape[0] // br, br, -1, bc).amax(dim=(1, 3)))
-    e2, x2, block_amax = torch.cat(err), torch.cat(ref), torch.cat(amax)
+        amax.append(block_amax(old, br, bc))
+    e2, x2, amaxes = torch.cat(err), torch.cat(ref), torch.cat(amax)
     ratio = torch.where(x2 > 0, e2 / x2.clamp(min=1e-300), torch.where(e2 > 0, math.inf, 0.0))
     worst, position = ratio.reshape(-1).max(0)
     stats = torch.stack(
@@ -162,8 +154,8 @@ def block_errors(
             x2.sum(),
             torch.stack(dot).sum(),
             torch.stack(out).sum(),
-            block_amax.reshape(-1)[position],
-            block_amax.max(),
+            amaxes.reshape(-1)[position],
+            amaxes.max(),
         )
     )
     return stats, (br, bc)

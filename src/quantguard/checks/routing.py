@@ -208,13 +208,13 @@ class CustomRouting(DataCheck):
         ids, weights = _by_expert(snap["weights"], snap["ids"])
         expected_ids, expected_weights = _by_expert(snap["expected_weights"], snap["expected_ids"])
         same_ids = (ids == expected_ids).all(dim=-1)
-        close = (weights - expected_weights).abs() <= _WEIGHT_ATOL + _WEIGHT_RTOL * expected_weights.abs()
-        same_weights = close.all(dim=-1) & same_ids
-        error = torch.where(same_ids.unsqueeze(-1), (weights - expected_weights).abs(), torch.zeros_like(weights))
+        difference = (weights - expected_weights).abs()
+        close = (difference <= _WEIGHT_ATOL + _WEIGHT_RTOL * expected_weights.abs()).all(dim=-1)
+        error = torch.where(same_ids.unsqueeze(-1), difference, torch.zeros_like(weights))
         return Measurement(
             {
                 "other_experts": (~same_ids).sum().to(torch.float64),
-                "other_weights": (same_ids & ~same_weights).sum().to(torch.float64),
+                "other_weights": (same_ids & ~close).sum().to(torch.float64),
                 "max_weight_error": error.max().to(torch.float64) if error.numel() else error.new_zeros(()),
             },
             context,

@@ -35,20 +35,17 @@ cosine.
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-
-from quantguard.config import SHADOW_COMPARE_MODES
 
 __all__ = [
     "Tolerance",
     "tolerance_for",
     "CHAIN_COSINE",
     "MATCHED_COSINE",
-    "COMPARE_MODES",
     "ALLCLOSE_DEFAULTS",
     "Comparison",
     "comparison_for",
@@ -82,25 +79,33 @@ class Tolerance:
         return failed
 
 
-def _override(overrides: Mapping[str, float], target: str, layer: str | None, family: str) -> tuple[float, str] | None:
-    plain = target.replace(":", ".")
-    best: tuple[int, float, str] | None = None
-    for key, value in overrides.items():
+def _most_specific(keys: Iterable[str], names: tuple[str, ...], layer: str | None, lowest: str) -> str | None:
+    """The key that applies most specifically to a call, or None (``thresholds`` and ``shadow_compare`` alike).
+
+    ``TARGET_GLOB@LAYER_GLOB`` (on a call in a matching layer) wins over a target
+    glob, which wins over ``lowest`` (a format name, or ``*``); a target glob
+    matches any of ``names`` (the target's path, and for ``shadow_compare`` its
+    bare function name).  Of equally specific keys, the first wins.
+    """
+    best: str | None = None
+    best_rank = 0
+    for key in keys:
         if "@" in key:
             target_glob, _, layer_glob = key.partition("@")
-            if layer is not None and fnmatch.fnmatchcase(plain, target_glob) and fnmatch.fnmatchcase(layer, layer_glob):
-                rank = 3
-            else:
-                continue
-        elif key == family:
+            on_layer = layer is not None and fnmatch.fnmatchcase(layer, layer_glob)
+            rank = 3 if on_layer and any(fnmatch.fnmatchcase(name, target_glob) for name in names) else 0
+        elif key == lowest:
             rank = 1
-        elif fnmatch.fnmatchcase(plain, key):
-            rank = 2
         else:
-            continue
-        if best is None or rank > best[0]:
-            best = (rank, value, key)
-    return (best[1], f"thresholds[{best[2]!r}]") if best else None
+            rank = 2 if any(fnmatch.fnmatchcase(name, key) for name in names) else 0
+        if rank > best_rank:
+            best, best_rank = key, rank
+    return best
+
+
+def _override(overrides: Mapping[str, float], target: str, layer: str | None, family: str) -> tuple[float, str] | None:
+    key = _most_specific(overrides, (target.replace(":", "."),), layer, family)
+    return (overrides[key], f"thresholds[{key!r}]") if key is not None else None
 
 
 def tolerance_for(kind: str, family: str, target: str, layer: str | None, overrides: Mapping[str, float]) -> Tolerance:
@@ -121,8 +126,6 @@ def tolerance_for(kind: str, family: str, target: str, layer: str | None, overri
 
 # -- exact / allclose comparison of bit-reproducible references ----------------------------
 
-#: What ``Config.shadow_compare`` accepts; ``cosine`` is the default everywhere.
-COMPARE_MODES = SHADOW_COMPARE_MODES
 #: ``allclose`` per output dtype: ``(rtol, atol)``, atol in units of the reference's RMS so one
 #: setting fits layers of any magnitude.  One unit of rounding of the dtype (2^-7 bf16, 2^-10
 #: fp16: an output rounded the other way); fp32 outputs are never rounded by the cast, so their
@@ -179,16 +182,6 @@ class Comparison:
 _COSINE = Comparison("cosine", "default")
 
 
-def _compare_rank(key: str, plain: str, name: str, layer: str | None) -> int:
-    if "@" in key:
-        target_glob, _, layer_glob = key.partition("@")
-        on_target = fnmatch.fnmatchcase(plain, target_glob) or fnmatch.fnmatchcase(name, target_glob)
-        return 3 if on_target and layer is not None and fnmatch.fnmatchcase(layer, layer_glob) else 0
-    if key == "*":
-        return 1
-    return 2 if fnmatch.fnmatchcase(plain, key) or fnmatch.fnmatchcase(name, key) else 0
-
-
 def comparison_for(
     modes: Mapping[str, str],
     target: str,
@@ -201,15 +194,10 @@ def comparison_for(
     if not modes:
         return _COSINE
     plain = target.replace(":", ".")
-    name = plain.rsplit(".", 1)[-1]
-    best: tuple[int, str] | None = None
-    for key in modes:
-        rank = _compare_rank(key, plain, name, layer)
-        if rank and (best is None or rank > best[0]):
-            best = (rank, key)
-    if best is None:
+    key = _most_specific(modes, (plain, plain.rsplit(".", 1)[-1]), layer, "*")
+    if key is None:
         return _COSINE
-    mode, source = modes[best[1]], f"shadow_compare[{best[1]!r}]"
+    mode, source = modes[key], f"shadow_compare[{key!r}]"
     if mode != "allclose":
         return Comparison(mode, source)
     dtype = str(out_dtype).replace("torch.", "") if out_dtype is not None else "bfloat16"
