@@ -35,17 +35,17 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import torch
-import torch.nn.functional as F
 
 from quantguard.checks._common import sample_rows
 from quantguard.checks.base import DataCheck, Finding, Measurement, register_check
 from quantguard.contracts.views import RoutingView
+from quantguard.numerics.routing import routing_scores
 from quantguard.reentrancy import suppressed
 
 if TYPE_CHECKING:  # pragma: no cover
     from quantguard.engine.calls import CallRecord
 
-__all__ = ["CustomRouting", "RoutingScale", "routing_scores"]
+__all__ = ["CustomRouting", "RoutingScale"]
 
 _CONSISTENT = 1e-3
 _MATCH = 1e-2
@@ -53,17 +53,6 @@ _MATCH = 1e-2
 #: (the same function on the same inputs: only a dtype cast may differ).
 _WEIGHT_RTOL = 1e-2
 _WEIGHT_ATOL = 1e-5
-
-
-def routing_scores(logits: torch.Tensor, score: str) -> torch.Tensor:
-    logits = logits.to(torch.float32)
-    if score == "softmax":
-        return torch.softmax(logits, dim=-1)
-    if score == "sigmoid":
-        return torch.sigmoid(logits)
-    if score == "sqrtsoftplus":
-        return torch.sqrt(F.softplus(logits))
-    raise ValueError(f"unknown routing score {score!r}")
 
 
 @register_check

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
+from quantguard.numerics.routing import grouped_topk, routing_scores
 from quantguard.sim.workload._config import ModelConfig
 from quantguard.sim.workload._model import Decoder
 
@@ -35,16 +36,10 @@ class DenseLinear(nn.Module):
 
 def route(config: ModelConfig, bias: torch.Tensor, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """DeepSeek-V3 routing in fp32: (T, top_k) weights (renormalized, times the scaling factor) and ids."""
-    scores = torch.sigmoid(logits.float())
-    choice = scores + bias.float()
-    per_group = config.num_experts // config.num_expert_group
-    group_scores = choice.view(-1, config.num_expert_group, per_group).topk(2, dim=-1).values.sum(-1)
-    kept_groups = group_scores.topk(config.topk_group, dim=-1).indices
-    allowed = torch.zeros_like(group_scores, dtype=torch.bool).scatter_(1, kept_groups, True)
-    allowed = allowed.repeat_interleave(per_group, dim=1)
-    ids = choice.masked_fill(~allowed, float("-inf")).topk(config.top_k, dim=-1).indices
-    weights = scores.gather(1, ids)
-    return weights / weights.sum(-1, keepdim=True) * config.routed_scaling_factor, ids
+    scores = routing_scores(logits, "sigmoid")
+    return grouped_topk(
+        scores, config.top_k, bias, config.num_expert_group, config.topk_group, True, config.routed_scaling_factor
+    )
 
 
 class DenseExperts(nn.Module):

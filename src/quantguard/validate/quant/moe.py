@@ -36,8 +36,8 @@ from typing import Any
 
 import torch
 
-from quantguard.checks.routing import routing_scores
 from quantguard.numerics.dequant import dequantize_rows
+from quantguard.numerics.routing import ROUTING_SCORES, grouped_topk, routing_scores
 from quantguard.validate.quant.run import (
     CaseResult,
     Limits,
@@ -104,7 +104,7 @@ class MoeShape:
         """Why ATOM could not build this routing ("" when it can)."""
         if self.top_k < 1 or self.top_k > self.experts:
             return f"num_experts_per_tok {self.top_k} with {self.experts} experts"
-        if self.scoring not in ("softmax", "sigmoid", "sqrtsoftplus"):  # routing_scores' set, as ATOM's
+        if self.scoring not in ROUTING_SCORES:  # as ATOM's
             return f"scoring_func {self.scoring!r}"
         if self.n_group:
             per_group = self.experts // self.n_group
@@ -306,21 +306,16 @@ def reference_routing(moe: MoeShape, logits: torch.Tensor, bias: torch.Tensor) -
     correction bias, else by their best score; the bias only selects, the
     weights are the uncorrected scores, renormalized when the config says so.
     """
-    scores = routing_scores(logits, moe.scoring)
-    choice = scores + bias.float() if moe.correction_bias else scores
-    if moe.n_group:
-        tokens = choice.shape[0]
-        grouped = choice.view(tokens, moe.n_group, moe.experts // moe.n_group)
-        group_score = grouped.topk(2, dim=-1).values.sum(-1) if moe.correction_bias else grouped.amax(-1)
-        keep = torch.zeros_like(group_score, dtype=torch.bool)
-        keep.scatter_(1, group_score.topk(moe.topk_group, dim=-1).indices, True)
-        allowed = keep.repeat_interleave(moe.experts // moe.n_group, dim=1)
-        choice = choice.masked_fill(~allowed, float("-inf"))
-    ids = choice.topk(moe.top_k, dim=-1).indices
-    weights = scores.gather(1, ids)
-    if moe.renormalize:
-        weights = weights / weights.sum(-1, keepdim=True)
-    return weights * moe.routed_scaling_factor, ids
+    bias = bias if moe.correction_bias else None
+    return grouped_topk(
+        routing_scores(logits, moe.scoring),
+        moe.top_k,
+        bias,
+        moe.n_group,
+        moe.topk_group,
+        moe.renormalize,
+        moe.routed_scaling_factor,
+    )
 
 
 def _kernel_routing(moe: MoeShape, logits: torch.Tensor, bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
